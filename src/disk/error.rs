@@ -1,0 +1,89 @@
+//! Errors of the storage engine. Operating errors (bad input, disk faults) are values; broken
+//! invariants of our own code are assertions.
+
+use std::path::PathBuf;
+use std::rc::Rc;
+
+use crate::record::BatchError;
+use crate::types::{Epoch, Offset};
+
+/// An error from a partition log.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum LogError {
+    /// The batch handed to `append` failed validation; nothing was written.
+    #[error("invalid record batch: {0}")]
+    InvalidBatch(#[from] BatchError),
+    /// The requested offset is outside `[earliest, latest]`.
+    #[error("offset {requested} is out of range: the log holds offsets {earliest} to {latest}")]
+    OffsetOutOfRange {
+        requested: Offset,
+        earliest: Offset,
+        latest: Offset,
+    },
+    /// A sealed segment failed validation (bad CRC, torn batch) and is not served.
+    #[error("segment {path} is corrupt: offsets {first} to {last} are lost ({reason})")]
+    CorruptSegment {
+        path: PathBuf,
+        first: Offset,
+        last: Offset,
+        reason: String,
+    },
+    /// A disk operation failed. Appends that were not acknowledged before it were rolled back.
+    #[error("{op} on {path} failed: {source}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: Rc<std::io::Error>,
+    },
+    /// An earlier `fdatasync` failed, so the state of the device is unknown; the log refuses
+    /// appends until it is reopened (and recovered) and keeps serving reads.
+    #[error("the log at {path} stopped accepting appends after a failed fdatasync: {cause}")]
+    Poisoned { path: PathBuf, cause: String },
+    /// Truncation below the high watermark would remove committed records.
+    #[error("cannot truncate to {requested}: the high watermark is {high_watermark}")]
+    TruncateBelowHighWatermark {
+        requested: Offset,
+        high_watermark: Offset,
+    },
+    /// Truncation must land on a batch boundary.
+    #[error("cannot truncate to {requested}: it is inside a batch")]
+    TruncateInsideBatch { requested: Offset },
+    /// An append carried a leader epoch below the newest batch's.
+    #[error("leader epoch {epoch} is older than the log's current epoch {current}")]
+    StaleEpoch { epoch: Epoch, current: Epoch },
+    /// The log was closed while the operation waited.
+    #[error("the log is closed")]
+    Closed,
+    /// The directory or configuration cannot hold a log.
+    #[error("invalid log configuration: {0}")]
+    Config(String),
+}
+
+impl LogError {
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        LogError::Io {
+            op,
+            path: path.into(),
+            source: Rc::new(source),
+        }
+    }
+
+    pub(crate) fn glommio(
+        op: &'static str,
+        path: impl Into<PathBuf>,
+        source: glommio::GlommioError<()>,
+    ) -> Self {
+        Self::io(op, path, source.into())
+    }
+
+    /// The OS error number behind an I/O error, if any (e.g. `libc::ENOSPC`).
+    pub fn raw_os_error(&self) -> Option<i32> {
+        match self {
+            LogError::Io { source, .. } => source.raw_os_error(),
+            _ => None,
+        }
+    }
+}
+
+pub type Result<T, E = LogError> = std::result::Result<T, E>;

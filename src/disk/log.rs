@@ -1,0 +1,1053 @@
+//! The partition log: segments, appends with group commit, reads, truncation and retention.
+//!
+//! A [`PartitionLog`] lives on the shard that owns the partition and is used only there (it is
+//! `!Send`). Appends stage bytes in memory and wait; one flusher task per log writes everything
+//! staged as a group with direct I/O, calls one `fdatasync` for the group and then resolves every
+//! append the sync covered. No `RefCell` borrow of the state is held across an `.await`.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use glommio::sync::Semaphore;
+
+use super::appender;
+use super::cache::{BatchCache, CacheKey};
+use super::config::{Durability, LogConfig};
+use super::error::{LogError, Result};
+use super::probe;
+use super::recovery::ScanEnd;
+use super::segment::{self, read_batches, ReadFault, RecoveryReport, Segment, NO_TIMESTAMP};
+use crate::local::{promise, Event, Resolver};
+use crate::record;
+use crate::types::{Epoch, Offset, TimestampMs};
+
+/// Where the log gets the current time (milliseconds since the Unix epoch). Tests pass a fake.
+pub type Clock = Rc<dyn Fn() -> TimestampMs>;
+
+/// The wall clock.
+pub fn system_clock() -> Clock {
+    Rc::new(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0)
+    })
+}
+
+/// Everything [`PartitionLog::open`] needs besides the directory.
+#[derive(Clone)]
+pub struct LogOptions {
+    pub config: LogConfig,
+    /// The shard's batch cache, shared by all logs of the shard.
+    pub cache: Rc<BatchCache>,
+    pub clock: Clock,
+}
+
+/// What an append returns once acknowledged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AppendInfo {
+    pub base_offset: Offset,
+    pub last_offset: Offset,
+}
+
+/// Whole batches returned by a read, with the log's bounds at the time.
+#[derive(Clone, Debug, Default)]
+pub struct ReadBatches {
+    pub batches: Vec<Bytes>,
+    pub high_watermark: Offset,
+    pub log_start_offset: Offset,
+    pub log_end_offset: Offset,
+}
+
+impl ReadBatches {
+    pub fn bytes(&self) -> usize {
+        self.batches.iter().map(|b| b.len()).sum()
+    }
+}
+
+/// What [`PartitionLog::open`] found and did.
+#[derive(Clone, Debug, Default)]
+pub struct OpenReport {
+    /// Recovery of the active segment.
+    pub active: Option<RecoveryReport>,
+    /// Sealed segments whose indexes had to be rebuilt.
+    pub rebuilt: Vec<RecoveryReport>,
+    /// Sealed segments found corrupt: path and the offset range that is not served.
+    pub corrupt: Vec<(PathBuf, Offset, Offset)>,
+}
+
+/// Counters for the metrics hook.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LogStats {
+    pub segments: usize,
+    pub size_bytes: u64,
+    pub group_commits: u64,
+    pub fdatasyncs: u64,
+    pub appends: u64,
+}
+
+type Waiter = (Offset, Resolver<Result<()>>);
+
+struct State {
+    segments: VecDeque<Segment>,
+    /// The log end offset: the offset the next append gets.
+    next_offset: Offset,
+    /// Everything before this is written to the device.
+    written: Offset,
+    /// Everything before this is covered by an `fdatasync`.
+    durable: Offset,
+    /// Set by replication: the high watermark never passes it.
+    replication_bound: Option<Offset>,
+    last_epoch: Epoch,
+    written_waiters: VecDeque<Waiter>,
+    durable_waiters: VecDeque<Waiter>,
+    staged_bytes: u64,
+    rolling: bool,
+    closed: bool,
+    poisoned: Option<String>,
+    last_sync: Instant,
+    stats: LogStats,
+}
+
+struct Inner {
+    dir: PathBuf,
+    config: LogConfig,
+    cache: Rc<BatchCache>,
+    cache_key: CacheKey,
+    clock: Clock,
+    state: RefCell<State>,
+    /// Wakes the flusher: something was staged, or the log is closing.
+    flush_wanted: Event,
+    /// Something advanced: written, durable, high watermark; a roll ended; staged bytes drained.
+    progress: Event,
+    /// Held by the flusher for each cycle and by truncation, so they never interleave.
+    io_lock: Semaphore,
+}
+
+/// A partition log. Lives on the shard that owns the partition; wrap it in an `Rc` to share it
+/// between that shard's tasks. Call [`PartitionLog::close`] for a clean shutdown; dropping it
+/// without closing is a crash as far as the disk is concerned (staged appends are lost, acknowledged
+/// ones are not).
+pub struct PartitionLog {
+    inner: Rc<Inner>,
+}
+
+impl Drop for PartitionLog {
+    fn drop(&mut self) {
+        self.inner.state.borrow_mut().closed = true;
+        self.inner.flush_wanted.notify();
+        self.inner.progress.notify();
+    }
+}
+
+impl PartitionLog {
+    /// Opens the log in `dir` (created if missing), recovering it after a crash.
+    pub async fn open(dir: impl AsRef<Path>, options: LogOptions) -> Result<(PartitionLog, OpenReport)> {
+        let dir = dir.as_ref().to_path_buf();
+        let config = options.config.clone();
+        config.validate().map_err(LogError::Config)?;
+        std::fs::create_dir_all(&dir).map_err(|e| LogError::io("create directory", &dir, e))?;
+        probe::prime(dir.parent().unwrap_or(&dir)).await?;
+        let now = (options.clock)();
+        let mut bases = list_segments(&dir)?;
+        let mut report = OpenReport::default();
+        // A roll creates the new segment before the old one is finalized; a crash in between
+        // leaves an empty last segment. Drop it so the previous one is recovered as active.
+        while bases.len() > 1 {
+            let last = *bases.last().expect("non-empty");
+            let path = segment::log_path(&dir, last);
+            let len = std::fs::metadata(&path)
+                .map_err(|e| LogError::io("stat", &path, e))?
+                .len();
+            if len != 0 {
+                break;
+            }
+            for p in [path, segment::index_path(&dir, last), segment::time_index_path(&dir, last)] {
+                let _ = std::fs::remove_file(p);
+            }
+            bases.pop();
+        }
+        let mut segments = VecDeque::new();
+        if bases.is_empty() {
+            segments.push_back(Segment::create(&dir, Offset::ZERO, &config, now).await?);
+        } else {
+            for w in bases.windows(2) {
+                let (seg, rebuilt) = Segment::open_sealed(&dir, w[0], w[1], &config).await?;
+                if let Some(c) = &seg.corrupt {
+                    report
+                        .corrupt
+                        .push((seg.log_path(), c.first, Offset(w[1].0.saturating_sub(1))));
+                }
+                if let Some(r) = rebuilt {
+                    report.rebuilt.push(r);
+                }
+                segments.push_back(seg);
+            }
+            let last = *bases.last().expect("non-empty");
+            let (seg, r) = Segment::recover_active(&dir, last, &config, now).await?;
+            if r.truncated_bytes > 0 || matches!(r.end, ScanEnd::Invalid { .. }) {
+                tracing::warn!(path = %r.path.display(), truncated_bytes = r.truncated_bytes,
+                    end = ?r.end, "recovered log tail");
+            }
+            report.active = Some(r);
+            segments.push_back(seg);
+        }
+        let next_offset = segments.back().expect("one segment").next_offset;
+        let last_epoch = report
+            .active
+            .as_ref()
+            .map(|r| r.last_epoch)
+            .unwrap_or(Epoch(-1));
+        let cache_key = options.cache.register();
+        let inner = Rc::new(Inner {
+            dir,
+            config,
+            cache: options.cache,
+            cache_key,
+            clock: options.clock,
+            state: RefCell::new(State {
+                segments,
+                next_offset,
+                written: next_offset,
+                durable: next_offset,
+                replication_bound: None,
+                last_epoch,
+                written_waiters: VecDeque::new(),
+                durable_waiters: VecDeque::new(),
+                staged_bytes: 0,
+                rolling: false,
+                closed: false,
+                poisoned: None,
+                last_sync: Instant::now(),
+                stats: LogStats::default(),
+            }),
+            flush_wanted: Event::new(),
+            progress: Event::new(),
+            io_lock: Semaphore::new(1),
+        });
+        glommio::spawn_local(flusher(inner.clone())).detach();
+        Ok((PartitionLog { inner }, report))
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    pub fn config(&self) -> &LogConfig {
+        &self.inner.config
+    }
+
+    /// Appends one batch with the log's default durability. See [`PartitionLog::append_with`].
+    pub async fn append(&self, batch: BytesMut, epoch: Epoch) -> Result<AppendInfo> {
+        self.append_with(batch, epoch, self.inner.config.durability)
+            .await
+    }
+
+    /// Validates `batch`, assigns it the next offsets, stamps `epoch` into it and returns once it
+    /// is durable as `durability` asks: [`Durability::Sync`] after an `fdatasync` covers it,
+    /// [`Durability::Interval`] once it is written to the device.
+    pub async fn append_with(
+        &self,
+        mut batch: BytesMut,
+        epoch: Epoch,
+        durability: Durability,
+    ) -> Result<AppendInfo> {
+        let inner = &*self.inner;
+        let cfg = &inner.config;
+        let header = record::validate_batch(&batch, cfg.batch_bytes_max)?;
+        let len = batch.len() as u64;
+        // Backpressure, and wait out a roll in progress.
+        loop {
+            let listen = inner.progress.listen();
+            {
+                let st = inner.state.borrow();
+                if st.closed {
+                    return Err(LogError::Closed);
+                }
+                if let Some(cause) = &st.poisoned {
+                    return Err(LogError::Poisoned {
+                        path: inner.dir.clone(),
+                        cause: cause.clone(),
+                    });
+                }
+                if epoch < st.last_epoch {
+                    return Err(LogError::StaleEpoch {
+                        epoch,
+                        current: st.last_epoch,
+                    });
+                }
+                if !st.rolling && st.staged_bytes + len <= cfg.pending_bytes_max as u64 {
+                    break;
+                }
+            }
+            listen.await;
+        }
+        let now = (inner.clock)();
+        let count = u64::from(header.last_offset_delta as u32) + 1;
+        let roll_at = {
+            let st = inner.state.borrow();
+            let active = st.segments.back().expect("an active segment");
+            let last_rel = (st.next_offset.0 + count - 1).saturating_sub(active.base.0);
+            let must_roll = active.size > 0
+                && (active.size + len > cfg.segment_bytes
+                    || cfg.segment_expired(active.created_ms, now)
+                    || last_rel > u64::from(u32::MAX));
+            must_roll.then_some(st.next_offset)
+        };
+        if let Some(base) = roll_at {
+            self.roll(base, now).await?;
+        }
+        // From here to the end of staging there is no await: offsets are assigned in call order.
+        let (base, promise) = {
+            let mut st = inner.state.borrow_mut();
+            if st.closed {
+                return Err(LogError::Closed);
+            }
+            let base = st.next_offset;
+            record::set_base_offset(&mut batch, base.0 as i64);
+            record::set_partition_leader_epoch(&mut batch, epoch.0);
+            let stamped = record::BatchHeader {
+                base_offset: base.0 as i64,
+                partition_leader_epoch: epoch.0,
+                ..header
+            };
+            let active = st.segments.back_mut().expect("an active segment");
+            if active.size == 0 {
+                active.created_ms = now;
+            }
+            active.stage_batch(&stamped, &batch, cfg);
+            let next = base.add(count);
+            st.next_offset = next;
+            st.last_epoch = epoch;
+            st.staged_bytes += len;
+            st.stats.appends += 1;
+            inner
+                .cache
+                .insert(inner.cache_key, base, next, batch.freeze());
+            let (p, r) = promise();
+            match durability {
+                Durability::Sync => st.durable_waiters.push_back((next, r)),
+                Durability::Interval => st.written_waiters.push_back((next, r)),
+            }
+            (base, p)
+        };
+        inner.flush_wanted.notify();
+        match promise.await {
+            Ok(r) => r.map(|()| AppendInfo {
+                base_offset: base,
+                last_offset: base.add(count - 1),
+            }),
+            Err(_) => Err(LogError::Closed),
+        }
+    }
+
+    /// Seals the active segment and starts a new one at `base` (the current log end).
+    async fn roll(&self, base: Offset, now: TimestampMs) -> Result<()> {
+        let inner = &*self.inner;
+        inner.state.borrow_mut().rolling = true;
+        let created = Segment::create(&inner.dir, base, &inner.config, now).await;
+        let mut st = inner.state.borrow_mut();
+        st.rolling = false;
+        inner.progress.notify();
+        let seg = created?;
+        assert_eq!(st.next_offset, base, "no append runs during a roll");
+        let active = st.segments.back_mut().expect("an active segment");
+        active.sealed = true;
+        active.seal_time_index();
+        st.segments.push_back(seg);
+        drop(st);
+        // The flusher finalizes the sealed segment even if nothing else is staged.
+        inner.flush_wanted.notify();
+        Ok(())
+    }
+
+    /// Reads whole batches from `from`, up to the high watermark and about `max_bytes` (at least
+    /// one batch when one is there).
+    pub async fn read(&self, from: Offset, max_bytes: usize) -> Result<ReadBatches> {
+        let hw = self.high_watermark();
+        self.read_upto(from, max_bytes, hw).await
+    }
+
+    /// As [`PartitionLog::read`], but bounded by `upper` instead of the high watermark (a leader
+    /// serving a follower reads up to the log end). `upper` is clamped to what is written.
+    pub async fn read_upto(&self, from: Offset, max_bytes: usize, upper: Offset) -> Result<ReadBatches> {
+        let inner = &*self.inner;
+        let (plan, mut out) = {
+            let st = inner.state.borrow();
+            let start = st.segments.front().expect("a segment").base;
+            let upper = upper.min(st.written);
+            let mut out = ReadBatches {
+                batches: Vec::new(),
+                high_watermark: hw_of(&st, &inner.config),
+                log_start_offset: start,
+                log_end_offset: st.next_offset,
+            };
+            if from < start || from > st.next_offset {
+                return Err(LogError::OffsetOutOfRange {
+                    requested: from,
+                    earliest: start,
+                    latest: st.next_offset,
+                });
+            }
+            if from >= upper {
+                return Ok(out);
+            }
+            let cached = inner.cache.read(inner.cache_key, from, upper, max_bytes);
+            if !cached.is_empty() {
+                out.batches = cached;
+                return Ok(out);
+            }
+            let i = st.segments.partition_point(|s| s.base <= from) - 1;
+            let seg = &st.segments[i];
+            if let Some(c) = &seg.corrupt {
+                if from >= c.first {
+                    return Err(corrupt_error(seg, c.first, &c.reason));
+                }
+            }
+            let plan = (
+                seg.file.clone(),
+                seg.log_path(),
+                seg.base,
+                seg.read_start(from),
+                seg.readable_bytes(),
+                upper,
+            );
+            (plan, out)
+        };
+        let (file, path, seg_base, start_pos, readable_end, upper) = plan;
+        match read_batches(
+            &file,
+            &path,
+            start_pos,
+            readable_end,
+            from,
+            upper,
+            max_bytes,
+            inner.config.index_interval_bytes,
+            inner.config.batch_bytes_max,
+        )
+        .await
+        {
+            Ok(batches) => {
+                out.batches = batches;
+                Ok(out)
+            }
+            Err(ReadFault::Io(e)) => Err(e),
+            Err(ReadFault::Corrupt { position, reason }) => {
+                let reason = format!("invalid batch at byte {position}: {reason}");
+                tracing::error!(path = %path.display(), first = %from, %reason, "corrupt segment");
+                let mut st = inner.state.borrow_mut();
+                let Some(seg) = st.segments.iter_mut().find(|s| s.base == seg_base) else {
+                    return Err(LogError::Closed);
+                };
+                if seg.corrupt.as_ref().is_none_or(|c| c.first > from) {
+                    seg.corrupt = Some(segment::Corrupt {
+                        first: from,
+                        reason: reason.clone(),
+                    });
+                }
+                Err(corrupt_error(seg, from, &reason))
+            }
+        }
+    }
+
+    /// The first offset whose record timestamp is `>= timestamp_ms`, among offsets below the high
+    /// watermark; `None` when there is none (Kafka's ListOffsets by timestamp).
+    pub async fn offset_for_timestamp(&self, timestamp_ms: TimestampMs) -> Result<Option<Offset>> {
+        let start = {
+            let st = self.inner.state.borrow();
+            let Some(seg) = st
+                .segments
+                .iter()
+                .find(|s| s.max_timestamp != NO_TIMESTAMP && s.max_timestamp >= timestamp_ms)
+            else {
+                return Ok(None);
+            };
+            seg.time_index
+                .lookup(timestamp_ms)
+                .map(|rel| seg.base.add(u64::from(rel)))
+                .unwrap_or(seg.base)
+                .max(st.segments.front().expect("a segment").base)
+        };
+        let mut from = start;
+        loop {
+            let got = self.read(from, 1 << 20).await?;
+            if got.batches.is_empty() {
+                return Ok(None);
+            }
+            for b in &got.batches {
+                let h = record::BatchHeader::parse(b)?;
+                if h.max_timestamp >= timestamp_ms {
+                    if let Some(o) = record::first_offset_at_or_after(b, timestamp_ms)? {
+                        return Ok(Some(Offset(o as u64).max(from)));
+                    }
+                }
+                from = Offset(h.last_offset() as u64 + 1);
+            }
+        }
+    }
+
+    /// The first offset in the log (Kafka's log start offset).
+    pub fn log_start_offset(&self) -> Offset {
+        self.inner.state.borrow().segments.front().expect("a segment").base
+    }
+
+    /// The offset the next append gets (Kafka's log end offset).
+    pub fn log_end_offset(&self) -> Offset {
+        self.inner.state.borrow().next_offset
+    }
+
+    /// Everything before this is covered by an `fdatasync`.
+    pub fn durable_offset(&self) -> Offset {
+        self.inner.state.borrow().durable
+    }
+
+    /// Consumers read below this offset. On a single node it is the durable offset (sync mode) or
+    /// the written offset (interval mode); replication caps it with
+    /// [`PartitionLog::set_replication_bound`].
+    pub fn high_watermark(&self) -> Offset {
+        hw_of(&self.inner.state.borrow(), &self.inner.config)
+    }
+
+    /// Caps the high watermark at `bound` (the quorum-committed offset), or removes the cap.
+    pub fn set_replication_bound(&self, bound: Option<Offset>) {
+        self.inner.state.borrow_mut().replication_bound = bound;
+        self.inner.progress.notify();
+    }
+
+    /// Leader epoch of the newest batch.
+    pub fn last_epoch(&self) -> Epoch {
+        self.inner.state.borrow().last_epoch
+    }
+
+    /// Completes at the next change of the high watermark or log end (for long-poll fetches).
+    pub async fn changed(&self) {
+        self.inner.progress.listen().await
+    }
+
+    pub fn stats(&self) -> LogStats {
+        let st = self.inner.state.borrow();
+        LogStats {
+            segments: st.segments.len(),
+            size_bytes: st.segments.iter().map(|s| s.size).sum(),
+            ..st.stats
+        }
+    }
+
+    /// Base offsets of the segments, oldest first.
+    pub fn segment_bases(&self) -> Vec<Offset> {
+        self.inner.state.borrow().segments.iter().map(|s| s.base).collect()
+    }
+
+    /// Removes every batch at or after `offset` (an uncommitted suffix, when a replica follows a
+    /// new leader). `offset` must be a batch boundary at or above the high watermark.
+    pub async fn truncate_to(&self, offset: Offset) -> Result<()> {
+        let inner = &*self.inner;
+        let _permit = inner.io_lock.acquire_permit(1).await.map_err(|_| LogError::Closed)?;
+        // Write out everything staged first, so the files hold the whole log.
+        flush_cycle(inner, true).await?;
+        let (seg_base, file, path, start_pos, seg_next) = {
+            let st = inner.state.borrow();
+            let hw = hw_of(&st, &inner.config);
+            if offset < hw {
+                return Err(LogError::TruncateBelowHighWatermark {
+                    requested: offset,
+                    high_watermark: hw,
+                });
+            }
+            if offset > st.next_offset {
+                return Err(LogError::OffsetOutOfRange {
+                    requested: offset,
+                    earliest: st.segments.front().expect("a segment").base,
+                    latest: st.next_offset,
+                });
+            }
+            if offset == st.next_offset {
+                return Ok(());
+            }
+            let i = st.segments.partition_point(|s| s.base <= offset) - 1;
+            let seg = &st.segments[i];
+            (seg.base, seg.file.clone(), seg.log_path(), seg.read_start(offset), seg.next_offset)
+        };
+        // Find the byte position of the batch that starts at `offset`.
+        let position = if offset == seg_base {
+            0
+        } else {
+            find_batch_position(&file, &path, start_pos, offset, seg_next).await?
+        };
+        file.truncate(position)
+            .await
+            .map_err(|e| LogError::glommio("truncate", &path, e))?;
+        file.fdatasync()
+            .await
+            .map_err(|e| LogError::glommio("fdatasync", &path, e))?;
+        let tail = appender::read_tail(&file, &path, position).await?;
+        let removed: Vec<Offset> = {
+            let mut st = inner.state.borrow_mut();
+            let mut removed = Vec::new();
+            while st.segments.back().expect("a segment").base > seg_base {
+                removed.push(st.segments.pop_back().expect("a segment").base);
+            }
+            let seg = st.segments.back_mut().expect("a segment");
+            seg.truncate_memory(offset, position);
+            seg.sealed = false;
+            seg.appender = Some(appender::Appender::resume(
+                file,
+                inner.config.write_buffer_bytes,
+                position,
+                tail,
+            ));
+            st.next_offset = offset;
+            st.written = offset;
+            st.durable = st.durable.min(offset);
+            removed
+        };
+        inner.cache.truncate_from(inner.cache_key, offset);
+        for base in removed {
+            remove_segment_files(&inner.dir, base);
+        }
+        let (base, seg_files) = {
+            let st = inner.state.borrow();
+            let seg = st.segments.back().expect("a segment");
+            (seg.base, seg.index_files.clone())
+        };
+        {
+            let st = inner.state.borrow();
+            let seg = st.segments.back().expect("a segment");
+            // Rewrite the index files from memory below.
+            let _ = seg;
+        }
+        let files = match seg_files {
+            Some(f) => f,
+            None => Rc::new(segment::IndexFiles::open(&inner.dir, base).await?),
+        };
+        let delta = {
+            let mut st = inner.state.borrow_mut();
+            let seg = st.segments.back_mut().expect("a segment");
+            seg.index_files = Some(files.clone());
+            seg.index_persisted = 0;
+            seg.time_persisted = 0;
+            seg.index_files_stale = false;
+            seg.index_delta()
+        };
+        files.write_delta(delta, true).await?;
+        {
+            let mut st = inner.state.borrow_mut();
+            let seg = st.segments.back_mut().expect("a segment");
+            seg.index_persisted = seg.index.len();
+            seg.time_persisted = seg.time_index.len();
+        }
+        segment::sync_dir(&inner.dir).await?;
+        inner.progress.notify();
+        Ok(())
+    }
+
+    /// Deletes sealed segments past `retention_ms` or beyond `retention_bytes`, oldest first. The
+    /// active segment and segments holding offsets at or above the high watermark are kept.
+    /// Returns the number of segments deleted.
+    pub async fn enforce_retention(&self) -> Result<usize> {
+        let inner = &*self.inner;
+        let cfg = &inner.config;
+        let now = (inner.clock)();
+        let removed: Vec<Offset> = {
+            let mut st = inner.state.borrow_mut();
+            let hw = hw_of(&st, cfg);
+            let mut total: u64 = st.segments.iter().map(|s| s.size).sum();
+            let mut removed = Vec::new();
+            while st.segments.len() > 1 {
+                let s = st.segments.front().expect("a segment");
+                if !s.sealed || s.appender.is_some() || s.next_offset > hw {
+                    break;
+                }
+                let expired = cfg.retention_ms.is_some_and(|r| {
+                    s.max_timestamp != NO_TIMESTAMP && now.saturating_sub(s.max_timestamp) > r
+                });
+                let oversize = cfg
+                    .retention_bytes
+                    .is_some_and(|r| total.saturating_sub(s.size) >= r);
+                if !(expired || oversize) {
+                    break;
+                }
+                total -= s.size;
+                let s = st.segments.pop_front().expect("a segment");
+                removed.push(s.base);
+            }
+            removed
+        };
+        if removed.is_empty() {
+            return Ok(0);
+        }
+        let start = self.log_start_offset();
+        inner.cache.evict_before(inner.cache_key, start);
+        for base in &removed {
+            tracing::info!(dir = %inner.dir.display(), base = %base, "retention deleted segment");
+            remove_segment_files(&inner.dir, *base);
+        }
+        segment::sync_dir(&inner.dir).await?;
+        Ok(removed.len())
+    }
+
+    /// Writes and syncs everything staged, finalizes the active segment's files and stops the
+    /// flusher. Appends after this fail with [`LogError::Closed`].
+    pub async fn close(self) -> Result<()> {
+        let inner = self.inner.clone();
+        let _permit = inner.io_lock.acquire_permit(1).await.map_err(|_| LogError::Closed)?;
+        inner.state.borrow_mut().closed = true;
+        flush_cycle(&inner, true).await?;
+        let (file, path, size, seg) = {
+            let st = inner.state.borrow();
+            let s = st.segments.back().expect("a segment");
+            (s.file.clone(), s.log_path(), s.size, s.base)
+        };
+        // Drop the zero padding of the last block so a clean restart finds an exact end.
+        file.truncate(size)
+            .await
+            .map_err(|e| LogError::glommio("truncate", &path, e))?;
+        file.fdatasync()
+            .await
+            .map_err(|e| LogError::glommio("fdatasync", &path, e))?;
+        let _ = seg;
+        {
+            let st = inner.state.borrow();
+            let s = st.segments.back().expect("a segment");
+            segment::write_index_files(s).await?;
+        }
+        inner.cache.unregister(inner.cache_key);
+        inner.flush_wanted.notify();
+        inner.progress.notify();
+        Ok(())
+    }
+}
+
+fn hw_of(st: &State, cfg: &LogConfig) -> Offset {
+    let stable = match cfg.durability {
+        Durability::Sync => st.durable,
+        Durability::Interval => st.written,
+    };
+    match st.replication_bound {
+        Some(b) => stable.min(b),
+        None => stable,
+    }
+}
+
+fn corrupt_error(seg: &Segment, first: Offset, reason: &str) -> LogError {
+    LogError::CorruptSegment {
+        path: seg.log_path(),
+        first,
+        last: Offset(seg.next_offset.0.saturating_sub(1)),
+        reason: reason.to_string(),
+    }
+}
+
+fn list_segments(dir: &Path) -> Result<Vec<Offset>> {
+    let mut bases = Vec::new();
+    let rd = std::fs::read_dir(dir).map_err(|e| LogError::io("list directory", dir, e))?;
+    for entry in rd {
+        let entry = entry.map_err(|e| LogError::io("list directory", dir, e))?;
+        if let Some(base) = entry.file_name().to_str().and_then(segment::parse_log_name) {
+            bases.push(base);
+        }
+    }
+    bases.sort();
+    Ok(bases)
+}
+
+fn remove_segment_files(dir: &Path, base: Offset) {
+    for p in [
+        segment::log_path(dir, base),
+        segment::index_path(dir, base),
+        segment::time_index_path(dir, base),
+    ] {
+        if let Err(e) = std::fs::remove_file(&p) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(path = %p.display(), error = %e, "could not remove segment file");
+            }
+        }
+    }
+}
+
+/// Walks batch headers from `start_pos` to find where the batch starting at `offset` is.
+async fn find_batch_position(
+    file: &glommio::io::DmaFile,
+    path: &Path,
+    mut pos: u64,
+    offset: Offset,
+    seg_next: Offset,
+) -> Result<u64> {
+    loop {
+        let got = file
+            .read_at(pos, record::BATCH_HEADER_BYTES)
+            .await
+            .map_err(|e| LogError::glommio("read", path, e))?;
+        let h = record::BatchHeader::parse(&got)?;
+        let base = Offset(h.base_offset as u64);
+        if base == offset {
+            return Ok(pos);
+        }
+        if base > offset || base >= seg_next {
+            return Err(LogError::TruncateInsideBatch { requested: offset });
+        }
+        if Offset(h.last_offset() as u64) >= offset {
+            return Err(LogError::TruncateInsideBatch { requested: offset });
+        }
+        pos += h.total_bytes() as u64;
+    }
+}
+
+/// The flusher task of one log: waits for staged bytes, then runs a group-commit cycle. It ends
+/// once the log is closed or dropped and nothing is left to write.
+async fn flusher(inner: Rc<Inner>) {
+    loop {
+        let wait = {
+            let listen = inner.flush_wanted.listen();
+            let st = inner.state.borrow();
+            let sealed_pending = st.segments.iter().any(|s| s.sealed && s.appender.is_some());
+            let work = st.staged_bytes > 0
+                || sealed_pending
+                || (!st.durable_waiters.is_empty() && st.written > st.durable);
+            let interval_due = inner.config.durability == Durability::Interval
+                && st.written > st.durable;
+            if st.closed && !work {
+                return;
+            }
+            if work {
+                None
+            } else if interval_due {
+                let elapsed = st.last_sync.elapsed();
+                let period = Duration::from_millis(inner.config.flush_ms);
+                if elapsed >= period {
+                    None
+                } else {
+                    Some((listen, Some(period - elapsed)))
+                }
+            } else {
+                Some((listen, None))
+            }
+        };
+        match wait {
+            None => {}
+            Some((listen, timeout)) => {
+                // Dropping the log handle sets `closed` and notifies, which ends this task.
+                match timeout {
+                    Some(t) => {
+                        futures_lite::future::or(listen, glommio::timer::sleep(t)).await;
+                    }
+                    None => listen.await,
+                }
+                continue;
+            }
+        }
+        let Ok(_permit) = inner.io_lock.acquire_permit(1).await else {
+            return;
+        };
+        if let Err(e) = flush_cycle(&inner, false).await {
+            tracing::error!(dir = %inner.dir.display(), error = %e, "group commit failed");
+        }
+    }
+}
+
+/// One group-commit cycle: finalize sealed segments, write the active segment's staged bytes,
+/// `fdatasync` when the mode or a waiter asks, resolve the covered appends. With `force_sync`,
+/// always syncs (close, truncation). The caller holds `io_lock`.
+async fn flush_cycle(inner: &Inner, force_sync: bool) -> Result<()> {
+    // 1. Sealed segments still holding an appender, oldest first: write, sync, finalize. The new
+    //    segment gets no bytes on disk before the old one is complete, so only the last segment
+    //    can ever have a torn tail.
+    loop {
+        let target = {
+            let st = inner.state.borrow();
+            st.segments
+                .iter()
+                .position(|s| s.sealed && s.appender.is_some())
+        };
+        let Some(i) = target else { break };
+        write_segment(inner, i).await?;
+        let (file, path, size, base, files) = {
+            let st = inner.state.borrow();
+            let s = &st.segments[i];
+            (s.file.clone(), s.log_path(), s.size, s.base, s.index_files.clone())
+        };
+        file.truncate(size)
+            .await
+            .map_err(|e| fail_sync(inner, LogError::glommio("truncate", &path, e)))?;
+        file.fdatasync()
+            .await
+            .map_err(|e| fail_sync(inner, LogError::glommio("fdatasync", &path, e)))?;
+        {
+            let st = inner.state.borrow();
+            let s = &st.segments[i];
+            segment::write_index_files(s).await.map_err(|e| fail_sync(inner, e))?;
+        }
+        drop(files);
+        let mut st = inner.state.borrow_mut();
+        let s = &mut st.segments[i];
+        assert_eq!(s.base, base);
+        s.appender = None;
+        s.index_files = None;
+        s.index_persisted = s.index.len();
+        s.time_persisted = s.time_index.len();
+        let end = s.next_offset;
+        st.durable = st.durable.max(end);
+        st.last_sync = Instant::now();
+        st.stats.fdatasyncs += 1;
+        resolve(&mut st, &inner.config);
+        drop(st);
+        inner.progress.notify();
+    }
+    // 2. The active segment.
+    let last = inner.state.borrow().segments.len() - 1;
+    write_segment(inner, last).await?;
+    let (need_sync, target, file, path) = {
+        let st = inner.state.borrow();
+        let behind = st.written > st.durable;
+        let need = behind
+            && (force_sync
+                || inner.config.durability == Durability::Sync
+                || !st.durable_waiters.is_empty()
+                || st.last_sync.elapsed() >= Duration::from_millis(inner.config.flush_ms));
+        let s = st.segments.back().expect("a segment");
+        (need, st.written, s.file.clone(), s.log_path())
+    };
+    if need_sync {
+        file.fdatasync()
+            .await
+            .map_err(|e| fail_sync(inner, LogError::glommio("fdatasync", &path, e)))?;
+        let mut st = inner.state.borrow_mut();
+        st.durable = st.durable.max(target);
+        st.last_sync = Instant::now();
+        st.stats.fdatasyncs += 1;
+        resolve(&mut st, &inner.config);
+        drop(st);
+        inner.progress.notify();
+    }
+    Ok(())
+}
+
+/// Writes the staged bytes of segment `i` and its new index entries; on failure rolls the log
+/// back to what was written and fails the appends that were not.
+async fn write_segment(inner: &Inner, i: usize) -> Result<()> {
+    let (group, file, path, next, base, files, delta, stale) = {
+        let mut st = inner.state.borrow_mut();
+        let s = &mut st.segments[i];
+        let Some(app) = s.appender.as_mut() else {
+            return Ok(());
+        };
+        let Some(group) = app.take_staged() else {
+            return Ok(());
+        };
+        let stale = std::mem::take(&mut s.index_files_stale);
+        let delta = s.index_delta();
+        let out = (
+            group,
+            s.file.clone(),
+            s.log_path(),
+            s.next_offset,
+            s.base,
+            s.index_files.clone(),
+            delta,
+            stale,
+        );
+        st.stats.group_commits += 1;
+        out
+    };
+    let group_bytes = group.end();
+    let _ = group_bytes;
+    match appender::write_group(file, &path, group).await {
+        Ok((end, tail)) => {
+            let mut st = inner.state.borrow_mut();
+            let s = &mut st.segments[i];
+            assert_eq!(s.base, base, "segments do not move while io_lock is held");
+            let app = s.appender.as_mut().expect("appender present");
+            let before = app.written();
+            app.mark_written(end, tail);
+            let added = end - before;
+            st.staged_bytes -= added.min(st.staged_bytes);
+            st.written = st.written.max(next);
+            resolve(&mut st, &inner.config);
+            drop(st);
+            inner.progress.notify();
+        }
+        Err(e) => {
+            rollback(inner, &e);
+            return Err(e);
+        }
+    }
+    if let Some(files) = files {
+        let n_index = delta.0.len() / super::index::OFFSET_ENTRY_BYTES;
+        let n_time = delta.2.len() / super::index::TIME_ENTRY_BYTES;
+        files.write_delta(delta, stale).await?;
+        let mut st = inner.state.borrow_mut();
+        if let Some(s) = st.segments.get_mut(i).filter(|s| s.base == base) {
+            s.index_persisted = (s.index_persisted + n_index).min(s.index.len());
+            s.time_persisted = (s.time_persisted + n_time).min(s.time_index.len());
+        }
+    }
+    Ok(())
+}
+
+/// Resolves the appends covered by `written` and `durable`.
+fn resolve(st: &mut State, _cfg: &LogConfig) {
+    while st.written_waiters.front().is_some_and(|(o, _)| *o <= st.written) {
+        let (_, r) = st.written_waiters.pop_front().expect("checked");
+        r.resolve(Ok(()));
+    }
+    while st.durable_waiters.front().is_some_and(|(o, _)| *o <= st.durable) {
+        let (_, r) = st.durable_waiters.pop_front().expect("checked");
+        r.resolve(Ok(()));
+    }
+}
+
+/// A write failed: forget everything not yet written (offsets, index entries, cached batches,
+/// segments created since) and fail the appends that were waiting on it. Acknowledged appends are
+/// all below `written` and stay.
+fn rollback(inner: &Inner, err: &LogError) {
+    let mut st = inner.state.borrow_mut();
+    let target = st.written;
+    let mut removed = Vec::new();
+    while st.segments.len() > 1 && st.segments.back().expect("a segment").base > target {
+        removed.push(st.segments.pop_back().expect("a segment").base);
+    }
+    let seg = st.segments.back_mut().expect("a segment");
+    let app = seg
+        .appender
+        .as_mut()
+        .expect("the segment holding the written end is not finalized");
+    let position = app.written();
+    app.rollback();
+    seg.truncate_memory(target, position);
+    seg.sealed = false;
+    st.next_offset = target;
+    st.staged_bytes = 0;
+    let st = &mut *st;
+    for q in [&mut st.written_waiters, &mut st.durable_waiters] {
+        while q.back().is_some_and(|(o, _)| *o > target) {
+            let (_, r) = q.pop_back().expect("checked");
+            r.resolve(Err(err.clone()));
+        }
+    }
+    inner.cache.truncate_from(inner.cache_key, target);
+    for base in removed {
+        remove_segment_files(&inner.dir, base);
+    }
+    tracing::warn!(dir = %inner.dir.display(), error = %err, rolled_back_to = %target,
+        "write failed; unacknowledged appends rolled back");
+    inner.progress.notify();
+}
+
+/// An `fdatasync` (or the finalizing of a segment) failed: the device state is unknown, so the
+/// log stops taking appends and fails those waiting for durability. Reads go on.
+fn fail_sync(inner: &Inner, err: LogError) -> LogError {
+    let mut st = inner.state.borrow_mut();
+    st.poisoned = Some(err.to_string());
+    while let Some((_, r)) = st.durable_waiters.pop_front() {
+        r.resolve(Err(err.clone()));
+    }
+    drop(st);
+    tracing::error!(dir = %inner.dir.display(), error = %err, "fdatasync failed; log refuses appends");
+    inner.progress.notify();
+    err
+}

@@ -1,0 +1,25 @@
+//! The storage engine: segmented partition logs written with direct I/O and group commit.
+//!
+//! Sans-I/O parts: [`index`] (offset and time indexes), [`recovery`] (the batch-by-batch scan),
+//! [`cache`] (the per-shard batch cache). I/O parts, driven by glommio on the owning shard:
+//! `appender` (aligned staging and writes), `segment` (one segment's files), [`log`] (the
+//! partition log), [`probe`] (the poll-ring workaround).
+
+mod appender;
+pub mod cache;
+pub mod config;
+pub mod error;
+pub mod index;
+pub mod log;
+pub mod probe;
+pub mod recovery;
+mod segment;
+pub mod synthetic;
+
+pub use cache::{BatchCache, CacheStats};
+pub use config::{Durability, LogConfig, DIO_ALIGN_BYTES, SEGMENT_BYTES_LIMIT};
+pub use error::LogError;
+pub use log::{
+    system_clock, AppendInfo, Clock, LogOptions, LogStats, OpenReport, PartitionLog, ReadBatches,
+};
+pub use segment::{RecoveryReport, NO_TIMESTAMP};

@@ -1,0 +1,51 @@
+//! Works around glommio 0.9's io_uring poll-ring probe.
+//!
+//! glommio probes whether a device supports polled I/O with a read at offset 0 of the first DMA
+//! file opened on that device, and caches the answer for the process. When that file is empty the
+//! kernel answers the read with 0 bytes and no error, glommio concludes "pollable", and every later
+//! read on the device fails with `EOPNOTSUPP` (os error 95). So before any segment is opened, open
+//! a small non-empty marker file on the same device.
+
+use std::path::Path;
+
+use glommio::io::DmaFile;
+
+use super::error::{LogError, Result};
+
+/// Name of the marker file written in a data directory.
+pub const PROBE_FILE_NAME: &str = ".quill-dio-probe";
+const PROBE_BYTES: usize = 4096;
+
+/// Opens (creating if needed) a non-empty marker file in `dir` with direct I/O and reads it, so
+/// glommio's poll-ring probe for `dir`'s device sees real data. Call on each data directory at
+/// shard start, before any other DMA file there.
+pub async fn prime(dir: &Path) -> Result<()> {
+    let path = dir.join(PROBE_FILE_NAME);
+    let ok = std::fs::metadata(&path).is_ok_and(|m| m.len() >= PROBE_BYTES as u64);
+    if !ok {
+        std::fs::create_dir_all(dir).map_err(|e| LogError::io("create directory", dir, e))?;
+        let tmp = dir.join(format!("{PROBE_FILE_NAME}.tmp"));
+        std::fs::write(&tmp, vec![b'Q'; PROBE_BYTES]).map_err(|e| LogError::io("write", &tmp, e))?;
+        std::fs::rename(&tmp, &path).map_err(|e| LogError::io("rename", &path, e))?;
+    }
+    let f = DmaFile::open(&path)
+        .await
+        .map_err(|e| LogError::glommio("open", &path, e))?;
+    let got = f
+        .read_at_aligned(0, PROBE_BYTES)
+        .await
+        .map_err(|e| LogError::glommio("read", &path, e))?;
+    let n = got.len();
+    drop(got);
+    f.close()
+        .await
+        .map_err(|e| LogError::glommio("close", &path, e))?;
+    if n != PROBE_BYTES {
+        return Err(LogError::io(
+            "read",
+            &path,
+            std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "probe file read short"),
+        ));
+    }
+    Ok(())
+}

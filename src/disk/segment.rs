@@ -1,0 +1,700 @@
+//! One segment of a partition log: `<base offset, 20 digits>.log` with its sparse `.index` and
+//! `.timeindex` files, held in memory while the log is open.
+//!
+//! Lives on the shard that owns the partition, inside the log's state. Methods here are either
+//! synchronous (in-memory bookkeeping) or free `async fn`s that take cloned file handles, so no
+//! borrow of the log state is held while I/O is in flight.
+
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use bytes::Bytes;
+use glommio::io::{BufferedFile, DmaFile, OpenOptions};
+
+use super::appender::{self, Appender};
+use super::config::LogConfig;
+use super::error::{LogError, Result};
+use super::index::{self, OffsetEntry, OffsetIndex, TimeEntry, TimeIndex};
+use super::recovery::{Feed, ScanEnd, Scanner};
+use crate::record::{self, BatchHeader};
+use crate::types::{Epoch, Offset, TimestampMs};
+
+/// Timestamp of a batch without one (Kafka's `NO_TIMESTAMP`).
+pub const NO_TIMESTAMP: TimestampMs = -1;
+
+/// Bytes read per step when a segment is scanned.
+const SCAN_CHUNK_BYTES: usize = 1 << 20;
+
+pub(crate) fn log_path(dir: &Path, base: Offset) -> PathBuf {
+    dir.join(format!("{:020}.log", base.0))
+}
+
+pub(crate) fn index_path(dir: &Path, base: Offset) -> PathBuf {
+    dir.join(format!("{:020}.index", base.0))
+}
+
+pub(crate) fn time_index_path(dir: &Path, base: Offset) -> PathBuf {
+    dir.join(format!("{:020}.timeindex", base.0))
+}
+
+/// Parses `<20 digits>.log` into a base offset.
+pub(crate) fn parse_log_name(name: &str) -> Option<Offset> {
+    let digits = name.strip_suffix(".log")?;
+    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok().map(Offset)
+}
+
+/// The part of a sealed segment that failed validation and is not served.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Corrupt {
+    pub(crate) first: Offset,
+    pub(crate) reason: String,
+}
+
+/// What recovery did to a segment, for the log line and the tests.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecoveryReport {
+    pub path: PathBuf,
+    /// Bytes scanned (from the last verified index entry to the end of the file).
+    pub scanned_bytes: u64,
+    /// Bytes cut off the end of the file.
+    pub truncated_bytes: u64,
+    /// How the scan ended.
+    pub end: ScanEnd,
+    /// Leader epoch of the last valid batch scanned (-1 when none was).
+    pub last_epoch: Epoch,
+}
+
+pub(crate) struct Segment {
+    pub(crate) base: Offset,
+    /// Offset after the last batch appended (staged included).
+    pub(crate) next_offset: Offset,
+    /// Logical bytes appended (staged included).
+    pub(crate) size: u64,
+    pub(crate) dir: PathBuf,
+    pub(crate) file: Rc<DmaFile>,
+    pub(crate) index: OffsetIndex,
+    pub(crate) time_index: TimeIndex,
+    /// Entries of each index already in its file.
+    pub(crate) index_persisted: usize,
+    pub(crate) time_persisted: usize,
+    bytes_since_index: u64,
+    /// Largest batch max-timestamp in the segment.
+    pub(crate) max_timestamp: TimestampMs,
+    /// Relative offset of the last batch appended.
+    last_batch_rel: u32,
+    /// Wall-clock time of the segment's first append, for `segment_ms`.
+    pub(crate) created_ms: TimestampMs,
+    /// Present while bytes may still be appended or are not yet all durable.
+    pub(crate) appender: Option<Appender>,
+    /// Open index files, while `appender` is present.
+    pub(crate) index_files: Option<Rc<IndexFiles>>,
+    /// Index entries were removed since the files were written: cut them at the next write.
+    pub(crate) index_files_stale: bool,
+    /// No more appends go to this segment; a newer one exists.
+    pub(crate) sealed: bool,
+    pub(crate) corrupt: Option<Corrupt>,
+}
+
+impl Segment {
+    pub(crate) fn log_path(&self) -> PathBuf {
+        log_path(&self.dir, self.base)
+    }
+
+    fn empty(dir: &Path, base: Offset, file: Rc<DmaFile>, now_ms: TimestampMs) -> Segment {
+        Segment {
+            base,
+            next_offset: base,
+            size: 0,
+            dir: dir.to_path_buf(),
+            file,
+            index: OffsetIndex::new(),
+            time_index: TimeIndex::new(),
+            index_persisted: 0,
+            time_persisted: 0,
+            bytes_since_index: 0,
+            max_timestamp: NO_TIMESTAMP,
+            last_batch_rel: 0,
+            created_ms: now_ms,
+            appender: None,
+            index_files: None,
+            index_files_stale: false,
+            sealed: false,
+            corrupt: None,
+        }
+    }
+
+    /// Creates a new, empty active segment at `base`.
+    pub(crate) async fn create(
+        dir: &Path,
+        base: Offset,
+        cfg: &LogConfig,
+        now_ms: TimestampMs,
+    ) -> Result<Segment> {
+        let path = log_path(dir, base);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .dma_open(&path)
+            .await
+            .map_err(|e| LogError::glommio("create", &path, e))?;
+        let file = Rc::new(file);
+        for p in [index_path(dir, base), time_index_path(dir, base)] {
+            // Stale index files of an earlier segment at this base are derived data: replace them.
+            let _ = std::fs::remove_file(&p);
+        }
+        let index_files = IndexFiles::open(dir, base).await?;
+        sync_dir(dir).await?;
+        let mut seg = Segment::empty(dir, base, file.clone(), now_ms);
+        seg.index_files = Some(Rc::new(index_files));
+        seg.appender = Some(Appender::resume(
+            file,
+            cfg.write_buffer_bytes,
+            0,
+            Vec::new(),
+        ));
+        Ok(seg)
+    }
+
+    /// Records a batch (already stamped with its offset) and stages its bytes for writing.
+    pub(crate) fn stage_batch(&mut self, header: &BatchHeader, bytes: &[u8], cfg: &LogConfig) {
+        assert!(!self.sealed, "append to a sealed segment");
+        let base = Offset(header.base_offset as u64);
+        assert_eq!(base, self.next_offset, "batches must be contiguous");
+        let rel = index::relative(self.base, base).expect("the log rolls before u32 overflow");
+        let position = u32::try_from(self.size).expect("segment_bytes fits u32");
+        self.account_batch(header, rel, position, cfg.index_interval_bytes);
+        self.appender
+            .as_mut()
+            .expect("an unsealed segment has an appender")
+            .stage(bytes);
+        self.size += bytes.len() as u64;
+        self.next_offset = Offset(header.last_offset() as u64 + 1);
+    }
+
+    /// Index bookkeeping for one batch at `position` (shared by appends and recovery).
+    fn account_batch(
+        &mut self,
+        header: &BatchHeader,
+        rel: u32,
+        position: u32,
+        index_interval_bytes: u64,
+    ) {
+        if self.size == 0 && self.next_offset == self.base && self.created_ms == NO_TIMESTAMP {
+            self.created_ms = header.max_timestamp;
+        }
+        self.max_timestamp = self.max_timestamp.max(header.max_timestamp);
+        if self.bytes_since_index >= index_interval_bytes {
+            self.index.push(OffsetEntry {
+                relative: rel,
+                position,
+            });
+            self.time_index.maybe_push(TimeEntry {
+                timestamp: self.max_timestamp,
+                relative: rel,
+            });
+            self.bytes_since_index = 0;
+        }
+        self.bytes_since_index += header.total_bytes() as u64;
+        self.last_batch_rel = rel;
+    }
+
+    /// Entries added to the indexes since they were last written: `(offset-index bytes, file
+    /// position, time-index bytes, file position)`.
+    pub(crate) fn index_delta(&self) -> (Vec<u8>, u64, Vec<u8>, u64) {
+        let mut ib = Vec::new();
+        for e in &self.index.entries()[self.index_persisted..] {
+            OffsetIndex::encode_entry(e, &mut ib);
+        }
+        let mut tb = Vec::new();
+        for e in &self.time_index.entries()[self.time_persisted..] {
+            TimeIndex::encode_entry(e, &mut tb);
+        }
+        (
+            ib,
+            (self.index_persisted * index::OFFSET_ENTRY_BYTES) as u64,
+            tb,
+            (self.time_persisted * index::TIME_ENTRY_BYTES) as u64,
+        )
+    }
+
+    /// Adds the final time-index entry of a sealed segment, so its max timestamp survives a
+    /// restart without a scan.
+    pub(crate) fn seal_time_index(&mut self) {
+        if self.max_timestamp != NO_TIMESTAMP && self.size > 0 {
+            self.time_index.maybe_push(TimeEntry {
+                timestamp: self.max_timestamp,
+                relative: self.last_batch_rel,
+            });
+        }
+    }
+
+    /// Bytes readable from the file: everything written to the device.
+    pub(crate) fn readable_bytes(&self) -> u64 {
+        match &self.appender {
+            Some(a) => a.written(),
+            None => self.size,
+        }
+    }
+
+    /// Where a read for `from` starts: the position of a batch at or before it.
+    pub(crate) fn read_start(&self, from: Offset) -> u64 {
+        let rel = index::relative(self.base, from).unwrap_or(0);
+        self.index
+            .lookup(rel)
+            .map(|e| u64::from(e.position))
+            .unwrap_or(0)
+    }
+
+    /// Forgets batches at or after `offset`, which starts at file position `position`.
+    pub(crate) fn truncate_memory(&mut self, offset: Offset, position: u64) {
+        let rel = index::relative(self.base, offset).unwrap_or(0);
+        self.index.truncate_from_relative(rel);
+        self.time_index.truncate_from_relative(rel);
+        if self.index_persisted > self.index.len() || self.time_persisted > self.time_index.len() {
+            self.index_files_stale = true;
+        }
+        self.index_persisted = self.index_persisted.min(self.index.len());
+        self.time_persisted = self.time_persisted.min(self.time_index.len());
+        self.next_offset = offset;
+        self.size = position;
+    }
+
+    /// Opens a sealed segment: loads its indexes, or rebuilds them by scanning the segment when
+    /// they are missing or fail their checks. `next_base` is the next segment's base offset.
+    pub(crate) async fn open_sealed(
+        dir: &Path,
+        base: Offset,
+        next_base: Offset,
+        cfg: &LogConfig,
+    ) -> Result<(Segment, Option<RecoveryReport>)> {
+        let path = log_path(dir, base);
+        let file = Rc::new(open_dma(&path).await?);
+        let file_bytes = file_size(&file, &path).await?;
+        let mut seg = Segment::empty(dir, base, file, NO_TIMESTAMP);
+        seg.sealed = true;
+        seg.size = file_bytes;
+        seg.next_offset = next_base;
+        let loaded = load_indexes(dir, base, file_bytes);
+        match loaded {
+            Some((ix, ti)) => {
+                seg.max_timestamp = ti.last().map(|e| e.timestamp).unwrap_or(NO_TIMESTAMP);
+                seg.index_persisted = ix.len();
+                seg.time_persisted = ti.len();
+                seg.index = ix;
+                seg.time_index = ti;
+                Ok((seg, None))
+            }
+            None => {
+                tracing::warn!(path = %path.display(), "index missing or invalid; rebuilding from the log");
+                let report = seg.rebuild(0, cfg).await?;
+                if seg.next_offset != next_base || report.end != ScanEnd::Clean {
+                    // Batches between the valid prefix and the next segment are lost.
+                    let reason = match &report.end {
+                        ScanEnd::Invalid { position, reason } => {
+                            format!("invalid batch at byte {position}: {reason}")
+                        }
+                        _ => format!("segment ends at offset {} before the next segment", seg.next_offset),
+                    };
+                    tracing::error!(path = %path.display(), first = %seg.next_offset,
+                        last = next_base.0.saturating_sub(1), %reason, "corrupt sealed segment");
+                    seg.corrupt = Some(Corrupt {
+                        first: seg.next_offset,
+                        reason,
+                    });
+                    seg.size = report_valid_end(&report, file_bytes);
+                }
+                seg.next_offset = next_base;
+                seg.seal_time_index();
+                write_index_files(&seg).await?;
+                Ok((seg, Some(report)))
+            }
+        }
+    }
+
+    /// Opens the last segment of a log and recovers it: scans from the last index entry that
+    /// checks out against the log, truncates a torn or invalid tail, and rebuilds the index
+    /// entries past the scan start. The cost grows with the bytes after that entry.
+    pub(crate) async fn recover_active(
+        dir: &Path,
+        base: Offset,
+        cfg: &LogConfig,
+        now_ms: TimestampMs,
+    ) -> Result<(Segment, RecoveryReport)> {
+        let path = log_path(dir, base);
+        let file = Rc::new(
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .dma_open(&path)
+                .await
+                .map_err(|e| LogError::glommio("open", &path, e))?,
+        );
+        let file_bytes = file_size(&file, &path).await?;
+        let mut seg = Segment::empty(dir, base, file.clone(), NO_TIMESTAMP);
+        let (ix, ti) = load_indexes(dir, base, file_bytes).unwrap_or_default();
+        // Find the newest index entry whose batch header is really there.
+        let mut start: Option<OffsetEntry> = None;
+        for e in ix.entries().iter().rev() {
+            if let Ok(h) = read_header(&file, &path, u64::from(e.position)).await {
+                if h.base_offset >= 0 && Offset(h.base_offset as u64) == base.add(u64::from(e.relative)) {
+                    start = Some(*e);
+                    break;
+                }
+            }
+        }
+        let mut ix = ix;
+        let mut ti = ti;
+        let (start_pos, start_off) = match start {
+            Some(e) => {
+                ix.truncate_from_relative(e.relative + 1);
+                ti.truncate_from_relative(e.relative + 1);
+                (u64::from(e.position), base.add(u64::from(e.relative)))
+            }
+            None => {
+                ix = OffsetIndex::new();
+                ti = TimeIndex::new();
+                (0, base)
+            }
+        };
+        seg.max_timestamp = ti.last().map(|e| e.timestamp).unwrap_or(NO_TIMESTAMP);
+        seg.index = ix;
+        seg.time_index = ti;
+        seg.size = start_pos;
+        seg.next_offset = start_off;
+        let report = seg.rebuild(start_pos, cfg).await?;
+        let valid_end = seg.size;
+        if file_bytes > valid_end {
+            match &report.end {
+                ScanEnd::Invalid { position, reason } => tracing::warn!(
+                    path = %path.display(), position, %reason,
+                    truncated_bytes = file_bytes - valid_end, "truncating torn or invalid tail"),
+                _ => tracing::debug!(path = %path.display(), "dropping zero padding"),
+            }
+            file.truncate(valid_end)
+                .await
+                .map_err(|e| LogError::glommio("truncate", &path, e))?;
+            file.fdatasync()
+                .await
+                .map_err(|e| LogError::glommio("fdatasync", &path, e))?;
+        }
+        // Rewrite the index files whole: the kept prefix plus the rebuilt entries.
+        seg.index_persisted = 0;
+        seg.time_persisted = 0;
+        write_index_files(&seg).await?;
+        seg.index_persisted = seg.index.len();
+        seg.time_persisted = seg.time_index.len();
+        if seg.created_ms == NO_TIMESTAMP {
+            seg.created_ms = now_ms;
+        }
+        seg.index_files = Some(Rc::new(IndexFiles::open(dir, base).await?));
+        let tail = appender::read_tail(&file, &path, valid_end).await?;
+        seg.appender = Some(Appender::resume(file, cfg.write_buffer_bytes, valid_end, tail));
+        Ok((seg, RecoveryReport {
+            truncated_bytes: file_bytes - valid_end,
+            ..report
+        }))
+    }
+
+    /// Scans from `start_pos` (where `self.next_offset` starts) to the end of the file, validating
+    /// every batch and adding index entries; `self.size` ends at the valid prefix.
+    async fn rebuild(&mut self, start_pos: u64, cfg: &LogConfig) -> Result<RecoveryReport> {
+        let path = self.log_path();
+        let file = self.file.clone();
+        let file_bytes = file_size(&file, &path).await?;
+        // Recovery accepts any batch that fits a segment: the limit may have been lowered since.
+        let batch_max = cfg.segment_bytes as usize;
+        let mut scanner = Scanner::new(start_pos, Some(self.next_offset), batch_max);
+        self.bytes_since_index = 0;
+        let interval = cfg.index_interval_bytes;
+        let mut pos = start_pos;
+        let mut want = SCAN_CHUNK_BYTES;
+        let end = loop {
+            let len = (file_bytes - pos).min(want as u64) as usize;
+            let buf = if len == 0 {
+                None
+            } else {
+                Some(
+                    file.read_at(pos, len)
+                        .await
+                        .map_err(|e| LogError::glommio("read", &path, e))?,
+                )
+            };
+            let slice: &[u8] = buf.as_deref().unwrap_or(&[]);
+            let at_eof = pos + slice.len() as u64 >= file_bytes;
+            let feed = scanner.feed(slice, at_eof, &mut |b, _| {
+                let rel = index::relative(self.base, b.base()).unwrap_or(u32::MAX);
+                self.account_batch(&b.header, rel, b.position as u32, interval);
+                self.next_offset = b.next_offset();
+                self.size = b.end();
+            });
+            match feed {
+                Feed::Done(end) => break end,
+                Feed::NeedMore { from, at_least } => {
+                    if from == pos && slice.len() >= at_least {
+                        unreachable!("scanner asked again for bytes it had");
+                    }
+                    pos = from;
+                    want = at_least.max(SCAN_CHUNK_BYTES);
+                }
+            }
+        };
+        self.size = scanner.position();
+        Ok(RecoveryReport {
+            path,
+            scanned_bytes: scanner.position() - start_pos,
+            truncated_bytes: 0,
+            end,
+            last_epoch: scanner.last_epoch(),
+        })
+    }
+}
+
+fn report_valid_end(report: &RecoveryReport, file_bytes: u64) -> u64 {
+    match report.end {
+        ScanEnd::Invalid { position, .. } => position,
+        _ => file_bytes,
+    }
+}
+
+/// Reads and parses the batch header at `position`.
+async fn read_header(file: &DmaFile, path: &Path, position: u64) -> Result<BatchHeader> {
+    let got = file
+        .read_at(position, record::BATCH_HEADER_BYTES)
+        .await
+        .map_err(|e| LogError::glommio("read", path, e))?;
+    BatchHeader::parse(&got).map_err(LogError::InvalidBatch)
+}
+
+/// Loads and checks both index files; `None` when either is missing or invalid.
+fn load_indexes(dir: &Path, base: Offset, log_bytes: u64) -> Option<(OffsetIndex, TimeIndex)> {
+    let ib = std::fs::read(index_path(dir, base)).ok()?;
+    let tb = std::fs::read(time_index_path(dir, base)).ok()?;
+    let ix = OffsetIndex::decode(&ib, log_bytes)
+        .map_err(|e| tracing::warn!(dir = %dir.display(), base = %base, error = %e, "bad offset index"))
+        .ok()?;
+    let ti = TimeIndex::decode(&tb)
+        .map_err(|e| tracing::warn!(dir = %dir.display(), base = %base, error = %e, "bad time index"))
+        .ok()?;
+    Some((ix, ti))
+}
+
+async fn open_dma(path: &Path) -> Result<DmaFile> {
+    DmaFile::open(path)
+        .await
+        .map_err(|e| LogError::glommio("open", path, e))
+}
+
+pub(crate) async fn file_size(file: &DmaFile, path: &Path) -> Result<u64> {
+    file.file_size()
+        .await
+        .map_err(|e| LogError::glommio("stat", path, e))
+}
+
+/// Makes a directory entry (a created or removed file) durable.
+pub(crate) async fn sync_dir(dir: &Path) -> Result<()> {
+    let d = glommio::io::Directory::open(dir)
+        .await
+        .map_err(|e| LogError::glommio("open directory", dir, e))?;
+    d.sync()
+        .await
+        .map_err(|e| LogError::glommio("fsync directory", dir, e))?;
+    d.close()
+        .await
+        .map_err(|e| LogError::glommio("close directory", dir, e))
+}
+
+async fn open_index_file(path: &Path) -> Result<BufferedFile> {
+    OpenOptions::new()
+        .write(true)
+        .create(true)
+        .buffered_open(path)
+        .await
+        .map_err(|e| LogError::glommio("open", path, e))
+}
+
+/// The open index files of a segment that is still being appended to.
+pub(crate) struct IndexFiles {
+    index: BufferedFile,
+    time: BufferedFile,
+    index_path: PathBuf,
+    time_path: PathBuf,
+}
+
+impl IndexFiles {
+    pub(crate) async fn open(dir: &Path, base: Offset) -> Result<IndexFiles> {
+        let index_path = index_path(dir, base);
+        let time_path = time_index_path(dir, base);
+        Ok(IndexFiles {
+            index: open_index_file(&index_path).await?,
+            time: open_index_file(&time_path).await?,
+            index_path,
+            time_path,
+        })
+    }
+
+    /// Writes the entries of `delta` (from [`Segment::index_delta`]) at their positions; with
+    /// `truncate`, also cuts the files there (after a rollback or truncation removed entries).
+    /// Index files are derived data: not synced on the append path, checked against the log by
+    /// recovery.
+    pub(crate) async fn write_delta(
+        &self,
+        delta: (Vec<u8>, u64, Vec<u8>, u64),
+        truncate: bool,
+    ) -> Result<()> {
+        let (ib, ipos, tb, tpos) = delta;
+        for (f, path, bytes, pos) in [
+            (&self.index, &self.index_path, ib, ipos),
+            (&self.time, &self.time_path, tb, tpos),
+        ] {
+            let n = bytes.len();
+            if truncate {
+                f.truncate(pos)
+                    .await
+                    .map_err(|e| LogError::glommio("truncate", path, e))?;
+            }
+            if n > 0 {
+                let w = f
+                    .write_at(bytes, pos)
+                    .await
+                    .map_err(|e| LogError::glommio("write", path, e))?;
+                if w != n {
+                    return Err(LogError::io(
+                        "write",
+                        path,
+                        std::io::Error::new(std::io::ErrorKind::WriteZero, "short index write"),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Writes both index files whole from memory and syncs them (sealing, recovery).
+pub(crate) async fn write_index_files(seg: &Segment) -> Result<()> {
+    let mut ib = Vec::new();
+    for e in seg.index.entries() {
+        OffsetIndex::encode_entry(e, &mut ib);
+    }
+    let mut tb = Vec::new();
+    for e in seg.time_index.entries() {
+        TimeIndex::encode_entry(e, &mut tb);
+    }
+    for (path, bytes) in [
+        (index_path(&seg.dir, seg.base), ib),
+        (time_index_path(&seg.dir, seg.base), tb),
+    ] {
+        let f = open_index_file(&path).await?;
+        let n = bytes.len() as u64;
+        if n > 0 {
+            f.write_at(bytes, 0)
+                .await
+                .map_err(|e| LogError::glommio("write", &path, e))?;
+        }
+        f.truncate(n)
+            .await
+            .map_err(|e| LogError::glommio("truncate", &path, e))?;
+        f.fdatasync()
+            .await
+            .map_err(|e| LogError::glommio("fdatasync", &path, e))?;
+        f.close().await.map_err(|e| LogError::glommio("close", &path, e))?;
+    }
+    Ok(())
+}
+
+/// Reads whole batches from a segment file: those ending after `from` and before `upper`,
+/// starting the scan at `start_pos` and reading no further than `readable_end`. Every batch is
+/// CRC-checked after the read; a failure is reported as corruption of this segment.
+pub(crate) async fn read_batches(
+    file: &DmaFile,
+    path: &Path,
+    start_pos: u64,
+    readable_end: u64,
+    from: Offset,
+    upper: Offset,
+    max_bytes: usize,
+    index_interval_bytes: u64,
+    batch_bytes_max: usize,
+) -> std::result::Result<Vec<Bytes>, ReadFault> {
+    let mut out = Vec::new();
+    let mut total = 0usize;
+    let mut pos = start_pos;
+    // Enough to pass the batches before `from` (at most about one index interval) and fill
+    // `max_bytes`.
+    let mut want = (max_bytes as u64)
+        .saturating_add(index_interval_bytes)
+        .saturating_add(record::BATCH_HEADER_BYTES as u64);
+    loop {
+        if pos >= readable_end {
+            return Ok(out);
+        }
+        let len = (readable_end - pos).min(want) as usize;
+        let buf = file
+            .read_at(pos, len)
+            .await
+            .map_err(|e| ReadFault::Io(LogError::glommio("read", path, e)))?;
+        let mut consumed = 0usize;
+        for item in record::batches(&buf) {
+            let (h, range) = match item {
+                Ok(x) => x,
+                Err(record::BatchError::Truncated { needed, .. }) => {
+                    if out.is_empty() {
+                        // The first batch we need is larger than what was read: read it whole.
+                        want = needed as u64;
+                        break;
+                    }
+                    return Ok(out);
+                }
+                Err(e) => {
+                    return Err(ReadFault::Corrupt {
+                        position: pos + consumed as u64,
+                        reason: e.to_string(),
+                    })
+                }
+            };
+            consumed = range.end;
+            if h.base_offset < 0 || (h.last_offset() as u64) < from.0 {
+                continue;
+            }
+            if Offset(h.last_offset() as u64) >= upper {
+                return Ok(out);
+            }
+            if !out.is_empty() && total + range.len() > max_bytes {
+                return Ok(out);
+            }
+            let bytes = &buf[range.clone()];
+            if let Err(e) = record::validate_batch(bytes, batch_bytes_max.max(range.len())) {
+                return Err(ReadFault::Corrupt {
+                    position: pos + range.start as u64,
+                    reason: e.to_string(),
+                });
+            }
+            total += bytes.len();
+            out.push(Bytes::copy_from_slice(bytes));
+            if total >= max_bytes {
+                return Ok(out);
+            }
+        }
+        if consumed == 0 && buf.len() < record::BATCH_HEADER_BYTES {
+            return Ok(out);
+        }
+        pos += consumed as u64;
+        if consumed == 0 && want as usize <= buf.len() {
+            return Err(ReadFault::Corrupt {
+                position: pos,
+                reason: "unreadable batch".into(),
+            });
+        }
+    }
+}
+
+/// Why a disk read failed.
+#[derive(Debug)]
+pub(crate) enum ReadFault {
+    Io(LogError),
+    Corrupt { position: u64, reason: String },
+}

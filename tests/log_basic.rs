@@ -1,0 +1,290 @@
+//! Append, read, roll, reopen, lookups, retention and truncation of one partition log.
+
+mod common;
+
+use std::rc::Rc;
+
+use common::*;
+use quill::disk::{Durability, LogConfig, LogError, PartitionLog};
+use quill::types::{Epoch, Offset};
+
+#[test]
+fn append_then_read_back_across_rolls_and_reopen() {
+    let dir = tmpdir();
+    let path = dir.path().join("p0");
+    let p2 = path.clone();
+    let expected: Vec<(u64, Vec<u8>)> = run(move || async move {
+        let (log, report) = PartitionLog::open(&p2, options(small_config())).await.unwrap();
+        assert!(report.corrupt.is_empty());
+        let log = Rc::new(log);
+        let mut expected = Vec::new();
+        let mut next = 0u64;
+        for i in 0..200u64 {
+            let n = 1 + (i % 7) as usize;
+            let b = batch(i, n, 400, 1_000 + i as i64 * 10);
+            let info = log.append(b.clone(), Epoch(1)).await.unwrap();
+            assert_eq!(info.base_offset, Offset(next));
+            assert_eq!(info.last_offset, Offset(next + n as u64 - 1));
+            expected.push((next, stamped(b, next, 1)));
+            next += n as u64;
+        }
+        assert!(log.segment_bases().len() > 3, "small segments must roll");
+        assert_eq!(log.log_end_offset(), Offset(next));
+        assert_eq!(log.high_watermark(), Offset(next));
+        // Read everything back in small steps.
+        let mut got = Vec::new();
+        let mut from = Offset(0);
+        while from < log.high_watermark() {
+            let r = log.read(from, 2000).await.unwrap();
+            assert!(!r.batches.is_empty());
+            for b in r.batches {
+                let h = quill::record::BatchHeader::parse(&b).unwrap();
+                from = Offset(h.last_offset() as u64 + 1);
+                got.push(b.to_vec());
+            }
+        }
+        let want: Vec<Vec<u8>> = expected.iter().map(|(_, b)| b.clone()).collect();
+        assert_eq!(got, want);
+        Rc::try_unwrap(log).ok().unwrap().close().await.unwrap();
+        expected
+    });
+    // Reopen (clean) without a cache: every read goes to disk.
+    run(move || async move {
+        let (log, report) = PartitionLog::open(&path, options_no_cache(small_config()))
+            .await
+            .unwrap();
+        let active = report.active.unwrap();
+        assert_eq!(active.truncated_bytes, 0);
+        for (base, bytes) in &expected {
+            // Reading from any offset inside a batch returns that whole batch first.
+            let r = log.read(Offset(*base), 1).await.unwrap();
+            assert_eq!(r.batches.len(), 1);
+            assert_eq!(&r.batches[0][..], &bytes[..]);
+        }
+        assert_eq!(log.last_epoch(), Epoch(1));
+        let end = log.log_end_offset();
+        assert!(log.read(end, 100).await.unwrap().batches.is_empty());
+        assert!(matches!(
+            log.read(end.add(1), 100).await,
+            Err(LogError::OffsetOutOfRange { .. })
+        ));
+        log.close().await.unwrap();
+    });
+}
+
+#[test]
+fn concurrent_appenders_share_group_commits() {
+    let dir = tmpdir();
+    let path = dir.path().join("p0");
+    run(move || async move {
+        let (log, _) = PartitionLog::open(&path, options(LogConfig::default())).await.unwrap();
+        let log = Rc::new(log);
+        let mut tasks = Vec::new();
+        for t in 0..32u64 {
+            let log = log.clone();
+            tasks.push(glommio::spawn_local(async move {
+                let mut offs = Vec::new();
+                for i in 0..20u64 {
+                    let info = log.append(batch(t * 100 + i, 3, 200, 5), Epoch(0)).await.unwrap();
+                    assert!(log.durable_offset() > info.last_offset);
+                    offs.push(info.base_offset);
+                }
+                offs
+            }));
+        }
+        let mut all = Vec::new();
+        for t in tasks {
+            all.extend(t.await);
+        }
+        all.sort();
+        let want: Vec<Offset> = (0..640u64).map(|i| Offset(i * 3)).collect();
+        assert_eq!(all, want);
+        let stats = log.stats();
+        assert_eq!(stats.appends, 640);
+        assert!(
+            stats.fdatasyncs < 640,
+            "group commit must share syncs: {} syncs for 640 appends",
+            stats.fdatasyncs
+        );
+    });
+}
+
+#[test]
+fn invalid_batches_are_rejected_and_nothing_is_written() {
+    let dir = tmpdir();
+    let path = dir.path().join("p0");
+    run(move || async move {
+        let (log, _) = PartitionLog::open(&path, options(small_config())).await.unwrap();
+        let mut b = batch(1, 2, 10, 5);
+        let last = b.len() - 1;
+        b[last] ^= 0x40;
+        assert!(matches!(
+            log.append(b, Epoch(0)).await,
+            Err(LogError::InvalidBatch(quill::record::BatchError::BadCrc { .. }))
+        ));
+        let big = batch(2, 1, 70_000, 5);
+        assert!(matches!(
+            log.append(big, Epoch(0)).await,
+            Err(LogError::InvalidBatch(_))
+        ));
+        assert_eq!(log.log_end_offset(), Offset(0));
+        log.append(batch(3, 1, 10, 5), Epoch(2)).await.unwrap();
+        assert!(matches!(
+            log.append(batch(4, 1, 10, 5), Epoch(1)).await,
+            Err(LogError::StaleEpoch { .. })
+        ));
+    });
+}
+
+#[test]
+fn timestamp_lookup_finds_first_record_at_or_after() {
+    let dir = tmpdir();
+    let path = dir.path().join("p0");
+    run(move || async move {
+        let (log, _) = PartitionLog::open(&path, options_no_cache(small_config())).await.unwrap();
+        // Batch i holds 4 records with timestamps 1000*i + 0..4.
+        for i in 0..300i64 {
+            log.append(batch(i as u64, 4, 200, 1000 * i), Epoch(0)).await.unwrap();
+        }
+        assert!(log.segment_bases().len() > 2);
+        assert_eq!(log.offset_for_timestamp(-5).await.unwrap(), Some(Offset(0)));
+        assert_eq!(log.offset_for_timestamp(0).await.unwrap(), Some(Offset(0)));
+        assert_eq!(log.offset_for_timestamp(2).await.unwrap(), Some(Offset(2)));
+        assert_eq!(log.offset_for_timestamp(4).await.unwrap(), Some(Offset(4)));
+        assert_eq!(log.offset_for_timestamp(150_001).await.unwrap(), Some(Offset(601)));
+        assert_eq!(log.offset_for_timestamp(299_003).await.unwrap(), Some(Offset(1199)));
+        assert_eq!(log.offset_for_timestamp(299_004).await.unwrap(), None);
+    });
+}
+
+#[test]
+fn retention_deletes_old_sealed_segments_only() {
+    let dir = tmpdir();
+    let path = dir.path().join("p0");
+    run(move || async move {
+        let now = Rc::new(std::cell::Cell::new(1_000_000i64));
+        let n2 = now.clone();
+        let mut opts = options(LogConfig {
+            retention_ms: Some(10_000),
+            retention_bytes: None,
+            ..small_config()
+        });
+        opts.clock = Rc::new(move || n2.get());
+        let (log, _) = PartitionLog::open(&path, opts).await.unwrap();
+        for i in 0..400i64 {
+            log.append(batch(i as u64, 2, 400, 1_000_000 + i), Epoch(0)).await.unwrap();
+        }
+        let segs = log.segment_bases().len();
+        assert!(segs > 3);
+        assert_eq!(log.enforce_retention().await.unwrap(), 0);
+        now.set(2_000_000);
+        let deleted = log.enforce_retention().await.unwrap();
+        assert_eq!(deleted, segs - 1, "every sealed segment expired, the active one stays");
+        let start = log.log_start_offset();
+        assert_eq!(start, *log.segment_bases().first().unwrap());
+        match log.read(Offset(0), 100).await {
+            Err(LogError::OffsetOutOfRange { earliest, .. }) => assert_eq!(earliest, start),
+            other => panic!("expected out of range, got {other:?}"),
+        }
+        assert!(!log.read(start, 100).await.unwrap().batches.is_empty());
+        // Files are gone from the directory.
+        let logs = std::fs::read_dir(&path)
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "log"))
+            .count();
+        assert_eq!(logs, 1);
+    });
+}
+
+#[test]
+fn retention_by_bytes_keeps_the_newest() {
+    let dir = tmpdir();
+    let path = dir.path().join("p0");
+    run(move || async move {
+        let (log, _) = PartitionLog::open(
+            &path,
+            options(LogConfig {
+                retention_ms: None,
+                retention_bytes: Some(150 << 10),
+                ..small_config()
+            }),
+        )
+        .await
+        .unwrap();
+        for i in 0..400u64 {
+            log.append(batch(i, 2, 400, 5), Epoch(0)).await.unwrap();
+        }
+        log.enforce_retention().await.unwrap();
+        let size = log.stats().size_bytes;
+        assert!(size >= 150 << 10, "kept {size} bytes");
+        assert!(size < (150 << 10) + (64 << 10), "kept {size} bytes");
+    });
+}
+
+#[test]
+fn truncate_removes_an_uncommitted_suffix() {
+    let dir = tmpdir();
+    let path = dir.path().join("p0");
+    let p2 = path.clone();
+    run(move || async move {
+        let (log, _) = PartitionLog::open(&p2, options(small_config())).await.unwrap();
+        let mut bases = Vec::new();
+        for i in 0..300u64 {
+            bases.push(log.append(batch(i, 2, 300, 5), Epoch(1)).await.unwrap().base_offset);
+        }
+        // Pretend replication committed only up to batch 100.
+        log.set_replication_bound(Some(bases[100]));
+        assert_eq!(log.high_watermark(), bases[100]);
+        assert!(matches!(
+            log.truncate_to(bases[50]).await,
+            Err(LogError::TruncateBelowHighWatermark { .. })
+        ));
+        assert!(matches!(
+            log.truncate_to(bases[150].add(1)).await,
+            Err(LogError::TruncateInsideBatch { .. })
+        ));
+        log.truncate_to(bases[150]).await.unwrap();
+        assert_eq!(log.log_end_offset(), bases[150]);
+        // New appends continue at the truncation point with a newer epoch.
+        let info = log.append(batch(999, 2, 300, 5), Epoch(2)).await.unwrap();
+        assert_eq!(info.base_offset, bases[150]);
+        log.set_replication_bound(None);
+        log.close().await.unwrap();
+    });
+    run(move || async move {
+        let (log, _) = PartitionLog::open(&path, options_no_cache(small_config())).await.unwrap();
+        assert_eq!(log.log_end_offset(), Offset(302));
+        let r = log.read(Offset(300), 10_000).await.unwrap();
+        assert_eq!(&r.batches[0][..], &stamped(batch(999, 2, 300, 5), 300, 2)[..]);
+    });
+}
+
+#[test]
+fn interval_mode_acks_on_write_and_syncs_later() {
+    let dir = tmpdir();
+    let path = dir.path().join("p0");
+    run(move || async move {
+        let (log, _) = PartitionLog::open(
+            &path,
+            options(LogConfig {
+                durability: Durability::Interval,
+                flush_ms: 50,
+                ..LogConfig::default()
+            }),
+        )
+        .await
+        .unwrap();
+        for i in 0..50u64 {
+            log.append(batch(i, 1, 100, 5), Epoch(0)).await.unwrap();
+        }
+        assert_eq!(log.high_watermark(), Offset(50));
+        // A per-call sync append waits for fdatasync even in interval mode.
+        log.append_with(batch(50, 1, 100, 5), Epoch(0), Durability::Sync)
+            .await
+            .unwrap();
+        assert_eq!(log.durable_offset(), Offset(51));
+        log.append(batch(51, 1, 100, 5), Epoch(0)).await.unwrap();
+        glommio::timer::sleep(std::time::Duration::from_millis(200)).await;
+        assert_eq!(log.durable_offset(), Offset(52), "the interval flush ran");
+    });
+}
