@@ -42,6 +42,9 @@ pub fn append_loop(args: AppendLoop) -> Result<(), String> {
 async fn run_append_loop(args: AppendLoop) -> Result<(), String> {
     let config = LogConfig {
         segment_bytes: args.segment_bytes,
+        batch_bytes_max: LogConfig::default()
+            .batch_bytes_max
+            .min(args.segment_bytes as usize),
         durability: args.durability,
         ..LogConfig::default()
     };

@@ -173,40 +173,65 @@ pub(crate) async fn write_group(
     path: &std::path::Path,
     group: StagedGroup,
 ) -> Result<(u64, Vec<u8>)> {
-    let mut expected = Vec::with_capacity(group.writes.len());
     let tasks: Vec<_> = group
         .writes
         .into_iter()
         .map(|(buf, pos)| {
-            expected.push(buf.len());
             let f = file.clone();
-            glommio::spawn_local(async move { f.write_at(buf, pos).await })
+            glommio::spawn_local(async move { write_fully(&f, buf, pos).await })
         })
         .collect();
     let mut first_err = None;
-    for (task, want) in tasks.into_iter().zip(expected) {
-        match task.await {
-            Ok(n) if n == want => {}
-            Ok(n) => {
-                first_err.get_or_insert_with(|| {
-                    LogError::io(
-                        "write",
-                        path,
-                        std::io::Error::new(
-                            std::io::ErrorKind::WriteZero,
-                            format!("short direct write: {n} of {want} bytes"),
-                        ),
-                    )
-                });
-            }
-            Err(e) => {
-                first_err.get_or_insert_with(|| LogError::glommio("write", path, e));
-            }
+    for task in tasks {
+        if let Err(e) = task.await {
+            first_err.get_or_insert_with(|| match e {
+                WriteFault::Os(e) => LogError::glommio("write", path, e),
+                WriteFault::Short(msg) => LogError::io(
+                    "write",
+                    path,
+                    std::io::Error::new(std::io::ErrorKind::WriteZero, msg),
+                ),
+            });
         }
     }
     match first_err {
         Some(e) => Err(e),
         None => Ok((group.end, group.tail)),
+    }
+}
+
+enum WriteFault {
+    Os(glommio::GlommioError<()>),
+    Short(String),
+}
+
+/// Writes all of `buf` at `pos`. A short write (the device filled up part way) is retried for the
+/// rest, so the caller sees the OS error behind it (ENOSPC, EFBIG) rather than a bare count.
+async fn write_fully(
+    file: &DmaFile,
+    buf: DmaBuffer,
+    mut pos: u64,
+) -> std::result::Result<(), WriteFault> {
+    // Shared ownership lets us still see the bytes after a short write, without a copy up front.
+    let mut buf = Rc::new(buf);
+    loop {
+        let want = buf.len();
+        let n = file
+            .write_rc_at(buf.clone(), pos)
+            .await
+            .map_err(WriteFault::Os)?;
+        if n == want {
+            return Ok(());
+        }
+        if n == 0 || n % ALIGN != 0 {
+            return Err(WriteFault::Short(format!(
+                "short direct write: {n} of {want} bytes"
+            )));
+        }
+        let mut next = file.alloc_dma_buffer(want - n);
+        next.as_bytes_mut().copy_from_slice(&buf.as_bytes()[n..]);
+        buf = Rc::new(next);
+        pos += n as u64;
     }
 }
 

@@ -74,7 +74,14 @@ impl LogError {
         path: impl Into<PathBuf>,
         source: glommio::GlommioError<()>,
     ) -> Self {
-        Self::io(op, path, source.into())
+        // Keep the OS error number (e.g. ENOSPC): glommio's own conversion to io::Error drops
+        // it for errors that carry a path.
+        let io = match source {
+            glommio::GlommioError::EnhancedIoError { source, .. } => source,
+            glommio::GlommioError::IoError(e) => e,
+            other => other.into(),
+        };
+        Self::io(op, path, io)
     }
 
     /// The OS error number behind an I/O error, if any (e.g. `libc::ENOSPC`).
