@@ -898,10 +898,15 @@ async fn flush_cycle(inner: &Inner, force_sync: bool) -> Result<()> {
         drop(st);
         inner.progress.notify();
     }
-    // 2. The active segment.
-    let last = inner.state.borrow().segments.len() - 1;
+    // 2. The active segment. Capture its file first: a roll during the write makes another
+    //    segment active, but the sync below must cover the file that was written.
+    let (last, file, path) = {
+        let st = inner.state.borrow();
+        let i = st.segments.len() - 1;
+        (i, st.segments[i].file.clone(), st.segments[i].log_path())
+    };
     write_segment(inner, last).await?;
-    let (need_sync, target, file, path) = {
+    let (need_sync, target) = {
         let st = inner.state.borrow();
         let behind = st.written > st.durable;
         let need = behind
@@ -909,8 +914,7 @@ async fn flush_cycle(inner: &Inner, force_sync: bool) -> Result<()> {
                 || inner.config.durability == Durability::Sync
                 || !st.durable_waiters.is_empty()
                 || st.last_sync.elapsed() >= Duration::from_millis(inner.config.flush_ms));
-        let s = st.segments.back().expect("a segment");
-        (need, st.written, s.file.clone(), s.log_path())
+        (need, st.written)
     };
     if need_sync {
         file.fdatasync()
