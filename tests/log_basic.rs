@@ -288,3 +288,48 @@ fn interval_mode_acks_on_write_and_syncs_later() {
         assert_eq!(log.durable_offset(), Offset(52), "the interval flush ran");
     });
 }
+
+#[test]
+fn truncate_into_a_sealed_segment_after_reopen() {
+    let dir = tmpdir();
+    let path = dir.path().join("p0");
+    let p2 = path.clone();
+    let bases = run(move || async move {
+        let (log, _) = PartitionLog::open(&p2, options(small_config())).await.unwrap();
+        let mut bases = Vec::new();
+        for i in 0..300u64 {
+            bases.push(log.append(batch(i, 2, 300, 5), Epoch(1)).await.unwrap().base_offset);
+        }
+        log.close().await.unwrap();
+        bases
+    });
+    let p3 = path.clone();
+    let b2 = bases.clone();
+    run(move || async move {
+        let (log, _) = PartitionLog::open(&p3, options_no_cache(small_config())).await.unwrap();
+        let segs = log.segment_bases();
+        assert!(segs.len() > 3);
+        // A batch boundary inside the second segment (opened read-only as a sealed segment).
+        let target = *b2.iter().find(|b| **b > segs[1]).unwrap();
+        log.set_replication_bound(Some(Offset(0)));
+        log.truncate_to(target).await.unwrap();
+        assert_eq!(log.segment_bases(), segs[..2].to_vec());
+        let info = log.append(batch(777, 2, 300, 5), Epoch(2)).await.unwrap();
+        assert_eq!(info.base_offset, target);
+        log.set_replication_bound(None);
+        let r = log.read(target, 1).await.unwrap();
+        assert_eq!(&r.batches[0][..], &stamped(batch(777, 2, 300, 5), target.0, 2)[..]);
+        log.close().await.unwrap();
+    });
+    run(move || async move {
+        let (log, report) = PartitionLog::open(&path, options_no_cache(small_config())).await.unwrap();
+        assert_eq!(report.active.unwrap().truncated_bytes, 0);
+        let end = log.log_end_offset();
+        let target = end.0 - 2;
+        let r = log.read(Offset(target), 1).await.unwrap();
+        assert_eq!(&r.batches[0][..], &stamped(batch(777, 2, 300, 5), target, 2)[..]);
+        // Everything before the truncation point is intact.
+        let r = log.read(Offset(0), 1).await.unwrap();
+        assert_eq!(&r.batches[0][..], &stamped(batch(0, 2, 300, 5), 0, 1)[..]);
+    });
+}

@@ -391,6 +391,9 @@ fn read_back_case(
         assert!(report.corrupt.is_empty(), "{c}");
         let mut model = Vec::new();
         append_all(&log, &batches, 1, &mut model, &c).await;
+        let total: u64 = model.iter().map(|b| b.bytes.len() as u64).sum();
+        let segments = log.segment_bases().len() as u64;
+        assert!(segments > total / segment_bytes, "{c}: {total} bytes must roll into more than {segments} segments");
         check_reads(&log, 0, &model, &mut rng, &format!("{c}, first session")).await;
         log.close().await.unwrap();
         model
@@ -632,6 +635,7 @@ fn truncation_case(
         "seed {seed}: {n} batches, bound at batch {bound}, truncate at batch {cut}, {} more, segment_bytes {segment_bytes}, cache {cached}",
         extra.len()
     );
+    let last_epoch = if extra.is_empty() { 1 } else { 2 };
     let dir = tmpdir();
     let path = dir.path().join("p0");
     let (p, c, cfg) = (path.clone(), ctx.clone(), config.clone());
@@ -666,7 +670,6 @@ fn truncation_case(
         log.close().await.unwrap();
         model
     });
-    let last_epoch = if extra.is_empty() { 1 } else { 2 };
     run(move || async move {
         let mut rng = StdRng::seed_from_u64(seed ^ 1);
         let (log, report) = PartitionLog::open(&path, options_no_cache(config)).await.unwrap();
@@ -698,4 +701,65 @@ proptest! {
     ) {
         truncation_case(specs, more, segment_kib << 10, index_interval_bytes, bound_at, cut_at, cached, seed);
     }
+}
+
+/// Truncation into a segment that was sealed before a restart: the reopened log must cut that
+/// segment and keep appending to it, as it does within one session.
+#[test]
+fn truncation_into_a_sealed_segment_after_reopen() {
+    let dir = tmpdir();
+    let path = dir.path().join("p0");
+    let config = log_config(16 << 10, 1024);
+    let (p, cfg) = (path.clone(), config.clone());
+    let model = run(move || async move {
+        let (log, _) = PartitionLog::open(&p, options_no_cache(cfg)).await.unwrap();
+        let mut model = Vec::new();
+        let batches: Vec<Built> = (0..40u64)
+            .map(|i| Built {
+                bytes: batch(i, 2, 900, 1_000 + i as i64),
+                ts: vec![1_000 + i as i64, 1_001 + i as i64],
+            })
+            .collect();
+        append_all(&log, &batches, 1, &mut model, "first session").await;
+        assert!(log.segment_bases().len() >= 3, "the log must roll");
+        log.close().await.unwrap();
+        model
+    });
+    let (p, cfg) = (path.clone(), config.clone());
+    let model = run(move || async move {
+        let (log, _) = PartitionLog::open(&p, options_no_cache(cfg)).await.unwrap();
+        let bases = log.segment_bases();
+        // A batch boundary inside the first segment, which the reopen loaded as sealed.
+        let mut model = model;
+        let cut = model.iter().position(|b| b.base > bases[0].0).expect("a second batch");
+        assert!(model[cut].next <= bases[1].0, "batch {cut} is in the first segment");
+        let cut_off = model[cut].base;
+        let ctx = format!("truncate_to({cut_off}) in sealed segment {} after reopen", bases[0]);
+        // As a follower of a new leader: replication committed only up to the cut.
+        log.set_replication_bound(Some(Offset(cut_off)));
+        bounded(&ctx, log.truncate_to(Offset(cut_off)))
+            .await
+            .unwrap_or_else(|e| panic!("{ctx}: {e}"));
+        assert_eq!(log.log_end_offset(), Offset(cut_off), "{ctx}");
+        eprintln!("DBG {bases:?} {:?} {cut_off}", log.segment_bases());
+        for e in std::fs::read_dir(&p).unwrap() { let e = e.unwrap(); eprintln!("DBG {:?} {}", e.path(), e.metadata().unwrap().len()); }
+        model.truncate(cut);
+        let more = vec![Built {
+            bytes: batch(999, 3, 500, 5_000),
+            ts: vec![5_000, 5_001, 5_002],
+        }];
+        append_all(&log, &more, 2, &mut model, &ctx).await;
+        log.set_replication_bound(None);
+        let mut rng = StdRng::seed_from_u64(7);
+        check_reads(&log, 0, &model, &mut rng, &ctx).await;
+        log.close().await.unwrap();
+        model
+    });
+    run(move || async move {
+        let (log, _) = PartitionLog::open(&path, options_no_cache(config)).await.unwrap();
+        let mut rng = StdRng::seed_from_u64(8);
+        check_reads(&log, 0, &model, &mut rng, "after truncation and reopen").await;
+        assert_eq!(log.last_epoch(), Epoch(2));
+        log.close().await.unwrap();
+    });
 }

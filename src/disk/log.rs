@@ -571,7 +571,25 @@ impl PartitionLog {
             }
             let i = st.segments.partition_point(|s| s.base <= offset) - 1;
             let seg = &st.segments[i];
-            (seg.base, seg.file.clone(), seg.log_path(), seg.read_start(offset), seg.next_offset)
+            (
+                seg.base,
+                seg.appender.is_some().then(|| seg.file.clone()),
+                seg.log_path(),
+                seg.read_start(offset),
+                seg.next_offset,
+            )
+        };
+        // A finalized segment may be open read-only; it becomes the active one again.
+        let file = match file {
+            Some(f) => f,
+            None => Rc::new(
+                glommio::io::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .dma_open(&path)
+                    .await
+                    .map_err(|e| LogError::glommio("open", &path, e))?,
+            ),
         };
         // Find the byte position of the batch that starts at `offset`.
         let position = if offset == seg_base {
@@ -595,6 +613,7 @@ impl PartitionLog {
             let seg = st.segments.back_mut().expect("a segment");
             seg.truncate_memory(offset, position);
             seg.sealed = false;
+            seg.file = file.clone();
             seg.appender = Some(appender::Appender::resume(
                 file,
                 inner.config.write_buffer_bytes,
@@ -615,12 +634,6 @@ impl PartitionLog {
             let seg = st.segments.back().expect("a segment");
             (seg.base, seg.index_files.clone())
         };
-        {
-            let st = inner.state.borrow();
-            let seg = st.segments.back().expect("a segment");
-            // Rewrite the index files from memory below.
-            let _ = seg;
-        }
         let files = match seg_files {
             Some(f) => f,
             None => Rc::new(segment::IndexFiles::open(&inner.dir, base).await?),
@@ -711,11 +724,14 @@ impl PartitionLog {
             .await
             .map_err(|e| LogError::glommio("fdatasync", &path, e))?;
         let _ = seg;
-        {
-            let st = inner.state.borrow();
-            let s = st.segments.back().expect("a segment");
-            segment::write_index_files(s).await?;
-        }
+        let image = inner
+            .state
+            .borrow()
+            .segments
+            .back()
+            .expect("a segment")
+            .index_image();
+        segment::write_index_files(image).await?;
         inner.cache.unregister(inner.cache_key);
         inner.flush_wanted.notify();
         inner.progress.notify();
@@ -811,7 +827,8 @@ async fn flusher(inner: Rc<Inner>) {
                 || (!st.durable_waiters.is_empty() && st.written > st.durable);
             let interval_due = inner.config.durability == Durability::Interval
                 && st.written > st.durable;
-            if st.closed && !work {
+            if (st.closed && !work) || st.poisoned.is_some() {
+                // A poisoned log takes no appends; retrying its I/O would only spin.
                 return;
             }
             if work {
@@ -877,11 +894,10 @@ async fn flush_cycle(inner: &Inner, force_sync: bool) -> Result<()> {
         file.fdatasync()
             .await
             .map_err(|e| fail_sync(inner, LogError::glommio("fdatasync", &path, e)))?;
-        {
-            let st = inner.state.borrow();
-            let s = &st.segments[i];
-            segment::write_index_files(s).await.map_err(|e| fail_sync(inner, e))?;
-        }
+        let image = inner.state.borrow().segments[i].index_image();
+        segment::write_index_files(image)
+            .await
+            .map_err(|e| fail_sync(inner, e))?;
         drop(files);
         let mut st = inner.state.borrow_mut();
         let s = &mut st.segments[i];

@@ -309,7 +309,7 @@ impl Segment {
                 }
                 seg.next_offset = next_base;
                 seg.seal_time_index();
-                write_index_files(&seg).await?;
+                write_index_files(seg.index_image()).await?;
                 Ok((seg, Some(report)))
             }
         }
@@ -384,7 +384,7 @@ impl Segment {
         // Rewrite the index files whole: the kept prefix plus the rebuilt entries.
         seg.index_persisted = 0;
         seg.time_persisted = 0;
-        write_index_files(&seg).await?;
+        write_index_files(seg.index_image()).await?;
         seg.index_persisted = seg.index.len();
         seg.time_persisted = seg.time_index.len();
         if seg.created_ms == NO_TIMESTAMP {
@@ -574,19 +574,45 @@ impl IndexFiles {
     }
 }
 
-/// Writes both index files whole from memory and syncs them (sealing, recovery).
-pub(crate) async fn write_index_files(seg: &Segment) -> Result<()> {
-    let mut ib = Vec::new();
-    for e in seg.index.entries() {
-        OffsetIndex::encode_entry(e, &mut ib);
+/// Both index files of a segment, encoded whole, ready for [`write_index_files`].
+pub(crate) struct IndexImage {
+    dir: PathBuf,
+    base: Offset,
+    index: Vec<u8>,
+    time: Vec<u8>,
+}
+
+impl Segment {
+    /// Encodes both indexes whole (a short, synchronous step: no borrow outlives it).
+    pub(crate) fn index_image(&self) -> IndexImage {
+        let mut index = Vec::with_capacity(self.index.len() * index::OFFSET_ENTRY_BYTES);
+        for e in self.index.entries() {
+            OffsetIndex::encode_entry(e, &mut index);
+        }
+        let mut time = Vec::with_capacity(self.time_index.len() * index::TIME_ENTRY_BYTES);
+        for e in self.time_index.entries() {
+            TimeIndex::encode_entry(e, &mut time);
+        }
+        IndexImage {
+            dir: self.dir.clone(),
+            base: self.base,
+            index,
+            time,
+        }
     }
-    let mut tb = Vec::new();
-    for e in seg.time_index.entries() {
-        TimeIndex::encode_entry(e, &mut tb);
-    }
+}
+
+/// Writes both index files whole and syncs them (sealing, recovery, close).
+pub(crate) async fn write_index_files(image: IndexImage) -> Result<()> {
+    let IndexImage {
+        dir,
+        base,
+        index: ib,
+        time: tb,
+    } = image;
     for (path, bytes) in [
-        (index_path(&seg.dir, seg.base), ib),
-        (time_index_path(&seg.dir, seg.base), tb),
+        (index_path(&dir, base), ib),
+        (time_index_path(&dir, base), tb),
     ] {
         let f = open_index_file(&path).await?;
         let n = bytes.len() as u64;
