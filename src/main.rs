@@ -7,7 +7,11 @@ use clap::{Parser, Subcommand};
 use quill::disk::Durability;
 
 #[derive(Parser)]
-#[command(name = "quill", version, about = "Quill: a durable, thread-per-core message broker")]
+#[command(
+    name = "quill",
+    version,
+    about = "Quill: a durable, thread-per-core message broker"
+)]
 struct Cli {
     /// Log level: error, warn, info, debug, trace (or a tracing filter).
     #[arg(long, global = true, default_value = "info")]

@@ -14,7 +14,7 @@ impl Offset {
     pub const ZERO: Offset = Offset(0);
 
     /// The offset `n` records later.
-    pub fn add(self, n: u64) -> Offset {
+    pub fn plus(self, n: u64) -> Offset {
         Offset(self.0 + n)
     }
 }

@@ -48,7 +48,7 @@ fn write_error_fails_appends_without_losing_acknowledged_data() {
         assert!(matches!(err, LogError::Io { .. }), "{err}");
         assert_eq!(err.raw_os_error(), Some(libc::EFBIG), "{err}");
         assert!(!acked.is_empty());
-        let end = acked.last().unwrap().0.add(4);
+        let end = acked.last().unwrap().0.plus(4);
         // Nothing past the acknowledged prefix is visible, and reads still work.
         assert_eq!(log.log_end_offset(), end);
         assert_eq!(log.high_watermark(), end);
@@ -57,7 +57,10 @@ fn write_error_fails_appends_without_losing_acknowledged_data() {
             assert_eq!(&r.batches[0][..], &bytes[..]);
         }
         // Still full: the next append fails too, and is not acknowledged.
-        assert!(log.append(batch(900, 4, 5_000, 10), Epoch(0)).await.is_err());
+        assert!(log
+            .append(batch(900, 4, 5_000, 10), Epoch(0))
+            .await
+            .is_err());
         assert_eq!(log.log_end_offset(), end);
         // Space is back: appends continue right after the acknowledged prefix.
         set_fsize_limit(libc::RLIM_INFINITY);

@@ -14,7 +14,9 @@ fn append_then_read_back_across_rolls_and_reopen() {
     let path = dir.path().join("p0");
     let p2 = path.clone();
     let expected: Vec<(u64, Vec<u8>)> = run(move || async move {
-        let (log, report) = PartitionLog::open(&p2, options(small_config())).await.unwrap();
+        let (log, report) = PartitionLog::open(&p2, options(small_config()))
+            .await
+            .unwrap();
         assert!(report.corrupt.is_empty());
         let log = Rc::new(log);
         let mut expected = Vec::new();
@@ -65,7 +67,7 @@ fn append_then_read_back_across_rolls_and_reopen() {
         let end = log.log_end_offset();
         assert!(log.read(end, 100).await.unwrap().batches.is_empty());
         assert!(matches!(
-            log.read(end.add(1), 100).await,
+            log.read(end.plus(1), 100).await,
             Err(LogError::OffsetOutOfRange { .. })
         ));
         log.close().await.unwrap();
@@ -77,7 +79,9 @@ fn concurrent_appenders_share_group_commits() {
     let dir = tmpdir();
     let path = dir.path().join("p0");
     run(move || async move {
-        let (log, _) = PartitionLog::open(&path, options(LogConfig::default())).await.unwrap();
+        let (log, _) = PartitionLog::open(&path, options(LogConfig::default()))
+            .await
+            .unwrap();
         let log = Rc::new(log);
         let mut tasks = Vec::new();
         for t in 0..32u64 {
@@ -85,7 +89,10 @@ fn concurrent_appenders_share_group_commits() {
             tasks.push(glommio::spawn_local(async move {
                 let mut offs = Vec::new();
                 for i in 0..20u64 {
-                    let info = log.append(batch(t * 100 + i, 3, 200, 5), Epoch(0)).await.unwrap();
+                    let info = log
+                        .append(batch(t * 100 + i, 3, 200, 5), Epoch(0))
+                        .await
+                        .unwrap();
                     assert!(log.durable_offset() > info.last_offset);
                     offs.push(info.base_offset);
                 }
@@ -114,13 +121,17 @@ fn invalid_batches_are_rejected_and_nothing_is_written() {
     let dir = tmpdir();
     let path = dir.path().join("p0");
     run(move || async move {
-        let (log, _) = PartitionLog::open(&path, options(small_config())).await.unwrap();
+        let (log, _) = PartitionLog::open(&path, options(small_config()))
+            .await
+            .unwrap();
         let mut b = batch(1, 2, 10, 5);
         let last = b.len() - 1;
         b[last] ^= 0x40;
         assert!(matches!(
             log.append(b, Epoch(0)).await,
-            Err(LogError::InvalidBatch(quill::record::BatchError::BadCrc { .. }))
+            Err(LogError::InvalidBatch(
+                quill::record::BatchError::BadCrc { .. }
+            ))
         ));
         let big = batch(2, 1, 70_000, 5);
         assert!(matches!(
@@ -141,18 +152,28 @@ fn timestamp_lookup_finds_first_record_at_or_after() {
     let dir = tmpdir();
     let path = dir.path().join("p0");
     run(move || async move {
-        let (log, _) = PartitionLog::open(&path, options_no_cache(small_config())).await.unwrap();
+        let (log, _) = PartitionLog::open(&path, options_no_cache(small_config()))
+            .await
+            .unwrap();
         // Batch i holds 4 records with timestamps 1000*i + 0..4.
         for i in 0..300i64 {
-            log.append(batch(i as u64, 4, 200, 1000 * i), Epoch(0)).await.unwrap();
+            log.append(batch(i as u64, 4, 200, 1000 * i), Epoch(0))
+                .await
+                .unwrap();
         }
         assert!(log.segment_bases().len() > 2);
         assert_eq!(log.offset_for_timestamp(-5).await.unwrap(), Some(Offset(0)));
         assert_eq!(log.offset_for_timestamp(0).await.unwrap(), Some(Offset(0)));
         assert_eq!(log.offset_for_timestamp(2).await.unwrap(), Some(Offset(2)));
         assert_eq!(log.offset_for_timestamp(4).await.unwrap(), Some(Offset(4)));
-        assert_eq!(log.offset_for_timestamp(150_001).await.unwrap(), Some(Offset(601)));
-        assert_eq!(log.offset_for_timestamp(299_003).await.unwrap(), Some(Offset(1199)));
+        assert_eq!(
+            log.offset_for_timestamp(150_001).await.unwrap(),
+            Some(Offset(601))
+        );
+        assert_eq!(
+            log.offset_for_timestamp(299_003).await.unwrap(),
+            Some(Offset(1199))
+        );
         assert_eq!(log.offset_for_timestamp(299_004).await.unwrap(), None);
     });
 }
@@ -172,14 +193,20 @@ fn retention_deletes_old_sealed_segments_only() {
         opts.clock = Rc::new(move || n2.get());
         let (log, _) = PartitionLog::open(&path, opts).await.unwrap();
         for i in 0..400i64 {
-            log.append(batch(i as u64, 2, 400, 1_000_000 + i), Epoch(0)).await.unwrap();
+            log.append(batch(i as u64, 2, 400, 1_000_000 + i), Epoch(0))
+                .await
+                .unwrap();
         }
         let segs = log.segment_bases().len();
         assert!(segs > 3);
         assert_eq!(log.enforce_retention().await.unwrap(), 0);
         now.set(2_000_000);
         let deleted = log.enforce_retention().await.unwrap();
-        assert_eq!(deleted, segs - 1, "every sealed segment expired, the active one stays");
+        assert_eq!(
+            deleted,
+            segs - 1,
+            "every sealed segment expired, the active one stays"
+        );
         let start = log.log_start_offset();
         assert_eq!(start, *log.segment_bases().first().unwrap());
         match log.read(Offset(0), 100).await {
@@ -190,7 +217,13 @@ fn retention_deletes_old_sealed_segments_only() {
         // Files are gone from the directory.
         let logs = std::fs::read_dir(&path)
             .unwrap()
-            .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "log"))
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .path()
+                    .extension()
+                    .is_some_and(|x| x == "log")
+            })
             .count();
         assert_eq!(logs, 1);
     });
@@ -227,10 +260,17 @@ fn truncate_removes_an_uncommitted_suffix() {
     let path = dir.path().join("p0");
     let p2 = path.clone();
     run(move || async move {
-        let (log, _) = PartitionLog::open(&p2, options(small_config())).await.unwrap();
+        let (log, _) = PartitionLog::open(&p2, options(small_config()))
+            .await
+            .unwrap();
         let mut bases = Vec::new();
         for i in 0..300u64 {
-            bases.push(log.append(batch(i, 2, 300, 5), Epoch(1)).await.unwrap().base_offset);
+            bases.push(
+                log.append(batch(i, 2, 300, 5), Epoch(1))
+                    .await
+                    .unwrap()
+                    .base_offset,
+            );
         }
         // Pretend replication committed only up to batch 100.
         log.set_replication_bound(Some(bases[100]));
@@ -240,7 +280,7 @@ fn truncate_removes_an_uncommitted_suffix() {
             Err(LogError::TruncateBelowHighWatermark { .. })
         ));
         assert!(matches!(
-            log.truncate_to(bases[150].add(1)).await,
+            log.truncate_to(bases[150].plus(1)).await,
             Err(LogError::TruncateInsideBatch { .. })
         ));
         log.truncate_to(bases[150]).await.unwrap();
@@ -252,10 +292,15 @@ fn truncate_removes_an_uncommitted_suffix() {
         log.close().await.unwrap();
     });
     run(move || async move {
-        let (log, _) = PartitionLog::open(&path, options_no_cache(small_config())).await.unwrap();
+        let (log, _) = PartitionLog::open(&path, options_no_cache(small_config()))
+            .await
+            .unwrap();
         assert_eq!(log.log_end_offset(), Offset(302));
         let r = log.read(Offset(300), 10_000).await.unwrap();
-        assert_eq!(&r.batches[0][..], &stamped(batch(999, 2, 300, 5), 300, 2)[..]);
+        assert_eq!(
+            &r.batches[0][..],
+            &stamped(batch(999, 2, 300, 5), 300, 2)[..]
+        );
     });
 }
 
@@ -295,10 +340,17 @@ fn truncate_into_a_sealed_segment_after_reopen() {
     let path = dir.path().join("p0");
     let p2 = path.clone();
     let bases = run(move || async move {
-        let (log, _) = PartitionLog::open(&p2, options(small_config())).await.unwrap();
+        let (log, _) = PartitionLog::open(&p2, options(small_config()))
+            .await
+            .unwrap();
         let mut bases = Vec::new();
         for i in 0..300u64 {
-            bases.push(log.append(batch(i, 2, 300, 5), Epoch(1)).await.unwrap().base_offset);
+            bases.push(
+                log.append(batch(i, 2, 300, 5), Epoch(1))
+                    .await
+                    .unwrap()
+                    .base_offset,
+            );
         }
         log.close().await.unwrap();
         bases
@@ -306,7 +358,9 @@ fn truncate_into_a_sealed_segment_after_reopen() {
     let p3 = path.clone();
     let b2 = bases.clone();
     run(move || async move {
-        let (log, _) = PartitionLog::open(&p3, options_no_cache(small_config())).await.unwrap();
+        let (log, _) = PartitionLog::open(&p3, options_no_cache(small_config()))
+            .await
+            .unwrap();
         let segs = log.segment_bases();
         assert!(segs.len() > 3);
         // A batch boundary inside the second segment (opened read-only as a sealed segment).
@@ -318,16 +372,24 @@ fn truncate_into_a_sealed_segment_after_reopen() {
         assert_eq!(info.base_offset, target);
         log.set_replication_bound(None);
         let r = log.read(target, 1).await.unwrap();
-        assert_eq!(&r.batches[0][..], &stamped(batch(777, 2, 300, 5), target.0, 2)[..]);
+        assert_eq!(
+            &r.batches[0][..],
+            &stamped(batch(777, 2, 300, 5), target.0, 2)[..]
+        );
         log.close().await.unwrap();
     });
     run(move || async move {
-        let (log, report) = PartitionLog::open(&path, options_no_cache(small_config())).await.unwrap();
+        let (log, report) = PartitionLog::open(&path, options_no_cache(small_config()))
+            .await
+            .unwrap();
         assert_eq!(report.active.unwrap().truncated_bytes, 0);
         let end = log.log_end_offset();
         let target = end.0 - 2;
         let r = log.read(Offset(target), 1).await.unwrap();
-        assert_eq!(&r.batches[0][..], &stamped(batch(777, 2, 300, 5), target, 2)[..]);
+        assert_eq!(
+            &r.batches[0][..],
+            &stamped(batch(777, 2, 300, 5), target, 2)[..]
+        );
         // Everything before the truncation point is intact.
         let r = log.read(Offset(0), 1).await.unwrap();
         assert_eq!(&r.batches[0][..], &stamped(batch(0, 2, 300, 5), 0, 1)[..]);

@@ -22,7 +22,12 @@ const SEQS_PER_ROUND: u64 = 1_000_000;
 
 /// Runs one child until killed after `kill_after`; returns the `(seq, base offset)` pairs it
 /// acknowledged (only complete lines count).
-fn run_child(dir: &std::path::Path, seed: u64, round: u64, kill_after: Duration) -> Vec<(u64, u64)> {
+fn run_child(
+    dir: &std::path::Path,
+    seed: u64,
+    round: u64,
+    kill_after: Duration,
+) -> Vec<(u64, u64)> {
     let mut child = Command::new(env!("CARGO_BIN_EXE_quill"))
         .args(["--log-level", "warn", "debug", "append-loop", "--dir"])
         .arg(dir)
@@ -52,8 +57,13 @@ fn run_child(dir: &std::path::Path, seed: u64, round: u64, kill_after: Duration)
         }
     });
     // Wait for the child to open (and recover) the log, then let it run and kill it.
-    let first = rx.recv_timeout(Duration::from_secs(30)).expect("child ready");
-    assert!(first.starts_with(b"ready"), "unexpected first line {first:?}");
+    let first = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("child ready");
+    assert!(
+        first.starts_with(b"ready"),
+        "unexpected first line {first:?}"
+    );
     let deadline = Instant::now() + kill_after;
     let mut lines = Vec::new();
     while let Some(left) = deadline.checked_duration_since(Instant::now()) {
@@ -95,7 +105,11 @@ fn recover_and_read(dir: std::path::PathBuf, seed: u64) -> BTreeMap<u64, u64> {
         let mut found = BTreeMap::new();
         let mut from = log.log_start_offset();
         let hw = log.high_watermark();
-        assert_eq!(hw, log.log_end_offset(), "after recovery everything is durable");
+        assert_eq!(
+            hw,
+            log.log_end_offset(),
+            "after recovery everything is durable"
+        );
         while from < hw {
             let r = log.read(from, 1 << 20).await.expect("read recovered log");
             assert!(!r.batches.is_empty(), "no data at {from} below hw {hw}");
@@ -104,7 +118,11 @@ fn recover_and_read(dir: std::path::PathBuf, seed: u64) -> BTreeMap<u64, u64> {
                 assert_eq!(Offset(h.base_offset as u64), from, "batches are contiguous");
                 let seq = seq_of(&b).expect("a synthetic batch");
                 let epoch = h.partition_leader_epoch;
-                assert_eq!(u64::from(epoch as u32), seq / SEQS_PER_ROUND, "epoch of its round");
+                assert_eq!(
+                    u64::from(epoch as u32),
+                    seq / SEQS_PER_ROUND,
+                    "epoch of its round"
+                );
                 assert_eq!(
                     &b[..],
                     &stamped(synthetic_batch(seed, seq), from.0, epoch)[..],
@@ -136,7 +154,10 @@ fn sigkill_never_loses_an_acknowledged_batch() {
         let acks = run_child(&dir, seed, round, kill_after);
         total_acks += acks.len();
         for (seq, base) in acks {
-            assert!(acked.insert(base, seq).is_none(), "offset {base} acknowledged twice");
+            assert!(
+                acked.insert(base, seq).is_none(),
+                "offset {base} acknowledged twice"
+            );
         }
         let found = recover_and_read(dir.clone(), seed);
         for (base, seq) in &acked {
@@ -147,6 +168,12 @@ fn sigkill_never_loses_an_acknowledged_batch() {
             );
         }
     }
-    eprintln!("{total_acks} acknowledged batches over {ROUNDS} kills, log end {:?}", acked.keys().next_back());
-    assert!(total_acks > 100, "the child acknowledged only {total_acks} batches");
+    eprintln!(
+        "{total_acks} acknowledged batches over {ROUNDS} kills, log end {:?}",
+        acked.keys().next_back()
+    );
+    assert!(
+        total_acks > 100,
+        "the child acknowledged only {total_acks} batches"
+    );
 }

@@ -63,13 +63,12 @@ pub(crate) struct Appender {
 impl Appender {
     /// An appender that continues the file at logical position `end`; `tail` holds the bytes from
     /// `align_down(end)` to `end` as they are on disk.
-    pub(crate) fn resume(
-        file: Rc<DmaFile>,
-        buffer_bytes: usize,
-        end: u64,
-        tail: Vec<u8>,
-    ) -> Self {
-        assert_eq!(tail.len() as u64, end - align_down(end), "tail must be the partial block");
+    pub(crate) fn resume(file: Rc<DmaFile>, buffer_bytes: usize, end: u64, tail: Vec<u8>) -> Self {
+        assert_eq!(
+            tail.len() as u64,
+            end - align_down(end),
+            "tail must be the partial block"
+        );
         assert!(buffer_bytes % ALIGN == 0 && buffer_bytes >= ALIGN);
         let current = Self::new_staged(&file, buffer_bytes, end, &tail);
         Appender {
@@ -109,7 +108,8 @@ impl Appender {
             if self.current.len == self.buffer_bytes {
                 let next_pos = self.current.file_pos + self.buffer_bytes as u64;
                 let next = Self::new_staged(&self.file, self.buffer_bytes, next_pos, &[]);
-                self.full.push_back(std::mem::replace(&mut self.current, next));
+                self.full
+                    .push_back(std::mem::replace(&mut self.current, next));
             }
             let room = self.buffer_bytes - self.current.len;
             let n = room.min(data.len());
@@ -126,7 +126,8 @@ impl Appender {
         if !self.has_staged() {
             return None;
         }
-        let mut writes: Vec<(DmaBuffer, u64)> = self.full.drain(..).map(|s| (s.buf, s.file_pos)).collect();
+        let mut writes: Vec<(DmaBuffer, u64)> =
+            self.full.drain(..).map(|s| (s.buf, s.file_pos)).collect();
         let tail_start = align_down(self.end);
         let tail_len = (self.end - tail_start) as usize;
         let cur_end = self.current.file_pos + self.current.len as u64;
@@ -151,7 +152,10 @@ impl Appender {
 
     /// Records a group written by [`write_group`]: its bytes count as written.
     pub(crate) fn mark_written(&mut self, end: u64, tail: Vec<u8>) {
-        assert!(end >= self.written && end <= self.end, "written end must stay within staged");
+        assert!(
+            end >= self.written && end <= self.end,
+            "written end must stay within staged"
+        );
         self.written = end;
         self.written_tail = tail;
     }
@@ -160,7 +164,12 @@ impl Appender {
     /// position, as if those appends never happened.
     pub(crate) fn rollback(&mut self) {
         self.full.clear();
-        self.current = Self::new_staged(&self.file, self.buffer_bytes, self.written, &self.written_tail);
+        self.current = Self::new_staged(
+            &self.file,
+            self.buffer_bytes,
+            self.written,
+            &self.written_tail,
+        );
         self.end = self.written;
     }
 }
@@ -250,7 +259,10 @@ pub(crate) async fn read_tail(file: &DmaFile, path: &std::path::Path, end: u64) 
         return Err(LogError::io(
             "read",
             path.to_path_buf(),
-            std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "segment shorter than expected"),
+            std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "segment shorter than expected",
+            ),
         ));
     }
     Ok(got[..len].to_vec())

@@ -90,7 +90,10 @@ impl LogConfig {
             ));
         }
         if self.segment_ms <= 0 {
-            return Err(format!("segment_ms must be positive, got {}", self.segment_ms));
+            return Err(format!(
+                "segment_ms must be positive, got {}",
+                self.segment_ms
+            ));
         }
         if self.index_interval_bytes == 0 {
             return Err("index_interval_bytes must be positive".into());

@@ -20,7 +20,9 @@ use super::config::{Durability, LogConfig};
 use super::error::{LogError, Result};
 use super::probe;
 use super::recovery::ScanEnd;
-use super::segment::{self, read_batches, ReadFault, RecoveryReport, Segment, NO_TIMESTAMP};
+use super::segment::{
+    self, read_batches, DiskRead, ReadFault, RecoveryReport, Segment, NO_TIMESTAMP,
+};
 use crate::local::{promise, Event, Resolver};
 use crate::record;
 use crate::types::{Epoch, Offset, TimestampMs};
@@ -146,7 +148,10 @@ impl Drop for PartitionLog {
 
 impl PartitionLog {
     /// Opens the log in `dir` (created if missing), recovering it after a crash.
-    pub async fn open(dir: impl AsRef<Path>, options: LogOptions) -> Result<(PartitionLog, OpenReport)> {
+    pub async fn open(
+        dir: impl AsRef<Path>,
+        options: LogOptions,
+    ) -> Result<(PartitionLog, OpenReport)> {
         let dir = dir.as_ref().to_path_buf();
         let config = options.config.clone();
         config.validate().map_err(LogError::Config)?;
@@ -166,7 +171,11 @@ impl PartitionLog {
             if len != 0 {
                 break;
             }
-            for p in [path, segment::index_path(&dir, last), segment::time_index_path(&dir, last)] {
+            for p in [
+                path,
+                segment::index_path(&dir, last),
+                segment::time_index_path(&dir, last),
+            ] {
                 let _ = std::fs::remove_file(p);
             }
             bases.pop();
@@ -178,9 +187,11 @@ impl PartitionLog {
             for w in bases.windows(2) {
                 let (seg, rebuilt) = Segment::open_sealed(&dir, w[0], w[1], &config).await?;
                 if let Some(c) = &seg.corrupt {
-                    report
-                        .corrupt
-                        .push((seg.log_path(), c.first, Offset(w[1].0.saturating_sub(1))));
+                    report.corrupt.push((
+                        seg.log_path(),
+                        c.first,
+                        Offset(w[1].0.saturating_sub(1)),
+                    ));
                 }
                 if let Some(r) = rebuilt {
                     report.rebuilt.push(r);
@@ -320,7 +331,7 @@ impl PartitionLog {
                 active.created_ms = now;
             }
             active.stage_batch(&stamped, &batch, cfg);
-            let next = base.add(count);
+            let next = base.plus(count);
             st.next_offset = next;
             st.last_epoch = epoch;
             st.staged_bytes += len;
@@ -339,7 +350,7 @@ impl PartitionLog {
         match promise.await {
             Ok(r) => r.map(|()| AppendInfo {
                 base_offset: base,
-                last_offset: base.add(count - 1),
+                last_offset: base.plus(count - 1),
             }),
             Err(_) => Err(LogError::Closed),
         }
@@ -374,7 +385,12 @@ impl PartitionLog {
 
     /// As [`PartitionLog::read`], but bounded by `upper` instead of the high watermark (a leader
     /// serving a follower reads up to the log end). `upper` is clamped to what is written.
-    pub async fn read_upto(&self, from: Offset, max_bytes: usize, upper: Offset) -> Result<ReadBatches> {
+    pub async fn read_upto(
+        &self,
+        from: Offset,
+        max_bytes: usize,
+        upper: Offset,
+    ) -> Result<ReadBatches> {
         let inner = &*self.inner;
         let (plan, mut out) = {
             let st = inner.state.borrow();
@@ -419,19 +435,16 @@ impl PartitionLog {
             (plan, out)
         };
         let (file, path, seg_base, start_pos, readable_end, upper) = plan;
-        match read_batches(
-            &file,
-            &path,
+        let req = DiskRead {
             start_pos,
             readable_end,
             from,
             upper,
             max_bytes,
-            inner.config.index_interval_bytes,
-            inner.config.batch_bytes_max,
-        )
-        .await
-        {
+            index_interval_bytes: inner.config.index_interval_bytes,
+            batch_bytes_max: inner.config.batch_bytes_max,
+        };
+        match read_batches(&file, &path, req).await {
             Ok(batches) => {
                 out.batches = batches;
                 Ok(out)
@@ -469,7 +482,7 @@ impl PartitionLog {
             };
             seg.time_index
                 .lookup(timestamp_ms)
-                .map(|rel| seg.base.add(u64::from(rel)))
+                .map(|rel| seg.base.plus(u64::from(rel)))
                 .unwrap_or(seg.base)
                 .max(st.segments.front().expect("a segment").base)
         };
@@ -493,7 +506,13 @@ impl PartitionLog {
 
     /// The first offset in the log (Kafka's log start offset).
     pub fn log_start_offset(&self) -> Offset {
-        self.inner.state.borrow().segments.front().expect("a segment").base
+        self.inner
+            .state
+            .borrow()
+            .segments
+            .front()
+            .expect("a segment")
+            .base
     }
 
     /// The offset the next append gets (Kafka's log end offset).
@@ -540,14 +559,24 @@ impl PartitionLog {
 
     /// Base offsets of the segments, oldest first.
     pub fn segment_bases(&self) -> Vec<Offset> {
-        self.inner.state.borrow().segments.iter().map(|s| s.base).collect()
+        self.inner
+            .state
+            .borrow()
+            .segments
+            .iter()
+            .map(|s| s.base)
+            .collect()
     }
 
     /// Removes every batch at or after `offset` (an uncommitted suffix, when a replica follows a
     /// new leader). `offset` must be a batch boundary at or above the high watermark.
     pub async fn truncate_to(&self, offset: Offset) -> Result<()> {
         let inner = &*self.inner;
-        let _permit = inner.io_lock.acquire_permit(1).await.map_err(|_| LogError::Closed)?;
+        let _permit = inner
+            .io_lock
+            .acquire_permit(1)
+            .await
+            .map_err(|_| LogError::Closed)?;
         // Write out everything staged first, so the files hold the whole log.
         flush_cycle(inner, true).await?;
         let (seg_base, file, path, start_pos, seg_next) = {
@@ -708,7 +737,11 @@ impl PartitionLog {
     /// flusher. Appends after this fail with [`LogError::Closed`].
     pub async fn close(self) -> Result<()> {
         let inner = self.inner.clone();
-        let _permit = inner.io_lock.acquire_permit(1).await.map_err(|_| LogError::Closed)?;
+        let _permit = inner
+            .io_lock
+            .acquire_permit(1)
+            .await
+            .map_err(|_| LogError::Closed)?;
         inner.state.borrow_mut().closed = true;
         flush_cycle(&inner, true).await?;
         let (file, path, size, seg) = {
@@ -825,8 +858,8 @@ async fn flusher(inner: Rc<Inner>) {
             let work = st.staged_bytes > 0
                 || sealed_pending
                 || (!st.durable_waiters.is_empty() && st.written > st.durable);
-            let interval_due = inner.config.durability == Durability::Interval
-                && st.written > st.durable;
+            let interval_due =
+                inner.config.durability == Durability::Interval && st.written > st.durable;
             if (st.closed && !work) || st.poisoned.is_some() {
                 // A poisoned log takes no appends; retrying its I/O would only spin.
                 return;
@@ -886,7 +919,13 @@ async fn flush_cycle(inner: &Inner, force_sync: bool) -> Result<()> {
         let (file, path, size, base, files) = {
             let st = inner.state.borrow();
             let s = &st.segments[i];
-            (s.file.clone(), s.log_path(), s.size, s.base, s.index_files.clone())
+            (
+                s.file.clone(),
+                s.log_path(),
+                s.size,
+                s.base,
+                s.index_files.clone(),
+            )
         };
         file.truncate(size)
             .await
@@ -1011,11 +1050,19 @@ async fn write_segment(inner: &Inner, i: usize) -> Result<()> {
 
 /// Resolves the appends covered by `written` and `durable`.
 fn resolve(st: &mut State, _cfg: &LogConfig) {
-    while st.written_waiters.front().is_some_and(|(o, _)| *o <= st.written) {
+    while st
+        .written_waiters
+        .front()
+        .is_some_and(|(o, _)| *o <= st.written)
+    {
         let (_, r) = st.written_waiters.pop_front().expect("checked");
         r.resolve(Ok(()));
     }
-    while st.durable_waiters.front().is_some_and(|(o, _)| *o <= st.durable) {
+    while st
+        .durable_waiters
+        .front()
+        .is_some_and(|(o, _)| *o <= st.durable)
+    {
         let (_, r) = st.durable_waiters.pop_front().expect("checked");
         r.resolve(Ok(()));
     }

@@ -25,7 +25,8 @@ pub async fn prime(dir: &Path) -> Result<()> {
     if !ok {
         std::fs::create_dir_all(dir).map_err(|e| LogError::io("create directory", dir, e))?;
         let tmp = dir.join(format!("{PROBE_FILE_NAME}.tmp"));
-        std::fs::write(&tmp, vec![b'Q'; PROBE_BYTES]).map_err(|e| LogError::io("write", &tmp, e))?;
+        std::fs::write(&tmp, vec![b'Q'; PROBE_BYTES])
+            .map_err(|e| LogError::io("write", &tmp, e))?;
         std::fs::rename(&tmp, &path).map_err(|e| LogError::io("rename", &path, e))?;
     }
     let f = DmaFile::open(&path)

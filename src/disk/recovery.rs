@@ -147,10 +147,9 @@ impl Scanner {
                 return Feed::Done(self.invalid(e.to_string()));
             }
             if header.base_offset < 0 {
-                return Feed::Done(self.invalid(format!(
-                    "negative base offset {}",
-                    header.base_offset
-                )));
+                return Feed::Done(
+                    self.invalid(format!("negative base offset {}", header.base_offset)),
+                );
             }
             let base = Offset(header.base_offset as u64);
             if let Some(expected) = self.next_offset {

@@ -297,7 +297,10 @@ impl Segment {
                         ScanEnd::Invalid { position, reason } => {
                             format!("invalid batch at byte {position}: {reason}")
                         }
-                        _ => format!("segment ends at offset {} before the next segment", seg.next_offset),
+                        _ => format!(
+                            "segment ends at offset {} before the next segment",
+                            seg.next_offset
+                        ),
                     };
                     tracing::error!(path = %path.display(), first = %seg.next_offset,
                         last = next_base.0.saturating_sub(1), %reason, "corrupt sealed segment");
@@ -340,7 +343,9 @@ impl Segment {
         let mut start: Option<OffsetEntry> = None;
         for e in ix.entries().iter().rev() {
             if let Ok(h) = read_header(&file, &path, u64::from(e.position)).await {
-                if h.base_offset >= 0 && Offset(h.base_offset as u64) == base.add(u64::from(e.relative)) {
+                if h.base_offset >= 0
+                    && Offset(h.base_offset as u64) == base.plus(u64::from(e.relative))
+                {
                     start = Some(*e);
                     break;
                 }
@@ -352,7 +357,7 @@ impl Segment {
             Some(e) => {
                 ix.truncate_from_relative(e.relative + 1);
                 ti.truncate_from_relative(e.relative + 1);
-                (u64::from(e.position), base.add(u64::from(e.relative)))
+                (u64::from(e.position), base.plus(u64::from(e.relative)))
             }
             None => {
                 ix = OffsetIndex::new();
@@ -392,11 +397,19 @@ impl Segment {
         }
         seg.index_files = Some(Rc::new(IndexFiles::open(dir, base).await?));
         let tail = appender::read_tail(&file, &path, valid_end).await?;
-        seg.appender = Some(Appender::resume(file, cfg.write_buffer_bytes, valid_end, tail));
-        Ok((seg, RecoveryReport {
-            truncated_bytes: file_bytes - valid_end,
-            ..report
-        }))
+        seg.appender = Some(Appender::resume(
+            file,
+            cfg.write_buffer_bytes,
+            valid_end,
+            tail,
+        ));
+        Ok((
+            seg,
+            RecoveryReport {
+                truncated_bytes: file_bytes - valid_end,
+                ..report
+            },
+        ))
     }
 
     /// Scans from `start_pos` (where `self.next_offset` starts) to the end of the file, validating
@@ -474,10 +487,14 @@ fn load_indexes(dir: &Path, base: Offset, log_bytes: u64) -> Option<(OffsetIndex
     let ib = std::fs::read(index_path(dir, base)).ok()?;
     let tb = std::fs::read(time_index_path(dir, base)).ok()?;
     let ix = OffsetIndex::decode(&ib, log_bytes)
-        .map_err(|e| tracing::warn!(dir = %dir.display(), base = %base, error = %e, "bad offset index"))
+        .map_err(
+            |e| tracing::warn!(dir = %dir.display(), base = %base, error = %e, "bad offset index"),
+        )
         .ok()?;
     let ti = TimeIndex::decode(&tb)
-        .map_err(|e| tracing::warn!(dir = %dir.display(), base = %base, error = %e, "bad time index"))
+        .map_err(
+            |e| tracing::warn!(dir = %dir.display(), base = %base, error = %e, "bad time index"),
+        )
         .ok()?;
     Some((ix, ti))
 }
@@ -627,25 +644,41 @@ pub(crate) async fn write_index_files(image: IndexImage) -> Result<()> {
         f.fdatasync()
             .await
             .map_err(|e| LogError::glommio("fdatasync", &path, e))?;
-        f.close().await.map_err(|e| LogError::glommio("close", &path, e))?;
+        f.close()
+            .await
+            .map_err(|e| LogError::glommio("close", &path, e))?;
     }
     Ok(())
 }
 
-/// Reads whole batches from a segment file: those ending after `from` and before `upper`,
-/// starting the scan at `start_pos` and reading no further than `readable_end`. Every batch is
-/// CRC-checked after the read; a failure is reported as corruption of this segment.
+/// What [`read_batches`] reads: whole batches ending after `from` and before `upper`, starting
+/// the scan at `start_pos` and reading no further than `readable_end`.
+pub(crate) struct DiskRead {
+    pub(crate) start_pos: u64,
+    pub(crate) readable_end: u64,
+    pub(crate) from: Offset,
+    pub(crate) upper: Offset,
+    pub(crate) max_bytes: usize,
+    pub(crate) index_interval_bytes: u64,
+    pub(crate) batch_bytes_max: usize,
+}
+
+/// Reads whole batches from a segment file as `req` asks. Every batch is CRC-checked after the
+/// read; a failure is reported as corruption of this segment.
 pub(crate) async fn read_batches(
     file: &DmaFile,
     path: &Path,
-    start_pos: u64,
-    readable_end: u64,
-    from: Offset,
-    upper: Offset,
-    max_bytes: usize,
-    index_interval_bytes: u64,
-    batch_bytes_max: usize,
+    req: DiskRead,
 ) -> std::result::Result<Vec<Bytes>, ReadFault> {
+    let DiskRead {
+        start_pos,
+        readable_end,
+        from,
+        upper,
+        max_bytes,
+        index_interval_bytes,
+        batch_bytes_max,
+    } = req;
     let mut out = Vec::new();
     let mut total = 0usize;
     let mut pos = start_pos;

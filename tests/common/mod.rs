@@ -57,7 +57,9 @@ pub fn batch(seed: u64, records: usize, value_bytes: usize, ts: i64) -> BytesMut
     let mut b = BatchBuilder::new(ts);
     for i in 0..records {
         let mut v = vec![0u8; value_bytes];
-        let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(i as u64);
+        let mut x = seed
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            .wrapping_add(i as u64);
         for byte in v.iter_mut() {
             x ^= x << 13;
             x ^= x >> 7;
