@@ -85,13 +85,15 @@ fn record_spec() -> impl Strategy<Value = RecordSpec> {
         prop::option::weighted(0.95, 0usize..3000),
         0usize..3,
     )
-        .prop_map(|(delta_ms, step_ms, key_bytes, value_bytes, headers)| RecordSpec {
-            delta_ms,
-            step_ms,
-            key_bytes,
-            value_bytes,
-            headers,
-        })
+        .prop_map(
+            |(delta_ms, step_ms, key_bytes, value_bytes, headers)| RecordSpec {
+                delta_ms,
+                step_ms,
+                key_bytes,
+                value_bytes,
+                headers,
+            },
+        )
 }
 
 fn batch_spec() -> impl Strategy<Value = BatchSpec> {
@@ -168,14 +170,18 @@ fn build_batches(specs: &[BatchSpec], mode: Timestamps, bytes_max: usize) -> Vec
             });
             let headers: Vec<(Vec<u8>, Option<Vec<u8>>)> = (0..r.headers)
                 .map(|j| {
-                    let v = (j % 2 == 0).then(|| (0..rng.gen_range(0..8)).map(|_| rng.gen()).collect());
+                    let v =
+                        (j % 2 == 0).then(|| (0..rng.gen_range(0..8)).map(|_| rng.gen()).collect());
                     (format!("h{j}").into_bytes(), v)
                 })
                 .collect();
             let cost = 40
                 + key.as_ref().map_or(0, Vec::len)
                 + value.as_ref().map_or(0, Vec::len)
-                + headers.iter().map(|(k, v)| 16 + k.len() + v.as_ref().map_or(0, Vec::len)).sum::<usize>();
+                + headers
+                    .iter()
+                    .map(|(k, v)| 16 + k.len() + v.as_ref().map_or(0, Vec::len))
+                    .sum::<usize>();
             if k > 0 && estimate + cost > bytes_max {
                 break;
             }
@@ -235,14 +241,28 @@ async fn bounded<T>(what: &str, f: impl Future<Output = T>) -> T {
     }
 }
 
-async fn read(log: &PartitionLog, from: u64, max_bytes: usize, ctx: &str) -> Result<Vec<Bytes>, LogError> {
-    bounded(&format!("{ctx}: read({from}, {max_bytes})"), log.read(Offset(from), max_bytes))
-        .await
-        .map(|r| r.batches)
+async fn read(
+    log: &PartitionLog,
+    from: u64,
+    max_bytes: usize,
+    ctx: &str,
+) -> Result<Vec<Bytes>, LogError> {
+    bounded(
+        &format!("{ctx}: read({from}, {max_bytes})"),
+        log.read(Offset(from), max_bytes),
+    )
+    .await
+    .map(|r| r.batches)
 }
 
 /// Appends `batches` with `epoch`, checking the offsets each gets, and adds them to `model`.
-async fn append_all(log: &PartitionLog, batches: &[Built], epoch: i32, model: &mut Vec<Stored>, ctx: &str) {
+async fn append_all(
+    log: &PartitionLog,
+    batches: &[Built],
+    epoch: i32,
+    model: &mut Vec<Stored>,
+    ctx: &str,
+) {
     for (i, b) in batches.iter().enumerate() {
         let base = model.last().map_or(log.log_end_offset().0, |s| s.next);
         let n = b.ts.len() as u64;
@@ -250,8 +270,16 @@ async fn append_all(log: &PartitionLog, batches: &[Built], epoch: i32, model: &m
             .append(b.bytes.clone(), Epoch(epoch))
             .await
             .unwrap_or_else(|e| panic!("{ctx}: append of batch {i} failed: {e}"));
-        assert_eq!(info.base_offset, Offset(base), "{ctx}: base offset of batch {i}");
-        assert_eq!(info.last_offset, Offset(base + n - 1), "{ctx}: last offset of batch {i}");
+        assert_eq!(
+            info.base_offset,
+            Offset(base),
+            "{ctx}: base offset of batch {i}"
+        );
+        assert_eq!(
+            info.last_offset,
+            Offset(base + n - 1),
+            "{ctx}: last offset of batch {i}"
+        );
         model.push(Stored {
             base,
             next: base + n,
@@ -266,7 +294,11 @@ async fn append_all(log: &PartitionLog, batches: &[Built], epoch: i32, model: &m
 /// the next ones, a sequential read returns all of them in order, and the log's bounds agree.
 async fn check_reads(log: &PartitionLog, start: u64, want: &[Stored], rng: &mut StdRng, ctx: &str) {
     let end = want.last().map_or(start, |s| s.next);
-    assert_eq!(log.log_start_offset(), Offset(start), "{ctx}: log start offset");
+    assert_eq!(
+        log.log_start_offset(),
+        Offset(start),
+        "{ctx}: log start offset"
+    );
     assert_eq!(log.log_end_offset(), Offset(end), "{ctx}: log end offset");
     assert_eq!(log.high_watermark(), Offset(end), "{ctx}: high watermark");
     for (i, b) in want.iter().enumerate() {
@@ -274,17 +306,24 @@ async fn check_reads(log: &PartitionLog, start: u64, want: &[Stored], rng: &mut 
             .await
             .unwrap_or_else(|e| panic!("{ctx}: read of batch {i} at {}: {e}", b.base));
         assert_eq!(got.len(), 1, "{ctx}: read({}, 1) returns one batch", b.base);
-        assert!(got[0][..] == b.bytes[..], "{ctx}: batch {i} at {} differs", b.base);
+        assert!(
+            got[0][..] == b.bytes[..],
+            "{ctx}: batch {i} at {} differs",
+            b.base
+        );
         let inside = rng.gen_range(b.base..b.next);
         let max_bytes = rng.gen_range(1..=40_000);
         let got = read(log, inside, max_bytes, ctx)
             .await
             .unwrap_or_else(|e| panic!("{ctx}: read({inside}, {max_bytes}) in batch {i}: {e}"));
-        assert!(!got.is_empty(), "{ctx}: read({inside}, {max_bytes}) in batch {i} is empty");
+        assert!(
+            !got.is_empty(),
+            "{ctx}: read({inside}, {max_bytes}) in batch {i} is empty"
+        );
         for (k, g) in got.iter().enumerate() {
-            let w = want
-                .get(i + k)
-                .unwrap_or_else(|| panic!("{ctx}: read({inside}) returned more batches than exist"));
+            let w = want.get(i + k).unwrap_or_else(|| {
+                panic!("{ctx}: read({inside}) returned more batches than exist")
+            });
             assert!(
                 g[..] == w.bytes[..],
                 "{ctx}: read({inside}, {max_bytes}) returned a wrong batch at position {k} (want base {})",
@@ -295,10 +334,19 @@ async fn check_reads(log: &PartitionLog, start: u64, want: &[Stored], rng: &mut 
     let all = read_everything(log, start, end, rng, ctx).await;
     assert_eq!(all.len(), want.len(), "{ctx}: sequential read batch count");
     for (i, (g, w)) in all.iter().zip(want).enumerate() {
-        assert!(g[..] == w.bytes[..], "{ctx}: sequential read differs at batch {i} (base {})", w.base);
+        assert!(
+            g[..] == w.bytes[..],
+            "{ctx}: sequential read differs at batch {i} (base {})",
+            w.base
+        );
     }
-    let past = read(log, end, 1000, ctx).await.expect("reading at the log end is allowed");
-    assert!(past.is_empty(), "{ctx}: read at the log end returns nothing");
+    let past = read(log, end, 1000, ctx)
+        .await
+        .expect("reading at the log end is allowed");
+    assert!(
+        past.is_empty(),
+        "{ctx}: read at the log end returns nothing"
+    );
     match read(log, end + 1, 1000, ctx).await {
         Err(LogError::OffsetOutOfRange {
             requested,
@@ -314,7 +362,13 @@ async fn check_reads(log: &PartitionLog, start: u64, want: &[Stored], rng: &mut 
 }
 
 /// Reads from `start` to `end` in steps of random size.
-async fn read_everything(log: &PartitionLog, start: u64, end: u64, rng: &mut StdRng, ctx: &str) -> Vec<Bytes> {
+async fn read_everything(
+    log: &PartitionLog,
+    start: u64,
+    end: u64,
+    rng: &mut StdRng,
+    ctx: &str,
+) -> Vec<Bytes> {
     let mut out = Vec::new();
     let mut from = start;
     while from < end {
@@ -322,10 +376,16 @@ async fn read_everything(log: &PartitionLog, start: u64, end: u64, rng: &mut Std
         let got = read(log, from, max_bytes, ctx)
             .await
             .unwrap_or_else(|e| panic!("{ctx}: sequential read at {from}: {e}"));
-        assert!(!got.is_empty(), "{ctx}: sequential read at {from} (below {end}) is empty");
+        assert!(
+            !got.is_empty(),
+            "{ctx}: sequential read at {from} (below {end}) is empty"
+        );
         for b in got {
             let h = quill::record::BatchHeader::parse(&b).expect("a batch header");
-            assert_eq!(h.base_offset as u64, from, "{ctx}: sequential read is contiguous");
+            assert_eq!(
+                h.base_offset as u64, from,
+                "{ctx}: sequential read is contiguous"
+            );
             from = h.last_offset() as u64 + 1;
             out.push(b);
         }
@@ -335,8 +395,11 @@ async fn read_everything(log: &PartitionLog, start: u64, end: u64, rng: &mut Std
 
 /// The offset of the first record, in offset order, whose timestamp is at least `t`.
 fn first_at_or_after(want: &[Stored], t: i64) -> Option<u64> {
-    want.iter()
-        .find_map(|b| b.ts.iter().position(|&ts| ts >= t).map(|k| b.base + k as u64))
+    want.iter().find_map(|b| {
+        b.ts.iter()
+            .position(|&ts| ts >= t)
+            .map(|k| b.base + k as u64)
+    })
 }
 
 /// Timestamps worth asking about: every edge of the model plus random ones.
@@ -356,9 +419,12 @@ fn probe_timestamps(want: &[Stored], rng: &mut StdRng, n: usize) -> Vec<i64> {
 
 async fn check_timestamps(log: &PartitionLog, want: &[Stored], rng: &mut StdRng, ctx: &str) {
     for t in probe_timestamps(want, rng, 12) {
-        let got = bounded(&format!("{ctx}: offset_for_timestamp({t})"), log.offset_for_timestamp(t))
-            .await
-            .unwrap_or_else(|e| panic!("{ctx}: offset_for_timestamp({t}): {e}"));
+        let got = bounded(
+            &format!("{ctx}: offset_for_timestamp({t})"),
+            log.offset_for_timestamp(t),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{ctx}: offset_for_timestamp({t}): {e}"));
         let expected = first_at_or_after(want, t).map(Offset);
         assert_eq!(got, expected, "{ctx}: offset_for_timestamp({t})");
     }
@@ -387,23 +453,34 @@ fn read_back_case(
     let (p, c, cfg) = (path.clone(), ctx.clone(), config.clone());
     let model = run(move || async move {
         let mut rng = StdRng::seed_from_u64(seed);
-        let (log, report) = PartitionLog::open(&p, open_options(cfg, cached)).await.unwrap();
+        let (log, report) = PartitionLog::open(&p, open_options(cfg, cached))
+            .await
+            .unwrap();
         assert!(report.corrupt.is_empty(), "{c}");
         let mut model = Vec::new();
         append_all(&log, &batches, 1, &mut model, &c).await;
         let total: u64 = model.iter().map(|b| b.bytes.len() as u64).sum();
         let segments = log.segment_bases().len() as u64;
-        assert!(segments > total / segment_bytes, "{c}: {total} bytes must roll into more than {segments} segments");
+        assert!(
+            segments > total / segment_bytes,
+            "{c}: {total} bytes must roll into more than {segments} segments"
+        );
         check_reads(&log, 0, &model, &mut rng, &format!("{c}, first session")).await;
         log.close().await.unwrap();
         model
     });
     run(move || async move {
         let mut rng = StdRng::seed_from_u64(seed ^ 1);
-        let (log, report) = PartitionLog::open(&path, options_no_cache(config)).await.unwrap();
+        let (log, report) = PartitionLog::open(&path, options_no_cache(config))
+            .await
+            .unwrap();
         let c = format!("{ctx}, after reopen");
         assert!(report.corrupt.is_empty(), "{c}: {:?}", report.corrupt);
-        assert_eq!(report.active.as_ref().map(|r| r.truncated_bytes), Some(0), "{c}");
+        assert_eq!(
+            report.active.as_ref().map(|r| r.truncated_bytes),
+            Some(0),
+            "{c}"
+        );
         check_reads(&log, 0, &model, &mut rng, &c).await;
         // Appends continue after the recovered end, and the new batches read back too.
         let mut model = model;
@@ -413,7 +490,13 @@ fn read_back_case(
     });
 }
 
-fn timestamp_case(specs: Vec<BatchSpec>, mode: Timestamps, segment_bytes: u64, index_interval_bytes: u64, seed: u64) {
+fn timestamp_case(
+    specs: Vec<BatchSpec>,
+    mode: Timestamps,
+    segment_bytes: u64,
+    index_interval_bytes: u64,
+    seed: u64,
+) {
     let config = log_config(segment_bytes, index_interval_bytes);
     let batches = build_batches(&specs, mode, segment_bytes as usize);
     let ctx = format!(
@@ -434,7 +517,9 @@ fn timestamp_case(specs: Vec<BatchSpec>, mode: Timestamps, segment_bytes: u64, i
     });
     run(move || async move {
         let mut rng = StdRng::seed_from_u64(seed ^ 1);
-        let (log, _) = PartitionLog::open(&path, options_no_cache(config)).await.unwrap();
+        let (log, _) = PartitionLog::open(&path, options_no_cache(config))
+            .await
+            .unwrap();
         check_timestamps(&log, &model, &mut rng, &format!("{ctx}, after reopen")).await;
         log.close().await.unwrap();
     });
@@ -493,7 +578,10 @@ fn segments_of(want: &[Stored], bases: &[Offset]) -> Vec<(u64, u64, i64)> {
             let end = bases.get(i + 1).map_or(u64::MAX, |o| o.0);
             let batches = want.iter().filter(|b| b.base >= base.0 && b.base < end);
             let (bytes, max_ts) = batches.fold((0u64, -1i64), |(n, m), b| {
-                (n + b.bytes.len() as u64, m.max(*b.ts.iter().max().expect("a record")))
+                (
+                    n + b.bytes.len() as u64,
+                    m.max(*b.ts.iter().max().expect("a record")),
+                )
             });
             (base.0, bytes, max_ts)
         })
@@ -502,7 +590,12 @@ fn segments_of(want: &[Stored], bases: &[Offset]) -> Vec<(u64, u64, i64)> {
 
 /// The log start offset retention must leave: drop sealed segments from the oldest while one is
 /// past `retention_ms` or the rest still holds `retention_bytes`.
-fn retention_model(segs: &[(u64, u64, i64)], now: i64, retention_ms: Option<i64>, retention_bytes: Option<u64>) -> (u64, usize) {
+fn retention_model(
+    segs: &[(u64, u64, i64)],
+    now: i64,
+    retention_ms: Option<i64>,
+    retention_bytes: Option<u64>,
+) -> (u64, usize) {
     let mut total: u64 = segs.iter().map(|s| s.1).sum();
     let mut deleted = 0;
     for &(_, bytes, max_ts) in &segs[..segs.len() - 1] {
@@ -559,10 +652,21 @@ fn retention_case(
         let got = bounded(&c, log.enforce_retention()).await.unwrap();
         let c = format!("{c}, segments {segs:?}");
         assert_eq!(got, deleted, "{c}: segments deleted");
-        assert_eq!(log.log_start_offset(), Offset(start), "{c}: new log start offset");
-        assert_eq!(log.segment_bases(), bases[deleted..].to_vec(), "{c}: segments kept");
+        assert_eq!(
+            log.log_start_offset(),
+            Offset(start),
+            "{c}: new log start offset"
+        );
+        assert_eq!(
+            log.segment_bases(),
+            bases[deleted..].to_vec(),
+            "{c}: segments kept"
+        );
         // Below the new start: out of range, naming the new earliest offset.
-        let mut probes: Vec<u64> = (0..8).filter(|_| start > 0).map(|_| rng.gen_range(0..start)).collect();
+        let mut probes: Vec<u64> = (0..8)
+            .filter(|_| start > 0)
+            .map(|_| rng.gen_range(0..start))
+            .collect();
         if start > 0 {
             probes.extend([0, start - 1]);
         }
@@ -576,16 +680,36 @@ fn retention_case(
             }
         }
         let kept: Vec<Stored> = model.into_iter().filter(|b| b.base >= start).collect();
-        check_reads(&log, start, &kept, &mut rng, &format!("{c}, after retention")).await;
+        check_reads(
+            &log,
+            start,
+            &kept,
+            &mut rng,
+            &format!("{c}, after retention"),
+        )
+        .await;
         // Nothing more to delete at the same time.
-        assert_eq!(bounded(&c, log.enforce_retention()).await.unwrap(), 0, "{c}: retention is idempotent");
+        assert_eq!(
+            bounded(&c, log.enforce_retention()).await.unwrap(),
+            0,
+            "{c}: retention is idempotent"
+        );
         log.close().await.unwrap();
         (kept, start)
     });
     run(move || async move {
         let mut rng = StdRng::seed_from_u64(seed ^ 1);
-        let (log, _) = PartitionLog::open(&path, options_no_cache(config)).await.unwrap();
-        check_reads(&log, start, &model, &mut rng, &format!("{ctx}, after reopen")).await;
+        let (log, _) = PartitionLog::open(&path, options_no_cache(config))
+            .await
+            .unwrap();
+        check_reads(
+            &log,
+            start,
+            &model,
+            &mut rng,
+            &format!("{ctx}, after reopen"),
+        )
+        .await;
         log.close().await.unwrap();
     });
 }
@@ -641,14 +765,24 @@ fn truncation_case(
     let (p, c, cfg) = (path.clone(), ctx.clone(), config.clone());
     let model = run(move || async move {
         let mut rng = StdRng::seed_from_u64(seed);
-        let (log, _) = PartitionLog::open(&p, open_options(cfg, cached)).await.unwrap();
+        let (log, _) = PartitionLog::open(&p, open_options(cfg, cached))
+            .await
+            .unwrap();
         let mut model = Vec::new();
         append_all(&log, &batches, 1, &mut model, &c).await;
-        let boundary = |k: usize| model.get(k).map_or(model.last().map_or(0, |b| b.next), |b| b.base);
+        let boundary = |k: usize| {
+            model
+                .get(k)
+                .map_or(model.last().map_or(0, |b| b.next), |b| b.base)
+        };
         let (bound_off, cut_off) = (boundary(bound), boundary(cut));
         let segments_before = log.segment_bases().len();
         log.set_replication_bound(Some(Offset(bound_off)));
-        assert_eq!(log.high_watermark(), Offset(bound_off), "{c}: high watermark follows the bound");
+        assert_eq!(
+            log.high_watermark(),
+            Offset(bound_off),
+            "{c}: high watermark follows the bound"
+        );
         if bound > 0 {
             let below = boundary(bound - 1);
             match bounded(&c, log.truncate_to(Offset(below))).await {
@@ -661,7 +795,11 @@ fn truncation_case(
         bounded(&c, log.truncate_to(Offset(cut_off)))
             .await
             .unwrap_or_else(|e| panic!("{c}: truncate_to({cut_off}): {e}"));
-        assert_eq!(log.log_end_offset(), Offset(cut_off), "{c}: log end after truncation");
+        assert_eq!(
+            log.log_end_offset(),
+            Offset(cut_off),
+            "{c}: log end after truncation"
+        );
         assert!(log.segment_bases().len() <= segments_before, "{c}");
         model.truncate(cut);
         append_all(&log, &extra, 2, &mut model, &c).await;
@@ -672,12 +810,18 @@ fn truncation_case(
     });
     run(move || async move {
         let mut rng = StdRng::seed_from_u64(seed ^ 1);
-        let (log, report) = PartitionLog::open(&path, options_no_cache(config)).await.unwrap();
+        let (log, report) = PartitionLog::open(&path, options_no_cache(config))
+            .await
+            .unwrap();
         let c = format!("{ctx}, after reopen");
         assert!(report.corrupt.is_empty(), "{c}: {:?}", report.corrupt);
         check_reads(&log, 0, &model, &mut rng, &c).await;
         if !model.is_empty() {
-            assert_eq!(log.last_epoch(), Epoch(last_epoch), "{c}: epoch of the newest batch");
+            assert_eq!(
+                log.last_epoch(),
+                Epoch(last_epoch),
+                "{c}: epoch of the newest batch"
+            );
         }
         log.close().await.unwrap();
     });
@@ -731,18 +875,25 @@ fn truncation_into_a_sealed_segment_after_reopen() {
         let bases = log.segment_bases();
         // A batch boundary inside the first segment, which the reopen loaded as sealed.
         let mut model = model;
-        let cut = model.iter().position(|b| b.base > bases[0].0).expect("a second batch");
-        assert!(model[cut].next <= bases[1].0, "batch {cut} is in the first segment");
+        let cut = model
+            .iter()
+            .position(|b| b.base > bases[0].0)
+            .expect("a second batch");
+        assert!(
+            model[cut].next <= bases[1].0,
+            "batch {cut} is in the first segment"
+        );
         let cut_off = model[cut].base;
-        let ctx = format!("truncate_to({cut_off}) in sealed segment {} after reopen", bases[0]);
+        let ctx = format!(
+            "truncate_to({cut_off}) in sealed segment {} after reopen",
+            bases[0]
+        );
         // As a follower of a new leader: replication committed only up to the cut.
         log.set_replication_bound(Some(Offset(cut_off)));
         bounded(&ctx, log.truncate_to(Offset(cut_off)))
             .await
             .unwrap_or_else(|e| panic!("{ctx}: {e}"));
         assert_eq!(log.log_end_offset(), Offset(cut_off), "{ctx}");
-        eprintln!("DBG {bases:?} {:?} {cut_off}", log.segment_bases());
-        for e in std::fs::read_dir(&p).unwrap() { let e = e.unwrap(); eprintln!("DBG {:?} {}", e.path(), e.metadata().unwrap().len()); }
         model.truncate(cut);
         let more = vec![Built {
             bytes: batch(999, 3, 500, 5_000),
@@ -756,7 +907,9 @@ fn truncation_into_a_sealed_segment_after_reopen() {
         model
     });
     run(move || async move {
-        let (log, _) = PartitionLog::open(&path, options_no_cache(config)).await.unwrap();
+        let (log, _) = PartitionLog::open(&path, options_no_cache(config))
+            .await
+            .unwrap();
         let mut rng = StdRng::seed_from_u64(8);
         check_reads(&log, 0, &model, &mut rng, "after truncation and reopen").await;
         assert_eq!(log.last_epoch(), Epoch(2));
