@@ -4,8 +4,12 @@
 
 #![warn(unreachable_pub)]
 
+pub mod broker;
+pub mod config;
 pub mod disk;
 pub mod local;
+pub mod net;
 pub mod record;
+pub mod shard;
 pub mod tools;
 pub mod types;

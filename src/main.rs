@@ -22,9 +22,70 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the broker: one pinned shard per core, serving the native protocol.
+    Serve(ServeArgs),
     /// Tools for tests and for exercising a data directory.
     #[command(subcommand, hide = true)]
     Debug(DebugCommand),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// TOML configuration file; flags given here override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Data directory (default ./quill-data).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Common client address, accepted on by every shard (default 127.0.0.1:9092).
+    #[arg(long)]
+    listen: Option<std::net::SocketAddr>,
+    /// Shard i also listens on this port + i (default: any free port).
+    #[arg(long)]
+    shard_port_base: Option<u16>,
+    /// Number of shards (default: one per available CPU).
+    #[arg(long)]
+    shards: Option<usize>,
+    /// CPUs to pin the shards to, e.g. 0,1.
+    #[arg(long, value_delimiter = ',')]
+    cpus: Option<Vec<usize>>,
+    /// This broker's node id.
+    #[arg(long)]
+    node_id: Option<u32>,
+    /// Host name clients are told to connect to.
+    #[arg(long)]
+    advertised_host: Option<String>,
+}
+
+impl ServeArgs {
+    fn into_config(self) -> Result<quill::config::BrokerConfig, String> {
+        let mut c = match &self.config {
+            Some(path) => quill::config::BrokerConfig::from_toml_file(path)?,
+            None => quill::config::BrokerConfig::default(),
+        };
+        if let Some(v) = self.data_dir {
+            c.data_dir = v;
+        }
+        if let Some(v) = self.listen {
+            c.listen = v;
+        }
+        if let Some(v) = self.shard_port_base {
+            c.shard_port_base = v;
+        }
+        if let Some(v) = self.shards {
+            c.shards = v;
+        }
+        if let Some(v) = self.cpus {
+            c.cpus = v;
+        }
+        if let Some(v) = self.node_id {
+            c.node_id = v;
+        }
+        if let Some(v) = self.advertised_host {
+            c.advertised_host = Some(v);
+        }
+        Ok(c)
+    }
 }
 
 #[derive(Subcommand)]
@@ -60,8 +121,20 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let result = match cli.command {
+        Command::Serve(args) => args.into_config().and_then(|config| {
+            quill::broker::serve(config, |l| {
+                let ports: Vec<String> = l.shard_ports.iter().map(|p| p.to_string()).collect();
+                // One line on stdout that scripts and tests wait for.
+                println!(
+                    "quill listening on {} shard ports {}",
+                    l.common,
+                    ports.join(",")
+                );
+            })
+        }),
         Command::Debug(DebugCommand::AppendLoop {
             dir,
             seed,

@@ -17,6 +17,11 @@ impl Offset {
     pub fn plus(self, n: u64) -> Offset {
         Offset(self.0 + n)
     }
+
+    /// The offset before this one; `Offset(0).prev()` is a programmer error.
+    pub fn prev(self) -> Offset {
+        Offset(self.0.checked_sub(1).expect("no offset before 0"))
+    }
 }
 
 impl fmt::Display for Offset {

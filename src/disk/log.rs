@@ -263,14 +263,34 @@ impl PartitionLog {
     /// [`Durability::Interval`] once it is written to the device.
     pub async fn append_with(
         &self,
-        mut batch: BytesMut,
+        batch: BytesMut,
         epoch: Epoch,
         durability: Durability,
     ) -> Result<AppendInfo> {
+        let infos = self.append_many(vec![batch], epoch, durability).await?;
+        Ok(infos[0])
+    }
+
+    /// Appends several batches in order, as one request: all are validated before any is
+    /// staged (one invalid batch rejects them all), and the call returns once the last is durable
+    /// as `durability` asks. Other appends may interleave between the batches only when a
+    /// segment rolls in the middle.
+    pub async fn append_many(
+        &self,
+        batches: Vec<BytesMut>,
+        epoch: Epoch,
+        durability: Durability,
+    ) -> Result<Vec<AppendInfo>> {
         let inner = &*self.inner;
         let cfg = &inner.config;
-        let header = record::validate_batch(&batch, cfg.batch_bytes_max)?;
-        let len = batch.len() as u64;
+        if batches.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut headers = Vec::with_capacity(batches.len());
+        for b in &batches {
+            headers.push(record::validate_batch(b, cfg.batch_bytes_max)?);
+        }
+        let total: u64 = batches.iter().map(|b| b.len() as u64).sum();
         // Backpressure, and wait out a roll in progress.
         loop {
             let listen = inner.progress.listen();
@@ -291,29 +311,35 @@ impl PartitionLog {
                         current: st.last_epoch,
                     });
                 }
-                if !st.rolling && st.staged_bytes + len <= cfg.pending_bytes_max as u64 {
+                let fits = st.staged_bytes + total <= cfg.pending_bytes_max as u64
+                    || st.staged_bytes == 0;
+                if !st.rolling && fits {
                     break;
                 }
             }
             listen.await;
         }
-        let now = (inner.clock)();
-        let count = u64::from(header.last_offset_delta as u32) + 1;
-        let roll_at = {
-            let st = inner.state.borrow();
-            let active = st.segments.back().expect("an active segment");
-            let last_rel = (st.next_offset.0 + count - 1).saturating_sub(active.base.0);
-            let must_roll = active.size > 0
-                && (active.size + len > cfg.segment_bytes
-                    || cfg.segment_expired(active.created_ms, now)
-                    || last_rel > u64::from(u32::MAX));
-            must_roll.then_some(st.next_offset)
-        };
-        if let Some(base) = roll_at {
-            self.roll(base, now).await?;
-        }
-        // From here to the end of staging there is no await: offsets are assigned in call order.
-        let (base, promise) = {
+        let mut infos = Vec::with_capacity(batches.len());
+        let mut last_next = Offset::ZERO;
+        for (mut batch, header) in batches.into_iter().zip(headers) {
+            let now = (inner.clock)();
+            let len = batch.len() as u64;
+            let count = u64::from(header.last_offset_delta as u32) + 1;
+            let roll_at = {
+                let st = inner.state.borrow();
+                let active = st.segments.back().expect("an active segment");
+                let last_rel = (st.next_offset.0 + count - 1).saturating_sub(active.base.0);
+                let must_roll = active.size > 0
+                    && (active.size + len > cfg.segment_bytes
+                        || cfg.segment_expired(active.created_ms, now)
+                        || last_rel > u64::from(u32::MAX));
+                must_roll.then_some(st.next_offset)
+            };
+            if let Some(base) = roll_at {
+                self.roll(base, now).await?;
+            }
+            // From here to the end of staging there is no await: offsets are assigned in call
+            // order.
             let mut st = inner.state.borrow_mut();
             if st.closed {
                 return Err(LogError::Closed);
@@ -336,22 +362,27 @@ impl PartitionLog {
             st.last_epoch = epoch;
             st.staged_bytes += len;
             st.stats.appends += 1;
+            drop(st);
             inner
                 .cache
                 .insert(inner.cache_key, base, next, batch.freeze());
-            let (p, r) = promise();
+            infos.push(AppendInfo {
+                base_offset: base,
+                last_offset: next.prev(),
+            });
+            last_next = next;
+        }
+        let (promise, resolver) = promise();
+        {
+            let mut st = inner.state.borrow_mut();
             match durability {
-                Durability::Sync => st.durable_waiters.push_back((next, r)),
-                Durability::Interval => st.written_waiters.push_back((next, r)),
+                Durability::Sync => st.durable_waiters.push_back((last_next, resolver)),
+                Durability::Interval => st.written_waiters.push_back((last_next, resolver)),
             }
-            (base, p)
-        };
+        }
         inner.flush_wanted.notify();
         match promise.await {
-            Ok(r) => r.map(|()| AppendInfo {
-                base_offset: base,
-                last_offset: base.plus(count - 1),
-            }),
+            Ok(r) => r.map(|()| infos),
             Err(_) => Err(LogError::Closed),
         }
     }

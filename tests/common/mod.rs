@@ -10,6 +10,8 @@ use glommio::LocalExecutorBuilder;
 use quill::disk::{system_clock, BatchCache, LogConfig, LogOptions};
 use quill::record::BatchBuilder;
 
+pub mod broker;
+
 /// Runs `f` on a fresh glommio executor. `io_memory` is kept small so that several test threads
 /// stay under the 8 MiB memlock limit (3 rings each register it).
 pub fn run<F, Fut, T>(f: F) -> T

@@ -1,0 +1,324 @@
+//! `quill serve`: starts one pinned glommio executor per shard, wires the cross-shard mesh and the
+//! listeners, and shuts everything down cleanly on SIGINT or SIGTERM.
+//!
+//! The main thread owns no broker state: it starts the shard threads, hands them the port table
+//! once every shard has bound its listeners, and waits for a signal or a shard failure.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use glommio::net::TcpListener;
+use glommio::{LocalExecutorBuilder, Placement};
+
+use crate::config::BrokerConfig;
+use crate::net::server;
+use crate::shard::{build_mesh, MeshEnds, Ports, Shard};
+use crate::types::ShardId;
+
+/// Calls in flight from one shard to another before the sender waits.
+const MESH_CALLS_MAX: usize = 1024;
+/// How often a shard checks the shutdown flag.
+const SHUTDOWN_POLL_MS: u64 = 50;
+
+enum Event {
+    Bound {
+        shard: usize,
+        common_port: u16,
+        shard_port: u16,
+    },
+    Ready,
+    Exited(usize, Result<(), String>),
+    Signal(i32),
+}
+
+/// What the broker is listening on, printed once it is ready.
+#[derive(Clone, Debug)]
+pub struct Listening {
+    pub common: SocketAddr,
+    pub shard_ports: Vec<u16>,
+}
+
+/// Runs the broker until SIGINT/SIGTERM; `on_ready` is called once every shard serves.
+pub fn serve(mut config: BrokerConfig, on_ready: impl FnOnce(&Listening)) -> Result<(), String> {
+    config.validate()?;
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|e| format!("cannot create data dir {}: {e}", config.data_dir.display()))?;
+    config.data_dir = absolute(&config.data_dir)?;
+    let cpus = choose_cpus(&config)?;
+    let shards = cpus.len();
+    check_memlock(config.io_memory_bytes, shards);
+    let config = Arc::new(config);
+    let stop = Arc::new(AtomicBool::new(false));
+    let (events_tx, events) = mpsc::channel::<Event>();
+    let mut ends: Vec<Option<MeshEnds>> = build_mesh(shards, MESH_CALLS_MAX)
+        .into_iter()
+        .map(Some)
+        .collect();
+    let mut port_txs = Vec::new();
+    let mut threads = Vec::new();
+    let mut common = config.listen;
+    let mut shard_ports = vec![0u16; shards];
+    for (i, &cpu) in cpus.iter().enumerate() {
+        let (port_tx, port_rx) = mpsc::channel::<Ports>();
+        port_txs.push(port_tx);
+        let cfg = config.clone();
+        let stop2 = stop.clone();
+        let tx = events_tx.clone();
+        let mesh_ends = ends[i].take().expect("one mesh end per shard");
+        let builder = LocalExecutorBuilder::new(Placement::Fixed(cpu))
+            .name(&format!("quill-shard-{i}"))
+            .io_memory(cfg.io_memory_bytes);
+        let listen = common;
+        let handle = builder
+            .spawn(move || async move {
+                let r = run_shard(
+                    i,
+                    shards,
+                    cfg,
+                    listen,
+                    port_rx,
+                    mesh_ends,
+                    stop2,
+                    tx.clone(),
+                )
+                .await;
+                let _ = tx.send(Event::Exited(i, r));
+            })
+            .map_err(|e| format!("cannot start shard {i} on CPU {cpu}: {e}"))?;
+        threads.push(handle);
+        // Shard 0 binds first so that a port-0 common address is resolved for the others.
+        loop {
+            match events
+                .recv()
+                .map_err(|_| "shard threads vanished".to_string())?
+            {
+                Event::Bound {
+                    shard,
+                    common_port,
+                    shard_port,
+                } if shard == i => {
+                    common.set_port(common_port);
+                    shard_ports[i] = shard_port;
+                    break;
+                }
+                Event::Exited(s, r) => {
+                    stop.store(true, Ordering::SeqCst);
+                    return Err(format!(
+                        "shard {s} failed to start: {}",
+                        r.err().unwrap_or_default()
+                    ));
+                }
+                _ => {}
+            }
+        }
+    }
+    let ports = Ports {
+        host: config.advertised_host(),
+        common_port: common.port(),
+        shard_ports: shard_ports.clone(),
+    };
+    for tx in &port_txs {
+        let _ = tx.send(ports.clone());
+    }
+    let mut ready = 0;
+    while ready < shards {
+        match events
+            .recv()
+            .map_err(|_| "shard threads vanished".to_string())?
+        {
+            Event::Ready => ready += 1,
+            Event::Exited(s, r) => {
+                stop.store(true, Ordering::SeqCst);
+                for t in threads {
+                    let _ = t.join();
+                }
+                return Err(format!(
+                    "shard {s} failed to start: {}",
+                    r.err().unwrap_or_default()
+                ));
+            }
+            _ => {}
+        }
+    }
+    on_ready(&Listening {
+        common,
+        shard_ports,
+    });
+    let signal_tx = events_tx.clone();
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+    ])
+    .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    std::thread::spawn(move || {
+        if let Some(sig) = signals.forever().next() {
+            let _ = signal_tx.send(Event::Signal(sig));
+        }
+    });
+    let mut failure = None;
+    let mut exited = 0;
+    while exited < shards {
+        match events.recv() {
+            Ok(Event::Signal(sig)) => {
+                tracing::info!(signal = sig, "shutting down");
+                stop.store(true, Ordering::SeqCst);
+            }
+            Ok(Event::Exited(s, r)) => {
+                exited += 1;
+                if let Err(e) = r {
+                    tracing::error!(shard = s, error = %e, "shard failed");
+                    failure.get_or_insert(format!("shard {s} failed: {e}"));
+                }
+                // One shard gone means the broker cannot serve its partitions: stop all.
+                stop.store(true, Ordering::SeqCst);
+            }
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    for t in threads {
+        let _ = t.join();
+    }
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_shard(
+    i: usize,
+    shards: usize,
+    config: Arc<BrokerConfig>,
+    common: SocketAddr,
+    ports_rx: mpsc::Receiver<Ports>,
+    mesh_ends: MeshEnds,
+    stop: Arc<AtomicBool>,
+    events: mpsc::Sender<Event>,
+) -> Result<(), String> {
+    let id = ShardId(i as u16);
+    let common_listener =
+        TcpListener::bind(common).map_err(|e| format!("cannot listen on {common}: {e}"))?;
+    let shard_addr = SocketAddr::new(
+        common.ip(),
+        if config.shard_port_base == 0 {
+            0
+        } else {
+            config.shard_port_base + i as u16
+        },
+    );
+    let shard_listener =
+        TcpListener::bind(shard_addr).map_err(|e| format!("cannot listen on {shard_addr}: {e}"))?;
+    let common_port = common_listener
+        .local_addr()
+        .map_err(|e| e.to_string())?
+        .port();
+    let shard_port = shard_listener
+        .local_addr()
+        .map_err(|e| e.to_string())?
+        .port();
+    let _ = events.send(Event::Bound {
+        shard: i,
+        common_port,
+        shard_port,
+    });
+    // Nothing else runs on this executor yet, so waiting here blocks nobody.
+    let ports = ports_rx
+        .recv()
+        .map_err(|_| "broker stopped during start".to_string())?;
+    let cfg = Rc::new((*config).clone());
+    let shard = Shard::open(id, shards, cfg, ports).await?;
+    let mesh = crate::shard::Mesh::connect(id, mesh_ends, Rc::downgrade(&shard)).await;
+    shard.set_mesh(mesh);
+    let conns = Rc::new(server::Connections::new(
+        shard.config.limits.connections_per_shard_max,
+    ));
+    let accept_common = glommio::spawn_local(server::accept_loop(
+        shard.clone(),
+        common_listener,
+        conns.clone(),
+    ));
+    let accept_shard = glommio::spawn_local(server::accept_loop(
+        shard.clone(),
+        shard_listener,
+        conns.clone(),
+    ));
+    let retention = glommio::spawn_local(shard.clone().retention_loop());
+    let _ = events.send(Event::Ready);
+    while !stop.load(Ordering::SeqCst) {
+        glommio::timer::sleep(Duration::from_millis(SHUTDOWN_POLL_MS)).await;
+    }
+    // Stop accepting, then let in-flight requests finish and close the logs.
+    drop(accept_common);
+    drop(accept_shard);
+    drop(retention);
+    conns.stop_reading();
+    shard.shutdown().await;
+    conns.close_all();
+    Ok(())
+}
+
+fn absolute(p: &std::path::Path) -> Result<PathBuf, String> {
+    std::fs::canonicalize(p).map_err(|e| format!("cannot resolve {}: {e}", p.display()))
+}
+
+/// The CPUs shards are pinned to, one per shard.
+fn choose_cpus(config: &BrokerConfig) -> Result<Vec<usize>, String> {
+    let online: Vec<usize> = glommio::CpuSet::online()
+        .map_err(|e| format!("cannot list CPUs: {e}"))?
+        .into_iter()
+        .map(|l| l.cpu)
+        .collect();
+    if !config.cpus.is_empty() {
+        for c in &config.cpus {
+            if !online.contains(c) {
+                return Err(format!("CPU {c} is not online (online: {online:?})"));
+            }
+        }
+        if config.shards != 0 && config.shards != config.cpus.len() {
+            return Err(format!(
+                "--shards {} does not match the {} CPUs given with --cpus",
+                config.shards,
+                config.cpus.len()
+            ));
+        }
+        return Ok(config.cpus.clone());
+    }
+    let n = if config.shards == 0 {
+        online.len()
+    } else {
+        config.shards
+    };
+    if n == 0 || n > 1024 {
+        return Err(format!("invalid shard count {n}"));
+    }
+    // More shards than CPUs share CPUs round-robin (useful for tests on small machines).
+    Ok((0..n).map(|i| online[i % online.len()]).collect())
+}
+
+/// glommio registers `io_memory` in three rings per executor; over the memlock limit it runs
+/// without registered buffers, so say so.
+fn check_memlock(io_memory_bytes: usize, shards: usize) {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we pass.
+    if unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut lim) } != 0 {
+        return;
+    }
+    let need = 3 * io_memory_bytes as u64 * shards as u64;
+    if lim.rlim_cur != libc::RLIM_INFINITY && need > lim.rlim_cur {
+        tracing::warn!(
+            need_bytes = need,
+            memlock_bytes = lim.rlim_cur,
+            "3 x io_memory_bytes x shards exceeds the memlock limit (ulimit -l); \
+             glommio will run without registered buffers. Lower io_memory_bytes or raise the limit."
+        );
+    }
+}

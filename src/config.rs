@@ -1,0 +1,218 @@
+//! Broker configuration: flags, an optional TOML file, and the defaults. Every limit names its
+//! unit last. Precedence: a flag given on the command line beats the file, which beats the default.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::disk::{Durability, LogConfig};
+
+/// Limits the broker enforces on clients; sent to them in `ApiVersions`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Largest request or response frame, size prefix excluded.
+    pub frame_bytes_max: u32,
+    /// Requests read from one connection but not yet answered; past it the broker stops reading
+    /// that connection (backpressure).
+    pub inflight_requests_max: u32,
+    /// Longest a fetch may wait for data (`max_wait_ms` is capped to it).
+    pub fetch_wait_ms_max: u32,
+    /// Most bytes one fetch response carries.
+    pub fetch_bytes_max: u32,
+    /// Open client connections per shard; more are refused.
+    pub connections_per_shard_max: u32,
+    /// How long shutdown waits for in-flight requests.
+    pub shutdown_wait_ms: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            frame_bytes_max: 16 << 20,
+            inflight_requests_max: 512,
+            fetch_wait_ms_max: 30_000,
+            fetch_bytes_max: 50 << 20,
+            connections_per_shard_max: 10_000,
+            shutdown_wait_ms: 10_000,
+        }
+    }
+}
+
+/// Defaults for new topics (each topic may override them at creation).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TopicDefaults {
+    pub partitions: u32,
+    pub segment_bytes: u64,
+    pub segment_ms: i64,
+    /// `-1` keeps data forever.
+    pub retention_ms: i64,
+    /// `-1` means no size limit.
+    pub retention_bytes: i64,
+    /// `sync` or `interval`.
+    pub durability: String,
+    pub flush_ms: u64,
+    pub index_interval_bytes: u64,
+    pub batch_bytes_max: u32,
+}
+
+impl Default for TopicDefaults {
+    fn default() -> Self {
+        let log = LogConfig::default();
+        TopicDefaults {
+            partitions: 1,
+            segment_bytes: log.segment_bytes,
+            segment_ms: log.segment_ms,
+            retention_ms: log.retention_ms.unwrap_or(-1),
+            retention_bytes: log.retention_bytes.map(|b| b as i64).unwrap_or(-1),
+            durability: "sync".into(),
+            flush_ms: log.flush_ms,
+            index_interval_bytes: log.index_interval_bytes,
+            batch_bytes_max: log.batch_bytes_max as u32,
+        }
+    }
+}
+
+/// Everything `quill serve` needs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BrokerConfig {
+    pub data_dir: PathBuf,
+    /// The common client port; every shard accepts on it (SO_REUSEPORT). Port 0 picks a free one.
+    pub listen: SocketAddr,
+    /// Shard `i` also listens on `shard_port_base + i`; 0 picks free ports.
+    pub shard_port_base: u16,
+    /// Number of shards (one pinned executor each); 0 means one per available CPU.
+    pub shards: usize,
+    /// CPUs to pin shards to, in shard order; empty means the first `shards` available CPUs.
+    pub cpus: Vec<usize>,
+    pub node_id: u32,
+    /// Host name clients are told to connect to; defaults to the listen address's IP.
+    pub advertised_host: Option<String>,
+    /// Memory glommio registers for I/O per ring, per shard (3 rings each); keep
+    /// `3 * io_memory_bytes * shards` under `ulimit -l`.
+    pub io_memory_bytes: usize,
+    /// Recent batches kept in memory per shard for tail readers.
+    pub batch_cache_bytes_max: usize,
+    /// How often each shard applies retention to its partitions.
+    pub retention_check_ms: u64,
+    pub limits: Limits,
+    pub topic_defaults: TopicDefaults,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            data_dir: PathBuf::from("./quill-data"),
+            listen: "127.0.0.1:9092".parse().expect("valid address"),
+            shard_port_base: 0,
+            shards: 0,
+            cpus: Vec::new(),
+            node_id: 0,
+            advertised_host: None,
+            io_memory_bytes: 1 << 20,
+            batch_cache_bytes_max: 256 << 20,
+            retention_check_ms: 300_000,
+            limits: Limits::default(),
+            topic_defaults: TopicDefaults::default(),
+        }
+    }
+}
+
+impl BrokerConfig {
+    /// Reads a TOML file; unknown keys are errors so typos do not pass silently.
+    pub fn from_toml_file(path: &Path) -> Result<BrokerConfig, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
+        toml::from_str(&text).map_err(|e| format!("invalid config file {}: {e}", path.display()))
+    }
+
+    /// The log settings of a topic created with the broker defaults.
+    pub fn default_log_config(&self) -> Result<LogConfig, String> {
+        let d = &self.topic_defaults;
+        let durability: Durability = d.durability.parse()?;
+        let cfg = LogConfig {
+            segment_bytes: d.segment_bytes,
+            segment_ms: d.segment_ms,
+            index_interval_bytes: d.index_interval_bytes,
+            batch_bytes_max: d.batch_bytes_max as usize,
+            retention_ms: (d.retention_ms >= 0).then_some(d.retention_ms),
+            retention_bytes: (d.retention_bytes >= 0).then_some(d.retention_bytes as u64),
+            durability,
+            flush_ms: d.flush_ms,
+            ..LogConfig::default()
+        };
+        cfg.validate()
+            .map_err(|e| format!("invalid topic_defaults: {e}"))?;
+        Ok(cfg)
+    }
+
+    /// Checks the settings that do not depend on the machine.
+    pub fn validate(&self) -> Result<(), String> {
+        self.default_log_config()?;
+        let l = &self.limits;
+        if (l.frame_bytes_max as u64) < self.topic_defaults.batch_bytes_max as u64 + 1024 {
+            return Err(format!(
+                "limits.frame_bytes_max ({}) must exceed topic_defaults.batch_bytes_max ({}) by at least 1024",
+                l.frame_bytes_max, self.topic_defaults.batch_bytes_max
+            ));
+        }
+        if l.inflight_requests_max == 0 {
+            return Err("limits.inflight_requests_max must be at least 1".into());
+        }
+        if self.topic_defaults.partitions == 0 {
+            return Err("topic_defaults.partitions must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    pub fn advertised_host(&self) -> String {
+        self.advertised_host
+            .clone()
+            .unwrap_or_else(|| self.listen.ip().to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_toml_overrides_them() {
+        BrokerConfig::default().validate().unwrap();
+        let c: BrokerConfig = toml::from_str(
+            r#"
+            data_dir = "/var/lib/quill"
+            shards = 2
+            [limits]
+            frame_bytes_max = 33554432
+            [topic_defaults]
+            durability = "interval"
+            flush_ms = 50
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.shards, 2);
+        assert_eq!(c.limits.frame_bytes_max, 32 << 20);
+        assert_eq!(c.limits.inflight_requests_max, 512);
+        assert_eq!(
+            c.default_log_config().unwrap().durability,
+            Durability::Interval
+        );
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_rejected() {
+        assert!(toml::from_str::<BrokerConfig>("shardz = 2").is_err());
+        let c = BrokerConfig {
+            topic_defaults: TopicDefaults {
+                durability: "sometimes".into(),
+                ..TopicDefaults::default()
+            },
+            ..BrokerConfig::default()
+        };
+        assert!(c.validate().unwrap_err().contains("durability"));
+    }
+}

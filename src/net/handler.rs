@@ -1,0 +1,458 @@
+//! Serves decoded requests on a shard: each API's logic, running partitions locally or on their
+//! owning shard through the mesh. Returns the response to send, or `None` when the protocol says
+//! not to answer (produce with `acks = 0`).
+
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use super::error_code::ErrorCode;
+use super::protocol::{
+    Acks, ApiVersionsResponse, BrokerMetadata, CreateTopicRequest, Durability as WireDurability,
+    FetchPartitionResponse, FetchRequest, FetchResponse, FetchTopicResponse, Limits,
+    ListOffsetsPartitionResponse, ListOffsetsRequest, ListOffsetsResponse,
+    ListOffsetsTopicResponse, ListTopicsResponse, MetadataRequest, MetadataResponse,
+    PartitionMetadata, ProducePartitionResponse, ProduceRequest, ProduceResponse,
+    ProduceTopicResponse, Request, Response, Retention, ShardPort, TopicListing, TopicMetadata,
+};
+use crate::local::Event;
+use crate::shard::{CallError, FetchPartition, FetchedPartition, Shard, TopicConfig, TopicRequest};
+
+/// What to send for a request, and whether to close the connection after it.
+pub(crate) struct Outcome {
+    pub(crate) response: Option<Response>,
+    pub(crate) close: bool,
+}
+
+/// Handles one request.
+pub(crate) async fn handle(shard: Rc<Shard>, request: Request) -> Outcome {
+    let response = |r| Outcome {
+        response: Some(r),
+        close: false,
+    };
+    if shard.is_shutting_down() {
+        return response(Response::Error {
+            code: ErrorCode::BrokerShuttingDown,
+            message: Some("the broker is shutting down".into()),
+        });
+    }
+    response(match request {
+        Request::ApiVersions(_) => Response::ApiVersions(api_versions(&shard)),
+        Request::Metadata(req) => Response::Metadata(metadata(&shard, req).await),
+        Request::CreateTopic(req) => match create_topic(&shard, req).await {
+            Ok(()) => Response::CreateTopic,
+            Err(e) => error(e),
+        },
+        Request::DeleteTopic(req) => match shard.delete_topic(req.name).await {
+            Ok(()) => Response::DeleteTopic,
+            Err(e) => error(e),
+        },
+        Request::ListTopics => Response::ListTopics(list_topics(&shard)),
+        Request::Produce(req) => {
+            let acks = req.acks;
+            let resp = produce(&shard, req).await;
+            if acks == Acks::None {
+                // No response; a failure closes the connection so the client notices (Kafka's
+                // behaviour for acks=0).
+                let failed = resp
+                    .topics
+                    .iter()
+                    .any(|t| t.partitions.iter().any(|p| p.error_code != ErrorCode::None));
+                return Outcome {
+                    response: None,
+                    close: failed,
+                };
+            }
+            Response::Produce(resp)
+        }
+        Request::Fetch(req) => Response::Fetch(fetch(&shard, req).await),
+        Request::ListOffsets(req) => Response::ListOffsets(list_offsets(&shard, req).await),
+    })
+}
+
+fn error(e: CallError) -> Response {
+    Response::Error {
+        code: e.code,
+        message: Some(e.message),
+    }
+}
+
+fn api_versions(shard: &Shard) -> ApiVersionsResponse {
+    let l = &shard.config.limits;
+    ApiVersionsResponse::supported(Limits {
+        frame_bytes_max: l.frame_bytes_max,
+        batch_bytes_max: shard.config.topic_defaults.batch_bytes_max,
+        fetch_bytes_max: l.fetch_bytes_max,
+        fetch_wait_ms_max: l.fetch_wait_ms_max,
+        inflight_requests_max: l.inflight_requests_max,
+        node_id: shard.config.node_id,
+        shard_count: shard.shard_count as u16,
+    })
+}
+
+async fn metadata(shard: &Shard, req: MetadataRequest) -> MetadataResponse {
+    let catalog = shard.catalog();
+    let names: Vec<String> = match &req.topics {
+        Some(t) => t.clone(),
+        None => catalog.topics.keys().cloned().collect(),
+    };
+    let infos = shard.partition_info(Some(names.clone())).await;
+    let node = shard.config.node_id;
+    let brokers = vec![BrokerMetadata {
+        node_id: node,
+        host: shard.ports.host.clone(),
+        port: shard.ports.common_port,
+        shard_ports: shard
+            .ports
+            .shard_ports
+            .iter()
+            .enumerate()
+            .map(|(i, p)| ShardPort {
+                shard_id: i as u16,
+                port: *p,
+            })
+            .collect(),
+    }];
+    let topics = names
+        .into_iter()
+        .map(|name| match catalog.topics.get(&name) {
+            None => TopicMetadata {
+                error_code: ErrorCode::UnknownTopicOrPartition,
+                name,
+                partitions: Vec::new(),
+            },
+            Some(meta) => {
+                let partitions = (0..meta.partitions)
+                    .map(|p| {
+                        let info = infos.iter().find(|i| i.topic == name && i.partition == p);
+                        let owner = shard.owner(&name, p);
+                        match info {
+                            Some(i) => PartitionMetadata {
+                                partition: p,
+                                error_code: ErrorCode::None,
+                                leader_node: node,
+                                leader_shard: owner.0,
+                                leader_epoch: i.leader_epoch,
+                                log_start_offset: i.log_start_offset,
+                                high_watermark: i.high_watermark,
+                                log_end_offset: i.log_end_offset,
+                            },
+                            // The owner did not answer (shutting down) or has not opened it yet.
+                            None => PartitionMetadata {
+                                partition: p,
+                                error_code: ErrorCode::BrokerShuttingDown,
+                                leader_node: node,
+                                leader_shard: owner.0,
+                                leader_epoch: -1,
+                                log_start_offset: -1,
+                                high_watermark: -1,
+                                log_end_offset: -1,
+                            },
+                        }
+                    })
+                    .collect();
+                TopicMetadata {
+                    error_code: ErrorCode::None,
+                    name,
+                    partitions,
+                }
+            }
+        })
+        .collect();
+    MetadataResponse { brokers, topics }
+}
+
+/// Applies the broker defaults to what the client left unset.
+fn topic_config(shard: &Shard, req: &CreateTopicRequest) -> Result<TopicConfig, CallError> {
+    let invalid = |m: String| CallError::new(ErrorCode::InvalidConfig, m);
+    let defaults = shard.config.default_log_config().map_err(invalid)?;
+    let mut c = TopicConfig::from_log_config(&defaults);
+    match req.retention_ms {
+        Retention::Default => {}
+        Retention::Forever => c.retention_ms = None,
+        Retention::Limit(ms) => {
+            c.retention_ms =
+                Some(i64::try_from(ms).map_err(|_| invalid("retention_ms too large".into()))?)
+        }
+    }
+    match req.retention_bytes {
+        Retention::Default => {}
+        Retention::Forever => c.retention_bytes = None,
+        Retention::Limit(b) => c.retention_bytes = Some(b),
+    }
+    if let Some(b) = req.segment_bytes {
+        c.segment_bytes = b;
+        // A batch never exceeds a segment.
+        c.batch_bytes_max = c.batch_bytes_max.min(b as usize);
+    }
+    if let Some(ms) = req.segment_ms {
+        c.segment_ms = i64::try_from(ms).map_err(|_| invalid("segment_ms too large".into()))?;
+    }
+    if let Some(d) = req.durability {
+        c.durability = match d {
+            WireDurability::Sync => "sync".into(),
+            WireDurability::Interval => "interval".into(),
+        };
+    }
+    if let Some(ms) = req.flush_ms {
+        c.flush_ms = ms;
+    }
+    c.log_config().map_err(invalid)?;
+    Ok(c)
+}
+
+async fn create_topic(shard: &Shard, req: CreateTopicRequest) -> Result<(), CallError> {
+    let config = topic_config(shard, &req)?;
+    shard
+        .create_topic(TopicRequest {
+            name: req.name,
+            partitions: req.partitions,
+            config,
+        })
+        .await
+}
+
+fn list_topics(shard: &Shard) -> ListTopicsResponse {
+    ListTopicsResponse {
+        topics: shard
+            .catalog()
+            .topics
+            .values()
+            .map(|t| TopicListing {
+                name: t.name.clone(),
+                partitions: t.partitions,
+            })
+            .collect(),
+    }
+}
+
+async fn produce(shard: &Rc<Shard>, req: ProduceRequest) -> ProduceResponse {
+    let timeout = Duration::from_millis(u64::from(req.timeout_ms.max(1)));
+    // Every partition is appended concurrently (each on its owning shard).
+    let mut pending = Vec::new();
+    for t in req.topics {
+        for p in t.partitions {
+            let shard = shard.clone();
+            let topic = t.name.clone();
+            let partition = p.partition;
+            let task =
+                glommio::spawn_local(
+                    async move { shard.produce(topic, partition, p.records).await },
+                );
+            pending.push((t.name.clone(), partition, task));
+        }
+    }
+    let deadline = Instant::now() + timeout;
+    let mut topics: Vec<ProduceTopicResponse> = Vec::new();
+    for (name, partition, task) in pending {
+        let left = deadline.saturating_duration_since(Instant::now());
+        // On timeout the append goes on in the background (as in Kafka); the client is told.
+        let outcome = futures_lite::future::or(async { Some(task.await) }, async {
+            glommio::timer::sleep(left).await;
+            None
+        })
+        .await;
+        let resp = match outcome {
+            Some(Ok(base_offsets)) => ProducePartitionResponse {
+                partition,
+                error_code: ErrorCode::None,
+                error_message: None,
+                base_offsets,
+            },
+            Some(Err(e)) => ProducePartitionResponse {
+                partition,
+                error_code: e.code,
+                error_message: Some(e.message),
+                base_offsets: Vec::new(),
+            },
+            None => ProducePartitionResponse {
+                partition,
+                error_code: ErrorCode::RequestTimedOut,
+                error_message: Some(format!(
+                    "not durable within timeout_ms {}",
+                    timeout.as_millis()
+                )),
+                base_offsets: Vec::new(),
+            },
+        };
+        match topics.iter_mut().find(|t| t.name == name) {
+            Some(t) => t.partitions.push(resp),
+            None => topics.push(ProduceTopicResponse {
+                name,
+                partitions: vec![resp],
+            }),
+        }
+    }
+    ProduceResponse { topics }
+}
+
+fn fetched_response(
+    partition: u32,
+    r: Result<FetchedPartition, CallError>,
+) -> FetchPartitionResponse {
+    match r {
+        Ok(f) => FetchPartitionResponse {
+            partition,
+            error_code: ErrorCode::None,
+            error_message: None,
+            high_watermark: f.high_watermark,
+            log_start_offset: f.log_start_offset,
+            log_end_offset: f.log_end_offset,
+            records: f.batches,
+        },
+        Err(e) => FetchPartitionResponse {
+            partition,
+            error_code: e.code,
+            error_message: Some(e.message),
+            high_watermark: -1,
+            log_start_offset: -1,
+            log_end_offset: -1,
+            records: Vec::new(),
+        },
+    }
+}
+
+/// Reads every partition once, without waiting; `max_bytes` bounds the whole response.
+async fn fetch_all(
+    shard: &Rc<Shard>,
+    req: &FetchRequest,
+    wait_ms: u32,
+) -> Vec<(String, u32, Result<FetchedPartition, CallError>)> {
+    let mut tasks = Vec::new();
+    for t in &req.topics {
+        for p in &t.partitions {
+            let shard = shard.clone();
+            let fp = FetchPartition {
+                topic: t.name.clone(),
+                partition: p.partition,
+                offset: p.fetch_offset,
+                max_bytes: p.partition_max_bytes.min(req.max_bytes),
+                max_wait_ms: wait_ms,
+            };
+            tasks.push((
+                t.name.clone(),
+                p.partition,
+                glommio::spawn_local(async move { shard.fetch(fp).await }),
+            ));
+        }
+    }
+    let mut out = Vec::with_capacity(tasks.len());
+    for (name, p, task) in tasks {
+        out.push((name, p, task.await));
+    }
+    out
+}
+
+async fn fetch(shard: &Rc<Shard>, req: FetchRequest) -> FetchResponse {
+    let wait_ms = req.max_wait_ms.min(shard.config.limits.fetch_wait_ms_max);
+    let count: usize = req.topics.iter().map(|t| t.partitions.len()).sum();
+    let enough = |r: &[(String, u32, Result<FetchedPartition, CallError>)]| {
+        let bytes: usize = r
+            .iter()
+            .map(|(_, _, x)| x.as_ref().map(|f| f.bytes()).unwrap_or(0))
+            .sum();
+        let errors = r.iter().any(|(_, _, x)| x.is_err());
+        bytes >= req.min_bytes.max(1) as usize || errors
+    };
+    let results = if count == 1 {
+        // One partition: its own long poll is the whole wait.
+        fetch_all(shard, &req, wait_ms).await
+    } else {
+        let first = fetch_all(shard, &req, 0).await;
+        if wait_ms == 0 || enough(&first) {
+            first
+        } else {
+            // Wait until any partition has data (or the deadline), then read them all again.
+            let deadline = Instant::now() + Duration::from_millis(u64::from(wait_ms));
+            let mut waiters = Vec::new();
+            for t in &req.topics {
+                for p in &t.partitions {
+                    let shard = shard.clone();
+                    let fp = FetchPartition {
+                        topic: t.name.clone(),
+                        partition: p.partition,
+                        offset: p.fetch_offset,
+                        max_bytes: 1,
+                        max_wait_ms: wait_ms,
+                    };
+                    waiters.push(glommio::spawn_local(async move { shard.fetch(fp).await }));
+                }
+            }
+            // Resolves once the first waiter returns; dropping the rest cancels them.
+            let done = Rc::new(Event::new());
+            let first = done.listen();
+            let _watchers: Vec<glommio::Task<()>> = waiters
+                .into_iter()
+                .map(|w| {
+                    let done = done.clone();
+                    glommio::spawn_local(async move {
+                        let _ = w.await;
+                        done.notify();
+                    })
+                })
+                .collect();
+            let any = futures_lite::future::or(first, async {
+                glommio::timer::sleep(deadline.saturating_duration_since(Instant::now())).await;
+            });
+            any.await;
+            fetch_all(shard, &req, 0).await
+        }
+    };
+    let mut topics: Vec<FetchTopicResponse> = Vec::new();
+    // The response as a whole stays within max_bytes, but always carries at least one batch
+    // when there is one, so a batch larger than max_bytes cannot stall a consumer.
+    let mut used = 0usize;
+    let mut carried = false;
+    for (name, partition, r) in results {
+        let r = r.map(|mut f| {
+            let mut n = 0usize;
+            for b in &f.batches {
+                if carried && used + b.len() > req.max_bytes as usize {
+                    break;
+                }
+                used += b.len();
+                carried = true;
+                n += 1;
+            }
+            f.batches.truncate(n);
+            f
+        });
+        let resp = fetched_response(partition, r);
+        match topics.iter_mut().find(|t| t.name == name) {
+            Some(t) => t.partitions.push(resp),
+            None => topics.push(FetchTopicResponse {
+                name,
+                partitions: vec![resp],
+            }),
+        }
+    }
+    FetchResponse { topics }
+}
+
+async fn list_offsets(shard: &Rc<Shard>, req: ListOffsetsRequest) -> ListOffsetsResponse {
+    let mut topics = Vec::new();
+    for t in req.topics {
+        let mut partitions = Vec::new();
+        for p in t.partitions {
+            let r = shard
+                .list_offset(t.name.clone(), p.partition, p.timestamp)
+                .await;
+            partitions.push(match r {
+                Ok(offset) => ListOffsetsPartitionResponse {
+                    partition: p.partition,
+                    error_code: ErrorCode::None,
+                    offset,
+                },
+                Err(e) => ListOffsetsPartitionResponse {
+                    partition: p.partition,
+                    error_code: e.code,
+                    offset: -1,
+                },
+            });
+        }
+        topics.push(ListOffsetsTopicResponse {
+            name: t.name,
+            partitions,
+        });
+    }
+    ListOffsetsResponse { topics }
+}

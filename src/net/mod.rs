@@ -1,0 +1,11 @@
+//! The native protocol v1: framing, the request and response codec, and the wire error codes.
+//!
+//! `frame`, `protocol` and `error_code` are sans-I/O: they turn bytes into typed requests and
+//! typed responses into bytes, and never touch a socket; the layout is specified in
+//! `docs/PROTOCOL.md`. The modules that drive them over TCP sit beside them.
+
+pub mod error_code;
+pub mod frame;
+pub mod protocol;
+mod handler;
+pub mod server;

@@ -1,0 +1,184 @@
+//! Fetch (key 6): whole stored batches out, from an offset, without re-encoding them.
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use super::wire::{
+    put_array_len, put_bytes_len, put_message, put_string, ChunkWriter, Reader, WireError,
+    ARRAY_BYTES_MIN, BYTES_BYTES_MIN, STRING_BYTES_MIN,
+};
+use crate::net::error_code::ErrorCode;
+use crate::record::batches;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FetchRequest {
+    /// How long the broker may wait for `min_bytes` to accumulate (capped by
+    /// `fetch_wait_ms_max`).
+    pub max_wait_ms: u32,
+    /// Answer as soon as this many record bytes are available (0: answer at once).
+    pub min_bytes: u32,
+    /// Most record bytes in the whole response (capped by `fetch_bytes_max`).
+    pub max_bytes: u32,
+    pub topics: Vec<FetchTopic>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FetchTopic {
+    pub name: String,
+    pub partitions: Vec<FetchPartition>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FetchPartition {
+    pub partition: u32,
+    /// The first offset wanted.
+    pub fetch_offset: i64,
+    /// Most record bytes for this partition.
+    pub partition_max_bytes: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FetchResponse {
+    pub topics: Vec<FetchTopicResponse>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FetchTopicResponse {
+    pub name: String,
+    pub partitions: Vec<FetchPartitionResponse>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FetchPartitionResponse {
+    pub partition: u32,
+    pub error_code: ErrorCode,
+    pub error_message: Option<String>,
+    pub high_watermark: i64,
+    pub log_start_offset: i64,
+    pub log_end_offset: i64,
+    /// Whole batches as stored, in offset order, each its own buffer. On the wire they are one
+    /// `bytes` field, the batches back to back; encoding sends each buffer as is.
+    pub records: Vec<Bytes>,
+}
+
+impl FetchPartitionResponse {
+    /// Total size of the records.
+    pub fn records_bytes(&self) -> usize {
+        self.records.iter().map(Bytes::len).sum()
+    }
+}
+
+/// Empty `name`, empty `partitions`.
+const TOPIC_BYTES_MIN: usize = STRING_BYTES_MIN + ARRAY_BYTES_MIN;
+const PARTITION_BYTES: usize = 4 + 8 + 4;
+/// `partition`, `error_code`, null `error_message`, the three offsets, empty `records`.
+const PARTITION_RESPONSE_BYTES_MIN: usize = 4 + 2 + 2 + 8 * 3 + BYTES_BYTES_MIN;
+
+impl FetchRequest {
+    pub(super) fn encode(&self, out: &mut BytesMut) {
+        out.put_u32(self.max_wait_ms);
+        out.put_u32(self.min_bytes);
+        out.put_u32(self.max_bytes);
+        put_array_len(out, self.topics.len());
+        for t in &self.topics {
+            put_string(out, &t.name);
+            put_array_len(out, t.partitions.len());
+            for p in &t.partitions {
+                out.put_u32(p.partition);
+                out.put_i64(p.fetch_offset);
+                out.put_u32(p.partition_max_bytes);
+            }
+        }
+    }
+
+    pub(super) fn decode(r: &mut Reader<BytesMut>) -> Result<Self, WireError> {
+        let max_wait_ms = r.u32("max_wait_ms")?;
+        let min_bytes = r.u32("min_bytes")?;
+        let max_bytes = r.u32("max_bytes")?;
+        let topics = r.array("topics", TOPIC_BYTES_MIN, |r| {
+            Ok(FetchTopic {
+                name: r.string("topics[].name")?,
+                partitions: r.array("topics[].partitions", PARTITION_BYTES, |r| {
+                    Ok(FetchPartition {
+                        partition: r.u32("topics[].partitions[].partition")?,
+                        fetch_offset: r.i64("topics[].partitions[].fetch_offset")?,
+                        partition_max_bytes: r
+                            .u32("topics[].partitions[].partition_max_bytes")?,
+                    })
+                })?,
+            })
+        })?;
+        Ok(FetchRequest {
+            max_wait_ms,
+            min_bytes,
+            max_bytes,
+            topics,
+        })
+    }
+}
+
+impl FetchResponse {
+    pub(super) fn encode(&self, w: &mut ChunkWriter) {
+        put_array_len(w.buf(), self.topics.len());
+        for t in &self.topics {
+            put_string(w.buf(), &t.name);
+            put_array_len(w.buf(), t.partitions.len());
+            for p in &t.partitions {
+                let out = w.buf();
+                out.put_u32(p.partition);
+                out.put_u16(p.error_code as u16);
+                put_message(out, p.error_message.as_deref());
+                out.put_i64(p.high_watermark);
+                out.put_i64(p.log_start_offset);
+                out.put_i64(p.log_end_offset);
+                put_bytes_len(out, p.records_bytes());
+                for batch in &p.records {
+                    w.push_shared(batch);
+                }
+            }
+        }
+    }
+
+    pub(super) fn decode(r: &mut Reader<Bytes>) -> Result<Self, WireError> {
+        let topics = r.array("topics", TOPIC_BYTES_MIN, |r| {
+            Ok(FetchTopicResponse {
+                name: r.string("topics[].name")?,
+                partitions: r.array(
+                    "topics[].partitions",
+                    PARTITION_RESPONSE_BYTES_MIN,
+                    decode_partition,
+                )?,
+            })
+        })?;
+        Ok(FetchResponse { topics })
+    }
+}
+
+fn decode_partition(r: &mut Reader<Bytes>) -> Result<FetchPartitionResponse, WireError> {
+    let partition = r.u32("topics[].partitions[].partition")?;
+    let error_code = r.error_code("topics[].partitions[].error_code")?;
+    let error_message = r.nullable_string("topics[].partitions[].error_message")?;
+    let high_watermark = r.i64("topics[].partitions[].high_watermark")?;
+    let log_start_offset = r.i64("topics[].partitions[].log_start_offset")?;
+    let log_end_offset = r.i64("topics[].partitions[].log_end_offset")?;
+    let field = "topics[].partitions[].records";
+    let at = r.position();
+    let bytes = r.bytes(field)?;
+    let mut records = Vec::new();
+    for batch in batches(&bytes) {
+        let (_, range) = batch.map_err(|e| WireError::CorruptRecords {
+            field,
+            at,
+            reason: e.to_string(),
+        })?;
+        records.push(bytes.slice(range));
+    }
+    Ok(FetchPartitionResponse {
+        partition,
+        error_code,
+        error_message,
+        high_watermark,
+        log_start_offset,
+        log_end_offset,
+        records,
+    })
+}

@@ -1,0 +1,156 @@
+//! Metadata (key 1): the brokers with their per-shard ports, and who leads each partition.
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use super::wire::{
+    put_array_len, put_nullable_array_len, put_string, Reader, WireError, ARRAY_BYTES_MIN,
+    STRING_BYTES_MIN,
+};
+use crate::net::error_code::ErrorCode;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MetadataRequest {
+    /// The topics to describe; `None` (wire: null array) for all of them.
+    pub topics: Option<Vec<String>>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MetadataResponse {
+    pub brokers: Vec<BrokerMetadata>,
+    pub topics: Vec<TopicMetadata>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BrokerMetadata {
+    pub node_id: u32,
+    pub host: String,
+    /// The common port: any shard's work can be asked for here.
+    pub port: u16,
+    /// One port per shard, reaching that shard's core directly.
+    pub shard_ports: Vec<ShardPort>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ShardPort {
+    pub shard_id: u16,
+    pub port: u16,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TopicMetadata {
+    /// `UnknownTopicOrPartition` for a requested topic that does not exist (then no partitions).
+    pub error_code: ErrorCode,
+    pub name: String,
+    pub partitions: Vec<PartitionMetadata>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PartitionMetadata {
+    pub partition: u32,
+    pub error_code: ErrorCode,
+    pub leader_node: u32,
+    pub leader_shard: u16,
+    pub leader_epoch: i32,
+    pub log_start_offset: i64,
+    pub high_watermark: i64,
+    pub log_end_offset: i64,
+}
+
+/// `node_id`, empty `host`, `port`, empty `shard_ports`.
+const BROKER_BYTES_MIN: usize = 4 + STRING_BYTES_MIN + 2 + ARRAY_BYTES_MIN;
+const SHARD_PORT_BYTES: usize = 4;
+/// `error_code`, empty `name`, empty `partitions`.
+const TOPIC_BYTES_MIN: usize = 2 + STRING_BYTES_MIN + ARRAY_BYTES_MIN;
+const PARTITION_BYTES: usize = 4 + 2 + 4 + 2 + 4 + 8 + 8 + 8;
+
+impl MetadataRequest {
+    pub(super) fn encode(&self, out: &mut BytesMut) {
+        put_nullable_array_len(out, self.topics.as_ref().map(Vec::len));
+        for name in self.topics.iter().flatten() {
+            put_string(out, name);
+        }
+    }
+
+    pub(super) fn decode(r: &mut Reader<BytesMut>) -> Result<Self, WireError> {
+        let topics = match r.nullable_array_len("topics", STRING_BYTES_MIN)? {
+            None => None,
+            Some(count) => {
+                let mut topics = Vec::with_capacity(count);
+                for _ in 0..count {
+                    topics.push(r.string("topics[]")?);
+                }
+                Some(topics)
+            }
+        };
+        Ok(MetadataRequest { topics })
+    }
+}
+
+impl MetadataResponse {
+    pub(super) fn encode(&self, out: &mut BytesMut) {
+        put_array_len(out, self.brokers.len());
+        for b in &self.brokers {
+            out.put_u32(b.node_id);
+            put_string(out, &b.host);
+            out.put_u16(b.port);
+            put_array_len(out, b.shard_ports.len());
+            for s in &b.shard_ports {
+                out.put_u16(s.shard_id);
+                out.put_u16(s.port);
+            }
+        }
+        put_array_len(out, self.topics.len());
+        for t in &self.topics {
+            out.put_u16(t.error_code as u16);
+            put_string(out, &t.name);
+            put_array_len(out, t.partitions.len());
+            for p in &t.partitions {
+                out.put_u32(p.partition);
+                out.put_u16(p.error_code as u16);
+                out.put_u32(p.leader_node);
+                out.put_u16(p.leader_shard);
+                out.put_i32(p.leader_epoch);
+                out.put_i64(p.log_start_offset);
+                out.put_i64(p.high_watermark);
+                out.put_i64(p.log_end_offset);
+            }
+        }
+    }
+
+    pub(super) fn decode(r: &mut Reader<Bytes>) -> Result<Self, WireError> {
+        let brokers = r.array("brokers", BROKER_BYTES_MIN, |r| {
+            Ok(BrokerMetadata {
+                node_id: r.u32("brokers[].node_id")?,
+                host: r.string("brokers[].host")?,
+                port: r.u16("brokers[].port")?,
+                shard_ports: r.array("brokers[].shard_ports", SHARD_PORT_BYTES, |r| {
+                    Ok(ShardPort {
+                        shard_id: r.u16("brokers[].shard_ports[].shard_id")?,
+                        port: r.u16("brokers[].shard_ports[].port")?,
+                    })
+                })?,
+            })
+        })?;
+        let topics = r.array("topics", TOPIC_BYTES_MIN, |r| {
+            Ok(TopicMetadata {
+                error_code: r.error_code("topics[].error_code")?,
+                name: r.string("topics[].name")?,
+                partitions: r.array("topics[].partitions", PARTITION_BYTES, decode_partition)?,
+            })
+        })?;
+        Ok(MetadataResponse { brokers, topics })
+    }
+}
+
+fn decode_partition(r: &mut Reader<Bytes>) -> Result<PartitionMetadata, WireError> {
+    Ok(PartitionMetadata {
+        partition: r.u32("topics[].partitions[].partition")?,
+        error_code: r.error_code("topics[].partitions[].error_code")?,
+        leader_node: r.u32("topics[].partitions[].leader_node")?,
+        leader_shard: r.u16("topics[].partitions[].leader_shard")?,
+        leader_epoch: r.i32("topics[].partitions[].leader_epoch")?,
+        log_start_offset: r.i64("topics[].partitions[].log_start_offset")?,
+        high_watermark: r.i64("topics[].partitions[].high_watermark")?,
+        log_end_offset: r.i64("topics[].partitions[].log_end_offset")?,
+    })
+}

@@ -1,0 +1,1083 @@
+//! Tests of the codec: round trips of every request and response, hostile input, and the
+//! examples of `docs/PROTOCOL.md`.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use proptest::collection::vec;
+use proptest::option;
+use proptest::prelude::*;
+
+use super::*;
+use crate::net::frame::{FrameDecoder, SIZE_PREFIX_BYTES};
+use crate::record::{set_base_offset, validate_batch, BatchBuilder};
+
+const PROTOCOL_MD: &str = include_str!("../../../docs/PROTOCOL.md");
+
+fn batch(records: usize, seed: u8) -> Bytes {
+    let mut b = BatchBuilder::new(1_700_000_000_000);
+    for i in 0..records {
+        let value = vec![seed; i + 1];
+        b.push(1_700_000_000_000 + i as i64, Some(b"k"), Some(&value), &[]);
+    }
+    b.finish().freeze()
+}
+
+fn concat(batches: &[Bytes]) -> BytesMut {
+    let mut out = BytesMut::new();
+    for b in batches {
+        out.put_slice(b);
+    }
+    out
+}
+
+fn sample_requests() -> Vec<Request> {
+    vec![
+        Request::ApiVersions(ApiVersionsRequest {
+            client_software_name: "quill-test 0.1 ✓".into(),
+        }),
+        Request::Metadata(MetadataRequest { topics: None }),
+        Request::Metadata(MetadataRequest {
+            topics: Some(vec!["a".into(), "".into(), "events".into()]),
+        }),
+        Request::CreateTopic(CreateTopicRequest::with_defaults("events", 3)),
+        Request::CreateTopic(CreateTopicRequest {
+            name: "logs".into(),
+            partitions: 12,
+            retention_ms: Retention::Limit(7 * 24 * 3600 * 1000),
+            retention_bytes: Retention::Forever,
+            segment_bytes: Some(1 << 30),
+            segment_ms: Some(0),
+            durability: Some(Durability::Interval),
+            flush_ms: Some(5),
+        }),
+        Request::DeleteTopic(DeleteTopicRequest {
+            name: "events".into(),
+        }),
+        Request::ListTopics,
+        Request::Produce(ProduceRequest {
+            acks: Acks::Leader,
+            timeout_ms: 30_000,
+            topics: vec![
+                ProduceTopic {
+                    name: "events".into(),
+                    partitions: vec![
+                        ProducePartition {
+                            partition: 0,
+                            records: concat(&[batch(2, 1), batch(1, 2)]),
+                        },
+                        ProducePartition {
+                            partition: 7,
+                            records: BytesMut::new(),
+                        },
+                    ],
+                },
+                ProduceTopic {
+                    name: "empty".into(),
+                    partitions: vec![],
+                },
+            ],
+        }),
+        Request::Produce(ProduceRequest {
+            acks: Acks::None,
+            timeout_ms: 0,
+            topics: vec![],
+        }),
+        Request::Fetch(FetchRequest {
+            max_wait_ms: 500,
+            min_bytes: 1,
+            max_bytes: 1 << 20,
+            topics: vec![FetchTopic {
+                name: "events".into(),
+                partitions: vec![
+                    FetchPartition {
+                        partition: 0,
+                        fetch_offset: 42,
+                        partition_max_bytes: 65536,
+                    },
+                    FetchPartition {
+                        partition: 1,
+                        fetch_offset: -1,
+                        partition_max_bytes: 0,
+                    },
+                ],
+            }],
+        }),
+        Request::ListOffsets(ListOffsetsRequest {
+            topics: vec![ListOffsetsTopic {
+                name: "events".into(),
+                partitions: vec![
+                    ListOffsetsPartition {
+                        partition: 0,
+                        timestamp: TIMESTAMP_LATEST,
+                    },
+                    ListOffsetsPartition {
+                        partition: 1,
+                        timestamp: TIMESTAMP_EARLIEST,
+                    },
+                    ListOffsetsPartition {
+                        partition: 2,
+                        timestamp: 1_700_000_000_000,
+                    },
+                ],
+            }],
+        }),
+    ]
+}
+
+fn doc_limits() -> Limits {
+    Limits {
+        frame_bytes_max: 16 << 20,
+        batch_bytes_max: 1 << 20,
+        fetch_bytes_max: 8 << 20,
+        fetch_wait_ms_max: 30_000,
+        inflight_requests_max: 64,
+        node_id: 1,
+        shard_count: 4,
+    }
+}
+
+fn sample_responses() -> Vec<(ApiKey, Response)> {
+    let mut out = vec![
+        (
+            ApiKey::ApiVersions,
+            Response::ApiVersions(ApiVersionsResponse::supported(doc_limits())),
+        ),
+        (
+            ApiKey::Metadata,
+            Response::Metadata(MetadataResponse {
+                brokers: vec![BrokerMetadata {
+                    node_id: 1,
+                    host: "broker-1.local".into(),
+                    port: 9092,
+                    shard_ports: vec![
+                        ShardPort {
+                            shard_id: 0,
+                            port: 9100,
+                        },
+                        ShardPort {
+                            shard_id: 1,
+                            port: 9101,
+                        },
+                    ],
+                }],
+                topics: vec![
+                    TopicMetadata {
+                        error_code: ErrorCode::None,
+                        name: "events".into(),
+                        partitions: vec![PartitionMetadata {
+                            partition: 0,
+                            error_code: ErrorCode::None,
+                            leader_node: 1,
+                            leader_shard: 1,
+                            leader_epoch: 3,
+                            log_start_offset: 0,
+                            high_watermark: 100,
+                            log_end_offset: 101,
+                        }],
+                    },
+                    TopicMetadata {
+                        error_code: ErrorCode::UnknownTopicOrPartition,
+                        name: "nope".into(),
+                        partitions: vec![],
+                    },
+                ],
+            }),
+        ),
+        (ApiKey::CreateTopic, Response::CreateTopic),
+        (ApiKey::DeleteTopic, Response::DeleteTopic),
+        (
+            ApiKey::ListTopics,
+            Response::ListTopics(ListTopicsResponse {
+                topics: vec![
+                    TopicListing {
+                        name: "events".into(),
+                        partitions: 3,
+                    },
+                    TopicListing {
+                        name: "logs".into(),
+                        partitions: 12,
+                    },
+                ],
+            }),
+        ),
+        (
+            ApiKey::Produce,
+            Response::Produce(ProduceResponse {
+                topics: vec![ProduceTopicResponse {
+                    name: "events".into(),
+                    partitions: vec![
+                        ProducePartitionResponse {
+                            partition: 0,
+                            error_code: ErrorCode::None,
+                            error_message: None,
+                            base_offsets: vec![100, 102],
+                        },
+                        ProducePartitionResponse {
+                            partition: 7,
+                            error_code: ErrorCode::CorruptMessage,
+                            error_message: Some("CRC-32C mismatch".into()),
+                            base_offsets: vec![],
+                        },
+                    ],
+                }],
+            }),
+        ),
+        (
+            ApiKey::Fetch,
+            Response::Fetch(FetchResponse {
+                topics: vec![FetchTopicResponse {
+                    name: "events".into(),
+                    partitions: vec![
+                        FetchPartitionResponse {
+                            partition: 0,
+                            error_code: ErrorCode::None,
+                            error_message: None,
+                            high_watermark: 3,
+                            log_start_offset: 0,
+                            log_end_offset: 3,
+                            records: vec![batch(2, 1), batch(1, 2)],
+                        },
+                        FetchPartitionResponse {
+                            partition: 1,
+                            error_code: ErrorCode::OffsetOutOfRange,
+                            error_message: Some("offset 99 is past the end".into()),
+                            high_watermark: 10,
+                            log_start_offset: 5,
+                            log_end_offset: 10,
+                            records: vec![],
+                        },
+                    ],
+                }],
+            }),
+        ),
+        (
+            ApiKey::ListOffsets,
+            Response::ListOffsets(ListOffsetsResponse {
+                topics: vec![ListOffsetsTopicResponse {
+                    name: "events".into(),
+                    partitions: vec![
+                        ListOffsetsPartitionResponse {
+                            partition: 0,
+                            error_code: ErrorCode::None,
+                            offset: 100,
+                        },
+                        ListOffsetsPartitionResponse {
+                            partition: 1,
+                            error_code: ErrorCode::None,
+                            offset: OFFSET_NONE,
+                        },
+                    ],
+                }],
+            }),
+        ),
+    ];
+    // An error answers any API, including ones the client does not expect a body from.
+    for key in ApiKey::ALL {
+        out.push((key, Response::error(ErrorCode::StorageError, "disk full")));
+        out.push((
+            key,
+            Response::Error {
+                code: ErrorCode::UnsupportedVersion,
+                message: None,
+            },
+        ));
+    }
+    out
+}
+
+/// A request as the broker sees it: encoded, then cut out of a read buffer.
+fn request_frame(request: &Request, correlation_id: u32) -> BytesMut {
+    let mut buf = BytesMut::new();
+    request.encode(correlation_id, &mut buf);
+    let frame = FrameDecoder::new(1 << 24).decode(&mut buf).unwrap().unwrap();
+    assert!(buf.is_empty());
+    frame
+}
+
+/// A response as a client sees it: encoded, then cut out of a read buffer.
+fn response_frame(correlation_id: u32, response: &Response) -> Bytes {
+    let encoded = encode_response(correlation_id, response);
+    let mut buf = BytesMut::from(&encoded.to_bytes()[..]);
+    assert_eq!(buf.len(), encoded.len());
+    let frame = FrameDecoder::for_responses(1 << 24)
+        .decode(&mut buf)
+        .unwrap()
+        .unwrap();
+    assert!(buf.is_empty());
+    frame.freeze()
+}
+
+fn assert_request_round_trips(request: &Request, correlation_id: u32) {
+    let (header, decoded) = decode_request(request_frame(request, correlation_id))
+        .unwrap_or_else(|e| panic!("{request:?}: {e}"));
+    assert_eq!(
+        header,
+        RequestHeader {
+            api_key: request.api_key() as u16,
+            api_version: 0,
+            correlation_id,
+        }
+    );
+    assert_eq!(&decoded, request);
+}
+
+fn assert_response_round_trips(api_key: ApiKey, response: &Response, correlation_id: u32) {
+    let (id, decoded) = decode_response(api_key, response_frame(correlation_id, response))
+        .unwrap_or_else(|e| panic!("{response:?}: {e}"));
+    assert_eq!(id, correlation_id);
+    assert_eq!(&decoded, response);
+}
+
+#[test]
+fn every_request_round_trips() {
+    let requests = sample_requests();
+    let mut seen: Vec<ApiKey> = requests.iter().map(Request::api_key).collect();
+    seen.dedup();
+    assert_eq!(seen, ApiKey::ALL);
+    for (i, request) in requests.iter().enumerate() {
+        assert_request_round_trips(request, i as u32 * 0x0101_0101);
+    }
+}
+
+#[test]
+fn every_response_round_trips() {
+    for (i, (key, response)) in sample_responses().iter().enumerate() {
+        assert_response_round_trips(*key, response, u32::MAX - i as u32);
+    }
+}
+
+#[test]
+fn api_keys_and_versions() {
+    for (i, key) in ApiKey::ALL.iter().enumerate() {
+        assert_eq!(ApiKey::from_u16(i as u16), Some(*key));
+        assert_eq!(key.versions(), (0, 0));
+    }
+    assert_eq!(ApiKey::from_u16(8), None);
+    assert_eq!(ApiKey::SUPPORTED, SUPPORTED);
+    let apis = ApiVersionsResponse::supported(Limits::default()).apis;
+    assert_eq!(apis.len(), 8);
+    assert!(apis.iter().enumerate().all(|(i, a)| a.api_key == i as u16));
+}
+
+#[test]
+fn only_acks_zero_produce_goes_unanswered() {
+    for request in sample_requests() {
+        let unanswered = matches!(
+            &request,
+            Request::Produce(ProduceRequest {
+                acks: Acks::None,
+                ..
+            })
+        );
+        assert_eq!(request.expects_response(), !unanswered);
+    }
+}
+
+fn header_bytes(api_key: u16, api_version: u16, correlation_id: u32) -> BytesMut {
+    let mut frame = BytesMut::new();
+    RequestHeader {
+        api_key,
+        api_version,
+        correlation_id,
+    }
+    .encode(&mut frame);
+    frame
+}
+
+#[test]
+fn unknown_api_key_or_version_is_unsupported_with_the_header() {
+    for (api_key, api_version) in [(8, 0), (u16::MAX, 0), (5, 1), (0, u16::MAX)] {
+        let mut frame = header_bytes(api_key, api_version, 77);
+        frame.put_slice(b"whatever body");
+        let e = decode_request(frame).unwrap_err();
+        assert_eq!(e.code, ErrorCode::UnsupportedVersion, "{e}");
+        let header = e.header.unwrap();
+        assert_eq!((header.api_key, header.api_version), (api_key, api_version));
+        assert_eq!(header.correlation_id, 77);
+        let (id, response) = e.to_response().unwrap();
+        assert_eq!(id, 77);
+        assert!(matches!(
+            response,
+            Response::Error {
+                code: ErrorCode::UnsupportedVersion,
+                ..
+            }
+        ));
+    }
+}
+
+#[test]
+fn short_frame_has_no_header() {
+    for len in 0..REQUEST_HEADER_BYTES {
+        let e = decode_request(BytesMut::from(&[0u8; 8][..len])).unwrap_err();
+        assert_eq!((e.header, e.code), (None, ErrorCode::InvalidRequest));
+        assert_eq!(e.to_response(), None);
+    }
+}
+
+#[test]
+fn trailing_bytes_are_invalid() {
+    for (i, request) in sample_requests().iter().enumerate() {
+        let mut frame = request_frame(request, i as u32);
+        frame.put_u8(0);
+        let e = decode_request(frame).unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidRequest, "{request:?}");
+        assert_eq!(e.header.unwrap().correlation_id, i as u32);
+        assert!(e.message.contains("1 bytes follow"), "{e}");
+    }
+    for (key, response) in sample_responses() {
+        let mut frame = BytesMut::from(&response_frame(9, &response)[..]);
+        frame.put_u8(0);
+        let e = decode_response(key, frame.freeze()).unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidRequest, "{response:?}");
+        assert_eq!(e.header.unwrap().correlation_id, 9);
+    }
+}
+
+#[test]
+fn every_truncation_is_a_typed_error() {
+    for request in sample_requests() {
+        let frame = request_frame(&request, 5);
+        for len in 0..frame.len() {
+            let e = decode_request(BytesMut::from(&frame[..len])).unwrap_err();
+            assert_eq!(e.code, ErrorCode::InvalidRequest, "{request:?} cut at {len}");
+            assert_eq!(e.header.is_some(), len >= REQUEST_HEADER_BYTES);
+            assert!(!e.message.is_empty());
+        }
+    }
+    for (key, response) in sample_responses() {
+        let frame = response_frame(5, &response);
+        for len in 0..frame.len() {
+            let e = decode_response(key, frame.slice(..len)).unwrap_err();
+            assert_eq!(e.header.is_some(), len >= 4, "{response:?} cut at {len}");
+        }
+    }
+}
+
+#[test]
+fn produce_records_are_zero_copy_slices_of_the_read_buffer() {
+    let batches = [batch(3, 9), batch(1, 8)];
+    let request = Request::Produce(ProduceRequest {
+        acks: Acks::Leader,
+        timeout_ms: 1000,
+        topics: vec![ProduceTopic {
+            name: "t".into(),
+            partitions: vec![ProducePartition {
+                partition: 2,
+                records: concat(&batches),
+            }],
+        }],
+    });
+    let mut read_buffer = BytesMut::new();
+    request.encode(1, &mut read_buffer);
+    let buffer_range = read_buffer.as_ptr_range();
+    let frame = FrameDecoder::new(1 << 20)
+        .decode(&mut read_buffer)
+        .unwrap()
+        .unwrap();
+    let Ok((_, Request::Produce(mut produce))) = decode_request(frame) else {
+        panic!("not a produce request");
+    };
+    let mut records = produce.topics[0].partitions.pop().unwrap().records;
+    let records_range = records.as_ptr_range();
+    assert!(buffer_range.start <= records_range.start && records_range.end <= buffer_range.end);
+    assert_eq!(records_range.end, buffer_range.end, "records are the last field");
+    // The slice is writable in place: the broker stamps the offset without a copy.
+    let first = batches[0].len();
+    set_base_offset(&mut records[..first], 1234);
+    let header = validate_batch(&records[..first], 1 << 20).unwrap();
+    assert_eq!(header.base_offset, 1234);
+    assert_eq!(records.as_ptr_range(), records_range);
+}
+
+#[test]
+fn fetch_batches_are_sent_and_received_without_copies() {
+    let batches = vec![batch(2, 1), batch(5, 2), batch(1, 3)];
+    let response = Response::Fetch(FetchResponse {
+        topics: vec![FetchTopicResponse {
+            name: "t".into(),
+            partitions: vec![FetchPartitionResponse {
+                partition: 0,
+                error_code: ErrorCode::None,
+                error_message: None,
+                high_watermark: 8,
+                log_start_offset: 0,
+                log_end_offset: 8,
+                records: batches.clone(),
+            }],
+        }],
+    });
+    let encoded = encode_response(3, &response);
+    // One chunk of small fields, then each batch as is.
+    assert_eq!(encoded.chunks.len(), 1 + batches.len());
+    for (chunk, batch) in encoded.chunks[1..].iter().zip(&batches) {
+        assert_eq!(chunk.as_ptr(), batch.as_ptr());
+        assert_eq!(chunk.len(), batch.len());
+    }
+    let frame = encoded.to_bytes().slice(SIZE_PREFIX_BYTES..);
+    let frame_range = frame.as_ptr_range();
+    let (_, decoded) = decode_response(ApiKey::Fetch, frame).unwrap();
+    assert_eq!(decoded, response);
+    let Response::Fetch(fetch) = decoded else {
+        unreachable!()
+    };
+    for b in &fetch.topics[0].partitions[0].records {
+        let r = b.as_ptr_range();
+        assert!(frame_range.start <= r.start && r.end <= frame_range.end);
+    }
+}
+
+#[test]
+fn fetched_records_that_are_not_whole_batches_are_corrupt() {
+    let mut records = BytesMut::from(&batch(2, 1)[..]);
+    records.truncate(records.len() - 1);
+    let mut body = BytesMut::new();
+    body.put_u32(1); // correlation_id
+    body.put_u16(0);
+    body.put_i16(-1);
+    body.put_i32(1); // topics
+    body.put_i16(1);
+    body.put_u8(b't');
+    body.put_i32(1); // partitions
+    body.put_u32(0);
+    body.put_u16(0);
+    body.put_i16(-1);
+    body.put_i64(0);
+    body.put_i64(0);
+    body.put_i64(0);
+    body.put_i32(records.len() as i32);
+    body.put_slice(&records);
+    let e = decode_response(ApiKey::Fetch, body.freeze()).unwrap_err();
+    assert_eq!(e.code, ErrorCode::CorruptMessage, "{e}");
+    assert!(e.message.contains("truncated batch"), "{e}");
+}
+
+#[test]
+fn malformed_fields_are_invalid_requests_naming_the_field() {
+    let cases: Vec<(ApiKey, Vec<u8>, ErrorCode, &str)> = vec![
+        // acks 2.
+        (ApiKey::Produce, vec![2, 0, 0, 0, 0, 0, 0, 0, 0], ErrorCode::InvalidRequest, "acks"),
+        // A negative topic count.
+        (
+            ApiKey::Produce,
+            vec![1, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff],
+            ErrorCode::InvalidRequest,
+            "topics",
+        ),
+        // i32::MAX topics in a few bytes: refused before any allocation.
+        (
+            ApiKey::Produce,
+            vec![1, 0, 0, 0, 0, 0x7f, 0xff, 0xff, 0xff, 0, 0, 0, 0, 0, 0],
+            ErrorCode::InvalidRequest,
+            "cannot fit",
+        ),
+        // A records length running past the frame.
+        (
+            ApiKey::Produce,
+            vec![1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 9, 1],
+            ErrorCode::InvalidRequest,
+            "records",
+        ),
+        // Invalid UTF-8 in a name.
+        (ApiKey::DeleteTopic, vec![0, 2, 0xc3, 0x28], ErrorCode::InvalidRequest, "UTF-8"),
+        // A null name where none is allowed.
+        (ApiKey::DeleteTopic, vec![0xff, 0xff], ErrorCode::InvalidRequest, "negative"),
+        // Metadata topics count -2 (only -1 means null).
+        (ApiKey::Metadata, vec![0xff, 0xff, 0xff, 0xfe], ErrorCode::InvalidRequest, "negative"),
+    ];
+    for (key, body, code, needle) in cases {
+        let mut frame = header_bytes(key as u16, 0, 11);
+        frame.put_slice(&body);
+        let e = decode_request(frame).unwrap_err();
+        assert_eq!(e.code, code, "{e}");
+        assert_eq!(e.header.unwrap().correlation_id, 11);
+        assert!(e.message.contains(needle), "{e} should mention {needle}");
+    }
+}
+
+#[test]
+fn out_of_range_topic_settings_are_invalid_config() {
+    let good = request_frame(
+        &Request::CreateTopic(CreateTopicRequest::with_defaults("t", 1)),
+        1,
+    );
+    // Body: name (2 + 1), partitions (4), then the settings.
+    let settings_at = REQUEST_HEADER_BYTES + 3 + 4;
+    let fields = [
+        ("retention_ms", 0, 8),
+        ("retention_bytes", 8, 8),
+        ("segment_bytes", 16, 8),
+        ("segment_ms", 24, 8),
+        ("durability", 32, 1),
+        ("flush_ms", 33, 8),
+    ];
+    for (field, at, width) in fields {
+        let bad_values: &[i64] = match field {
+            "retention_ms" | "retention_bytes" => &[-3, i64::MIN],
+            "durability" => &[-1, 2, 127],
+            _ => &[-1, -3],
+        };
+        for &value in bad_values {
+            let mut frame = good.clone();
+            let at = settings_at + at;
+            let bytes = value.to_be_bytes();
+            frame[at..at + width].copy_from_slice(&bytes[8 - width..]);
+            let e = decode_request(frame).unwrap_err();
+            assert_eq!(e.code, ErrorCode::InvalidConfig, "{field} = {value}: {e}");
+            assert!(e.message.starts_with(field), "{e}");
+        }
+    }
+}
+
+#[test]
+fn unknown_error_codes_read_as_unknown_server_error() {
+    let mut frame = BytesMut::new();
+    frame.put_u32(4);
+    frame.put_u16(999);
+    frame.put_i16(2);
+    frame.put_slice(b"hi");
+    let (id, response) = decode_response(ApiKey::Fetch, frame.freeze()).unwrap();
+    assert_eq!(id, 4);
+    assert_eq!(
+        response,
+        Response::error(ErrorCode::UnknownServerError, "error code 999: hi")
+    );
+}
+
+#[test]
+#[should_panic(expected = "would read as a success")]
+fn error_response_without_a_code_is_a_bug() {
+    encode_response(
+        1,
+        &Response::Error {
+            code: ErrorCode::None,
+            message: None,
+        },
+    );
+}
+
+fn hex_lines(bytes: &[u8]) -> String {
+    bytes
+        .chunks(16)
+        .map(|line| {
+            line.iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// docs/PROTOCOL.md, "Example": the hex dumps there are what the codec writes.
+#[test]
+fn protocol_md_example_is_what_the_codec_writes() {
+    let mut request = BytesMut::new();
+    Request::ApiVersions(ApiVersionsRequest {
+        client_software_name: "quill-doc".into(),
+    })
+    .encode(1, &mut request);
+    let response = encode_response(
+        1,
+        &Response::ApiVersions(ApiVersionsResponse::supported(doc_limits())),
+    )
+    .to_bytes();
+    for (what, bytes) in [("request", &request[..]), ("response", &response[..])] {
+        let hex = hex_lines(bytes);
+        assert!(
+            PROTOCOL_MD.contains(&hex),
+            "docs/PROTOCOL.md lacks the {what} example:\n{hex}"
+        );
+    }
+}
+
+/// docs/PROTOCOL.md, "Error codes": one row per code with its number, name and retriability.
+#[test]
+fn protocol_md_lists_every_error_code() {
+    for code in ErrorCode::ALL {
+        let retriable = if code.is_retriable() { "yes" } else { "no" };
+        let row = format!("| {} | `{}` | {retriable} |", code.as_u16(), code.as_str());
+        assert!(PROTOCOL_MD.contains(&row), "docs/PROTOCOL.md lacks the row {row}");
+    }
+    for key in ApiKey::ALL {
+        let heading = format!("### {} {}", key.as_u16(), key.as_str());
+        assert!(PROTOCOL_MD.contains(&heading), "docs/PROTOCOL.md lacks {heading}");
+    }
+}
+
+// Random values.
+
+fn name() -> impl Strategy<Value = String> {
+    "\\PC{0,10}"
+}
+
+fn message() -> impl Strategy<Value = Option<String>> {
+    option::of("\\PC{0,20}")
+}
+
+fn code() -> impl Strategy<Value = ErrorCode> {
+    proptest::sample::select(ErrorCode::ALL.to_vec())
+}
+
+fn retention() -> impl Strategy<Value = Retention> {
+    prop_oneof![
+        Just(Retention::Default),
+        Just(Retention::Forever),
+        (0..=i64::MAX as u64).prop_map(Retention::Limit),
+    ]
+}
+
+fn setting() -> impl Strategy<Value = Option<u64>> {
+    option::of(0..=i64::MAX as u64)
+}
+
+fn arb_batches() -> impl Strategy<Value = Vec<Bytes>> {
+    vec((1..4usize, any::<u8>()), 0..3)
+        .prop_map(|specs| specs.into_iter().map(|(n, seed)| batch(n, seed)).collect())
+}
+
+fn create_topic() -> impl Strategy<Value = CreateTopicRequest> {
+    let durability = option::of(prop_oneof![
+        Just(Durability::Sync),
+        Just(Durability::Interval)
+    ]);
+    (
+        name(),
+        any::<u32>(),
+        retention(),
+        retention(),
+        setting(),
+        setting(),
+        durability,
+        setting(),
+    )
+        .prop_map(
+            |(name, partitions, retention_ms, retention_bytes, segment_bytes, segment_ms, durability, flush_ms)| {
+                CreateTopicRequest {
+                    name,
+                    partitions,
+                    retention_ms,
+                    retention_bytes,
+                    segment_bytes,
+                    segment_ms,
+                    durability,
+                    flush_ms,
+                }
+            },
+        )
+}
+
+fn produce() -> impl Strategy<Value = ProduceRequest> {
+    let acks = prop_oneof![Just(Acks::None), Just(Acks::Leader)];
+    let partition = (any::<u32>(), vec(any::<u8>(), 0..80)).prop_map(|(partition, records)| {
+        ProducePartition {
+            partition,
+            records: BytesMut::from(&records[..]),
+        }
+    });
+    let topic = (name(), vec(partition, 0..3))
+        .prop_map(|(name, partitions)| ProduceTopic { name, partitions });
+    (acks, any::<u32>(), vec(topic, 0..3)).prop_map(|(acks, timeout_ms, topics)| ProduceRequest {
+        acks,
+        timeout_ms,
+        topics,
+    })
+}
+
+fn fetch() -> impl Strategy<Value = FetchRequest> {
+    let partition = (any::<u32>(), any::<i64>(), any::<u32>()).prop_map(
+        |(partition, fetch_offset, partition_max_bytes)| FetchPartition {
+            partition,
+            fetch_offset,
+            partition_max_bytes,
+        },
+    );
+    let topic = (name(), vec(partition, 0..3))
+        .prop_map(|(name, partitions)| FetchTopic { name, partitions });
+    (any::<u32>(), any::<u32>(), any::<u32>(), vec(topic, 0..3)).prop_map(
+        |(max_wait_ms, min_bytes, max_bytes, topics)| FetchRequest {
+            max_wait_ms,
+            min_bytes,
+            max_bytes,
+            topics,
+        },
+    )
+}
+
+fn list_offsets() -> impl Strategy<Value = ListOffsetsRequest> {
+    let partition = (any::<u32>(), any::<i64>())
+        .prop_map(|(partition, timestamp)| ListOffsetsPartition {
+            partition,
+            timestamp,
+        });
+    let topic = (name(), vec(partition, 0..3))
+        .prop_map(|(name, partitions)| ListOffsetsTopic { name, partitions });
+    vec(topic, 0..3).prop_map(|topics| ListOffsetsRequest { topics })
+}
+
+fn arb_request() -> impl Strategy<Value = Request> {
+    prop_oneof![
+        name().prop_map(|client_software_name| Request::ApiVersions(ApiVersionsRequest {
+            client_software_name
+        })),
+        option::of(vec(name(), 0..4)).prop_map(|topics| Request::Metadata(MetadataRequest {
+            topics
+        })),
+        create_topic().prop_map(Request::CreateTopic),
+        name().prop_map(|name| Request::DeleteTopic(DeleteTopicRequest { name })),
+        Just(Request::ListTopics),
+        produce().prop_map(Request::Produce),
+        fetch().prop_map(Request::Fetch),
+        list_offsets().prop_map(Request::ListOffsets),
+    ]
+}
+
+fn api_versions_response() -> impl Strategy<Value = ApiVersionsResponse> {
+    let range = (any::<u16>(), any::<u16>(), any::<u16>()).prop_map(
+        |(api_key, min_version, max_version)| ApiVersionRange {
+            api_key,
+            min_version,
+            max_version,
+        },
+    );
+    let limits = (
+        any::<[u32; 6]>(),
+        any::<u16>(),
+    )
+        .prop_map(|(l, shard_count)| Limits {
+            frame_bytes_max: l[0],
+            batch_bytes_max: l[1],
+            fetch_bytes_max: l[2],
+            fetch_wait_ms_max: l[3],
+            inflight_requests_max: l[4],
+            node_id: l[5],
+            shard_count,
+        });
+    (vec(range, 0..10), limits).prop_map(|(apis, limits)| ApiVersionsResponse { apis, limits })
+}
+
+fn metadata_response() -> impl Strategy<Value = MetadataResponse> {
+    let shard_port = (any::<u16>(), any::<u16>())
+        .prop_map(|(shard_id, port)| ShardPort { shard_id, port });
+    let broker = (any::<u32>(), name(), any::<u16>(), vec(shard_port, 0..4)).prop_map(
+        |(node_id, host, port, shard_ports)| BrokerMetadata {
+            node_id,
+            host,
+            port,
+            shard_ports,
+        },
+    );
+    let partition = (
+        any::<u32>(),
+        code(),
+        any::<u32>(),
+        any::<u16>(),
+        any::<i32>(),
+        any::<[i64; 3]>(),
+    )
+        .prop_map(
+            |(partition, error_code, leader_node, leader_shard, leader_epoch, o)| {
+                PartitionMetadata {
+                    partition,
+                    error_code,
+                    leader_node,
+                    leader_shard,
+                    leader_epoch,
+                    log_start_offset: o[0],
+                    high_watermark: o[1],
+                    log_end_offset: o[2],
+                }
+            },
+        );
+    let topic = (code(), name(), vec(partition, 0..3)).prop_map(
+        |(error_code, name, partitions)| TopicMetadata {
+            error_code,
+            name,
+            partitions,
+        },
+    );
+    (vec(broker, 0..3), vec(topic, 0..3))
+        .prop_map(|(brokers, topics)| MetadataResponse { brokers, topics })
+}
+
+fn produce_response() -> impl Strategy<Value = ProduceResponse> {
+    let partition = (any::<u32>(), code(), message(), vec(any::<i64>(), 0..4)).prop_map(
+        |(partition, error_code, error_message, base_offsets)| ProducePartitionResponse {
+            partition,
+            error_code,
+            error_message,
+            base_offsets,
+        },
+    );
+    let topic = (name(), vec(partition, 0..3))
+        .prop_map(|(name, partitions)| ProduceTopicResponse { name, partitions });
+    vec(topic, 0..3).prop_map(|topics| ProduceResponse { topics })
+}
+
+fn fetch_response() -> impl Strategy<Value = FetchResponse> {
+    let partition = (
+        any::<u32>(),
+        code(),
+        message(),
+        any::<[i64; 3]>(),
+        arb_batches(),
+    )
+        .prop_map(
+            |(partition, error_code, error_message, o, records)| FetchPartitionResponse {
+                partition,
+                error_code,
+                error_message,
+                high_watermark: o[0],
+                log_start_offset: o[1],
+                log_end_offset: o[2],
+                records,
+            },
+        );
+    let topic = (name(), vec(partition, 0..3))
+        .prop_map(|(name, partitions)| FetchTopicResponse { name, partitions });
+    vec(topic, 0..3).prop_map(|topics| FetchResponse { topics })
+}
+
+fn list_offsets_response() -> impl Strategy<Value = ListOffsetsResponse> {
+    let partition = (any::<u32>(), code(), any::<i64>()).prop_map(
+        |(partition, error_code, offset)| ListOffsetsPartitionResponse {
+            partition,
+            error_code,
+            offset,
+        },
+    );
+    let topic = (name(), vec(partition, 0..3))
+        .prop_map(|(name, partitions)| ListOffsetsTopicResponse { name, partitions });
+    vec(topic, 0..3).prop_map(|topics| ListOffsetsResponse { topics })
+}
+
+fn api_key() -> impl Strategy<Value = ApiKey> {
+    proptest::sample::select(ApiKey::ALL.to_vec())
+}
+
+fn arb_response() -> impl Strategy<Value = (ApiKey, Response)> {
+    let list_topics = vec((name(), any::<u32>()), 0..4).prop_map(|topics| {
+        ListTopicsResponse {
+            topics: topics
+                .into_iter()
+                .map(|(name, partitions)| TopicListing { name, partitions })
+                .collect(),
+        }
+    });
+    let error = (
+        api_key(),
+        proptest::sample::select(ErrorCode::ALL[1..].to_vec()),
+        message(),
+    )
+        .prop_map(|(key, code, message)| (key, Response::Error { code, message }));
+    prop_oneof![
+        api_versions_response().prop_map(|r| (ApiKey::ApiVersions, Response::ApiVersions(r))),
+        metadata_response().prop_map(|r| (ApiKey::Metadata, Response::Metadata(r))),
+        Just((ApiKey::CreateTopic, Response::CreateTopic)),
+        Just((ApiKey::DeleteTopic, Response::DeleteTopic)),
+        list_topics.prop_map(|r| (ApiKey::ListTopics, Response::ListTopics(r))),
+        produce_response().prop_map(|r| (ApiKey::Produce, Response::Produce(r))),
+        fetch_response().prop_map(|r| (ApiKey::Fetch, Response::Fetch(r))),
+        list_offsets_response().prop_map(|r| (ApiKey::ListOffsets, Response::ListOffsets(r))),
+        error,
+    ]
+}
+
+proptest! {
+    #[test]
+    fn random_requests_round_trip(request in arb_request(), correlation_id in any::<u32>()) {
+        assert_request_round_trips(&request, correlation_id);
+    }
+
+    #[test]
+    fn random_responses_round_trip(
+        (key, response) in arb_response(),
+        correlation_id in any::<u32>(),
+    ) {
+        assert_response_round_trips(key, &response, correlation_id);
+    }
+
+    #[test]
+    fn random_bytes_never_panic(bytes in vec(any::<u8>(), 0..200)) {
+        match decode_request(BytesMut::from(&bytes[..])) {
+            Ok((header, request)) => prop_assert_eq!(header.api_key, request.api_key() as u16),
+            Err(e) => {
+                prop_assert_eq!(e.header.is_some(), bytes.len() >= REQUEST_HEADER_BYTES);
+                prop_assert!(!e.message.is_empty());
+            }
+        }
+        for key in ApiKey::ALL {
+            if let Err(e) = decode_response(key, Bytes::copy_from_slice(&bytes)) {
+                prop_assert_eq!(e.header.is_some(), bytes.len() >= 4);
+            }
+        }
+    }
+
+    /// Random bytes after a valid header reach every body decoder.
+    #[test]
+    fn random_bodies_never_panic(
+        key in 0u16..9,
+        body in vec(any::<u8>(), 0..200),
+    ) {
+        let mut frame = header_bytes(key, 0, 3);
+        frame.put_slice(&body);
+        if let Err(e) = decode_request(frame) {
+            prop_assert_eq!(e.header.map(|h| h.correlation_id), Some(3));
+            let expected = if key == 8 {
+                vec![ErrorCode::UnsupportedVersion]
+            } else {
+                vec![ErrorCode::InvalidRequest, ErrorCode::InvalidConfig]
+            };
+            prop_assert!(expected.contains(&e.code), "{}", e);
+        }
+    }
+
+    /// Valid frames with a few bytes changed: deep inside the decoders.
+    #[test]
+    fn mutated_frames_never_panic(
+        i in 0..sample_requests().len(),
+        j in 0..sample_responses().len(),
+        edits in vec((any::<prop::sample::Index>(), any::<u8>()), 1..4),
+    ) {
+        let mut request = request_frame(&sample_requests()[i], 1);
+        let (key, response) = &sample_responses()[j];
+        let mut response = BytesMut::from(&response_frame(1, response)[..]);
+        for (at, byte) in &edits {
+            let len = request.len();
+            request[at.index(len)] = *byte;
+            let len = response.len();
+            response[at.index(len)] = *byte;
+        }
+        let _ = decode_request(request);
+        let _ = decode_response(*key, response.freeze());
+    }
+}
+
+#[test]
+fn acks_zero_produce_frames_expect_no_response_even_when_malformed() {
+    for (i, request) in sample_requests().iter().enumerate() {
+        let frame = request_frame(request, i as u32);
+        assert_eq!(frame_expects_response(&frame), request.expects_response());
+    }
+    // Produce, acks 0, then garbage: refused by the decoder, still unanswered.
+    let mut frame = header_bytes(ApiKey::Produce as u16, 0, 1);
+    frame.put_slice(&[0, 1, 2]);
+    assert!(!frame_expects_response(&frame));
+    assert!(decode_request(frame).is_err());
+    // Without an acks byte, or with another API, the request is answered.
+    assert!(frame_expects_response(&header_bytes(ApiKey::Produce as u16, 0, 1)));
+    let mut frame = header_bytes(ApiKey::Fetch as u16, 0, 1);
+    frame.put_u8(0);
+    assert!(frame_expects_response(&frame));
+    assert!(frame_expects_response(&[]));
+}
+
+#[test]
+fn topic_names() {
+    for good in ["a", "events", "my-topic_1.v2", &"x".repeat(TOPIC_NAME_BYTES_MAX)] {
+        assert!(is_valid_topic_name(good), "{good}");
+    }
+    let too_long = "x".repeat(TOPIC_NAME_BYTES_MAX + 1);
+    for bad in ["", ".", "..", "a/b", "a b", "é", "a\0", &too_long] {
+        assert!(!is_valid_topic_name(bad), "{bad:?}");
+    }
+}

@@ -1,0 +1,105 @@
+//! The work one shard asks of another: calls and their replies. Everything here is `Send` (it
+//! crosses threads); batch bytes move without copying (`BytesMut`/`Bytes` hand over ownership).
+
+use bytes::{Bytes, BytesMut};
+
+use super::catalog::{TopicConfig, TopicMeta};
+use crate::net::error_code::ErrorCode;
+
+/// A typed failure for one partition or one admin operation, as it goes on the wire.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CallError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl CallError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        CallError {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// A fetch of one partition.
+#[derive(Clone, Debug)]
+pub struct FetchPartition {
+    pub topic: String,
+    pub partition: u32,
+    pub offset: i64,
+    pub max_bytes: u32,
+    /// How long to wait for at least one byte when there is none (0: answer at once).
+    pub max_wait_ms: u32,
+}
+
+/// What a partition fetch returns.
+#[derive(Clone, Debug, Default)]
+pub struct FetchedPartition {
+    pub batches: Vec<Bytes>,
+    pub high_watermark: i64,
+    pub log_start_offset: i64,
+    pub log_end_offset: i64,
+}
+
+impl FetchedPartition {
+    pub fn bytes(&self) -> usize {
+        self.batches.iter().map(|b| b.len()).sum()
+    }
+}
+
+/// Offsets of one partition, for metadata.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PartitionInfo {
+    pub topic: String,
+    pub partition: u32,
+    pub leader_epoch: i32,
+    pub log_start_offset: i64,
+    pub high_watermark: i64,
+    pub log_end_offset: i64,
+}
+
+/// Topic settings a client asked for, before broker defaults are applied.
+#[derive(Clone, Debug)]
+pub struct TopicRequest {
+    pub name: String,
+    pub partitions: u32,
+    pub config: TopicConfig,
+}
+
+pub(crate) enum Call {
+    /// Append batches to a partition this shard owns; reply [`Reply::Produce`].
+    Produce {
+        topic: String,
+        partition: u32,
+        records: BytesMut,
+    },
+    Fetch(FetchPartition),
+    /// `timestamp`: -1 latest, -2 earliest, else by timestamp; reply [`Reply::Offset`].
+    ListOffset {
+        topic: String,
+        partition: u32,
+        timestamp: i64,
+    },
+    /// Offsets of the partitions this shard owns among `topics` (`None`: all).
+    PartitionInfo {
+        topics: Option<Vec<String>>,
+    },
+    /// To the controller (shard 0).
+    CreateTopic(TopicRequest),
+    DeleteTopic {
+        name: String,
+    },
+    /// From the controller: a topic now exists; open the partitions you own.
+    OpenTopic(TopicMeta),
+    /// From the controller: a topic is gone; close and delete the partitions you own.
+    DropTopic(TopicMeta),
+}
+
+pub(crate) enum Reply {
+    Produce(Result<Vec<i64>, CallError>),
+    Fetch(Result<FetchedPartition, CallError>),
+    Offset(Result<i64, CallError>),
+    PartitionInfo(Vec<PartitionInfo>),
+    Admin(Result<(), CallError>),
+}
