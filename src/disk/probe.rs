@@ -24,7 +24,13 @@ pub async fn prime(dir: &Path) -> Result<()> {
     let ok = std::fs::metadata(&path).is_ok_and(|m| m.len() >= PROBE_BYTES as u64);
     if !ok {
         std::fs::create_dir_all(dir).map_err(|e| LogError::io("create directory", dir, e))?;
-        let tmp = dir.join(format!("{PROBE_FILE_NAME}.tmp"));
+        // Several shards may prime the same directory at once: each writes its own temporary
+        // file and renames it into place (atomic), so they never trip over each other.
+        let tmp = dir.join(format!(
+            "{PROBE_FILE_NAME}.{}.{:?}.tmp",
+            std::process::id(),
+            std::thread::current().id()
+        ));
         std::fs::write(&tmp, vec![b'Q'; PROBE_BYTES])
             .map_err(|e| LogError::io("write", &tmp, e))?;
         std::fs::rename(&tmp, &path).map_err(|e| LogError::io("rename", &path, e))?;
