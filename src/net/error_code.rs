@@ -213,7 +213,10 @@ mod tests {
     fn names_are_unique_screaming_snake_case() {
         let mut names: Vec<&str> = ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
         for name in &names {
-            assert!(name.chars().all(|c| c.is_ascii_uppercase() || c == '_'), "{name}");
+            assert!(
+                name.chars().all(|c| c.is_ascii_uppercase() || c == '_'),
+                "{name}"
+            );
         }
         names.sort_unstable();
         names.dedup();

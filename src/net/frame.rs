@@ -160,7 +160,10 @@ mod tests {
                 assert!(buf.capacity() >= whole.len());
             }
         }
-        assert_eq!(&decoder.decode(&mut buf).unwrap().unwrap()[..], b"0123456789");
+        assert_eq!(
+            &decoder.decode(&mut buf).unwrap().unwrap()[..],
+            b"0123456789"
+        );
         assert!(buf.is_empty());
     }
 
@@ -191,7 +194,10 @@ mod tests {
         buf.put_u8(101u32.to_be_bytes()[3]);
         assert_eq!(
             decoder.decode(&mut buf),
-            Err(FrameError::TooLarge { size: 101, max: 100 })
+            Err(FrameError::TooLarge {
+                size: 101,
+                max: 100
+            })
         );
         // The buffer is untouched and nothing was reserved for the oversized frame.
         assert_eq!(buf.len(), 4);
@@ -212,11 +218,17 @@ mod tests {
         let responses = FrameDecoder::for_responses(100);
         for size in 0..REQUEST_HEADER_BYTES {
             let mut buf = BytesMut::from(&frame(&vec![0; size])[..]);
-            assert_eq!(requests.decode(&mut buf), Err(FrameError::TooSmall { size }));
+            assert_eq!(
+                requests.decode(&mut buf),
+                Err(FrameError::TooSmall { size })
+            );
         }
         for size in 0..RESPONSE_FRAME_BYTES_MIN {
             let mut buf = BytesMut::from(&frame(&vec![0; size])[..]);
-            assert_eq!(responses.decode(&mut buf), Err(FrameError::TooSmall { size }));
+            assert_eq!(
+                responses.decode(&mut buf),
+                Err(FrameError::TooSmall { size })
+            );
         }
         let mut buf = BytesMut::from(&frame(&[0; RESPONSE_FRAME_BYTES_MIN])[..]);
         assert!(responses.decode(&mut buf).unwrap().is_some());

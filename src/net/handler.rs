@@ -49,6 +49,19 @@ pub(crate) async fn handle(shard: Rc<Shard>, request: Request) -> Outcome {
         Request::ListTopics => Response::ListTopics(list_topics(&shard)),
         Request::Produce(req) => {
             let acks = req.acks;
+            let pairs = req
+                .topics
+                .iter()
+                .flat_map(|t| t.partitions.iter().map(move |p| (t.name.as_str(), p.partition)));
+            if let Some(e) = repeated_partition(pairs) {
+                if acks == Acks::None {
+                    return Outcome {
+                        response: None,
+                        close: true,
+                    };
+                }
+                return response(e);
+            }
             let resp = produce(&shard, req).await;
             if acks == Acks::None {
                 // No response; a failure closes the connection so the client notices (Kafka's
@@ -64,9 +77,32 @@ pub(crate) async fn handle(shard: Rc<Shard>, request: Request) -> Outcome {
             }
             Response::Produce(resp)
         }
-        Request::Fetch(req) => Response::Fetch(fetch(&shard, req).await),
+        Request::Fetch(req) => {
+            let pairs = req
+                .topics
+                .iter()
+                .flat_map(|t| t.partitions.iter().map(move |p| (t.name.as_str(), p.partition)));
+            if let Some(e) = repeated_partition(pairs) {
+                return response(e);
+            }
+            Response::Fetch(fetch(&shard, req).await)
+        }
         Request::ListOffsets(req) => Response::ListOffsets(list_offsets(&shard, req).await),
     })
+}
+
+/// A partition may appear once per request (`docs/PROTOCOL.md`); a repeat fails the request.
+fn repeated_partition<'a>(pairs: impl Iterator<Item = (&'a str, u32)>) -> Option<Response> {
+    let mut seen = std::collections::HashSet::new();
+    for (t, p) in pairs {
+        if !seen.insert((t, p)) {
+            return Some(Response::Error {
+                code: ErrorCode::InvalidRequest,
+                message: Some(format!("partition {t}-{p} appears twice in the request")),
+            });
+        }
+    }
+    None
 }
 
 fn error(e: CallError) -> Response {

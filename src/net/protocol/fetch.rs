@@ -101,8 +101,7 @@ impl FetchRequest {
                     Ok(FetchPartition {
                         partition: r.u32("topics[].partitions[].partition")?,
                         fetch_offset: r.i64("topics[].partitions[].fetch_offset")?,
-                        partition_max_bytes: r
-                            .u32("topics[].partitions[].partition_max_bytes")?,
+                        partition_max_bytes: r.u32("topics[].partitions[].partition_max_bytes")?,
                     })
                 })?,
             })

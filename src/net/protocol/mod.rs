@@ -21,6 +21,8 @@ mod topics;
 mod wire;
 
 #[cfg(test)]
+mod proptests;
+#[cfg(test)]
 mod tests;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
@@ -39,8 +41,7 @@ pub use list_offsets::{
     ListOffsetsTopic, ListOffsetsTopicResponse, OFFSET_NONE, TIMESTAMP_EARLIEST, TIMESTAMP_LATEST,
 };
 pub use metadata::{
-    BrokerMetadata, MetadataRequest, MetadataResponse, PartitionMetadata, ShardPort,
-    TopicMetadata,
+    BrokerMetadata, MetadataRequest, MetadataResponse, PartitionMetadata, ShardPort, TopicMetadata,
 };
 pub use produce::{
     Acks, ProducePartition, ProducePartitionResponse, ProduceRequest, ProduceResponse,

@@ -139,21 +139,16 @@ impl ProduceResponse {
         let topics = r.array("topics", TOPIC_BYTES_MIN, |r| {
             Ok(ProduceTopicResponse {
                 name: r.string("topics[].name")?,
-                partitions: r.array(
-                    "topics[].partitions",
-                    PARTITION_RESPONSE_BYTES_MIN,
-                    |r| {
-                        Ok(ProducePartitionResponse {
-                            partition: r.u32("topics[].partitions[].partition")?,
-                            error_code: r.error_code("topics[].partitions[].error_code")?,
-                            error_message: r
-                                .nullable_string("topics[].partitions[].error_message")?,
-                            base_offsets: r.array("topics[].partitions[].base_offsets", 8, |r| {
-                                r.i64("topics[].partitions[].base_offsets[]")
-                            })?,
-                        })
-                    },
-                )?,
+                partitions: r.array("topics[].partitions", PARTITION_RESPONSE_BYTES_MIN, |r| {
+                    Ok(ProducePartitionResponse {
+                        partition: r.u32("topics[].partitions[].partition")?,
+                        error_code: r.error_code("topics[].partitions[].error_code")?,
+                        error_message: r.nullable_string("topics[].partitions[].error_message")?,
+                        base_offsets: r.array("topics[].partitions[].base_offsets", 8, |r| {
+                            r.i64("topics[].partitions[].base_offsets[]")
+                        })?,
+                    })
+                })?,
             })
         })?;
         Ok(ProduceResponse { topics })

@@ -118,7 +118,10 @@ fn optional_to_wire(value: Option<u64>) -> i64 {
     value.map_or(SETTING_DEFAULT, setting_to_wire)
 }
 
-fn decode_optional(r: &mut Reader<BytesMut>, field: &'static str) -> Result<Option<u64>, WireError> {
+fn decode_optional(
+    r: &mut Reader<BytesMut>,
+    field: &'static str,
+) -> Result<Option<u64>, WireError> {
     let at = r.position();
     match r.i64(field)? {
         SETTING_DEFAULT => Ok(None),

@@ -411,7 +411,10 @@ impl ChunkWriter {
     pub(super) fn finish(mut self) -> Vec<Bytes> {
         self.flush();
         let total: usize = self.chunks.iter().map(Bytes::len).sum();
-        let mut first = self.first.take().expect("flush always sets the first chunk");
+        let mut first = self
+            .first
+            .take()
+            .expect("flush always sets the first chunk");
         let frame_end = first.len() + total;
         // Patch the prefix as if the whole frame were in `first`.
         let size = frame_end - self.start - crate::net::frame::SIZE_PREFIX_BYTES;
