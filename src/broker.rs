@@ -32,6 +32,8 @@ enum Event {
         shard_port: u16,
     },
     Ready,
+    /// Shutdown phase 1 done on this shard: no client request in flight.
+    Drained(usize),
     Exited(usize, Result<(), String>),
     Signal(i32),
 }
@@ -54,6 +56,7 @@ pub fn serve(mut config: BrokerConfig, on_ready: impl FnOnce(&Listening)) -> Res
     check_memlock(config.io_memory_bytes, shards);
     let config = Arc::new(config);
     let stop = Arc::new(AtomicBool::new(false));
+    let close = Arc::new(AtomicBool::new(false));
     let (events_tx, events) = mpsc::channel::<Event>();
     let mut ends: Vec<Option<MeshEnds>> = build_mesh(shards, MESH_CALLS_MAX)
         .into_iter()
@@ -68,6 +71,7 @@ pub fn serve(mut config: BrokerConfig, on_ready: impl FnOnce(&Listening)) -> Res
         port_txs.push(port_tx);
         let cfg = config.clone();
         let stop2 = stop.clone();
+        let close2 = close.clone();
         let tx = events_tx.clone();
         let mesh_ends = ends[i].take().expect("one mesh end per shard");
         let builder = LocalExecutorBuilder::new(Placement::Fixed(cpu))
@@ -83,7 +87,10 @@ pub fn serve(mut config: BrokerConfig, on_ready: impl FnOnce(&Listening)) -> Res
                     listen,
                     port_rx,
                     mesh_ends,
-                    stop2,
+                    Flags {
+                        stop: stop2,
+                        close: close2,
+                    },
                     tx.clone(),
                 )
                 .await;
@@ -160,16 +167,20 @@ pub fn serve(mut config: BrokerConfig, on_ready: impl FnOnce(&Listening)) -> Res
             let _ = signal_tx.send(Event::Signal(sig));
         }
     });
+    // Two-phase shutdown: every shard first drains its clients (still serving calls from other
+    // shards, whose clients may still be draining); once all have, they close their logs.
     let mut failure = None;
-    let mut exited = 0;
-    while exited < shards {
+    let mut drained = vec![false; shards];
+    let mut exited = vec![false; shards];
+    while exited.iter().any(|e| !e) {
         match events.recv() {
             Ok(Event::Signal(sig)) => {
                 tracing::info!(signal = sig, "shutting down");
                 stop.store(true, Ordering::SeqCst);
             }
+            Ok(Event::Drained(s)) => drained[s] = true,
             Ok(Event::Exited(s, r)) => {
-                exited += 1;
+                exited[s] = true;
                 if let Err(e) = r {
                     tracing::error!(shard = s, error = %e, "shard failed");
                     failure.get_or_insert(format!("shard {s} failed: {e}"));
@@ -179,6 +190,9 @@ pub fn serve(mut config: BrokerConfig, on_ready: impl FnOnce(&Listening)) -> Res
             }
             Ok(_) => {}
             Err(_) => break,
+        }
+        if (0..shards).all(|s| drained[s] || exited[s]) {
+            close.store(true, Ordering::SeqCst);
         }
     }
     for t in threads {
@@ -190,6 +204,14 @@ pub fn serve(mut config: BrokerConfig, on_ready: impl FnOnce(&Listening)) -> Res
     }
 }
 
+/// Shutdown flags the main thread sets and the shards poll.
+struct Flags {
+    /// Phase 1: stop taking client requests and drain.
+    stop: Arc<AtomicBool>,
+    /// Phase 2: every shard drained; close the logs.
+    close: Arc<AtomicBool>,
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn run_shard(
     i: usize,
@@ -198,7 +220,7 @@ async fn run_shard(
     common: SocketAddr,
     ports_rx: mpsc::Receiver<Ports>,
     mesh_ends: MeshEnds,
-    stop: Arc<AtomicBool>,
+    flags: Flags,
     events: mpsc::Sender<Event>,
 ) -> Result<(), String> {
     let id = ShardId(i as u16);
@@ -250,16 +272,21 @@ async fn run_shard(
     ));
     let retention = glommio::spawn_local(shard.clone().retention_loop());
     let _ = events.send(Event::Ready);
-    while !stop.load(Ordering::SeqCst) {
+    while !flags.stop.load(Ordering::SeqCst) {
         glommio::timer::sleep(Duration::from_millis(SHUTDOWN_POLL_MS)).await;
     }
-    // Stop accepting, then let in-flight requests finish and close the logs.
+    // Phase 1: stop accepting and reading, let in-flight client requests finish.
     drop(accept_common);
     drop(accept_shard);
     drop(retention);
     conns.stop_reading();
-    shard.shutdown().await;
-    conns.close_all();
+    shard.drain().await;
+    let _ = events.send(Event::Drained(i));
+    // Phase 2, once every shard has drained: sync and close the logs.
+    while !flags.close.load(Ordering::SeqCst) {
+        glommio::timer::sleep(Duration::from_millis(SHUTDOWN_POLL_MS)).await;
+    }
+    shard.close().await;
     Ok(())
 }
 

@@ -49,10 +49,11 @@ pub(crate) async fn handle(shard: Rc<Shard>, request: Request) -> Outcome {
         Request::ListTopics => Response::ListTopics(list_topics(&shard)),
         Request::Produce(req) => {
             let acks = req.acks;
-            let pairs = req
-                .topics
-                .iter()
-                .flat_map(|t| t.partitions.iter().map(move |p| (t.name.as_str(), p.partition)));
+            let pairs = req.topics.iter().flat_map(|t| {
+                t.partitions
+                    .iter()
+                    .map(move |p| (t.name.as_str(), p.partition))
+            });
             if let Some(e) = repeated_partition(pairs) {
                 if acks == Acks::None {
                     return Outcome {
@@ -78,10 +79,11 @@ pub(crate) async fn handle(shard: Rc<Shard>, request: Request) -> Outcome {
             Response::Produce(resp)
         }
         Request::Fetch(req) => {
-            let pairs = req
-                .topics
-                .iter()
-                .flat_map(|t| t.partitions.iter().map(move |p| (t.name.as_str(), p.partition)));
+            let pairs = req.topics.iter().flat_map(|t| {
+                t.partitions
+                    .iter()
+                    .map(move |p| (t.name.as_str(), p.partition))
+            });
             if let Some(e) = repeated_partition(pairs) {
                 return response(e);
             }
@@ -263,9 +265,11 @@ fn list_topics(shard: &Shard) -> ListTopicsResponse {
 
 async fn produce(shard: &Rc<Shard>, req: ProduceRequest) -> ProduceResponse {
     let timeout = Duration::from_millis(u64::from(req.timeout_ms.max(1)));
-    // Every partition is appended concurrently (each on its owning shard).
+    // Every partition is appended concurrently (each on its owning shard); the response mirrors
+    // the request entry for entry.
     let mut pending = Vec::new();
     for t in req.topics {
+        let mut parts = Vec::new();
         for p in t.partitions {
             let shard = shard.clone();
             let topic = t.name.clone();
@@ -274,49 +278,47 @@ async fn produce(shard: &Rc<Shard>, req: ProduceRequest) -> ProduceResponse {
                 glommio::spawn_local(
                     async move { shard.produce(topic, partition, p.records).await },
                 );
-            pending.push((t.name.clone(), partition, task));
+            parts.push((partition, task));
         }
+        pending.push((t.name, parts));
     }
     let deadline = Instant::now() + timeout;
-    let mut topics: Vec<ProduceTopicResponse> = Vec::new();
-    for (name, partition, task) in pending {
-        let left = deadline.saturating_duration_since(Instant::now());
-        // On timeout the append goes on in the background (as in Kafka); the client is told.
-        let outcome = futures_lite::future::or(async { Some(task.await) }, async {
-            glommio::timer::sleep(left).await;
-            None
-        })
-        .await;
-        let resp = match outcome {
-            Some(Ok(base_offsets)) => ProducePartitionResponse {
-                partition,
-                error_code: ErrorCode::None,
-                error_message: None,
-                base_offsets,
-            },
-            Some(Err(e)) => ProducePartitionResponse {
-                partition,
-                error_code: e.code,
-                error_message: Some(e.message),
-                base_offsets: Vec::new(),
-            },
-            None => ProducePartitionResponse {
-                partition,
-                error_code: ErrorCode::RequestTimedOut,
-                error_message: Some(format!(
-                    "not durable within timeout_ms {}",
-                    timeout.as_millis()
-                )),
-                base_offsets: Vec::new(),
-            },
-        };
-        match topics.iter_mut().find(|t| t.name == name) {
-            Some(t) => t.partitions.push(resp),
-            None => topics.push(ProduceTopicResponse {
-                name,
-                partitions: vec![resp],
-            }),
+    let mut topics = Vec::with_capacity(pending.len());
+    for (name, parts) in pending {
+        let mut partitions = Vec::with_capacity(parts.len());
+        for (partition, task) in parts {
+            let left = deadline.saturating_duration_since(Instant::now());
+            // On timeout the append goes on in the background (as in Kafka); the client is told.
+            let outcome = futures_lite::future::or(async { Some(task.await) }, async {
+                glommio::timer::sleep(left).await;
+                None
+            })
+            .await;
+            partitions.push(match outcome {
+                Some(Ok(base_offsets)) => ProducePartitionResponse {
+                    partition,
+                    error_code: ErrorCode::None,
+                    error_message: None,
+                    base_offsets,
+                },
+                Some(Err(e)) => ProducePartitionResponse {
+                    partition,
+                    error_code: e.code,
+                    error_message: Some(e.message),
+                    base_offsets: Vec::new(),
+                },
+                None => ProducePartitionResponse {
+                    partition,
+                    error_code: ErrorCode::RequestTimedOut,
+                    error_message: Some(format!(
+                        "not durable within timeout_ms {}",
+                        timeout.as_millis()
+                    )),
+                    base_offsets: Vec::new(),
+                },
+            });
         }
+        topics.push(ProduceTopicResponse { name, partitions });
     }
     ProduceResponse { topics }
 }
@@ -335,26 +337,30 @@ fn fetched_response(
             log_end_offset: f.log_end_offset,
             records: f.batches,
         },
-        Err(e) => FetchPartitionResponse {
-            partition,
-            error_code: e.code,
-            error_message: Some(e.message),
-            high_watermark: -1,
-            log_start_offset: -1,
-            log_end_offset: -1,
-            records: Vec::new(),
-        },
+        Err(e) => {
+            // An out-of-range fetch tells the valid range; other errors have no offsets.
+            let (start, hw, end) = e.offsets.unwrap_or((-1, -1, -1));
+            FetchPartitionResponse {
+                partition,
+                error_code: e.code,
+                error_message: Some(e.message),
+                high_watermark: hw,
+                log_start_offset: start,
+                log_end_offset: end,
+                records: Vec::new(),
+            }
+        }
     }
 }
 
-/// Reads every partition once, without waiting; `max_bytes` bounds the whole response.
-async fn fetch_all(
-    shard: &Rc<Shard>,
-    req: &FetchRequest,
-    wait_ms: u32,
-) -> Vec<(String, u32, Result<FetchedPartition, CallError>)> {
+type Fetched = Vec<Vec<(u32, Result<FetchedPartition, CallError>)>>;
+
+/// Reads every partition of the request (each on its owner, concurrently), waiting up to
+/// `wait_ms` for `min_bytes` on each. Results mirror the request entry for entry.
+async fn fetch_all(shard: &Rc<Shard>, req: &FetchRequest, wait_ms: u32, min_bytes: u32) -> Fetched {
     let mut tasks = Vec::new();
     for t in &req.topics {
+        let mut parts = Vec::new();
         for p in &t.partitions {
             let shard = shard.clone();
             let fp = FetchPartition {
@@ -363,103 +369,126 @@ async fn fetch_all(
                 offset: p.fetch_offset,
                 max_bytes: p.partition_max_bytes.min(req.max_bytes),
                 max_wait_ms: wait_ms,
+                min_bytes,
             };
-            tasks.push((
-                t.name.clone(),
+            parts.push((
                 p.partition,
                 glommio::spawn_local(async move { shard.fetch(fp).await }),
             ));
         }
+        tasks.push(parts);
     }
     let mut out = Vec::with_capacity(tasks.len());
-    for (name, p, task) in tasks {
-        out.push((name, p, task.await));
+    for parts in tasks {
+        let mut v = Vec::with_capacity(parts.len());
+        for (p, task) in parts {
+            v.push((p, task.await));
+        }
+        out.push(v);
     }
     out
+}
+
+/// Whether a fetch may answer: `min_bytes` are there, or a partition failed.
+fn fetch_enough(results: &Fetched, min_bytes: u32) -> bool {
+    let mut bytes = 0usize;
+    for (_, r) in results.iter().flatten() {
+        match r {
+            Ok(f) => bytes += f.bytes(),
+            Err(_) => return true,
+        }
+    }
+    bytes >= min_bytes.max(1) as usize
 }
 
 async fn fetch(shard: &Rc<Shard>, req: FetchRequest) -> FetchResponse {
     let wait_ms = req.max_wait_ms.min(shard.config.limits.fetch_wait_ms_max);
     let count: usize = req.topics.iter().map(|t| t.partitions.len()).sum();
-    let enough = |r: &[(String, u32, Result<FetchedPartition, CallError>)]| {
-        let bytes: usize = r
-            .iter()
-            .map(|(_, _, x)| x.as_ref().map(|f| f.bytes()).unwrap_or(0))
-            .sum();
-        let errors = r.iter().any(|(_, _, x)| x.is_err());
-        bytes >= req.min_bytes.max(1) as usize || errors
-    };
+    let deadline = Instant::now() + Duration::from_millis(u64::from(wait_ms));
     let results = if count == 1 {
-        // One partition: its own long poll is the whole wait.
-        fetch_all(shard, &req, wait_ms).await
+        // One partition: its own long poll (with min_bytes) is the whole wait.
+        fetch_all(shard, &req, wait_ms, req.min_bytes).await
     } else {
-        let first = fetch_all(shard, &req, 0).await;
-        if wait_ms == 0 || enough(&first) {
-            first
-        } else {
-            // Wait until any partition has data (or the deadline), then read them all again.
-            let deadline = Instant::now() + Duration::from_millis(u64::from(wait_ms));
-            let mut waiters = Vec::new();
-            for t in &req.topics {
-                for p in &t.partitions {
+        let mut results = fetch_all(shard, &req, 0, 0).await;
+        // Until min_bytes are there across partitions or the deadline: wait for any partition
+        // to get more data past what was read, then read them all again.
+        while !fetch_enough(&results, req.min_bytes) && !shard.is_shutting_down() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            let done = Rc::new(Event::new());
+            let first = done.listen();
+            let mut watchers: Vec<glommio::Task<()>> = Vec::new();
+            for (t, parts) in req.topics.iter().zip(&results) {
+                for (p, (_, r)) in t.partitions.iter().zip(parts) {
+                    // Wait for data beyond what this partition returned.
+                    let next = match r {
+                        Ok(f) => f
+                            .batches
+                            .last()
+                            .and_then(|b| crate::record::BatchHeader::parse(b).ok())
+                            .map(|h| h.last_offset() + 1)
+                            .unwrap_or(p.fetch_offset),
+                        Err(_) => continue,
+                    };
                     let shard = shard.clone();
                     let fp = FetchPartition {
                         topic: t.name.clone(),
                         partition: p.partition,
-                        offset: p.fetch_offset,
+                        offset: next,
                         max_bytes: 1,
-                        max_wait_ms: wait_ms,
+                        max_wait_ms: left.as_millis() as u32,
+                        min_bytes: 1,
                     };
-                    waiters.push(glommio::spawn_local(async move { shard.fetch(fp).await }));
+                    let done = done.clone();
+                    watchers.push(glommio::spawn_local(async move {
+                        let _ = shard.fetch(fp).await;
+                        done.notify();
+                    }));
                 }
             }
-            // Resolves once the first waiter returns; dropping the rest cancels them.
-            let done = Rc::new(Event::new());
-            let first = done.listen();
-            let _watchers: Vec<glommio::Task<()>> = waiters
-                .into_iter()
-                .map(|w| {
-                    let done = done.clone();
-                    glommio::spawn_local(async move {
-                        let _ = w.await;
-                        done.notify();
-                    })
-                })
-                .collect();
-            let any = futures_lite::future::or(first, async {
-                glommio::timer::sleep(deadline.saturating_duration_since(Instant::now())).await;
-            });
-            any.await;
-            fetch_all(shard, &req, 0).await
+            // The first watcher to return wakes us; dropping the rest cancels them.
+            futures_lite::future::or(first, glommio::timer::sleep(left)).await;
+            drop(watchers);
+            results = fetch_all(shard, &req, 0, 0).await;
         }
+        results
     };
-    let mut topics: Vec<FetchTopicResponse> = Vec::new();
-    // The response as a whole stays within max_bytes, but always carries at least one batch
-    // when there is one, so a batch larger than max_bytes cannot stall a consumer.
+    // The response as a whole stays within max_bytes and each partition within its
+    // partition_max_bytes, but the first batch of the response is always carried whole, so a
+    // batch larger than the limits cannot stall a consumer.
     let mut used = 0usize;
     let mut carried = false;
-    for (name, partition, r) in results {
-        let r = r.map(|mut f| {
-            let mut n = 0usize;
-            for b in &f.batches {
-                if carried && used + b.len() > req.max_bytes as usize {
-                    break;
+    let mut topics = Vec::with_capacity(results.len());
+    for (t, parts) in req.topics.iter().zip(results) {
+        let mut partitions = Vec::with_capacity(parts.len());
+        for (p, (partition, r)) in t.partitions.iter().zip(parts) {
+            let r = r.map(|mut f| {
+                let mut n = 0usize;
+                let mut part_used = 0usize;
+                for b in &f.batches {
+                    let len = b.len();
+                    if carried
+                        && (used + len > req.max_bytes as usize
+                            || part_used + len > p.partition_max_bytes as usize)
+                    {
+                        break;
+                    }
+                    used += len;
+                    part_used += len;
+                    carried = true;
+                    n += 1;
                 }
-                used += b.len();
-                carried = true;
-                n += 1;
-            }
-            f.batches.truncate(n);
-            f
-        });
-        let resp = fetched_response(partition, r);
-        match topics.iter_mut().find(|t| t.name == name) {
-            Some(t) => t.partitions.push(resp),
-            None => topics.push(FetchTopicResponse {
-                name,
-                partitions: vec![resp],
-            }),
+                f.batches.truncate(n);
+                f
+            });
+            partitions.push(fetched_response(partition, r));
         }
+        topics.push(FetchTopicResponse {
+            name: t.name.clone(),
+            partitions,
+        });
     }
     FetchResponse { topics }
 }

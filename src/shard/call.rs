@@ -11,6 +11,9 @@ use crate::net::error_code::ErrorCode;
 pub struct CallError {
     pub code: ErrorCode,
     pub message: String,
+    /// For a partition error: the log's offsets `(log start, high watermark, log end)`, so an
+    /// out-of-range fetch tells the client the valid range.
+    pub offsets: Option<(i64, i64, i64)>,
 }
 
 impl CallError {
@@ -18,6 +21,7 @@ impl CallError {
         CallError {
             code,
             message: message.into(),
+            offsets: None,
         }
     }
 }
@@ -29,8 +33,10 @@ pub struct FetchPartition {
     pub partition: u32,
     pub offset: i64,
     pub max_bytes: u32,
-    /// How long to wait for at least one byte when there is none (0: answer at once).
+    /// How long to wait for `min_bytes` when there are fewer (0: answer at once).
     pub max_wait_ms: u32,
+    /// Answer once at least this many bytes are there (or `max_wait_ms` passed).
+    pub min_bytes: u32,
 }
 
 /// What a partition fetch returns.

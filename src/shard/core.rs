@@ -53,10 +53,15 @@ pub struct Shard {
     mesh: RefCell<Option<Rc<Mesh>>>,
     /// One catalog change at a time (controller only).
     admin: Semaphore,
+    /// Set at shutdown: new client requests are refused and long polls return.
     shutting_down: Cell<bool>,
-    /// Requests being served; shutdown waits for it to reach zero.
+    /// Set once every shard has drained its clients: logs are closing, calls are refused.
+    closed: Cell<bool>,
+    /// Client requests being served; shutdown waits for it to reach zero.
     inflight: Cell<usize>,
     idle: Event,
+    /// Notified when shutdown starts, so long polls return at once.
+    stopping: Event,
 }
 
 /// Counts a request as in flight while alive.
@@ -141,8 +146,10 @@ impl Shard {
             mesh: RefCell::new(None),
             admin: Semaphore::new(1),
             shutting_down: Cell::new(false),
+            closed: Cell::new(false),
             inflight: Cell::new(0),
             idle: Event::new(),
+            stopping: Event::new(),
         });
         for meta in catalog.topics.values() {
             shard
@@ -269,6 +276,9 @@ impl Shard {
     }
 
     fn local_log(&self, topic: &str, partition: u32) -> Result<Rc<PartitionLog>, CallError> {
+        if self.closed.get() {
+            return Err(gone(self.id));
+        }
         self.logs
             .borrow()
             .get(&(topic.to_string(), partition))
@@ -360,8 +370,17 @@ impl Shard {
 
     async fn fetch_local(&self, req: FetchPartition) -> Result<FetchedPartition, CallError> {
         let log = self.local_log(&req.topic, req.partition)?;
+        let out_of_range = |e: &LogError| {
+            let mut err = log_error(e);
+            err.offsets = Some((
+                log.log_start_offset().0 as i64,
+                log.high_watermark().0 as i64,
+                log.log_end_offset().0 as i64,
+            ));
+            err
+        };
         if req.offset < 0 {
-            return Err(log_error(&LogError::OffsetOutOfRange {
+            return Err(out_of_range(&LogError::OffsetOutOfRange {
                 requested: Offset(0),
                 earliest: log.log_start_offset(),
                 latest: log.high_watermark(),
@@ -372,15 +391,20 @@ impl Shard {
         ));
         let deadline = Instant::now() + wait;
         let max_bytes = (req.max_bytes as usize).min(self.config.limits.fetch_bytes_max as usize);
+        let min_bytes = (req.min_bytes as usize).clamp(1, max_bytes.max(1));
         loop {
             // Register before reading, so an append between the read and the wait is not missed.
             let changed = log.changed();
+            let stopping = self.stopping.listen();
             let r = log
                 .read(Offset(req.offset as u64), max_bytes)
                 .await
-                .map_err(|e| log_error(&e))?;
+                .map_err(|e| match e {
+                    LogError::OffsetOutOfRange { .. } => out_of_range(&e),
+                    other => log_error(&other),
+                })?;
             let now = Instant::now();
-            if !r.batches.is_empty() || now >= deadline || self.shutting_down.get() {
+            if r.bytes() >= min_bytes || now >= deadline || self.shutting_down.get() {
                 return Ok(FetchedPartition {
                     batches: r.batches,
                     high_watermark: r.high_watermark.0 as i64,
@@ -388,7 +412,8 @@ impl Shard {
                     log_end_offset: r.log_end_offset.0 as i64,
                 });
             }
-            futures_lite::future::or(changed, glommio::timer::sleep(deadline - now)).await;
+            let timer = glommio::timer::sleep(deadline - now);
+            futures_lite::future::or(futures_lite::future::or(changed, stopping), timer).await;
         }
     }
 
@@ -582,11 +607,14 @@ impl Shard {
         }
     }
 
-    /// Stops taking requests, waits (bounded) for those in flight, closes every log.
-    pub async fn shutdown(self: &Rc<Self>) {
+    /// Shutdown, phase 1: refuse new client requests, wake long polls, and wait (bounded by
+    /// `shutdown_wait_ms`) for this shard's client requests to finish. Calls from other shards
+    /// are still served, since their clients may still be draining.
+    pub async fn drain(self: &Rc<Self>) {
         self.shutting_down.set(true);
+        self.stopping.notify();
         let deadline = Instant::now() + Duration::from_millis(self.config.limits.shutdown_wait_ms);
-        while self.inflight.get() > 0 {
+        loop {
             let listen = self.idle.listen();
             if self.inflight.get() == 0 {
                 break;
@@ -599,6 +627,11 @@ impl Shard {
             }
             futures_lite::future::or(listen, glommio::timer::sleep(deadline - now)).await;
         }
+    }
+
+    /// Shutdown, phase 2 (after every shard drained): sync and close every log, close the mesh.
+    pub async fn close(self: &Rc<Self>) {
+        self.closed.set(true);
         let logs: Vec<((String, u32), Rc<PartitionLog>)> = self.logs.borrow_mut().drain().collect();
         for ((topic, p), log) in logs {
             match Rc::try_unwrap(log) {
@@ -620,7 +653,6 @@ impl Shard {
 impl CallHandler for Shard {
     fn handle(self: Rc<Self>, call: Call) -> Pin<Box<dyn Future<Output = Reply>>> {
         Box::pin(async move {
-            let _guard = self.begin_request();
             match call {
                 Call::Produce {
                     topic,

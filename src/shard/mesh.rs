@@ -63,7 +63,8 @@ pub(crate) struct ShardGone(pub ShardId);
 pub(crate) struct Mesh {
     me: ShardId,
     senders: Vec<Option<ConnectedSender<Envelope>>>,
-    pending: RefCell<AHashMap<u64, Resolver<Reply>>>,
+    /// Calls waiting for a reply: id -> (shard called, resolver).
+    pending: RefCell<AHashMap<u64, (usize, Resolver<Reply>)>>,
     next_id: Cell<u64>,
 }
 
@@ -126,7 +127,7 @@ impl Mesh {
                     match env {
                         Envelope::Reply { id, reply } => {
                             let resolver = m.pending.borrow_mut().remove(&id);
-                            if let Some(r) = resolver {
+                            if let Some((_, r)) = resolver {
                                 r.resolve(reply);
                             }
                         }
@@ -141,6 +142,11 @@ impl Mesh {
                     }
                 }
                 tracing::debug!(peer, "mesh channel closed");
+                // The peer is gone: its unanswered calls never will be. Dropping the resolvers
+                // makes their callers see `ShardGone`.
+                if let Some(m) = mesh.upgrade() {
+                    m.pending.borrow_mut().retain(|_, (to, _)| *to != peer);
+                }
             })
             .detach();
         }
@@ -160,7 +166,7 @@ impl Mesh {
         let id = self.next_id.get();
         self.next_id.set(id + 1);
         let (p, r) = promise();
-        self.pending.borrow_mut().insert(id, r);
+        self.pending.borrow_mut().insert(id, (usize::from(to.0), r));
         let guard = PendingGuard { mesh: self, id };
         if !self
             .send(

@@ -167,3 +167,329 @@ pub fn create_topic(name: &str, partitions: u32) -> Request {
         flush_ms: None,
     })
 }
+
+// ---- Additions for the bad-input, crash and API tests. ----
+
+use quill::net::error_code::ErrorCode;
+use quill::net::protocol::{
+    Acks, DeleteTopicRequest, FetchPartition, FetchPartitionResponse, FetchRequest, FetchTopic,
+    ListOffsetsPartition, ListOffsetsPartitionResponse, ListOffsetsRequest, ListOffsetsTopic,
+    MetadataRequest, ProducePartition, ProducePartitionResponse, ProduceRequest, ProduceTopic,
+};
+
+impl Broker {
+    /// SIGTERM and wait at most `limit` (a hang guard, not a latency check): past it the broker
+    /// is SIGKILLed and the test fails. Returns the exit status code.
+    pub fn stop_within(mut self, limit: Duration) -> Option<i32> {
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status.code();
+            }
+            if std::time::Instant::now() >= deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!("the broker did not exit within {limit:?} of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Starts the broker with a TOML configuration file (written into the data directory) on
+    /// top of the usual flags; flags win over the file.
+    pub fn start_with_config(data_dir: &Path, shards: usize, toml: &str) -> Broker {
+        std::fs::create_dir_all(data_dir).unwrap();
+        let path = data_dir.join("test-config.toml");
+        std::fs::write(&path, toml).unwrap();
+        Self::start_with(data_dir, shards, |cmd| {
+            cmd.arg("--config").arg(&path);
+        })
+    }
+
+    /// Whether the broker process is still running.
+    pub fn is_alive(&mut self) -> bool {
+        self.child.try_wait().expect("try_wait").is_none()
+    }
+
+    /// The address of shard `shard`'s own port.
+    pub fn shard_addr(&self, shard: usize) -> SocketAddr {
+        SocketAddr::new(self.addr.ip(), self.shard_ports[shard])
+    }
+
+    /// The common address followed by every shard's address.
+    pub fn all_addrs(&self) -> Vec<SocketAddr> {
+        let mut out = vec![self.addr];
+        out.extend((0..self.shards).map(|s| self.shard_addr(s)));
+        out
+    }
+}
+
+/// How a [`Conn::try_recv`] failed.
+#[derive(Debug)]
+pub enum RecvError {
+    /// The broker closed the connection (EOF or reset) before a whole response arrived.
+    Closed,
+    /// Nothing arrived within the read timeout.
+    TimedOut,
+}
+
+impl Conn {
+    pub fn set_read_timeout(&self, timeout: Duration) {
+        self.stream.set_read_timeout(Some(timeout)).unwrap();
+    }
+
+    /// Writes bytes as they are, outside the request bookkeeping of [`Conn::send`].
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).unwrap();
+    }
+
+    /// Like [`Conn::send`], but a write error (the broker is gone) is returned, not a panic.
+    pub fn try_send(&mut self, req: &Request) -> std::io::Result<u32> {
+        let corr = self.next_corr;
+        self.next_corr += 1;
+        let mut out = BytesMut::new();
+        req.encode(corr, &mut out);
+        self.stream.write_all(&out)?;
+        if req.expects_response() {
+            self.pending.push_back((corr, req.api_key()));
+        }
+        Ok(corr)
+    }
+
+    /// Like [`Conn::recv`], but a closed connection or a timeout is returned, not a panic. A
+    /// response that does not decode or comes out of order still panics: that is a broker bug.
+    pub fn try_recv(&mut self) -> Result<(u32, Response), RecvError> {
+        let (corr, api) = *self.pending.front().expect("a request in flight");
+        let frame = self.read_frame_checked()?;
+        self.pending.pop_front();
+        let (got, resp) = decode_response(api, frame).expect("decodable response");
+        assert_eq!(got, corr, "responses come back in request order");
+        Ok((got, resp))
+    }
+
+    /// Requests sent and not yet answered.
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Reads one frame, telling a closed connection from a timeout.
+    pub fn read_frame_checked(&mut self) -> Result<Bytes, RecvError> {
+        let mut size = [0u8; 4];
+        read_exact_checked(&mut self.stream, &mut size)?;
+        let mut body = vec![0u8; u32::from_be_bytes(size) as usize];
+        read_exact_checked(&mut self.stream, &mut body)?;
+        Ok(Bytes::from(body))
+    }
+
+    /// Reads the next frame as the answer to a request sent with [`Conn::send_raw`] of API
+    /// `api` (any API decodes an error response).
+    pub fn recv_raw(&mut self, api: ApiKey) -> (u32, Response) {
+        let frame = self
+            .read_frame_checked()
+            .unwrap_or_else(|e| panic!("expected a response frame, got {e:?}"));
+        decode_response(api, frame).expect("decodable response")
+    }
+
+    /// Asserts that the broker closes the connection without sending another byte.
+    pub fn expect_closed(&mut self) {
+        let mut buf = [0u8; 256];
+        match self.stream.read(&mut buf) {
+            Ok(0) => {}
+            Ok(n) => panic!(
+                "expected the connection to close, got {n} bytes: {:?}",
+                &buf[..n]
+            ),
+            Err(e) if is_reset(&e) => {}
+            Err(e) => panic!("expected the connection to close, got {e}"),
+        }
+    }
+
+    /// Reads and discards until the broker closes the connection; returns the bytes read.
+    pub fn drain_until_closed(&mut self) -> usize {
+        let mut buf = vec![0u8; 64 << 10];
+        let mut total = 0;
+        loop {
+            match self.stream.read(&mut buf) {
+                Ok(0) => return total,
+                Ok(n) => total += n,
+                Err(e) if is_reset(&e) => return total,
+                Err(e) => panic!("the broker did not close the connection: {e}"),
+            }
+        }
+    }
+}
+
+fn is_reset(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(e.kind(), ConnectionReset | ConnectionAborted | BrokenPipe)
+}
+
+fn read_exact_checked(stream: &mut TcpStream, buf: &mut [u8]) -> Result<(), RecvError> {
+    use std::io::ErrorKind::*;
+    let mut got = 0;
+    while got < buf.len() {
+        match stream.read(&mut buf[got..]) {
+            Ok(0) => return Err(RecvError::Closed),
+            Ok(n) => got += n,
+            Err(e) if e.kind() == Interrupted => {}
+            Err(e) if matches!(e.kind(), WouldBlock | TimedOut) => return Err(RecvError::TimedOut),
+            Err(_) => return Err(RecvError::Closed),
+        }
+    }
+    Ok(())
+}
+
+/// A whole request frame, size prefix included, with any header and body bytes.
+pub fn raw_frame(api_key: u16, api_version: u16, correlation_id: u32, body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(12 + body.len());
+    out.extend_from_slice(&(8 + body.len() as u32).to_be_bytes());
+    out.extend_from_slice(&api_key.to_be_bytes());
+    out.extend_from_slice(&api_version.to_be_bytes());
+    out.extend_from_slice(&correlation_id.to_be_bytes());
+    out.extend_from_slice(body);
+    out
+}
+
+/// A Produce with `acks` = 1 of `records` to one partition.
+pub fn produce_request(topic: &str, partition: u32, records: BytesMut) -> Request {
+    produce_request_acks(topic, partition, records, Acks::Leader)
+}
+
+pub fn produce_request_acks(topic: &str, partition: u32, records: BytesMut, acks: Acks) -> Request {
+    Request::Produce(ProduceRequest {
+        acks,
+        timeout_ms: 30_000,
+        topics: vec![ProduceTopic {
+            name: topic.into(),
+            partitions: vec![ProducePartition { partition, records }],
+        }],
+    })
+}
+
+/// A Fetch of one partition, up to 1 MiB, answering once one byte is there.
+pub fn fetch_request(topic: &str, partition: u32, offset: i64, max_wait_ms: u32) -> Request {
+    Request::Fetch(FetchRequest {
+        max_wait_ms,
+        min_bytes: 1,
+        max_bytes: 1 << 20,
+        topics: vec![FetchTopic {
+            name: topic.into(),
+            partitions: vec![FetchPartition {
+                partition,
+                fetch_offset: offset,
+                partition_max_bytes: 1 << 20,
+            }],
+        }],
+    })
+}
+
+pub fn list_offsets_request(topic: &str, partition: u32, timestamp: i64) -> Request {
+    Request::ListOffsets(ListOffsetsRequest {
+        topics: vec![ListOffsetsTopic {
+            name: topic.into(),
+            partitions: vec![ListOffsetsPartition {
+                partition,
+                timestamp,
+            }],
+        }],
+    })
+}
+
+pub fn metadata_request(topics: Option<&[&str]>) -> Request {
+    Request::Metadata(MetadataRequest {
+        topics: topics.map(|t| t.iter().map(|s| s.to_string()).collect()),
+    })
+}
+
+pub fn delete_topic(name: &str) -> Request {
+    Request::DeleteTopic(DeleteTopicRequest { name: name.into() })
+}
+
+/// The only partition of a one-partition Produce response.
+pub fn produce_partition(resp: Response) -> ProducePartitionResponse {
+    match resp {
+        Response::Produce(mut p) => {
+            assert_eq!(p.topics.len(), 1, "{p:?}");
+            assert_eq!(p.topics[0].partitions.len(), 1, "{p:?}");
+            p.topics[0].partitions.remove(0)
+        }
+        other => panic!("expected a produce response, got {other:?}"),
+    }
+}
+
+/// The base offsets of a one-partition Produce that must have succeeded.
+pub fn produce_ok(resp: Response) -> Vec<i64> {
+    let p = produce_partition(resp);
+    assert_eq!(p.error_code, ErrorCode::None, "{:?}", p.error_message);
+    p.base_offsets
+}
+
+/// The only partition of a one-partition Fetch response.
+pub fn fetch_partition(resp: Response) -> FetchPartitionResponse {
+    match resp {
+        Response::Fetch(mut f) => {
+            assert_eq!(f.topics.len(), 1, "{f:?}");
+            assert_eq!(f.topics[0].partitions.len(), 1, "{f:?}");
+            f.topics[0].partitions.remove(0)
+        }
+        other => panic!("expected a fetch response, got {other:?}"),
+    }
+}
+
+/// The only partition of a one-partition ListOffsets response.
+pub fn list_offsets_partition(resp: Response) -> ListOffsetsPartitionResponse {
+    match resp {
+        Response::ListOffsets(mut l) => {
+            assert_eq!(l.topics.len(), 1, "{l:?}");
+            assert_eq!(l.topics[0].partitions.len(), 1, "{l:?}");
+            l.topics[0].partitions.remove(0)
+        }
+        other => panic!("expected a list offsets response, got {other:?}"),
+    }
+}
+
+/// The high watermark of a partition, from ListOffsets latest.
+pub fn latest_offset(conn: &mut Conn, topic: &str, partition: u32) -> i64 {
+    let p = list_offsets_partition(conn.call(&list_offsets_request(topic, partition, -1)));
+    assert_eq!(p.error_code, ErrorCode::None);
+    p.offset
+}
+
+/// The code of a request-level error response.
+pub fn error_code(resp: &Response) -> ErrorCode {
+    match resp {
+        Response::Error { code, .. } => *code,
+        other => panic!("expected an error response, got {other:?}"),
+    }
+}
+
+/// Every batch of a partition from offset 0 to the high watermark, as `(base offset, bytes)`;
+/// checks that offsets are contiguous (each batch starts right after the previous one).
+pub fn fetch_all_batches(conn: &mut Conn, topic: &str, partition: u32) -> Vec<(i64, Bytes)> {
+    let mut out = Vec::new();
+    let mut next = 0i64;
+    // Bounded: every round must make progress or end.
+    for _ in 0..1_000_000 {
+        let p = fetch_partition(conn.call(&fetch_request(topic, partition, next, 0)));
+        assert_eq!(p.error_code, ErrorCode::None, "{:?}", p.error_message);
+        if next >= p.high_watermark {
+            assert!(
+                p.records.is_empty(),
+                "no batch is served at the high watermark"
+            );
+            return out;
+        }
+        assert!(
+            !p.records.is_empty(),
+            "below the high watermark a fetch returns data"
+        );
+        for b in p.records {
+            let h = quill::record::BatchHeader::parse(&b).expect("a batch header");
+            assert_eq!(h.base_offset, next, "offsets are contiguous");
+            next = h.last_offset() + 1;
+            out.push((h.base_offset, b));
+        }
+    }
+    panic!("fetch_all_batches did not reach the high watermark");
+}
