@@ -5,6 +5,8 @@
 #![warn(unreachable_pub)]
 
 pub mod broker;
+pub mod cli;
+pub mod client;
 pub mod config;
 pub mod disk;
 pub mod local;

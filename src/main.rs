@@ -24,6 +24,12 @@ struct Cli {
 enum Command {
     /// Run the broker: one pinned shard per core, serving the native protocol.
     Serve(ServeArgs),
+    /// Create, list, describe and delete topics.
+    Topic(quill::cli::TopicArgs),
+    /// Produce records to a topic, one per line of standard input.
+    Produce(quill::cli::ProduceArgs),
+    /// Consume records from a topic and print them.
+    Consume(quill::cli::ConsumeArgs),
     /// Tools for tests and for exercising a data directory.
     #[command(subcommand, hide = true)]
     Debug(DebugCommand),
@@ -124,6 +130,9 @@ fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let result = match cli.command {
+        Command::Topic(args) => return quill::cli::topic::run(args),
+        Command::Produce(args) => return quill::cli::produce::run(args),
+        Command::Consume(args) => return quill::cli::consume::run(args),
         Command::Serve(args) => args.into_config().and_then(|config| {
             quill::broker::serve(config, |l| {
                 let ports: Vec<String> = l.shard_ports.iter().map(|p| p.to_string()).collect();

@@ -1,0 +1,97 @@
+//! The client subcommands of the `quill` binary (`topic`, `produce`, `consume`), in the
+//! spirit of kcat. Each is a clap argument struct and a `run` function returning the process
+//! exit status; they use the blocking client ([`crate::client::blocking`]).
+//!
+//! Every command takes `-b/--broker HOST:PORT`, else the `QUILL_BROKER` environment variable,
+//! else `127.0.0.1:9092`. Errors are one line on stderr, `quill: <what went wrong>`, and the
+//! exit status says what kind ([`EXIT_STATUS_HELP`]).
+
+pub mod consume;
+pub mod produce;
+pub mod topic;
+
+use std::process::ExitCode;
+
+use crate::client::blocking;
+use crate::client::{ClientConfig, ClientError, DEFAULT_BOOTSTRAP};
+
+pub use consume::ConsumeArgs;
+pub use produce::ProduceArgs;
+pub use topic::TopicArgs;
+
+/// The environment variable naming the broker when `-b` is not given.
+pub const BROKER_ENV: &str = "QUILL_BROKER";
+
+/// Exit status 1: the broker refused or failed the operation.
+pub const EXIT_FAILED: u8 = 1;
+/// Exit status 2: bad command line (clap uses 2 for its own errors too).
+pub const EXIT_USAGE: u8 = 2;
+/// Exit status 3: the broker could not be reached.
+pub const EXIT_UNREACHABLE: u8 = 3;
+
+/// Shown at the end of each client command's `--help`.
+pub const EXIT_STATUS_HELP: &str = "\
+Broker: -b/--broker HOST:PORT, else $QUILL_BROKER, else 127.0.0.1:9092.
+
+Exit status:
+  0  success
+  1  the broker refused or failed the operation (unknown topic, topic exists,
+     a record not acknowledged, ...)
+  2  bad command line (unknown flag, bad value, bad broker address)
+  3  the broker could not be reached (connection refused, timed out or lost)";
+
+/// The `-b/--broker` option shared by every client command.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct BrokerArgs {
+    /// Broker address [default: $QUILL_BROKER, else 127.0.0.1:9092]
+    #[arg(short = 'b', long = "broker", value_name = "HOST:PORT", global = true)]
+    pub broker: Option<String>,
+}
+
+impl BrokerArgs {
+    /// The address to use: the flag, the environment, or the default.
+    pub fn address(&self) -> String {
+        if let Some(b) = &self.broker {
+            return b.clone();
+        }
+        match std::env::var(BROKER_ENV) {
+            Ok(b) if !b.trim().is_empty() => b.trim().to_string(),
+            _ => DEFAULT_BOOTSTRAP.to_string(),
+        }
+    }
+
+    /// A blocking client for the address. Retries are few: a person is waiting.
+    pub fn connect(&self) -> Result<blocking::Client, ClientError> {
+        blocking::Client::connect(ClientConfig {
+            retries_max: 3,
+            connect_timeout_ms: 5_000,
+            ..ClientConfig::new(self.address())
+        })
+    }
+}
+
+/// The exit status for an error.
+pub fn exit_status(e: &ClientError) -> u8 {
+    match e {
+        e if e.is_connection() => EXIT_UNREACHABLE,
+        ClientError::BadAddress { .. } | ClientError::InvalidArgument { .. } => EXIT_USAGE,
+        _ => EXIT_FAILED,
+    }
+}
+
+/// Prints `quill: <error>` and returns its exit status.
+pub fn fail(e: &ClientError) -> ExitCode {
+    eprintln!("quill: {e}");
+    ExitCode::from(exit_status(e))
+}
+
+/// Prints a usage error and returns exit status 2.
+pub fn usage(message: &str) -> ExitCode {
+    eprintln!("quill: {message}");
+    ExitCode::from(EXIT_USAGE)
+}
+
+/// Whether an output error means the reader went away (`quill consume ... | head`).
+pub(crate) fn is_broken_pipe(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::BrokenPipe
+}

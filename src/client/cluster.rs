@@ -1,0 +1,401 @@
+//! [`Client`]: the async entry point. It reaches the cluster through the bootstrap address,
+//! keeps the metadata cache, and owns one pipelined connection per (broker, port), opened on
+//! first use and replaced when it breaks. Producers, consumers and admins made from a client
+//! share its connections and metadata.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, HashSet};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::admin::Admin;
+use super::config::{ClientConfig, ConsumerConfig, ProducerConfig};
+use super::connection::{Connection, ConnectionSettings};
+use super::consumer::Consumer;
+use super::error::ClientError;
+use super::metadata::{resolve_host, Metadata, Route, TopicInfo};
+use super::producer::Producer;
+use crate::local::Event;
+use crate::net::error_code::ErrorCode;
+use crate::net::protocol::{Limits, MetadataRequest, MetadataResponse, Request, Response};
+
+/// Which failures a request may be sent again after.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Retry {
+    /// Reads: any retriable failure, including a connection lost mid-request.
+    Idempotent,
+    /// Topic creation and deletion: only when the broker certainly did not act (the
+    /// connection could not be opened, or it refused the request as a whole while shutting
+    /// down or overloaded), so a retry cannot turn success into "already exists".
+    NotIdempotent,
+}
+
+enum Slot {
+    Ready(Connection),
+    /// Another task is opening this connection; wait for it.
+    Connecting(Rc<Event>),
+}
+
+struct Inner {
+    config: ClientConfig,
+    settings: ConnectionSettings,
+    bootstrap: Vec<SocketAddr>,
+    metadata: RefCell<Metadata>,
+    pool: RefCell<HashMap<SocketAddr, Slot>>,
+    limits: Cell<Limits>,
+    /// Topics with a background metadata refresh under way.
+    refreshing: RefCell<HashSet<Arc<str>>>,
+}
+
+/// A connection to a Quill cluster, for use inside a glommio executor.
+///
+/// Cheap to clone (clones share connections and metadata). It lives on the executor that
+/// created it and is not `Send`; run one per executor (thread-per-core), or use
+/// [`blocking::Client`](super::blocking::Client) from ordinary threads.
+///
+/// ```no_run
+/// use quill::client::{Client, ClientConfig, ProducerConfig, ProducerRecord};
+///
+/// glommio::LocalExecutor::default().run(async {
+///     let client = Client::connect(ClientConfig::new("127.0.0.1:9092")).await?;
+///     let producer = client.producer(ProducerConfig::default())?;
+///     let delivery = producer.send(ProducerRecord::new("orders", "hello")).await?;
+///     let meta = delivery.await?;
+///     println!("written at {}-{} offset {}", meta.topic, meta.partition, meta.offset);
+///     Ok::<(), quill::client::ClientError>(())
+/// })
+/// .unwrap();
+/// ```
+#[derive(Clone)]
+pub struct Client {
+    inner: Rc<Inner>,
+}
+
+/// Removes a `Connecting` slot if the opening task goes away without finishing (cancelled),
+/// so waiters do not wait forever.
+struct ConnectingGuard<'a> {
+    client: &'a Client,
+    addr: SocketAddr,
+    event: Rc<Event>,
+}
+
+impl Drop for ConnectingGuard<'_> {
+    fn drop(&mut self) {
+        let mut pool = self.client.inner.pool.borrow_mut();
+        if let Some(Slot::Connecting(ev)) = pool.get(&self.addr) {
+            if Rc::ptr_eq(ev, &self.event) {
+                pool.remove(&self.addr);
+            }
+        }
+        drop(pool);
+        self.event.notify();
+    }
+}
+
+/// Parses and resolves a `host:port` broker address.
+pub(crate) fn resolve_addr(addr: &str) -> Result<Vec<SocketAddr>, ClientError> {
+    let bad = |reason: String| ClientError::BadAddress {
+        addr: addr.to_string(),
+        reason,
+    };
+    if let Ok(a) = addr.parse::<SocketAddr>() {
+        return Ok(vec![a]);
+    }
+    let Some((host, port)) = addr.rsplit_once(':') else {
+        return Err(bad("expected HOST:PORT".to_string()));
+    };
+    if host.is_empty() {
+        return Err(bad("expected HOST:PORT".to_string()));
+    }
+    port.parse::<u16>()
+        .map_err(|_| bad(format!("'{port}' is not a port number")))?;
+    let mut addrs: Vec<SocketAddr> = addr
+        .to_socket_addrs()
+        .map_err(|e| bad(super::error::describe_io(&e)))?
+        .collect();
+    // IPv4 first: `localhost` usually means the broker's default 127.0.0.1 listener.
+    addrs.sort_by_key(SocketAddr::is_ipv6);
+    if addrs.is_empty() {
+        return Err(bad("the name resolves to no address".to_string()));
+    }
+    Ok(addrs)
+}
+
+impl Client {
+    /// Connects to the bootstrap broker (retrying up to `retries_max` times), learns its limits
+    /// (ApiVersions) and the brokers of the cluster (Metadata).
+    pub async fn connect(config: ClientConfig) -> Result<Client, ClientError> {
+        config.validate()?;
+        let bootstrap = resolve_addr(&config.bootstrap)?;
+        let settings = ConnectionSettings {
+            connect_timeout: Duration::from_millis(config.connect_timeout_ms),
+            request_timeout: Duration::from_millis(config.request_timeout_ms),
+            inflight_requests_max: config.inflight_requests_max,
+            response_frame_bytes_max: config.frame_bytes_max,
+            client_software_name: config.client_software_name.clone(),
+        };
+        let client = Client {
+            inner: Rc::new(Inner {
+                config,
+                settings,
+                bootstrap,
+                metadata: RefCell::new(Metadata::default()),
+                pool: RefCell::new(HashMap::new()),
+                limits: Cell::new(Limits::default()),
+                refreshing: RefCell::new(HashSet::new()),
+            }),
+        };
+        // Brokers only: an empty topic list.
+        client.refresh_metadata(Some(Vec::new())).await?;
+        Ok(client)
+    }
+
+    pub fn config(&self) -> &ClientConfig {
+        &self.inner.config
+    }
+
+    /// The limits the bootstrap broker announced (ApiVersions): `frame_bytes_max`,
+    /// `batch_bytes_max`, `fetch_bytes_max`, `fetch_wait_ms_max`, `inflight_requests_max`.
+    pub fn broker_limits(&self) -> Limits {
+        self.inner.limits.get()
+    }
+
+    /// A producer sharing this client's connections. See [`Producer`].
+    pub fn producer(&self, config: ProducerConfig) -> Result<Producer, ClientError> {
+        Producer::new(self.clone(), config)
+    }
+
+    /// A consumer sharing this client's connections. See [`Consumer`].
+    pub fn consumer(&self, config: ConsumerConfig) -> Result<Consumer, ClientError> {
+        Consumer::new(self.clone(), config)
+    }
+
+    /// Topic administration through this client. See [`Admin`].
+    pub fn admin(&self) -> Admin {
+        Admin::new(self.clone())
+    }
+
+    /// Addresses of the connections currently open, sorted (for diagnostics and tests: a
+    /// shard-aware client has one per shard port it talks to).
+    pub fn connections(&self) -> Vec<SocketAddr> {
+        let mut out: Vec<SocketAddr> = self
+            .inner
+            .pool
+            .borrow()
+            .iter()
+            .filter_map(|(addr, slot)| match slot {
+                Slot::Ready(c) if c.is_open() => Some(*addr),
+                _ => None,
+            })
+            .collect();
+        out.sort_unstable();
+        out
+    }
+
+    pub(crate) fn request_timeout(&self) -> Duration {
+        self.inner.settings.request_timeout
+    }
+
+    pub(crate) fn retry_backoff(&self) -> Duration {
+        Duration::from_millis(self.inner.config.retry_backoff_ms)
+    }
+
+    /// The open connection to `addr`, opening it if needed (one attempt).
+    pub(crate) async fn connection(&self, addr: SocketAddr) -> Result<Connection, ClientError> {
+        let event = loop {
+            let waiting = {
+                let mut pool = self.inner.pool.borrow_mut();
+                match pool.get(&addr) {
+                    Some(Slot::Ready(c)) if c.is_open() => return Ok(c.clone()),
+                    Some(Slot::Connecting(ev)) => Some(ev.clone()),
+                    _ => {
+                        let ev = Rc::new(Event::new());
+                        pool.insert(addr, Slot::Connecting(ev.clone()));
+                        break ev;
+                    }
+                }
+            };
+            if let Some(ev) = waiting {
+                // Registered before any await, so the opener's notify is not missed.
+                ev.listen().await;
+            }
+        };
+        let guard = ConnectingGuard {
+            client: self,
+            addr,
+            event,
+        };
+        let result = Connection::open(addr, &self.inner.settings).await;
+        if let Ok(conn) = &result {
+            self.inner
+                .pool
+                .borrow_mut()
+                .insert(addr, Slot::Ready(conn.clone()));
+            if self.inner.limits.get() == Limits::default() {
+                self.inner.limits.set(conn.limits());
+            }
+        }
+        drop(guard);
+        result
+    }
+
+    /// Sends `request` to `addr` once and waits for the answer, at most `timeout`.
+    pub(crate) async fn call_at(
+        &self,
+        addr: SocketAddr,
+        request: &Request,
+        timeout: Duration,
+    ) -> Result<Response, ClientError> {
+        self.connection(addr).await?.call(request, timeout).await
+    }
+
+    /// Sends `request` to a bootstrap broker, retrying per `retry` up to `retries_max` times
+    /// with backoff. The final answer may be a `Response::Error`.
+    pub(crate) async fn call_any(
+        &self,
+        request: &Request,
+        retry: Retry,
+    ) -> Result<Response, ClientError> {
+        let retries_max = self.inner.config.retries_max;
+        let mut attempt = 0u32;
+        loop {
+            let addr = self.inner.bootstrap[attempt as usize % self.inner.bootstrap.len()];
+            let outcome = self.call_at(addr, request, self.request_timeout()).await;
+            let again = match &outcome {
+                Ok(Response::Error { code, .. }) => match retry {
+                    Retry::Idempotent => code.is_retriable(),
+                    Retry::NotIdempotent => matches!(
+                        code,
+                        ErrorCode::BrokerShuttingDown | ErrorCode::TooManyInflightRequests
+                    ),
+                },
+                Ok(_) => false,
+                Err(e) => match retry {
+                    Retry::Idempotent => e.is_retriable(),
+                    Retry::NotIdempotent => matches!(e, ClientError::Unreachable { .. }),
+                },
+            };
+            if !again || attempt >= retries_max {
+                return outcome;
+            }
+            attempt += 1;
+            tracing::debug!(attempt, ?outcome, "retrying a request");
+            glommio::timer::sleep(self.retry_backoff()).await;
+        }
+    }
+
+    /// Asks for metadata of `topics` (`None`: all, empty: brokers only) and updates the cache.
+    pub(crate) async fn refresh_metadata(
+        &self,
+        topics: Option<Vec<String>>,
+    ) -> Result<MetadataResponse, ClientError> {
+        let request = Request::Metadata(MetadataRequest { topics });
+        match self.call_any(&request, Retry::Idempotent).await? {
+            Response::Metadata(m) => {
+                self.inner
+                    .metadata
+                    .borrow_mut()
+                    .update(&m, Instant::now(), resolve_host);
+                Ok(m)
+            }
+            Response::Error { code, message } => Err(ClientError::Broker {
+                code,
+                message,
+                context: "metadata request".to_string(),
+            }),
+            other => Err(ClientError::Protocol {
+                addr: self.inner.config.bootstrap.clone(),
+                reason: format!("Metadata answered with {:?}", other.api_key()),
+            }),
+        }
+    }
+
+    /// Refreshes `topic` in the background unless a refresh of it is already under way.
+    pub(crate) fn refresh_in_background(&self, topic: &Arc<str>) {
+        if !self.inner.refreshing.borrow_mut().insert(topic.clone()) {
+            return;
+        }
+        let client = self.clone();
+        let topic = topic.clone();
+        glommio::spawn_local(async move {
+            if let Err(e) = client.refresh_metadata(Some(vec![topic.to_string()])).await {
+                tracing::debug!(%topic, error = %e, "background metadata refresh failed");
+            }
+            client.inner.refreshing.borrow_mut().remove(&topic);
+        })
+        .detach();
+    }
+
+    /// The partition count of `topic` at `now`: from the cache, refreshed first if the topic
+    /// is not loaded (and in the background once stale).
+    pub(crate) async fn partition_count(
+        &self,
+        topic: &Arc<str>,
+        now: Instant,
+    ) -> Result<u32, ClientError> {
+        let max_age = Duration::from_millis(self.inner.config.metadata_max_age_ms);
+        let cached = {
+            let m = self.inner.metadata.borrow();
+            m.topic(topic)
+                .map(|t| (t.partition_count(), m.is_fresh(topic, now, max_age)))
+        };
+        match cached {
+            Some((count, true)) => Ok(count),
+            Some((count, false)) => {
+                self.refresh_in_background(topic);
+                Ok(count)
+            }
+            None => Ok(self.topic(topic).await?.partition_count()),
+        }
+    }
+
+    /// `topic`'s metadata, refreshed now. [`ClientError::UnknownTopic`] if it does not exist.
+    pub(crate) async fn topic(&self, topic: &str) -> Result<TopicInfo, ClientError> {
+        let response = self.refresh_metadata(Some(vec![topic.to_string()])).await?;
+        if let Some(t) = self.inner.metadata.borrow().topic(topic) {
+            return Ok(t.clone());
+        }
+        let code = response
+            .topics
+            .iter()
+            .find(|t| t.name == topic)
+            .map(|t| t.error_code)
+            .unwrap_or(ErrorCode::UnknownTopicOrPartition);
+        Err(ClientError::from_code(code, None, topic, None, || {
+            format!("metadata for topic '{topic}'")
+        }))
+    }
+
+    /// Where requests for a partition go, per the cache.
+    pub(crate) fn route(&self, topic: &str, partition: u32) -> Route {
+        self.inner.metadata.borrow().route(topic, partition)
+    }
+
+    /// Forgets what the cache knows of `topic`.
+    pub(crate) fn forget_topic(&self, topic: &str) {
+        self.inner.metadata.borrow_mut().forget(topic);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_parse_or_explain() {
+        assert_eq!(
+            resolve_addr("127.0.0.1:9092").unwrap(),
+            vec![SocketAddr::from(([127, 0, 0, 1], 9092))]
+        );
+        let e = resolve_addr("localhost").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "bad broker address 'localhost': expected HOST:PORT"
+        );
+        let e = resolve_addr("127.0.0.1:http").unwrap_err();
+        assert!(e.to_string().contains("'http' is not a port number"), "{e}");
+        assert!(!resolve_addr("localhost:9092").unwrap().is_empty());
+    }
+}

@@ -1,0 +1,690 @@
+//! [`Producer`]: sends records in batches, per partition, to the shard that owns each
+//! partition.
+//!
+//! `send` picks the partition ([`Partitioner`]), encodes the record into its partition's open
+//! batch ([`Accumulator`]) and returns a [`Delivery`] future. A sender task drains sendable
+//! batches (full ones, ones older than `linger_ms`, or all on `flush`), groups them by the
+//! connection of each partition's owning shard, and sends one Produce request per group
+//! without waiting for earlier ones: many batches and requests are in flight per connection,
+//! at most `partition_inflight_requests_max` requests per partition. Responses resolve the
+//! deliveries; retriable failures go back to the front of their partition after
+//! `retry_backoff_ms`, up to `retries_max` times, with a metadata refresh when the leader may
+//! have moved.
+//!
+//! Per record there is no allocation beyond the record's own bytes and no syscall: a delivery
+//! is a shared handle on its batch plus an index, and the bytes go to the socket a batch (or
+//! many) at a time.
+//!
+//! Delivery is at least once: a produce whose connection broke may have been appended, and
+//! its retry appends it again.
+
+use std::cell::{Cell, RefCell};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use glommio::Task;
+
+use super::accumulator::{
+    Accumulator, AccumulatorConfig, AppendError, RecordRef, SealedBatch, Unit,
+};
+use super::cluster::Client;
+use super::config::ProducerConfig;
+use super::error::ClientError;
+use super::metadata::Route;
+use super::partitioner::Partitioner;
+use super::records::{ProducerRecord, RecordMetadata};
+use crate::local::Event;
+use crate::net::error_code::ErrorCode;
+use crate::net::protocol::{
+    Acks, ProducePartition, ProduceRequest, ProduceTopic, Request, Response,
+};
+
+/// Room left in a request frame for everything but the batches.
+const REQUEST_OVERHEAD_BYTES: usize = 64 << 10;
+/// Most batch bytes of one partition in one request.
+const UNIT_BYTES_MAX: usize = 8 << 20;
+/// Extra time a produce waits for its response beyond the broker-side timeout it asks for.
+const PRODUCE_GRACE: Duration = Duration::from_secs(1);
+
+/// The outcome of one batch, shared by the deliveries of its records.
+struct BatchState {
+    topic: Arc<str>,
+    partition: u32,
+    /// The batch's base offset (-1 with acks none), or why it failed.
+    outcome: RefCell<Option<Result<i64, ClientError>>>,
+    wakers: RefCell<Vec<Waker>>,
+}
+
+impl BatchState {
+    fn new(topic: Arc<str>, partition: u32) -> Self {
+        BatchState {
+            topic,
+            partition,
+            outcome: RefCell::new(None),
+            wakers: RefCell::new(Vec::new()),
+        }
+    }
+
+    fn resolve(&self, outcome: Result<i64, ClientError>) {
+        {
+            let mut slot = self.outcome.borrow_mut();
+            if slot.is_some() {
+                return;
+            }
+            *slot = Some(outcome);
+        }
+        for w in self.wakers.take() {
+            w.wake();
+        }
+    }
+}
+
+/// Resolves to a record's [`RecordMetadata`] once the broker acknowledged it (with
+/// [`Acks::Leader`]) or once it was written to the socket (with [`Acks::None`]), or to the
+/// error that made the producer give up on it.
+#[must_use = "a delivery reports whether the record was written"]
+pub struct Delivery {
+    batch: Rc<BatchState>,
+    index: u32,
+    timestamp_ms: i64,
+}
+
+impl Delivery {
+    /// The topic the record goes to.
+    pub fn topic(&self) -> &str {
+        &self.batch.topic
+    }
+
+    /// The partition the record goes to.
+    pub fn partition(&self) -> u32 {
+        self.batch.partition
+    }
+
+    /// The result, if it is known already.
+    pub fn try_result(&self) -> Option<Result<RecordMetadata, ClientError>> {
+        let outcome = self.batch.outcome.borrow();
+        outcome.as_ref().map(|o| self.result(o))
+    }
+
+    fn result(&self, outcome: &Result<i64, ClientError>) -> Result<RecordMetadata, ClientError> {
+        match outcome {
+            Ok(base) => Ok(RecordMetadata {
+                topic: self.batch.topic.clone(),
+                partition: self.batch.partition,
+                offset: if *base < 0 {
+                    -1
+                } else {
+                    base + i64::from(self.index)
+                },
+                timestamp_ms: self.timestamp_ms,
+            }),
+            Err(e) => Err(e.clone()),
+        }
+    }
+}
+
+impl Future for Delivery {
+    type Output = Result<RecordMetadata, ClientError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        if let Some(outcome) = self.batch.outcome.borrow().as_ref() {
+            return Poll::Ready(self.result(outcome));
+        }
+        let mut wakers = self.batch.wakers.borrow_mut();
+        if !wakers.last().is_some_and(|w| w.will_wake(cx.waker())) {
+            wakers.push(cx.waker().clone());
+        }
+        Poll::Pending
+    }
+}
+
+/// Counters of a producer since it was created (a metrics hook).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProducerStats {
+    /// Records accepted by `send`.
+    pub records: u64,
+    /// Batches acknowledged (or written, with acks none).
+    pub batches_acked: u64,
+    /// Batches given up on (their records' deliveries failed).
+    pub batches_failed: u64,
+    /// Produce requests sent.
+    pub requests: u64,
+    /// Units of batches sent again after a retriable failure.
+    pub retries: u64,
+    /// Memory charged by batches not yet acknowledged.
+    pub buffered_bytes: usize,
+}
+
+#[derive(Default)]
+struct Counters {
+    records: Cell<u64>,
+    batches_acked: Cell<u64>,
+    batches_failed: Cell<u64>,
+    requests: Cell<u64>,
+    retries: Cell<u64>,
+}
+
+fn bump(c: &Cell<u64>, by: u64) {
+    c.set(c.get() + by);
+}
+
+struct State {
+    acc: Accumulator<Rc<BatchState>>,
+    partitioner: Partitioner,
+    closed: bool,
+}
+
+struct Inner {
+    client: Client,
+    config: ProducerConfig,
+    /// Batch bytes per request at most.
+    request_bytes_max: usize,
+    state: RefCell<State>,
+    /// Something may be sendable: a batch sealed or opened, a unit completed, a flush.
+    wake: Event,
+    /// Buffer memory was freed.
+    room: Event,
+    /// A unit completed.
+    done: Event,
+    counters: Counters,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // The sender is gone: whatever was never sent fails rather than hangs.
+        let handles = self.state.get_mut().acc.abort();
+        for h in handles {
+            h.resolve(Err(ClientError::Closed { what: "producer" }));
+        }
+    }
+}
+
+/// Sends records to a Quill cluster in batches. Lives on the executor of its [`Client`].
+///
+/// Made by [`Client::producer`]. All methods take `&self`: share it between tasks with an
+/// `Rc`. Dropping it stops sending; records not yet sent then fail with
+/// [`ClientError::Closed`]. Call [`Producer::flush`] or [`Producer::close`] first.
+///
+/// ```no_run
+/// use quill::client::{Acks, Client, ClientConfig, ProducerConfig, ProducerRecord};
+///
+/// glommio::LocalExecutor::default().run(async {
+///     let client = Client::connect(ClientConfig::default()).await?;
+///     let producer = client.producer(ProducerConfig {
+///         linger_ms: 5,
+///         acks: Acks::Leader,
+///         ..ProducerConfig::default()
+///     })?;
+///     // Queue many records, then wait for all of them: they travel in a few batches.
+///     let mut deliveries = Vec::new();
+///     for i in 0..1000 {
+///         let record = ProducerRecord::new("events", format!("event {i}")).with_key("user-1");
+///         deliveries.push(producer.send(record).await?);
+///     }
+///     for d in deliveries {
+///         let meta = d.await?;
+///         assert!(meta.offset >= 0);
+///     }
+///     producer.close().await?;
+///     Ok::<(), quill::client::ClientError>(())
+/// })
+/// .unwrap();
+/// ```
+pub struct Producer {
+    inner: Rc<Inner>,
+    _sender: Task<()>,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl Producer {
+    pub(crate) fn new(client: Client, config: ProducerConfig) -> Result<Producer, ClientError> {
+        config.validate()?;
+        let limits = client.broker_limits();
+        let batch_bytes_max = match limits.batch_bytes_max {
+            0 => 1 << 20,
+            n => n as usize,
+        };
+        let frame_bytes_max = match limits.frame_bytes_max {
+            0 => 16 << 20,
+            n => n as usize,
+        };
+        let request_bytes_max = frame_bytes_max
+            .saturating_sub(REQUEST_OVERHEAD_BYTES)
+            .max(batch_bytes_max);
+        let batch_bytes = config.batch_bytes.min(batch_bytes_max);
+        let acc = Accumulator::new(AccumulatorConfig {
+            batch_bytes,
+            batch_bytes_max,
+            linger: Duration::from_millis(config.linger_ms),
+            buffer_bytes_max: config.buffer_bytes_max.max(batch_bytes),
+            partition_inflight_max: config.partition_inflight_requests_max as usize,
+            unit_bytes_max: request_bytes_max.min(UNIT_BYTES_MAX),
+        });
+        // Producers started together begin their sticky rotation at different partitions.
+        let start = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let inner = Rc::new(Inner {
+            client,
+            config,
+            request_bytes_max,
+            state: RefCell::new(State {
+                acc,
+                partitioner: Partitioner::new(batch_bytes, start),
+                closed: false,
+            }),
+            wake: Event::new(),
+            room: Event::new(),
+            done: Event::new(),
+            counters: Counters::default(),
+        });
+        let sender = glommio::spawn_local(run_sender(inner.clone()));
+        Ok(Producer {
+            inner,
+            _sender: sender,
+        })
+    }
+
+    /// Queues `record` and returns its [`Delivery`] future. Waits while the producer's
+    /// buffer (`buffer_bytes_max`) is full, and on the first record of a topic for its
+    /// metadata. Fails at once for a topic that does not exist, a partition it does not have,
+    /// a negative timestamp, or a record larger than the broker's `batch_bytes_max`.
+    pub async fn send(&self, record: ProducerRecord) -> Result<Delivery, ClientError> {
+        let inner = &self.inner;
+        let timestamp_ms = match record.timestamp_ms {
+            None => now_ms(),
+            Some(t) if t >= 0 => t,
+            Some(t) => {
+                return Err(ClientError::InvalidArgument {
+                    what: "record timestamp",
+                    reason: format!("{t} is negative; timestamps are ms since the Unix epoch"),
+                })
+            }
+        };
+        let partitions = inner
+            .client
+            .partition_count(&record.topic, Instant::now())
+            .await?;
+        let partition = match record.partition {
+            Some(p) if p < partitions => p,
+            Some(p) => {
+                return Err(ClientError::UnknownPartition {
+                    topic: record.topic.to_string(),
+                    partition: p,
+                    partitions,
+                })
+            }
+            None => {
+                let bytes = record.key.as_ref().map_or(0, |k| k.len())
+                    + record.value.as_ref().map_or(0, |v| v.len());
+                inner.state.borrow_mut().partitioner.partition(
+                    &record.topic,
+                    record.key.as_deref(),
+                    partitions,
+                    bytes,
+                )
+            }
+        };
+        let r = RecordRef {
+            timestamp_ms,
+            key: record.key.as_deref(),
+            value: record.value.as_deref(),
+            headers: &record.headers,
+        };
+        loop {
+            let room = inner.room.listen();
+            let appended = {
+                let mut st = inner.state.borrow_mut();
+                if st.closed {
+                    return Err(ClientError::Closed { what: "producer" });
+                }
+                st.acc
+                    .append(&record.topic, partition, r, Instant::now(), || {
+                        Rc::new(BatchState::new(record.topic.clone(), partition))
+                    })
+            };
+            match appended {
+                Ok(a) => {
+                    if a.wake_sender {
+                        inner.wake.notify();
+                    }
+                    bump(&inner.counters.records, 1);
+                    return Ok(Delivery {
+                        batch: a.handle,
+                        index: a.index,
+                        timestamp_ms,
+                    });
+                }
+                Err(AppendError::BufferFull) => {
+                    inner.wake.notify();
+                    room.await;
+                }
+                Err(AppendError::TooLarge { bytes, max }) => {
+                    return Err(ClientError::RecordTooLarge { bytes, max })
+                }
+            }
+        }
+    }
+
+    /// Sends `record` and waits for its delivery.
+    pub async fn send_and_wait(
+        &self,
+        record: ProducerRecord,
+    ) -> Result<RecordMetadata, ClientError> {
+        self.send(record).await?.await
+    }
+
+    /// Sends every record queued so far at once (ignoring `linger_ms`) and waits until each
+    /// was acknowledged or failed. Failures are reported by the records' deliveries, not here.
+    pub async fn flush(&self) -> Result<(), ClientError> {
+        let upto = self.inner.state.borrow_mut().acc.flush_begin();
+        self.inner.wake.notify();
+        loop {
+            let done = self.inner.done.listen();
+            if self.inner.state.borrow().acc.is_flushed(upto) {
+                return Ok(());
+            }
+            done.await;
+        }
+    }
+
+    /// Flushes, then refuses further sends and stops the sender.
+    pub async fn close(self) -> Result<(), ClientError> {
+        self.flush().await?;
+        self.inner.state.borrow_mut().closed = true;
+        Ok(())
+    }
+
+    /// Counters since the producer was created.
+    pub fn stats(&self) -> ProducerStats {
+        let c = &self.inner.counters;
+        ProducerStats {
+            records: c.records.get(),
+            batches_acked: c.batches_acked.get(),
+            batches_failed: c.batches_failed.get(),
+            requests: c.requests.get(),
+            retries: c.retries.get(),
+            buffered_bytes: self.inner.state.borrow().acc.buffered_bytes(),
+        }
+    }
+}
+
+type ProduceUnit = Unit<Rc<BatchState>>;
+
+async fn run_sender(inner: Rc<Inner>) {
+    let mut units = Vec::new();
+    loop {
+        let wake = inner.wake.listen();
+        let now = Instant::now();
+        let next = inner.state.borrow_mut().acc.drain(now, &mut units);
+        if !units.is_empty() {
+            dispatch(&inner, &mut units, now);
+        }
+        match next {
+            Some(t) if t <= now => futures_lite::future::yield_now().await,
+            Some(t) => {
+                futures_lite::future::or(wake, glommio::timer::sleep(t - now)).await;
+            }
+            None => wake.await,
+        }
+    }
+}
+
+/// Groups drained units by destination and starts one produce task per request.
+fn dispatch(inner: &Rc<Inner>, units: &mut Vec<ProduceUnit>, now: Instant) {
+    let mut by_addr: Vec<(SocketAddr, Vec<ProduceUnit>)> = Vec::new();
+    for unit in units.drain(..) {
+        match inner.client.route(&unit.topic, unit.partition) {
+            Route::To(addr) => match by_addr.iter_mut().find(|(a, _)| *a == addr) {
+                Some((_, v)) => v.push(unit),
+                None => by_addr.push((addr, vec![unit])),
+            },
+            Route::Unknown => {
+                inner.client.refresh_in_background(&unit.topic);
+                let error = ClientError::Broker {
+                    code: ErrorCode::UnknownTopicOrPartition,
+                    message: Some("no leader known yet".to_string()),
+                    context: format!("produce to {}-{}", unit.topic, unit.partition),
+                };
+                unit_failed(inner, unit, error, true, now);
+            }
+            Route::NoTopic => {
+                let error = ClientError::UnknownTopic {
+                    topic: unit.topic.to_string(),
+                };
+                unit_failed(inner, unit, error, false, now);
+            }
+            Route::NoPartition { partitions } => {
+                let error = ClientError::UnknownPartition {
+                    topic: unit.topic.to_string(),
+                    partition: unit.partition,
+                    partitions,
+                };
+                unit_failed(inner, unit, error, false, now);
+            }
+        }
+    }
+    for (addr, mut group) in by_addr {
+        // Request order must be topic by topic (the response mirrors it).
+        group.sort_by(|a, b| a.topic.cmp(&b.topic));
+        let mut request: Vec<ProduceUnit> = Vec::new();
+        let mut bytes = 0usize;
+        for unit in group {
+            let len = unit.records.len() + unit.topic.len() + 16;
+            if !request.is_empty() && bytes + len > inner.request_bytes_max {
+                let full = std::mem::take(&mut request);
+                glommio::spawn_local(produce(inner.clone(), addr, full)).detach();
+                bytes = 0;
+            }
+            bytes += len;
+            request.push(unit);
+        }
+        if !request.is_empty() {
+            glommio::spawn_local(produce(inner.clone(), addr, request)).detach();
+        }
+    }
+}
+
+/// Resolves every batch of a unit that succeeded; `base_offsets` has one per batch, or is
+/// `None` with acks none.
+fn unit_succeeded(inner: &Inner, unit: ProduceUnit, base_offsets: Option<&[i64]>) {
+    let batches: Vec<SealedBatch<Rc<BatchState>>> = inner.state.borrow_mut().acc.complete(unit);
+    bump(&inner.counters.batches_acked, batches.len() as u64);
+    for (i, b) in batches.iter().enumerate() {
+        b.handle
+            .resolve(Ok(base_offsets.map_or(-1, |offsets| offsets[i])));
+    }
+}
+
+/// Retries the unit if the failure is retriable and attempts remain; else fails its records.
+fn unit_failed(
+    inner: &Inner,
+    unit: ProduceUnit,
+    error: ClientError,
+    retriable: bool,
+    now: Instant,
+) {
+    if retriable && unit.attempts < inner.client.config().retries_max {
+        if matches!(
+            error.code(),
+            Some(ErrorCode::UnknownTopicOrPartition | ErrorCode::StaleLeaderEpoch)
+        ) || error.is_connection()
+        {
+            // The leader may have moved, or the topic gone.
+            inner.client.refresh_in_background(&unit.topic);
+        }
+        tracing::debug!(topic = %unit.topic, partition = unit.partition, attempts = unit.attempts, %error, "retrying a produce");
+        bump(&inner.counters.retries, 1);
+        let not_before = now + inner.client.retry_backoff();
+        inner.state.borrow_mut().acc.retry(unit, not_before);
+        return;
+    }
+    let batches = inner.state.borrow_mut().acc.complete(unit);
+    bump(&inner.counters.batches_failed, batches.len() as u64);
+    for b in batches {
+        b.handle.resolve(Err(error.clone()));
+    }
+}
+
+/// One Produce request to `addr` carrying `units`, and the handling of its outcome.
+async fn produce(inner: Rc<Inner>, addr: SocketAddr, mut units: Vec<ProduceUnit>) {
+    let acks = inner.config.acks;
+    let timeout = inner.client.request_timeout();
+    let mut topics: Vec<ProduceTopic> = Vec::new();
+    for u in units.iter_mut() {
+        let part = ProducePartition {
+            partition: u.partition,
+            records: std::mem::take(&mut u.records),
+        };
+        match topics.last_mut() {
+            Some(t) if t.name == *u.topic => t.partitions.push(part),
+            _ => topics.push(ProduceTopic {
+                name: u.topic.to_string(),
+                partitions: vec![part],
+            }),
+        }
+    }
+    let request = Request::Produce(ProduceRequest {
+        acks,
+        timeout_ms: u32::try_from(timeout.as_millis()).unwrap_or(u32::MAX),
+        topics,
+    });
+    bump(&inner.counters.requests, 1);
+    let outcome = match inner.client.connection(addr).await {
+        Err(e) => Err(e),
+        Ok(conn) => match acks {
+            Acks::None => conn.send_unanswered(&request, timeout).await.map(|()| None),
+            Acks::Leader => conn.call(&request, timeout + PRODUCE_GRACE).await.map(Some),
+        },
+    };
+    // Take the batches back: a retry sends them again.
+    let Request::Produce(sent) = request else {
+        unreachable!("built as a produce")
+    };
+    let mut records = sent
+        .topics
+        .into_iter()
+        .flat_map(|t| t.partitions)
+        .map(|p| p.records);
+    for u in units.iter_mut() {
+        u.records = records.next().expect("one partition entry per unit");
+    }
+    let now = Instant::now();
+    match outcome {
+        Ok(None) => {
+            for u in units {
+                unit_succeeded(&inner, u, None);
+            }
+        }
+        Ok(Some(Response::Produce(response))) => {
+            let parts: Vec<_> = response
+                .topics
+                .into_iter()
+                .flat_map(|t| {
+                    let name = t.name;
+                    t.partitions.into_iter().map(move |p| (name.clone(), p))
+                })
+                .collect();
+            if parts.len() != units.len() {
+                let error = ClientError::Protocol {
+                    addr: addr.to_string(),
+                    reason: format!(
+                        "a produce of {} partitions was answered for {}",
+                        units.len(),
+                        parts.len()
+                    ),
+                };
+                for u in units {
+                    unit_failed(&inner, u, error.clone(), false, now);
+                }
+            } else {
+                for (u, (name, p)) in units.into_iter().zip(parts) {
+                    let context = || format!("produce to {}-{}", u.topic, u.partition);
+                    if name != *u.topic || p.partition != u.partition {
+                        let error = ClientError::Protocol {
+                            addr: addr.to_string(),
+                            reason: format!(
+                                "produce answered for {name}-{} where {} was sent",
+                                p.partition,
+                                context()
+                            ),
+                        };
+                        unit_failed(&inner, u, error, false, now);
+                    } else if p.error_code.is_none() {
+                        if p.base_offsets.len() == u.batches.len() {
+                            unit_succeeded(&inner, u, Some(&p.base_offsets));
+                        } else {
+                            let error = ClientError::Protocol {
+                                addr: addr.to_string(),
+                                reason: format!(
+                                    "{} batches acknowledged with {} base offsets",
+                                    u.batches.len(),
+                                    p.base_offsets.len()
+                                ),
+                            };
+                            unit_failed(&inner, u, error, false, now);
+                        }
+                    } else {
+                        let retriable = p.error_code.is_retriable();
+                        // A topic deleted meanwhile is reported as such; anything else
+                        // keeps the broker's code and message.
+                        let error = if p.error_code == ErrorCode::UnknownTopicOrPartition
+                            && inner.client.route(&u.topic, u.partition) == Route::NoTopic
+                        {
+                            ClientError::UnknownTopic {
+                                topic: u.topic.to_string(),
+                            }
+                        } else {
+                            ClientError::Broker {
+                                code: p.error_code,
+                                message: p.error_message,
+                                context: context(),
+                            }
+                        };
+                        unit_failed(&inner, u, error, retriable, now);
+                    }
+                }
+            }
+        }
+        Ok(Some(Response::Error { code, message })) => {
+            let error = ClientError::Broker {
+                code,
+                message,
+                context: format!("produce to {addr}"),
+            };
+            for u in units {
+                unit_failed(&inner, u, error.clone(), code.is_retriable(), now);
+            }
+        }
+        Ok(Some(other)) => {
+            let error = ClientError::Protocol {
+                addr: addr.to_string(),
+                reason: format!("Produce answered with {:?}", other.api_key()),
+            };
+            for u in units {
+                unit_failed(&inner, u, error.clone(), false, now);
+            }
+        }
+        Err(error) => {
+            let retriable = error.is_retriable();
+            for u in units {
+                unit_failed(&inner, u, error.clone(), retriable, now);
+            }
+        }
+    }
+    inner.wake.notify();
+    inner.room.notify();
+    inner.done.notify();
+}

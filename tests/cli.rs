@@ -1,0 +1,406 @@
+//! The `quill topic|produce|consume` commands, run as the real binary against a real broker
+//! on 127.0.0.1. Each command runs under a hang guard (killed and failed after 60 s); every
+//! consume passes `--count` or `--timeout-ms` so it ends by itself.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::broker::Broker;
+use common::tmpdir;
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+    stdout_bytes: Vec<u8>,
+}
+
+/// Runs `quill ARGS` with `stdin`, optionally with `QUILL_BROKER` set (else removed).
+fn quill_env(args: &[&str], stdin: &[u8], broker_env: Option<&str>) -> Run {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_quill"));
+    cmd.args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    match broker_env {
+        Some(b) => cmd.env("QUILL_BROKER", b),
+        None => cmd.env_remove("QUILL_BROKER"),
+    };
+    let mut child = cmd.spawn().expect("spawn quill");
+    let mut input = child.stdin.take().unwrap();
+    let stdin = stdin.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = input.write_all(&stdin);
+    });
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let out_reader = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = out.read_to_end(&mut v);
+        v
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = err.read_to_end(&mut v);
+        v
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("quill {args:?} did not finish within 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    writer.join().unwrap();
+    let stdout_bytes = out_reader.join().unwrap();
+    let stderr = String::from_utf8_lossy(&err_reader.join().unwrap()).into_owned();
+    Run {
+        code: status.code().expect("exited, not killed"),
+        stdout: String::from_utf8_lossy(&stdout_bytes).into_owned(),
+        stderr,
+        stdout_bytes,
+    }
+}
+
+/// Runs `quill ARGS -b BROKER`.
+fn quill(broker: &str, args: &[&str], stdin: &[u8]) -> Run {
+    let mut all: Vec<&str> = args.to_vec();
+    all.extend(["-b", broker]);
+    quill_env(&all, stdin, None)
+}
+
+fn ok(r: &Run) {
+    assert_eq!(r.code, 0, "stdout: {}\nstderr: {}", r.stdout, r.stderr);
+}
+
+fn closed_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+#[test]
+fn topic_create_list_describe_delete() {
+    let dir = tmpdir();
+    let broker = Broker::start(dir.path(), 2);
+    let b = broker.addr.to_string();
+    let r = quill(
+        &b,
+        &[
+            "topic",
+            "create",
+            "c1",
+            "--partitions",
+            "3",
+            "--retention-ms",
+            "3600000",
+            "--retention-bytes",
+            "-1",
+        ],
+        b"",
+    );
+    ok(&r);
+    assert_eq!(r.stdout, "created topic 'c1' with 3 partitions\n");
+    ok(&quill(
+        &b,
+        &["topic", "create", "c0", "--partitions", "1"],
+        b"",
+    ));
+    let r = quill(&b, &["topic", "list"], b"");
+    ok(&r);
+    assert_eq!(r.stdout, "c0\nc1\n");
+
+    let r = quill(&b, &["topic", "describe", "c1"], b"");
+    ok(&r);
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert_eq!(lines[0], "topic c1  partitions 3");
+    assert!(lines[1].contains("PARTITION") && lines[1].contains("HIGH-WATERMARK"));
+    assert_eq!(lines.len(), 5);
+    for (i, line) in lines[2..].iter().enumerate() {
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(cols[0], i.to_string());
+        let shard: u16 = cols[2].parse().unwrap();
+        assert!(shard < 2);
+        assert_eq!(&cols[4..], ["0", "0", "0", "ok"]);
+    }
+
+    let r = quill(&b, &["topic", "create", "c1", "--partitions", "1"], b"");
+    assert_eq!(r.code, 1);
+    assert_eq!(r.stderr, "quill: topic 'c1' already exists\n");
+
+    ok(&quill(&b, &["topic", "delete", "c1"], b""));
+    let r = quill(&b, &["topic", "list"], b"");
+    assert_eq!(r.stdout, "c0\n");
+    let r = quill(&b, &["topic", "describe", "c1"], b"");
+    assert_eq!(r.code, 1);
+    assert_eq!(r.stderr, "quill: unknown topic 'c1'\n");
+    let r = quill(&b, &["topic", "delete", "c1"], b"");
+    assert_eq!(r.code, 1);
+    assert_eq!(r.stderr, "quill: unknown topic 'c1'\n");
+    broker.stop();
+}
+
+#[test]
+fn produce_then_consume_as_text_and_json() {
+    let dir = tmpdir();
+    let broker = Broker::start(dir.path(), 2);
+    let b = broker.addr.to_string();
+    ok(&quill(
+        &b,
+        &["topic", "create", "kv", "--partitions", "1"],
+        b"",
+    ));
+    let input = b"k1:v1\nk2:v2:with colon\nno separator\n:empty key\nk5:\nk6:last";
+    let r = quill(&b, &["produce", "kv", "--key-separator", ":", "-v"], input);
+    ok(&r);
+    assert_eq!(r.stdout, "");
+    assert_eq!(r.stderr, "produced 6 records to topic 'kv'\n");
+
+    let r = quill(
+        &b,
+        &["consume", "kv", "--from-beginning", "--count", "6"],
+        b"",
+    );
+    ok(&r);
+    assert_eq!(
+        r.stdout,
+        "v1\nv2:with colon\nno separator\nempty key\n\nlast\n"
+    );
+    let r = quill(
+        &b,
+        &[
+            "consume",
+            "kv",
+            "--from-beginning",
+            "--count",
+            "2",
+            "-K",
+            "=",
+        ],
+        b"",
+    );
+    ok(&r);
+    assert_eq!(r.stdout, "k1=v1\nk2=v2:with colon\n");
+
+    let r = quill(
+        &b,
+        &[
+            "consume",
+            "kv",
+            "--from-beginning",
+            "--count",
+            "6",
+            "--format",
+            "json",
+        ],
+        b"",
+    );
+    ok(&r);
+    let objects: Vec<serde_json::Value> = r
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(objects.len(), 6);
+    let keys = [
+        serde_json::json!("k1"),
+        serde_json::json!("k2"),
+        serde_json::Value::Null,
+        serde_json::json!(""),
+        serde_json::json!("k5"),
+        serde_json::json!("k6"),
+    ];
+    for (i, o) in objects.iter().enumerate() {
+        assert_eq!(o["topic"], "kv");
+        assert_eq!(o["partition"], 0);
+        assert_eq!(o["offset"], i as i64);
+        assert!(o["timestamp"].as_i64().unwrap() > 0);
+        assert_eq!(o["key"], keys[i]);
+        assert_eq!(o["headers"], serde_json::json!([]));
+    }
+    assert_eq!(objects[1]["value"], "v2:with colon");
+
+    // A chosen partition and acks none; bytes that are not UTF-8 come out as base64.
+    ok(&quill(
+        &b,
+        &["topic", "create", "two", "--partitions", "2"],
+        b"",
+    ));
+    let r = quill(
+        &b,
+        &["produce", "two", "--partition", "1", "--acks", "none"],
+        b"plain\n\xff\xfe\n",
+    );
+    ok(&r);
+    let r = quill(
+        &b,
+        &[
+            "consume",
+            "two",
+            "--partition",
+            "1",
+            "--from-beginning",
+            "--count",
+            "2",
+            "--format",
+            "json",
+        ],
+        b"",
+    );
+    ok(&r);
+    let objects: Vec<serde_json::Value> = r
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(objects[0]["value"], "plain");
+    assert_eq!(objects[0]["partition"], 1);
+    assert_eq!(objects[1]["value"], serde_json::json!({"base64": "//4="}));
+    let r = quill(
+        &b,
+        &[
+            "consume",
+            "two",
+            "--partition",
+            "1",
+            "--offset",
+            "1",
+            "--count",
+            "1",
+        ],
+        b"",
+    );
+    ok(&r);
+    assert_eq!(r.stdout_bytes, b"\xff\xfe\n");
+    broker.stop();
+}
+
+#[test]
+fn consume_ends_after_inactivity_and_from_latest() {
+    let dir = tmpdir();
+    let broker = Broker::start(dir.path(), 1);
+    let b = broker.addr.to_string();
+    ok(&quill(
+        &b,
+        &["topic", "create", "idle", "--partitions", "2"],
+        b"",
+    ));
+    let r = quill(&b, &["consume", "idle", "--timeout-ms", "300"], b"");
+    ok(&r);
+    assert_eq!(r.stdout, "");
+    ok(&quill(&b, &["produce", "idle"], b"old\n"));
+    // The default start is the end of the log: the old record is not printed.
+    let r = quill(&b, &["consume", "idle", "--timeout-ms", "300"], b"");
+    ok(&r);
+    assert_eq!(r.stdout, "");
+    let r = quill(
+        &b,
+        &["consume", "idle", "--from-beginning", "--timeout-ms", "300"],
+        b"",
+    );
+    ok(&r);
+    assert_eq!(r.stdout, "old\n");
+    // QUILL_BROKER stands in for -b.
+    let r = quill_env(&["topic", "list"], b"", Some(&b));
+    ok(&r);
+    assert_eq!(r.stdout, "idle\n");
+    broker.stop();
+}
+
+#[test]
+fn errors_are_sentences_with_documented_exit_codes() {
+    let dir = tmpdir();
+    let broker = Broker::start(dir.path(), 1);
+    let b = broker.addr.to_string();
+    ok(&quill(
+        &b,
+        &["topic", "create", "e", "--partitions", "1"],
+        b"",
+    ));
+
+    let r = quill(&b, &["produce", "nope"], b"x\n");
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.starts_with("quill: unknown topic 'nope'\n"),
+        "{}",
+        r.stderr
+    );
+    let r = quill(&b, &["consume", "nope", "--count", "1"], b"");
+    assert_eq!(r.code, 1);
+    assert_eq!(r.stderr, "quill: unknown topic 'nope'\n");
+    let r = quill(&b, &["produce", "e", "--partition", "4"], b"x\n");
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr
+            .starts_with("quill: topic 'e' has no partition 4 (it has 1)\n"),
+        "{}",
+        r.stderr
+    );
+    let r = quill(&b, &["consume", "e", "--offset", "7", "--count", "1"], b"");
+    assert_eq!(r.code, 1);
+    assert_eq!(
+        r.stderr,
+        "quill: offset 7 is out of range for e-0: the log holds offsets 0 to 0\n"
+    );
+
+    let down = format!("127.0.0.1:{}", closed_port());
+    let refused = format!("quill: broker {down} unreachable: connection refused\n");
+    for args in [
+        &["topic", "list"][..],
+        &["produce", "e"][..],
+        &["consume", "e", "--count", "1"][..],
+    ] {
+        let r = quill(&down, args, b"x\n");
+        assert_eq!(r.code, 3, "{args:?}: {}", r.stderr);
+        assert_eq!(r.stderr, refused, "{args:?}");
+    }
+
+    // Bad command lines: clap's own errors and ours, exit status 2.
+    let r = quill(&b, &["consume", "e", "--format", "xml"], b"");
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("invalid value 'xml'"), "{}", r.stderr);
+    let r = quill(&b, &["topic", "create", "z", "--partitions", "0"], b"");
+    assert_eq!(r.code, 2);
+    let r = quill(
+        &b,
+        &["consume", "e", "--from-beginning", "--offset", "1"],
+        b"",
+    );
+    assert_eq!(r.code, 2);
+    let r = quill(
+        &b,
+        &[
+            "topic",
+            "create",
+            "z",
+            "--partitions",
+            "1",
+            "--retention-ms",
+            "-7",
+        ],
+        b"",
+    );
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr.contains("--retention-ms -7 is not allowed"),
+        "{}",
+        r.stderr
+    );
+    let r = quill("nonsense", &["topic", "list"], b"");
+    assert_eq!(r.code, 2);
+    assert_eq!(
+        r.stderr,
+        "quill: bad broker address 'nonsense': expected HOST:PORT\n"
+    );
+    let r = quill_env(&["produce", "--help"], b"", None);
+    ok(&r);
+    assert!(r.stdout.contains("Exit status:"), "{}", r.stdout);
+    broker.stop();
+}

@@ -1,0 +1,797 @@
+//! The client library against the real `quill serve` binary on 127.0.0.1, with 1 and 2
+//! shards: the async API inside a glommio executor, the blocking API from plain threads.
+//! Every wait is bounded (poll loops have a fixed number of rounds); nothing asserts timing.
+
+mod common;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::broker::{fetch_all_batches, Broker};
+use common::{run, tmpdir};
+use quill::client::blocking;
+use quill::client::{
+    partition_for_key, Acks, AutoReset, Client, ClientConfig, ClientError, ConsumedRecord,
+    Consumer, ConsumerConfig, Header, NewTopic, ProducerConfig, ProducerRecord, Retention,
+    StartOffset,
+};
+use quill::record::BatchHeader;
+
+/// Polls until `want` records arrived (at most `rounds` polls of up to 1 s each).
+async fn consume_n(consumer: &Consumer, want: usize, rounds: usize) -> Vec<ConsumedRecord> {
+    let mut out = Vec::new();
+    for _ in 0..rounds {
+        if out.len() >= want {
+            break;
+        }
+        out.extend(consumer.poll(Duration::from_secs(1)).await.unwrap());
+    }
+    assert_eq!(out.len(), want, "records consumed");
+    out
+}
+
+fn config(addr: SocketAddr) -> ClientConfig {
+    ClientConfig::new(addr.to_string())
+}
+
+/// A port nothing listens on (bound, then released).
+fn closed_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// Keyed records follow the key hash, explicit partitions are kept, unkeyed records spread;
+/// everything reads back in order per partition with keys, values, headers and timestamps;
+/// requests go straight to each partition's shard port.
+fn round_trip(shards: usize) {
+    let dir = tmpdir();
+    let broker = Broker::start(dir.path(), shards);
+    let addr = broker.addr;
+    let shard_ports = broker.shard_ports.clone();
+    run(move || async move {
+        let client = Client::connect(config(addr)).await.unwrap();
+        client
+            .admin()
+            .create_topic(NewTopic::new("rt", 4))
+            .await
+            .unwrap();
+        let producer = client
+            .producer(ProducerConfig {
+                linger_ms: 5,
+                // Small, so unkeyed records move on to the next partition often.
+                batch_bytes: 256,
+                ..ProducerConfig::default()
+            })
+            .unwrap();
+        let mut sent = Vec::new();
+        for i in 0..600i64 {
+            let mut r = ProducerRecord::new("rt", format!("value-{i}"));
+            match i % 3 {
+                0 => r = r.with_key(format!("key-{}", i % 37)),
+                1 => r = r.with_partition(2),
+                _ => {}
+            }
+            if i % 5 == 0 {
+                r = r.with_header("h", format!("{i}")).with_header("empty", "");
+                r.headers.push(Header {
+                    key: "null".into(),
+                    value: None,
+                });
+            }
+            if i % 7 == 0 {
+                r = r.with_timestamp_ms(1_000_000 + i);
+            }
+            if i == 599 {
+                r.value = None;
+            }
+            let delivery = producer.send(r.clone()).await.unwrap();
+            sent.push((r, delivery));
+        }
+        let mut acked = Vec::new();
+        for (r, d) in sent {
+            let partition = d.partition();
+            let meta = d.await.unwrap();
+            assert_eq!(meta.partition, partition);
+            assert_eq!(&*meta.topic, "rt");
+            if let Some(key) = &r.key {
+                assert_eq!(meta.partition, partition_for_key(key, 4));
+            } else if r.partition.is_some() {
+                assert_eq!(meta.partition, 2);
+            }
+            if let Some(ts) = r.timestamp_ms {
+                assert_eq!(meta.timestamp_ms, ts);
+            }
+            acked.push((r, meta));
+        }
+        // Offsets per partition are 0, 1, 2, ... in send order.
+        let mut next: HashMap<u32, i64> = HashMap::new();
+        for (_, m) in &acked {
+            let n = next.entry(m.partition).or_insert(0);
+            assert_eq!(
+                m.offset, *n,
+                "partition {} offsets follow send order",
+                m.partition
+            );
+            *n += 1;
+        }
+        let unkeyed: std::collections::HashSet<u32> = acked
+            .iter()
+            .filter(|(r, _)| r.key.is_none() && r.partition.is_none())
+            .map(|(_, m)| m.partition)
+            .collect();
+        assert!(unkeyed.len() > 1, "unkeyed records spread: {unkeyed:?}");
+        let stats = producer.stats();
+        assert_eq!(stats.records, 600);
+        assert!(stats.batches_acked < 600, "records were batched: {stats:?}");
+        assert_eq!(stats.buffered_bytes, 0);
+
+        let consumer = client.consumer(ConsumerConfig::default()).unwrap();
+        consumer
+            .assign("rt", None, StartOffset::Earliest)
+            .await
+            .unwrap();
+        let got = consume_n(&consumer, 600, 60).await;
+        let mut last: HashMap<u32, i64> = HashMap::new();
+        let mut by_pos = HashMap::new();
+        for c in got {
+            let prev = last.insert(c.partition, c.offset);
+            assert_eq!(
+                c.offset,
+                prev.map_or(0, |p| p + 1),
+                "in order per partition"
+            );
+            by_pos.insert((c.partition, c.offset), c);
+        }
+        for (r, m) in &acked {
+            let c = &by_pos[&(m.partition, m.offset)];
+            assert_eq!(c.key, r.key);
+            assert_eq!(c.value, r.value);
+            assert_eq!(c.headers, r.headers);
+            assert_eq!(c.timestamp_ms, m.timestamp_ms);
+        }
+        for p in 0..4 {
+            assert_eq!(consumer.position("rt", p), Some(next[&p]));
+        }
+
+        // Shard-aware: every shard owning a partition got its own connection.
+        let d = client.admin().describe_topic("rt").await.unwrap();
+        let conns = client.connections();
+        for p in &d.partitions {
+            let port = shard_ports[p.leader_shard as usize];
+            assert!(
+                conns.iter().any(|a| a.port() == port),
+                "a connection to shard {}'s port {port}: {conns:?}",
+                p.leader_shard
+            );
+            assert_eq!(p.high_watermark, next[&p.partition]);
+        }
+    });
+    broker.stop();
+}
+
+#[test]
+fn round_trip_1_shard() {
+    round_trip(1);
+}
+
+#[test]
+fn round_trip_2_shards() {
+    round_trip(2);
+}
+
+/// acks=none resolves with offset -1 once written; the records still arrive. acks=leader
+/// gives real offsets.
+#[test]
+fn acks_none_and_leader() {
+    let dir = tmpdir();
+    let broker = Broker::start(dir.path(), 2);
+    let addr = broker.addr;
+    run(move || async move {
+        let client = Client::connect(config(addr)).await.unwrap();
+        let admin = client.admin();
+        admin.create_topic(NewTopic::new("a0", 2)).await.unwrap();
+        let none = client
+            .producer(ProducerConfig {
+                acks: Acks::None,
+                ..ProducerConfig::default()
+            })
+            .unwrap();
+        let mut deliveries = Vec::new();
+        for i in 0..300 {
+            let r = ProducerRecord::new("a0", format!("n{i}")).with_partition(i % 2);
+            deliveries.push(none.send(r).await.unwrap());
+        }
+        none.flush().await.unwrap();
+        for d in deliveries {
+            assert_eq!(d.await.unwrap().offset, -1);
+        }
+        let leader = client.producer(ProducerConfig::default()).unwrap();
+        let m = leader
+            .send_and_wait(ProducerRecord::new("a0", "l").with_partition(0))
+            .await
+            .unwrap();
+        assert!(m.offset >= 0);
+
+        let consumer = client.consumer(ConsumerConfig::default()).unwrap();
+        consumer
+            .assign("a0", None, StartOffset::Earliest)
+            .await
+            .unwrap();
+        let got = consume_n(&consumer, 301, 60).await;
+        let mut values: Vec<String> = got
+            .iter()
+            .map(|c| String::from_utf8(c.value.clone().unwrap().to_vec()).unwrap())
+            .collect();
+        values.sort();
+        let mut want: Vec<String> = (0..300).map(|i| format!("n{i}")).collect();
+        want.push("l".into());
+        want.sort();
+        assert_eq!(values, want);
+    });
+    broker.stop();
+}
+
+/// Batch boundaries as stored: `batch_bytes` caps a batch, a long linger holds records until
+/// flush, a short linger sends on its own.
+#[test]
+fn batches_follow_batch_bytes_and_linger() {
+    let dir = tmpdir();
+    let broker = Broker::start(dir.path(), 1);
+    let addr = broker.addr;
+    run(move || async move {
+        let client = Client::connect(config(addr)).await.unwrap();
+        let admin = client.admin();
+        for t in ["b1", "b2", "b3"] {
+            admin.create_topic(NewTopic::new(t, 1)).await.unwrap();
+        }
+        // ~1010-byte records: three fit in 4000 bytes with the 61-byte header, four do not.
+        let small_batches = client
+            .producer(ProducerConfig {
+                linger_ms: 60_000,
+                batch_bytes: 4000,
+                ..ProducerConfig::default()
+            })
+            .unwrap();
+        let mut deliveries = Vec::new();
+        for i in 0..100u8 {
+            let r = ProducerRecord::new("b1", vec![i; 1000]);
+            deliveries.push(small_batches.send(r).await.unwrap());
+        }
+        small_batches.flush().await.unwrap();
+        for d in deliveries {
+            d.await.unwrap();
+        }
+        // A long linger: nothing goes until flush, then all in one batch.
+        let lingering = client
+            .producer(ProducerConfig {
+                linger_ms: 60_000,
+                batch_bytes: 1 << 20,
+                ..ProducerConfig::default()
+            })
+            .unwrap();
+        let mut deliveries = Vec::new();
+        for i in 0..50 {
+            let r = ProducerRecord::new("b2", format!("{i}"));
+            deliveries.push(lingering.send(r).await.unwrap());
+        }
+        glommio::timer::sleep(Duration::from_millis(50)).await;
+        assert!(
+            deliveries.iter().all(|d| d.try_result().is_none()),
+            "nothing is sent before the linger ends or a flush"
+        );
+        lingering.flush().await.unwrap();
+        for (i, d) in deliveries.into_iter().enumerate() {
+            assert_eq!(d.await.unwrap().offset, i as i64);
+        }
+        // A short linger sends without a flush.
+        let short = client
+            .producer(ProducerConfig {
+                linger_ms: 20,
+                ..ProducerConfig::default()
+            })
+            .unwrap();
+        let mut deliveries = Vec::new();
+        for i in 0..10 {
+            let r = ProducerRecord::new("b3", format!("{i}"));
+            deliveries.push(short.send(r).await.unwrap());
+        }
+        for d in deliveries {
+            d.await.unwrap();
+        }
+    });
+    let mut conn = broker.connect();
+    let b1 = fetch_all_batches(&mut conn, "b1", 0);
+    let counts: Vec<i32> = b1
+        .iter()
+        .map(|(_, b)| BatchHeader::parse(b).unwrap().record_count)
+        .collect();
+    let mut want = vec![3; 33];
+    want.push(1);
+    assert_eq!(counts, want, "three records per 4000-byte batch");
+    assert!(b1.iter().all(|(_, b)| b.len() <= 4000));
+    let b2 = fetch_all_batches(&mut conn, "b2", 0);
+    assert_eq!(b2.len(), 1);
+    assert_eq!(BatchHeader::parse(&b2[0].1).unwrap().record_count, 50);
+    let b3 = fetch_all_batches(&mut conn, "b3", 0);
+    let total: i32 = b3
+        .iter()
+        .map(|(_, b)| BatchHeader::parse(b).unwrap().record_count)
+        .sum();
+    assert_eq!(total, 10);
+    broker.stop();
+}
+
+/// Earliest, an offset inside a batch, a timestamp, latest; and the long poll of a consumer
+/// at the end of the log receiving records produced after it started waiting.
+#[test]
+fn consumer_start_positions_and_long_poll() {
+    let dir = tmpdir();
+    let broker = Broker::start(dir.path(), 2);
+    let addr = broker.addr;
+    run(move || async move {
+        let client = Client::connect(config(addr)).await.unwrap();
+        client
+            .admin()
+            .create_topic(NewTopic::new("s", 1))
+            .await
+            .unwrap();
+        let producer = client
+            .producer(ProducerConfig {
+                linger_ms: 60_000,
+                ..ProducerConfig::default()
+            })
+            .unwrap();
+        let t0 = 1_700_000_000_000i64;
+        let mut deliveries = Vec::new();
+        for i in 0..10 {
+            let r = ProducerRecord::new("s", format!("{i}")).with_timestamp_ms(t0 + i * 1000);
+            deliveries.push(producer.send(r).await.unwrap());
+        }
+        producer.flush().await.unwrap();
+        for d in deliveries {
+            d.await.unwrap();
+        }
+        let offsets =
+            |records: &[ConsumedRecord]| -> Vec<i64> { records.iter().map(|r| r.offset).collect() };
+        let starts = [
+            (StartOffset::Earliest, 0),
+            // Inside the one batch: records 0 to 3 are skipped.
+            (StartOffset::Offset(4), 4),
+            (StartOffset::Timestamp(t0 + 5000), 5),
+            (StartOffset::Timestamp(t0 + 5500), 6),
+        ];
+        for (start, first) in starts {
+            let c = client.consumer(ConsumerConfig::default()).unwrap();
+            c.assign("s", Some(vec![0]), start).await.unwrap();
+            assert_eq!(c.position("s", 0), Some(first));
+            let got = consume_n(&c, (10 - first) as usize, 30).await;
+            assert_eq!(offsets(&got), (first..10).collect::<Vec<_>>(), "{start:?}");
+            assert_eq!(got[0].timestamp_ms, t0 + first * 1000);
+            assert_eq!(c.position("s", 0), Some(10));
+        }
+        // After every record: the end of the log.
+        for start in [StartOffset::Timestamp(t0 + 100_000), StartOffset::Latest] {
+            let c = client.consumer(ConsumerConfig::default()).unwrap();
+            c.assign("s", None, start).await.unwrap();
+            assert_eq!(c.position("s", 0), Some(10));
+            assert!(c.poll(Duration::from_millis(100)).await.unwrap().is_empty());
+        }
+
+        // Long poll: the consumer is waiting before the records exist.
+        let c = client
+            .consumer(ConsumerConfig {
+                fetch_wait_ms_max: 10_000,
+                ..ConsumerConfig::default()
+            })
+            .unwrap();
+        c.assign("s", None, StartOffset::Latest).await.unwrap();
+        let late = client.producer(ProducerConfig::default()).unwrap();
+        let produced = glommio::spawn_local(async move {
+            glommio::timer::sleep(Duration::from_millis(200)).await;
+            for i in 0..3 {
+                late.send_and_wait(ProducerRecord::new("s", format!("late{i}")))
+                    .await
+                    .unwrap();
+            }
+        });
+        let got = consume_n(&c, 3, 30).await;
+        assert_eq!(offsets(&got), [10, 11, 12]);
+        assert_eq!(got[0].value.as_deref(), Some(&b"late0"[..]));
+        produced.await;
+    });
+    broker.stop();
+}
+
+/// `auto_reset`: Error reports the valid range, Earliest and Latest move the position.
+#[test]
+fn offset_out_of_range_policies() {
+    let dir = tmpdir();
+    let broker = Broker::start(dir.path(), 1);
+    let addr = broker.addr;
+    run(move || async move {
+        let client = Client::connect(config(addr)).await.unwrap();
+        client
+            .admin()
+            .create_topic(NewTopic::new("o", 1))
+            .await
+            .unwrap();
+        let producer = client.producer(ProducerConfig::default()).unwrap();
+        for i in 0..5 {
+            producer
+                .send_and_wait(ProducerRecord::new("o", format!("{i}")))
+                .await
+                .unwrap();
+        }
+        let c = client
+            .consumer(ConsumerConfig {
+                auto_reset: AutoReset::Error,
+                ..ConsumerConfig::default()
+            })
+            .unwrap();
+        c.assign("o", None, StartOffset::Offset(1000))
+            .await
+            .unwrap();
+        let mut error = None;
+        for _ in 0..10 {
+            match c.poll(Duration::from_secs(1)).await {
+                Ok(r) => assert!(r.is_empty()),
+                Err(e) => {
+                    error = Some(e);
+                    break;
+                }
+            }
+        }
+        let e = error.expect("an out-of-range error");
+        assert_eq!(
+            e,
+            ClientError::OffsetOutOfRange {
+                topic: "o".into(),
+                partition: 0,
+                offset: 1000,
+                log_start_offset: 0,
+                log_end_offset: 5,
+            }
+        );
+        assert_eq!(
+            e.to_string(),
+            "offset 1000 is out of range for o-0: the log holds offsets 0 to 5"
+        );
+        let c = client.consumer(ConsumerConfig::default()).unwrap();
+        c.assign("o", None, StartOffset::Offset(1000))
+            .await
+            .unwrap();
+        let got = consume_n(&c, 5, 30).await;
+        assert_eq!(got[0].offset, 0);
+        let c = client
+            .consumer(ConsumerConfig {
+                auto_reset: AutoReset::Latest,
+                ..ConsumerConfig::default()
+            })
+            .unwrap();
+        c.assign("o", None, StartOffset::Offset(1000))
+            .await
+            .unwrap();
+        for _ in 0..10 {
+            assert!(c.poll(Duration::from_millis(200)).await.unwrap().is_empty());
+            if c.position("o", 0) == Some(5) {
+                break;
+            }
+        }
+        assert_eq!(c.position("o", 0), Some(5));
+    });
+    broker.stop();
+}
+
+/// The broker goes away (SIGTERM) while records are queued and comes back on the same shard
+/// port: the producer retries (connection refused is retriable) until they are written.
+/// The bootstrap address is the shard port, fixed with `--shard-port-base`; the common port
+/// changes across the restart, which the client never needs.
+#[test]
+fn producer_retries_across_a_broker_restart() {
+    let dir = tmpdir();
+    let port = closed_port();
+    let start = |dir: &std::path::Path| {
+        Broker::start_with(dir, 1, |cmd| {
+            cmd.args(["--shard-port-base", &port.to_string()]);
+        })
+    };
+    let broker = start(dir.path());
+    assert_eq!(broker.shard_ports, [port]);
+    let client = blocking::Client::connect(ClientConfig {
+        retries_max: 200,
+        retry_backoff_ms: 50,
+        ..ClientConfig::new(format!("127.0.0.1:{port}"))
+    })
+    .unwrap();
+    client.admin().create_topic(NewTopic::new("r", 1)).unwrap();
+    let producer = client.producer(ProducerConfig::default()).unwrap();
+    for i in 0..5 {
+        let m = producer
+            .send_sync(ProducerRecord::new("r", format!("{i}")))
+            .unwrap();
+        assert_eq!(m.offset, i);
+    }
+    broker.stop();
+    let mut handles = Vec::new();
+    for i in 5..10 {
+        handles.push(
+            producer
+                .send(ProducerRecord::new("r", format!("{i}")))
+                .unwrap(),
+        );
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let broker = start(dir.path());
+    for (i, h) in handles.into_iter().enumerate() {
+        assert_eq!(h.wait().unwrap().offset, 5 + i as i64);
+    }
+    let stats = producer.stats().unwrap();
+    assert!(stats.retries > 0, "{stats:?}");
+    let consumer = client.consumer(ConsumerConfig::default()).unwrap();
+    consumer.assign("r", None, StartOffset::Earliest).unwrap();
+    let mut got = Vec::new();
+    for _ in 0..30 {
+        if got.len() >= 10 {
+            break;
+        }
+        got.extend(consumer.poll(Duration::from_secs(1)).unwrap());
+    }
+    let values: Vec<String> = got
+        .iter()
+        .map(|c| String::from_utf8(c.value.clone().unwrap().to_vec()).unwrap())
+        .collect();
+    assert_eq!(values, (0..10).map(|i| i.to_string()).collect::<Vec<_>>());
+    drop((producer, consumer, client));
+    broker.stop();
+}
+
+/// The blocking API from plain threads: admin, producer (send + wait, send_sync, flush),
+/// consumer.
+#[test]
+fn blocking_api_from_plain_threads() {
+    let dir = tmpdir();
+    let broker = Broker::start(dir.path(), 2);
+    let addr = broker.addr;
+    let client = blocking::Client::connect(config(addr)).unwrap();
+    assert!(client.broker_limits().unwrap().batch_bytes_max > 0);
+    let admin = client.admin();
+    admin.create_topic(NewTopic::new("bl", 3)).unwrap();
+    let producer = client.producer(ProducerConfig::default()).unwrap();
+    let writers: Vec<_> = (0..3)
+        .map(|t| {
+            let producer_client = client.clone();
+            std::thread::spawn(move || {
+                let producer = producer_client.producer(ProducerConfig::default()).unwrap();
+                let handles: Vec<_> = (0..100)
+                    .map(|i| {
+                        producer
+                            .send(
+                                ProducerRecord::new("bl", format!("t{t}-{i}"))
+                                    .with_key(format!("t{t}")),
+                            )
+                            .unwrap()
+                    })
+                    .collect();
+                producer.flush().unwrap();
+                handles
+                    .into_iter()
+                    .map(|h| h.wait().unwrap().offset)
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    for w in writers {
+        let offsets = w.join().unwrap();
+        // One key, one partition: in send order (other threads' keys may share it).
+        assert!(offsets.windows(2).all(|o| o[1] > o[0]), "{offsets:?}");
+    }
+    let m = producer
+        .send_sync(ProducerRecord::new("bl", "last").with_partition(1))
+        .unwrap();
+    assert_eq!(m.partition, 1);
+    let d = admin.describe_topic("bl").unwrap();
+    let total: i64 = d.partitions.iter().map(|p| p.high_watermark).sum();
+    assert_eq!(total, 301);
+
+    let reader = std::thread::spawn(move || {
+        let consumer = client.consumer(ConsumerConfig::default()).unwrap();
+        consumer.assign("bl", None, StartOffset::Earliest).unwrap();
+        let mut got = Vec::new();
+        for _ in 0..60 {
+            if got.len() >= 301 {
+                break;
+            }
+            got.extend(consumer.poll(Duration::from_secs(1)).unwrap());
+        }
+        assert_eq!(
+            consumer.position("bl", 1).unwrap(),
+            Some(d.partitions[1].high_watermark)
+        );
+        consumer.seek("bl", 1, 0).unwrap();
+        assert_eq!(consumer.position("bl", 1).unwrap(), Some(0));
+        got.len()
+    });
+    assert_eq!(reader.join().unwrap(), 301);
+    assert_eq!(admin.list_topics().unwrap()[0].name, "bl");
+    admin.delete_topic("bl").unwrap();
+    assert!(admin.list_topics().unwrap().is_empty());
+    drop((producer, admin));
+    broker.stop();
+}
+
+#[test]
+fn admin_create_list_describe_delete() {
+    let dir = tmpdir();
+    let broker = Broker::start(dir.path(), 2);
+    let addr = broker.addr;
+    run(move || async move {
+        let client = Client::connect(config(addr)).await.unwrap();
+        let admin = client.admin();
+        admin
+            .create_topic(
+                NewTopic::new("ad", 5)
+                    .retention_ms(Retention::Limit(3_600_000))
+                    .retention_bytes(Retention::Forever)
+                    .segment_bytes(1 << 20),
+            )
+            .await
+            .unwrap();
+        admin.create_topic(NewTopic::new("other", 1)).await.unwrap();
+        let e = admin
+            .create_topic(NewTopic::new("ad", 1))
+            .await
+            .unwrap_err();
+        assert_eq!(e.to_string(), "topic 'ad' already exists");
+        assert_eq!(e.code(), Some(quill::client::ErrorCode::TopicAlreadyExists));
+        let e = admin
+            .create_topic(NewTopic::new("bad/name", 1))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, ClientError::InvalidTopicName { .. }), "{e}");
+        let e = admin
+            .create_topic(NewTopic::new("zero", 0))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, ClientError::InvalidArgument { .. }), "{e}");
+
+        let names: Vec<(String, u32)> = admin
+            .list_topics()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|t| (t.name, t.partitions))
+            .collect();
+        assert_eq!(names, [("ad".to_string(), 5), ("other".to_string(), 1)]);
+
+        let producer = client.producer(ProducerConfig::default()).unwrap();
+        for p in 0..5 {
+            for _ in 0..=p {
+                producer
+                    .send_and_wait(ProducerRecord::new("ad", "x").with_partition(p))
+                    .await
+                    .unwrap();
+            }
+        }
+        let d = admin.describe_topic("ad").await.unwrap();
+        assert_eq!(d.name, "ad");
+        assert_eq!(d.partitions.len(), 5);
+        for (i, p) in d.partitions.iter().enumerate() {
+            assert_eq!(p.partition, i as u32);
+            assert!(p.error_code.is_none());
+            assert!(p.leader_shard < 2);
+            assert_eq!(p.log_start_offset, 0);
+            assert_eq!(p.high_watermark, i as i64 + 1);
+            assert_eq!(p.log_end_offset, i as i64 + 1);
+        }
+
+        admin.delete_topic("ad").await.unwrap();
+        let names: Vec<String> = admin
+            .list_topics()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|t| t.name)
+            .collect();
+        assert_eq!(names, ["other"]);
+        let e = admin.describe_topic("ad").await.unwrap_err();
+        assert_eq!(e.to_string(), "unknown topic 'ad'");
+        let e = admin.delete_topic("ad").await.unwrap_err();
+        assert_eq!(e, ClientError::UnknownTopic { topic: "ad".into() });
+        // A producer that knew the deleted topic is told it is gone.
+        let e = producer
+            .send_and_wait(ProducerRecord::new("ad", "x"))
+            .await
+            .unwrap_err();
+        assert_eq!(e, ClientError::UnknownTopic { topic: "ad".into() });
+    });
+    broker.stop();
+}
+
+/// Typed errors for what cannot work: unknown topic or partition, a record over the broker's
+/// batch limit, a negative timestamp.
+#[test]
+fn unknown_topic_and_bad_records() {
+    let dir = tmpdir();
+    let broker = Broker::start(dir.path(), 1);
+    let addr = broker.addr;
+    run(move || async move {
+        let client = Client::connect(config(addr)).await.unwrap();
+        let producer = client.producer(ProducerConfig::default()).unwrap();
+        let e = producer
+            .send(ProducerRecord::new("missing", "x"))
+            .await
+            .err()
+            .unwrap();
+        assert_eq!(e.to_string(), "unknown topic 'missing'");
+        assert_eq!(
+            e.code(),
+            Some(quill::client::ErrorCode::UnknownTopicOrPartition)
+        );
+        let consumer = client.consumer(ConsumerConfig::default()).unwrap();
+        let e = consumer
+            .assign("missing", None, StartOffset::Earliest)
+            .await
+            .unwrap_err();
+        assert_eq!(e.to_string(), "unknown topic 'missing'");
+
+        client
+            .admin()
+            .create_topic(NewTopic::new("one", 1))
+            .await
+            .unwrap();
+        let e = producer
+            .send(ProducerRecord::new("one", "x").with_partition(5))
+            .await
+            .err()
+            .unwrap();
+        assert_eq!(e.to_string(), "topic 'one' has no partition 5 (it has 1)");
+        let e = consumer
+            .assign("one", Some(vec![3]), StartOffset::Earliest)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, ClientError::UnknownPartition { .. }), "{e}");
+
+        let max = client.broker_limits().batch_bytes_max as usize;
+        let e = producer
+            .send(ProducerRecord::new("one", Bytes::from(vec![0u8; max])))
+            .await
+            .err()
+            .unwrap();
+        assert!(matches!(e, ClientError::RecordTooLarge { .. }), "{e}");
+        let e = producer
+            .send(ProducerRecord::new("one", "x").with_timestamp_ms(-5))
+            .await
+            .err()
+            .unwrap();
+        assert!(matches!(e, ClientError::InvalidArgument { .. }), "{e}");
+        // The producer still works.
+        producer
+            .send_and_wait(ProducerRecord::new("one", "fine"))
+            .await
+            .unwrap();
+    });
+    broker.stop();
+}
+
+#[test]
+fn unreachable_broker_is_reported() {
+    let port = closed_port();
+    let want = format!("broker 127.0.0.1:{port} unreachable: connection refused");
+    let cfg = ClientConfig {
+        retries_max: 1,
+        retry_backoff_ms: 10,
+        ..ClientConfig::new(format!("127.0.0.1:{port}"))
+    };
+    let cfg2 = cfg.clone();
+    let e = run(move || async move { Client::connect(cfg2).await.err().unwrap() });
+    assert_eq!(e.to_string(), want);
+    assert!(e.is_connection() && e.code().is_none());
+    let e = blocking::Client::connect(cfg).err().unwrap();
+    assert_eq!(e.to_string(), want);
+    let e = blocking::Client::connect(ClientConfig::new("no-port-here"))
+        .err()
+        .unwrap();
+    assert!(matches!(e, ClientError::BadAddress { .. }), "{e}");
+}
