@@ -1,10 +1,21 @@
-//! The direct-I/O appender of one segment file: stages appended bytes in aligned DMA buffers and
-//! writes them in groups, rewriting the partial last block each time it grows.
+//! The direct-I/O appender of one segment file: stages appended bytes in pooled, aligned DMA
+//! buffers and hands them out as writes. A buffer is handed out whole as soon as it fills; the
+//! bytes after the last full buffer go out as a *tail* write when a group commits.
 //!
-//! Lives on the shard that owns the partition. The appender is not itself async beyond
-//! [`Appender::write_staged`]; the log's flusher task is the only caller of that, so at most one
-//! group is in flight per segment.
+//! Lives on the shard that owns the partition, inside the log state, and does no I/O itself: the
+//! commit pipeline (`commit.rs`) takes [`WriteJob`]s, runs them with [`write_fully`] and reports
+//! each outcome with [`Appender::complete`] or [`Appender::fail`]. Every write the appender hands
+//! out is a *slot*; slots are kept in file order and the written prefix advances only over a
+//! contiguous run of completed slots, so writes may complete in any order.
+//!
+//! One writer per block: a tail write ends with a partial block that the next slot (a later tail
+//! or the buffer that continues after it) rewrites with more bytes. The two overlap by that block,
+//! so a slot is only handed out once its predecessor has completed whenever they overlap; slots
+//! that do not overlap go out at once. Full buffers are written from the pool buffer itself (no
+//! copy); a tail is copied into a buffer of its own size, after which the staging buffer is reset
+//! in place to hold just the partial last block.
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::rc::Rc;
 
@@ -12,239 +23,523 @@ use glommio::io::{DmaBuffer, DmaFile};
 
 use super::config::DIO_ALIGN_BYTES;
 use super::error::{LogError, Result};
+use crate::types::Offset;
 
 const ALIGN: usize = DIO_ALIGN_BYTES as usize;
 
-fn align_down(v: u64) -> u64 {
+pub(crate) fn align_down(v: u64) -> u64 {
     v & !(DIO_ALIGN_BYTES - 1)
 }
 
-fn align_up(v: u64) -> u64 {
+pub(crate) fn align_up(v: u64) -> u64 {
     align_down(v + DIO_ALIGN_BYTES - 1)
 }
 
-/// One aligned staging buffer and where it goes in the file.
-struct Staged {
-    buf: DmaBuffer,
-    /// Aligned file position of `buf[0]`.
-    file_pos: u64,
-    /// Bytes of `buf` holding data (the carried partial block included).
-    len: usize,
+/// A batch boundary in a segment: byte position `pos`, where the batch with offset `next` starts
+/// (or will). Everything before `pos` is whole batches below `next`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Boundary {
+    pub(crate) pos: u64,
+    pub(crate) next: Offset,
 }
 
-/// A group of writes taken by [`Appender::take_staged`], to be written together.
-pub(crate) struct StagedGroup {
-    writes: Vec<(DmaBuffer, u64)>,
-    /// Logical end of the file once the group is written.
-    end: u64,
-    /// The partial last block of the group (bytes from `align_down(end)` to `end`).
-    tail: Vec<u8>,
+/// The staging buffers of one log, reused across its segments so that steady-state appends never
+/// allocate, map or fault in memory. Lives on the log's shard, inside the log; borrowed only in
+/// synchronous code.
+///
+/// Buffers come from the heap (`allocate_dma_buffer_global`), not from glommio's registered I/O
+/// memory, since they are kept for the life of the log. At most `idle_max` idle buffers are kept;
+/// more are freed when returned.
+pub(crate) struct BufferPool {
+    buffer_bytes: usize,
+    idle_max: usize,
+    idle: RefCell<Vec<DmaBuffer>>,
 }
 
-impl StagedGroup {
-    pub(crate) fn end(&self) -> u64 {
-        self.end
+impl BufferPool {
+    pub(crate) fn new(buffer_bytes: usize, idle_max: usize) -> Rc<BufferPool> {
+        assert!(buffer_bytes % ALIGN == 0 && buffer_bytes >= ALIGN);
+        Rc::new(BufferPool {
+            buffer_bytes,
+            idle_max: idle_max.max(1),
+            idle: RefCell::new(Vec::new()),
+        })
+    }
+
+    pub(crate) fn buffer_bytes(&self) -> usize {
+        self.buffer_bytes
+    }
+
+    fn get(&self) -> DmaBuffer {
+        let pooled = self.idle.borrow_mut().pop();
+        pooled.unwrap_or_else(|| glommio::allocate_dma_buffer_global(self.buffer_bytes))
+    }
+
+    /// Takes a staging buffer back once no write uses it.
+    pub(crate) fn put(&self, buf: DmaBuffer) {
+        // A buffer of another size (a tail, or a trimmed one) is simply freed.
+        if buf.len() != self.buffer_bytes {
+            return;
+        }
+        let mut idle = self.idle.borrow_mut();
+        if idle.len() < self.idle_max {
+            idle.push(buf);
+        }
     }
 }
 
-pub(crate) struct Appender {
-    file: Rc<DmaFile>,
-    buffer_bytes: usize,
-    /// Logical end of everything staged (the next append lands here).
-    end: u64,
-    /// Logical end of everything whose write completed.
-    written: u64,
-    /// Bytes from `align_down(written)` to `written`, as on the device.
-    written_tail: Vec<u8>,
-    full: VecDeque<Staged>,
-    current: Staged,
+/// The staging buffer being filled: it covers the file from `file_pos` (aligned) and holds `len`
+/// bytes, the first of which may be a partial block already written by a tail.
+struct Current {
+    buf: DmaBuffer,
+    file_pos: u64,
+    len: usize,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SlotState {
+    /// Handed off by staging, not yet given to a writer (its predecessor overlaps it and is still
+    /// being written, or nobody has asked yet).
+    Pending,
+    InFlight,
+    Done,
+    Failed,
+}
+
+/// One write of the file: the aligned range `start..stop`, bringing the logical end to
+/// `logical_end`, whose last whole batch ends at `boundary`.
+struct Slot {
+    id: u64,
+    start: u64,
+    stop: u64,
+    logical_end: u64,
+    boundary: Boundary,
+    tail: bool,
+    state: SlotState,
+    /// The bytes, while the slot is pending.
+    buf: Option<DmaBuffer>,
+    /// `buf` is a pool buffer (a full one), to be given back after the write.
+    pooled: bool,
+}
+
+/// A write handed out by [`Appender::next_write`]: write `buf` at `pos`, then report `id`.
+pub(crate) struct WriteJob {
+    pub(crate) id: u64,
+    pub(crate) pos: u64,
+    pub(crate) buf: Rc<DmaBuffer>,
+    /// Give `buf` back with [`Appender::complete`] / [`Appender::fail`] (a pool buffer).
+    pub(crate) pooled: bool,
+}
+
+/// What a completed write changed: `bytes` more logical bytes are written, and the written prefix
+/// now ends at batch boundary `written`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Advance {
+    pub(crate) bytes: u64,
+    pub(crate) written: Boundary,
+}
+
+/// Preallocation of file space ahead of the writes.
+#[derive(Default)]
+struct Prealloc {
+    /// The file is allocated (and sized) up to here.
+    end: u64,
+    in_flight: bool,
+    /// The file system does not support it.
+    disabled: bool,
+}
+
+pub(crate) struct Appender {
+    pool: Rc<BufferPool>,
+    buffer_bytes: usize,
+    /// Always `Some` until drop.
+    current: Option<Current>,
+    /// Logical end of everything staged, and the batch boundary there.
+    staged: Boundary,
+    /// The boundary up to which bytes are handed off as slots (full buffers and tails).
+    committed: Boundary,
+    /// Logical bytes handed off as slots.
+    committed_pos: u64,
+    /// Handed-off writes in file order, oldest first; completed ones are removed from the front.
+    slots: VecDeque<Slot>,
+    next_id: u64,
+    /// Logical end of the contiguous prefix of completed writes, and its last batch boundary.
+    written_pos: u64,
+    written: Boundary,
+    /// A write failed: hand out nothing more until [`Appender::rollback`].
+    failed: bool,
+    prealloc: Prealloc,
+}
+
+impl Drop for Appender {
+    /// Gives the staging buffers back to the pool (a finalized segment's go to the next one).
+    fn drop(&mut self) {
+        if let Some(cur) = self.current.take() {
+            self.pool.put(cur.buf);
+        }
+        for s in self.slots.drain(..) {
+            if let (Some(b), true) = (s.buf, s.pooled) {
+                self.pool.put(b);
+            }
+        }
+    }
+}
+
+const CURRENT: &str = "the staging buffer is present until drop";
+
 impl Appender {
-    /// An appender that continues the file at logical position `end`; `tail` holds the bytes from
-    /// `align_down(end)` to `end` as they are on disk.
-    pub(crate) fn resume(file: Rc<DmaFile>, buffer_bytes: usize, end: u64, tail: Vec<u8>) -> Self {
+    /// An appender that continues the file at logical position `end`, where the batch with offset
+    /// `next` would start; `tail` holds the bytes from `align_down(end)` to `end` as they are on
+    /// disk. The file is assumed to be `end` bytes long (rounded up to a block).
+    pub(crate) fn resume(pool: Rc<BufferPool>, end: u64, next: Offset, tail: &[u8]) -> Self {
         assert_eq!(
             tail.len() as u64,
             end - align_down(end),
             "tail must be the partial block"
         );
-        assert!(buffer_bytes % ALIGN == 0 && buffer_bytes >= ALIGN);
-        let current = Self::new_staged(&file, buffer_bytes, end, &tail);
-        Appender {
-            file,
-            buffer_bytes,
-            end,
-            written: end,
-            written_tail: tail,
-            full: VecDeque::new(),
-            current,
-        }
-    }
-
-    fn new_staged(file: &DmaFile, buffer_bytes: usize, end: u64, tail: &[u8]) -> Staged {
-        let mut buf = file.alloc_dma_buffer(buffer_bytes);
+        let buffer_bytes = pool.buffer_bytes();
+        let mut buf = pool.get();
         buf.as_bytes_mut()[..tail.len()].copy_from_slice(tail);
-        Staged {
-            buf,
-            file_pos: align_down(end),
-            len: tail.len(),
+        let at = Boundary { pos: end, next };
+        Appender {
+            pool,
+            buffer_bytes,
+            current: Some(Current {
+                buf,
+                file_pos: align_down(end),
+                len: tail.len(),
+            }),
+            staged: at,
+            committed: at,
+            committed_pos: end,
+            slots: VecDeque::new(),
+            next_id: 0,
+            written_pos: end,
+            written: at,
+            failed: false,
+            prealloc: Prealloc {
+                end: align_up(end),
+                ..Prealloc::default()
+            },
         }
     }
 
-    /// Logical end of all written bytes.
-    pub(crate) fn written(&self) -> u64 {
+    /// The batch boundary at the end of the contiguous written prefix.
+    pub(crate) fn written(&self) -> Boundary {
         self.written
     }
 
-    pub(crate) fn has_staged(&self) -> bool {
-        self.end > self.written
+    /// The boundary up to which staged bytes are already handed off (no tail needed for them).
+    pub(crate) fn committed(&self) -> Boundary {
+        self.committed
     }
 
-    /// Copies `data` into the staging buffers; it reaches the file with the next group write.
-    pub(crate) fn stage(&mut self, mut data: &[u8]) {
-        self.end += data.len() as u64;
+    /// Every staged byte is written and no write is outstanding.
+    pub(crate) fn fully_written(&self) -> bool {
+        self.slots.is_empty() && self.written_pos == self.staged.pos
+    }
+
+    /// A tail write is handed off and not yet complete.
+    pub(crate) fn tail_in_flight(&self) -> bool {
+        self.slots
+            .iter()
+            .any(|s| s.tail && matches!(s.state, SlotState::Pending | SlotState::InFlight))
+    }
+
+    /// A write is being run by a writer.
+    pub(crate) fn write_in_flight(&self) -> bool {
+        self.slots.iter().any(|s| s.state == SlotState::InFlight)
+    }
+
+    /// Copies `data` (one whole batch; the batch with offset `next` follows it) into the staging
+    /// buffers. A buffer that fills is handed off as a slot at once.
+    pub(crate) fn stage(&mut self, mut data: &[u8], next: Offset) {
+        let before = self.staged;
+        let end = before.pos + data.len() as u64;
+        let after = Boundary { pos: end, next };
         while !data.is_empty() {
-            if self.current.len == self.buffer_bytes {
-                let next_pos = self.current.file_pos + self.buffer_bytes as u64;
-                let next = Self::new_staged(&self.file, self.buffer_bytes, next_pos, &[]);
-                self.full
-                    .push_back(std::mem::replace(&mut self.current, next));
-            }
-            let room = self.buffer_bytes - self.current.len;
-            let n = room.min(data.len());
-            let at = self.current.len;
-            self.current.buf.as_bytes_mut()[at..at + n].copy_from_slice(&data[..n]);
-            self.current.len += n;
+            let cur = self.current.as_mut().expect(CURRENT);
+            let n = (self.buffer_bytes - cur.len).min(data.len());
+            cur.buf.as_bytes_mut()[cur.len..cur.len + n].copy_from_slice(&data[..n]);
+            cur.len += n;
             data = &data[n..];
+            if cur.len == self.buffer_bytes {
+                // The batch may go on into the next buffer: then the last whole batch in this one
+                // ends where this batch starts.
+                let boundary = if data.is_empty() { after } else { before };
+                let fresh = self.pool.get();
+                let stop = cur.file_pos + self.buffer_bytes as u64;
+                let full = std::mem::replace(
+                    cur,
+                    Current {
+                        buf: fresh,
+                        file_pos: stop,
+                        len: 0,
+                    },
+                );
+                self.push_slot(full.file_pos, stop, stop, boundary, false, full.buf, true);
+            }
         }
+        self.staged = after;
     }
 
-    /// Takes every staged byte as one group of aligned writes. The partial last block is copied
-    /// into the next staging buffer so later appends rewrite it whole.
-    pub(crate) fn take_staged(&mut self) -> Option<StagedGroup> {
-        if !self.has_staged() {
+    fn push_slot(
+        &mut self,
+        start: u64,
+        stop: u64,
+        logical_end: u64,
+        boundary: Boundary,
+        tail: bool,
+        buf: DmaBuffer,
+        pooled: bool,
+    ) {
+        // Slots follow each other in the file, overlapping by at most the partial block a tail
+        // ends with.
+        debug_assert!(self
+            .slots
+            .back()
+            .is_none_or(|s| s.start < start && s.stop <= start + DIO_ALIGN_BYTES));
+        let id = self.next_id;
+        self.next_id += 1;
+        self.slots.push_back(Slot {
+            id,
+            start,
+            stop,
+            logical_end,
+            boundary,
+            tail,
+            state: SlotState::Pending,
+            buf: Some(buf),
+            pooled,
+        });
+        self.committed = boundary.max_by_pos(self.committed);
+        self.committed_pos = self.committed_pos.max(logical_end);
+    }
+
+    /// Hands off the staged bytes after the last full buffer as a tail write (copied into a
+    /// buffer of their own, rounded up to a block with zeros). Returns false when there is
+    /// nothing new to write.
+    pub(crate) fn take_tail(&mut self) -> bool {
+        if self.failed || self.staged.pos <= self.committed_pos {
+            return false;
+        }
+        let cur = self.current.as_mut().expect(CURRENT);
+        let len = cur.len;
+        let padded = align_up(len as u64) as usize;
+        let mut buf = glommio::allocate_dma_buffer(padded);
+        buf.as_bytes_mut()[..len].copy_from_slice(&cur.buf.as_bytes()[..len]);
+        buf.as_bytes_mut()[len..].fill(0);
+        let start = cur.file_pos;
+        // Keep only the partial last block: the next slot starts there and rewrites it.
+        let keep_from = align_down(len as u64) as usize;
+        cur.buf.as_bytes_mut().copy_within(keep_from..len, 0);
+        cur.file_pos += keep_from as u64;
+        cur.len = len - keep_from;
+        let staged = self.staged;
+        self.push_slot(
+            start,
+            start + padded as u64,
+            staged.pos,
+            staged,
+            true,
+            buf,
+            false,
+        );
+        true
+    }
+
+    /// The next write that may start now: a pending slot whose predecessor does not overlap it
+    /// or has completed. Slots that overlap are so written in order, one at a time.
+    pub(crate) fn next_write(&mut self) -> Option<WriteJob> {
+        if self.failed {
             return None;
         }
-        let mut writes: Vec<(DmaBuffer, u64)> =
-            self.full.drain(..).map(|s| (s.buf, s.file_pos)).collect();
-        let tail_start = align_down(self.end);
-        let tail_len = (self.end - tail_start) as usize;
-        let cur_end = self.current.file_pos + self.current.len as u64;
-        debug_assert_eq!(cur_end, self.end);
-        let mut tail = Vec::with_capacity(tail_len);
-        if self.current.len > 0 {
-            let in_buf = (tail_start - self.current.file_pos) as usize;
-            tail.extend_from_slice(&self.current.buf.as_bytes()[in_buf..in_buf + tail_len]);
-            let next = Self::new_staged(&self.file, self.buffer_bytes, self.end, &tail);
-            let mut cur = std::mem::replace(&mut self.current, next);
-            let padded = align_up(cur.len as u64) as usize;
-            cur.buf.as_bytes_mut()[cur.len..padded].fill(0);
-            cur.buf.trim_to_size(padded);
-            writes.push((cur.buf, cur.file_pos));
+        let mut prev: Option<(u64, SlotState)> = None;
+        for s in self.slots.iter_mut() {
+            if s.state == SlotState::Pending {
+                let blocked =
+                    prev.is_some_and(|(stop, state)| stop > s.start && state != SlotState::Done);
+                if !blocked {
+                    s.state = SlotState::InFlight;
+                    let buf = s.buf.take().expect("a pending slot holds its bytes");
+                    return Some(WriteJob {
+                        id: s.id,
+                        pos: s.start,
+                        buf: Rc::new(buf),
+                        pooled: s.pooled,
+                    });
+                }
+            }
+            prev = Some((s.stop, s.state));
         }
-        Some(StagedGroup {
-            writes,
-            end: self.end,
-            tail,
+        None
+    }
+
+    /// Records that write `id` completed, and takes its buffer back when it is a staging buffer.
+    /// Returns how far the written prefix advanced, if it did.
+    pub(crate) fn complete(&mut self, id: u64, buf: Option<DmaBuffer>) -> Option<Advance> {
+        if let Some(b) = buf {
+            self.pool.put(b);
+        }
+        let slot = self
+            .slots
+            .iter_mut()
+            .find(|s| s.id == id)
+            .expect("a completed write has a slot");
+        assert_eq!(slot.state, SlotState::InFlight);
+        slot.state = SlotState::Done;
+        let before = self.written_pos;
+        while self
+            .slots
+            .front()
+            .is_some_and(|s| s.state == SlotState::Done)
+        {
+            let s = self.slots.pop_front().expect("checked");
+            self.written_pos = s.logical_end;
+            self.written = s.boundary.max_by_pos(self.written);
+        }
+        (self.written_pos > before).then_some(Advance {
+            bytes: self.written_pos - before,
+            written: self.written,
         })
     }
 
-    /// Records a group written by [`write_group`]: its bytes count as written.
-    pub(crate) fn mark_written(&mut self, end: u64, tail: Vec<u8>) {
-        assert!(
-            end >= self.written && end <= self.end,
-            "written end must stay within staged"
-        );
-        self.written = end;
-        self.written_tail = tail;
+    /// Records that write `id` failed: nothing more is handed out until [`Appender::rollback`].
+    pub(crate) fn fail(&mut self, id: u64, buf: Option<DmaBuffer>) {
+        if let Some(b) = buf {
+            self.pool.put(b);
+        }
+        if let Some(s) = self.slots.iter_mut().find(|s| s.id == id) {
+            s.state = SlotState::Failed;
+        }
+        self.failed = true;
     }
 
-    /// Forgets everything staged or in a failed group: the appender continues at the last written
-    /// position, as if those appends never happened.
-    pub(crate) fn rollback(&mut self) {
-        self.full.clear();
-        self.current = Self::new_staged(
-            &self.file,
-            self.buffer_bytes,
-            self.written,
-            &self.written_tail,
-        );
-        self.end = self.written;
+    /// Forgets everything staged or written after the written prefix's last batch boundary: the
+    /// appender continues there, as if those appends never happened. `tail` holds the bytes from
+    /// `align_down(written().pos)` to it, as on disk. No write may be in flight.
+    pub(crate) fn rollback(&mut self, tail: &[u8]) {
+        assert!(!self.write_in_flight(), "rollback with a write in flight");
+        let at = self.written;
+        assert_eq!(tail.len() as u64, at.pos - align_down(at.pos));
+        for s in self.slots.drain(..) {
+            if let (Some(b), true) = (s.buf, s.pooled) {
+                self.pool.put(b);
+            }
+        }
+        let cur = self.current.as_mut().expect(CURRENT);
+        cur.buf.as_bytes_mut()[..tail.len()].copy_from_slice(tail);
+        cur.file_pos = align_down(at.pos);
+        cur.len = tail.len();
+        self.staged = at;
+        self.committed = at;
+        self.committed_pos = at.pos;
+        self.written_pos = at.pos;
+        self.failed = false;
+    }
+
+    /// Where to preallocate the file up to, when it is time to: the space ahead of the current
+    /// staging buffer has dropped under half of `step`. `cap` is the largest useful size.
+    pub(crate) fn preallocate_target(&self, step: u64, cap: u64) -> Option<u64> {
+        let p = &self.prealloc;
+        if step == 0 || p.in_flight || p.disabled || self.staged.pos <= self.written_pos {
+            return None;
+        }
+        let ahead = self.current.as_ref().expect(CURRENT).file_pos + self.buffer_bytes as u64;
+        if ahead + step / 2 <= p.end {
+            return None;
+        }
+        let target = align_up(ahead + step).min(align_up(cap));
+        (target > p.end).then_some(target)
+    }
+
+    pub(crate) fn preallocate_started(&mut self) {
+        self.prealloc.in_flight = true;
+    }
+
+    /// Records the outcome of preallocating up to `target`. After a failure the step is skipped
+    /// (writes extend the file as usual); `unsupported` turns preallocation off for this file.
+    pub(crate) fn preallocate_done(&mut self, target: u64, unsupported: bool) {
+        self.prealloc.in_flight = false;
+        self.prealloc.end = self.prealloc.end.max(target);
+        self.prealloc.disabled |= unsupported;
     }
 }
 
-/// Writes a group taken by [`Appender::take_staged`], all its writes in flight at once. Returns
-/// the group's end and tail for [`Appender::mark_written`]. Takes the file handle rather than the
-/// appender so that no borrow of the log state is held while the writes are in flight.
-pub(crate) async fn write_group(
-    file: Rc<DmaFile>,
-    path: &std::path::Path,
-    group: StagedGroup,
-) -> Result<(u64, Vec<u8>)> {
-    let tasks: Vec<_> = group
-        .writes
-        .into_iter()
-        .map(|(buf, pos)| {
-            let f = file.clone();
-            glommio::spawn_local(async move { write_fully(&f, buf, pos).await })
-        })
-        .collect();
-    let mut first_err = None;
-    for task in tasks {
-        if let Err(e) = task.await {
-            first_err.get_or_insert_with(|| match e {
-                WriteFault::Os(e) => LogError::glommio("write", path, e),
-                WriteFault::Short(msg) => LogError::io(
-                    "write",
-                    path,
-                    std::io::Error::new(std::io::ErrorKind::WriteZero, msg),
-                ),
-            });
+impl Boundary {
+    /// The later of two boundaries.
+    fn max_by_pos(self, other: Boundary) -> Boundary {
+        if self.pos >= other.pos {
+            self
+        } else {
+            other
         }
     }
-    match first_err {
-        Some(e) => Err(e),
-        None => Ok((group.end, group.tail)),
-    }
 }
 
-enum WriteFault {
+/// Why a write failed.
+pub(crate) enum WriteFault {
     Os(glommio::GlommioError<()>),
     Short(String),
 }
 
-/// Writes all of `buf` at `pos`. A short write (the device filled up part way) is retried for the
-/// rest, so the caller sees the OS error behind it (ENOSPC, EFBIG) rather than a bare count.
-async fn write_fully(
-    file: &DmaFile,
-    buf: DmaBuffer,
-    mut pos: u64,
-) -> std::result::Result<(), WriteFault> {
-    // Shared ownership lets us still see the bytes after a short write, without a copy up front.
-    let mut buf = Rc::new(buf);
-    loop {
-        let want = buf.len();
-        let n = file
-            .write_rc_at(buf.clone(), pos)
-            .await
-            .map_err(WriteFault::Os)?;
-        if n == want {
-            return Ok(());
+impl WriteFault {
+    pub(crate) fn into_error(self, path: &std::path::Path) -> LogError {
+        match self {
+            WriteFault::Os(e) => LogError::glommio("write", path, e),
+            WriteFault::Short(msg) => LogError::io(
+                "write",
+                path,
+                std::io::Error::new(std::io::ErrorKind::WriteZero, msg),
+            ),
         }
-        if n == 0 || n % ALIGN != 0 {
-            return Err(WriteFault::Short(format!(
-                "short direct write: {n} of {want} bytes"
-            )));
-        }
-        let mut next = file.alloc_dma_buffer(want - n);
-        next.as_bytes_mut().copy_from_slice(&buf.as_bytes()[n..]);
-        buf = Rc::new(next);
-        pos += n as u64;
     }
 }
 
-/// Reads the partial block before `end` from `file`, as needed by [`Appender::resume`].
+/// Writes all of `buf` at `pos`. A short write (the device filled up part way) is retried for the
+/// rest, so the caller sees the OS error behind it (ENOSPC, EFBIG) rather than a bare count.
+/// Holds no clone of `buf` once it returns, so the caller can take the buffer back.
+pub(crate) async fn write_fully(
+    file: &DmaFile,
+    buf: Rc<DmaBuffer>,
+    mut pos: u64,
+) -> std::result::Result<(), WriteFault> {
+    let want = buf.len();
+    let n = file
+        .write_rc_at(buf.clone(), pos)
+        .await
+        .map_err(WriteFault::Os)?;
+    if n == want {
+        return Ok(());
+    }
+    // The rare path: copy the rest into a buffer of its own and retry.
+    let mut done = n;
+    let mut rest_buf = buf;
+    loop {
+        if done == 0 || done % ALIGN != 0 {
+            return Err(WriteFault::Short(format!(
+                "short direct write: {done} of {want} bytes"
+            )));
+        }
+        let mut next = glommio::allocate_dma_buffer(rest_buf.len() - done);
+        next.as_bytes_mut()
+            .copy_from_slice(&rest_buf.as_bytes()[done..]);
+        pos += done as u64;
+        rest_buf = Rc::new(next);
+        let len = rest_buf.len();
+        let n = file
+            .write_rc_at(rest_buf.clone(), pos)
+            .await
+            .map_err(WriteFault::Os)?;
+        if n == len {
+            return Ok(());
+        }
+        done = n;
+    }
+}
+
+/// Reads the partial block before `end` from `file`, as needed by [`Appender::resume`] and
+/// [`Appender::rollback`].
 pub(crate) async fn read_tail(file: &DmaFile, path: &std::path::Path, end: u64) -> Result<Vec<u8>> {
     let start = align_down(end);
     let len = (end - start) as usize;

@@ -51,11 +51,19 @@ pub struct LogConfig {
     pub durability: Durability,
     /// In [`Durability::Interval`] mode, the longest time between two `fdatasync` calls.
     pub flush_ms: u64,
-    /// Size of one direct-I/O staging buffer; a group commit writes one or more of them, all in
-    /// flight at once.
+    /// Size of one direct-I/O staging buffer. A buffer is written as soon as it fills (several
+    /// may be in flight at once); a group commit writes the rest of its bytes as one more write.
+    /// Buffers are reused: a log keeps up to `pending_bytes_max / write_buffer_bytes` of them.
     pub write_buffer_bytes: usize,
     /// Appends wait (backpressure) while this many bytes are staged but not yet written.
     pub pending_bytes_max: usize,
+    /// Space reserved ahead of the writes in the active segment, in steps of this many bytes
+    /// (`fallocate`), so that writes land in allocated space instead of extending the file: on
+    /// ext4, io_uring hands every O_DIRECT write that extends a file to a worker thread, and
+    /// those serialize. The file is sized to the reservation, so until a segment is sealed or the
+    /// log is closed it ends with zeros past its last batch (recovery drops them). `0` turns it
+    /// off. At most `segment_bytes` is reserved per segment.
+    pub preallocate_bytes: u64,
 }
 
 /// Index entries store file positions as `u32`, so a segment cannot be larger.
@@ -76,6 +84,7 @@ impl Default for LogConfig {
             flush_ms: 1000,
             write_buffer_bytes: 1 << 20,
             pending_bytes_max: 64 << 20,
+            preallocate_bytes: 32 << 20,
         }
     }
 }
@@ -120,10 +129,21 @@ impl LogConfig {
                 self.pending_bytes_max, self.batch_bytes_max
             ));
         }
+        if self.preallocate_bytes % DIO_ALIGN_BYTES != 0 {
+            return Err(format!(
+                "preallocate_bytes must be a multiple of {DIO_ALIGN_BYTES} (or 0), got {}",
+                self.preallocate_bytes
+            ));
+        }
         if self.durability == Durability::Interval && self.flush_ms == 0 {
             return Err("flush_ms must be positive in interval mode".into());
         }
         Ok(())
+    }
+
+    /// How many idle staging buffers a log keeps for reuse: enough for `pending_bytes_max`.
+    pub(crate) fn staging_buffers_max(&self) -> usize {
+        (self.pending_bytes_max / self.write_buffer_bytes).max(2)
     }
 
     /// Whether a segment created at `created_ms` has aged past `segment_ms` at `now_ms`.

@@ -3,7 +3,9 @@
 //! Offset index entry (8 bytes, big-endian): relative offset `u32` (record offset minus segment
 //! base offset) then file position `u32` of the batch that starts at that offset.
 //! Time index entry (12 bytes, big-endian): timestamp `i64` (the largest batch max-timestamp seen
-//! up to and including the indexed batch) then relative offset `u32` of that batch.
+//! up to and including the indexed batch) then relative offset `u32` of that batch. There is one
+//! time entry for every offset-index entry, plus a last one for the segment's last batch once the
+//! segment is sealed, so a time index cut short is detectable.
 //! Both files are plain arrays of entries; a trailing partial entry is ignored.
 
 use crate::types::{Offset, TimestampMs};
@@ -160,18 +162,21 @@ impl TimeIndex {
         self.entries.last().copied()
     }
 
-    /// Adds an entry if its timestamp is larger than the last one's (the index only records
-    /// growth of the running maximum).
-    pub fn maybe_push(&mut self, entry: TimeEntry) -> bool {
-        match self.entries.last() {
-            Some(last) if entry.timestamp <= last.timestamp || entry.relative <= last.relative => {
-                false
+    /// Adds the entry of an indexed batch: the running maximum timestamp through it. Relative
+    /// offsets grow; timestamps never fall. Returns false (and adds nothing) when the last entry
+    /// is already for this batch.
+    pub fn push_running(&mut self, entry: TimeEntry) -> bool {
+        if let Some(last) = self.entries.last() {
+            if entry.relative == last.relative {
+                return false;
             }
-            _ => {
-                self.entries.push(entry);
-                true
-            }
+            assert!(
+                entry.relative > last.relative && entry.timestamp >= last.timestamp,
+                "time index must grow: {last:?} then {entry:?}"
+            );
         }
+        self.entries.push(entry);
+        true
     }
 
     /// The relative offset of a batch where a search for the first record with timestamp
@@ -203,7 +208,7 @@ impl TimeIndex {
             let timestamp = i64::from_be_bytes(chunk[0..8].try_into().expect("8 bytes"));
             let relative = u32::from_be_bytes(chunk[8..12].try_into().expect("4 bytes"));
             if let Some(last) = entries.last() {
-                if timestamp <= last.timestamp {
+                if timestamp < last.timestamp {
                     return Err(IndexError::TimeNotIncreasing { index, timestamp });
                 }
                 if relative <= last.relative {
@@ -288,20 +293,24 @@ mod tests {
     #[test]
     fn time_index_keeps_running_maximum() {
         let mut ti = TimeIndex::new();
-        assert!(ti.maybe_push(TimeEntry {
+        assert!(ti.push_running(TimeEntry {
             timestamp: 100,
             relative: 0
         }));
-        assert!(!ti.maybe_push(TimeEntry {
-            timestamp: 90,
+        assert!(ti.push_running(TimeEntry {
+            timestamp: 100,
             relative: 5
         }));
-        assert!(ti.maybe_push(TimeEntry {
+        assert!(!ti.push_running(TimeEntry {
+            timestamp: 100,
+            relative: 5
+        }));
+        assert!(ti.push_running(TimeEntry {
             timestamp: 200,
             relative: 10
         }));
         assert_eq!(ti.lookup(50), None);
-        assert_eq!(ti.lookup(150), Some(0));
+        assert_eq!(ti.lookup(150), Some(5));
         assert_eq!(ti.lookup(250), Some(10));
         let mut bytes = Vec::new();
         for e in ti.entries() {
@@ -309,10 +318,10 @@ mod tests {
         }
         assert_eq!(TimeIndex::decode(&bytes).unwrap(), ti);
         let mut bad = bytes.clone();
-        bad[12..20].copy_from_slice(&50i64.to_be_bytes());
+        bad[24..32].copy_from_slice(&50i64.to_be_bytes());
         assert!(matches!(
             TimeIndex::decode(&bad),
-            Err(IndexError::TimeNotIncreasing { index: 1, .. })
+            Err(IndexError::TimeNotIncreasing { index: 2, .. })
         ));
     }
 

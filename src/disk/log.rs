@@ -1,22 +1,25 @@
 //! The partition log: segments, appends with group commit, reads, truncation and retention.
 //!
 //! A [`PartitionLog`] lives on the shard that owns the partition and is used only there (it is
-//! `!Send`). Appends stage bytes in memory and wait; one flusher task per log writes everything
-//! staged as a group with direct I/O, calls one `fdatasync` for the group and then resolves every
-//! append the sync covered. No `RefCell` borrow of the state is held across an `.await`.
+//! `!Send`). Appends stage bytes in memory and wait; the commit pipeline (`commit.rs`) writes
+//! them with direct I/O as staging buffers fill, commits each group with one `fdatasync` and then
+//! resolves every append the sync covered. No `RefCell` borrow of the state is held across an
+//! `.await`.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use glommio::sync::Semaphore;
 
-use super::appender;
+use super::appender::{self, BufferPool};
 use super::cache::{BatchCache, CacheKey};
+use super::commit;
 use super::config::{Durability, LogConfig};
+use super::epochs::{EpochCache, EPOCH_CHECKPOINT_FILE};
 use super::error::{LogError, Result};
 use super::probe;
 use super::recovery::ScanEnd;
@@ -92,42 +95,60 @@ pub struct LogStats {
     pub appends: u64,
 }
 
-type Waiter = (Offset, Resolver<Result<()>>);
-
-struct State {
-    segments: VecDeque<Segment>,
-    /// The log end offset: the offset the next append gets.
-    next_offset: Offset,
-    /// Everything before this is written to the device.
-    written: Offset,
-    /// Everything before this is covered by an `fdatasync`.
-    durable: Offset,
-    /// Set by replication: the high watermark never passes it.
-    replication_bound: Option<Offset>,
-    last_epoch: Epoch,
-    written_waiters: VecDeque<Waiter>,
-    durable_waiters: VecDeque<Waiter>,
-    staged_bytes: u64,
-    rolling: bool,
-    closed: bool,
-    poisoned: Option<String>,
-    last_sync: Instant,
-    stats: LogStats,
+/// An append waiting to be acknowledged: once everything before `next` is written or durable (as
+/// its queue says). `bytes` is how much it appended, to pace acknowledgements.
+pub(super) struct Waiter {
+    pub(super) next: Offset,
+    pub(super) bytes: u64,
+    pub(super) resolver: Resolver<Result<()>>,
 }
 
-struct Inner {
-    dir: PathBuf,
-    config: LogConfig,
-    cache: Rc<BatchCache>,
-    cache_key: CacheKey,
-    clock: Clock,
-    state: RefCell<State>,
+/// The mutable state of one log. Lives on the log's shard, in a `RefCell` that is never borrowed
+/// across an `.await`.
+pub(super) struct State {
+    pub(super) segments: VecDeque<Segment>,
+    /// The log end offset: the offset the next append gets.
+    pub(super) next_offset: Offset,
+    /// Everything before this is written to the device.
+    pub(super) written: Offset,
+    /// Everything before this is covered by an `fdatasync`.
+    pub(super) durable: Offset,
+    /// Set by replication: the high watermark never passes it.
+    pub(super) replication_bound: Option<Offset>,
+    pub(super) last_epoch: Epoch,
+    /// First offset of every leader epoch, persisted in `leader-epoch-checkpoint`.
+    pub(super) epochs: EpochCache,
+    pub(super) written_waiters: VecDeque<Waiter>,
+    pub(super) durable_waiters: VecDeque<Waiter>,
+    /// Bytes staged and not yet written (backpressure).
+    pub(super) staged_bytes: u64,
+    pub(super) rolling: bool,
+    pub(super) closed: bool,
+    pub(super) poisoned: Option<String>,
+    pub(super) last_sync: Instant,
+    pub(super) stats: LogStats,
+    /// The commit pipeline's bookkeeping (see `commit.rs`).
+    pub(super) io: commit::IoState,
+}
+
+/// One log: its settings and shared handles, and its state. Lives on the log's shard; shared
+/// (`Rc`) by the log handle, its flusher task and its in-flight I/O tasks.
+pub(super) struct Inner {
+    pub(super) dir: PathBuf,
+    pub(super) config: LogConfig,
+    pub(super) cache: Rc<BatchCache>,
+    pub(super) cache_key: CacheKey,
+    pub(super) clock: Clock,
+    /// The staging buffers of all the log's segments.
+    pub(super) pool: Rc<BufferPool>,
+    pub(super) state: RefCell<State>,
     /// Wakes the flusher: something was staged, or the log is closing.
-    flush_wanted: Event,
-    /// Something advanced: written, durable, high watermark; a roll ended; staged bytes drained.
-    progress: Event,
-    /// Held by the flusher for each cycle and by truncation, so they never interleave.
-    io_lock: Semaphore,
+    pub(super) flush_wanted: Event,
+    /// Something advanced: written, durable, high watermark; a roll ended; staged bytes drained;
+    /// an I/O completed.
+    pub(super) progress: Event,
+    /// Held by `close` and `truncate_to`, so they never interleave.
+    pub(super) io_lock: Semaphore,
 }
 
 /// A partition log. Lives on the shard that owns the partition; wrap it in an `Rc` to share it
@@ -152,10 +173,13 @@ impl PartitionLog {
         dir: impl AsRef<Path>,
         options: LogOptions,
     ) -> Result<(PartitionLog, OpenReport)> {
-        let dir = dir.as_ref().to_path_buf();
+        // glommio opens directories (to sync them) by absolute path only.
+        let dir = std::path::absolute(dir.as_ref())
+            .map_err(|e| LogError::io("resolve directory", dir.as_ref(), e))?;
         let config = options.config.clone();
         config.validate().map_err(LogError::Config)?;
         std::fs::create_dir_all(&dir).map_err(|e| LogError::io("create directory", &dir, e))?;
+        let pool = BufferPool::new(config.write_buffer_bytes, config.staging_buffers_max());
         probe::prime(dir.parent().unwrap_or(&dir)).await?;
         let now = (options.clock)();
         let mut bases = list_segments(&dir)?;
@@ -182,7 +206,7 @@ impl PartitionLog {
         }
         let mut segments = VecDeque::new();
         if bases.is_empty() {
-            segments.push_back(Segment::create(&dir, Offset::ZERO, &config, now).await?);
+            segments.push_back(Segment::create(&dir, Offset::ZERO, &pool, now).await?);
         } else {
             for w in bases.windows(2) {
                 let (seg, rebuilt) = Segment::open_sealed(&dir, w[0], w[1], &config).await?;
@@ -199,7 +223,7 @@ impl PartitionLog {
                 segments.push_back(seg);
             }
             let last = *bases.last().expect("non-empty");
-            let (seg, r) = Segment::recover_active(&dir, last, &config, now).await?;
+            let (seg, r) = Segment::recover_active(&dir, last, &config, &pool, now).await?;
             if r.truncated_bytes > 0 || matches!(r.end, ScanEnd::Invalid { .. }) {
                 tracing::warn!(path = %r.path.display(), truncated_bytes = r.truncated_bytes,
                     end = ?r.end, "recovered log tail");
@@ -208,11 +232,18 @@ impl PartitionLog {
             segments.push_back(seg);
         }
         let next_offset = segments.back().expect("one segment").next_offset;
-        let last_epoch = report
+        // The checkpoint knows the newest epoch even when the batches that carried it were cut
+        // off by recovery; entries past the recovered end are dropped.
+        let mut epochs = load_epochs(&dir);
+        if epochs.truncate_to(next_offset) {
+            store_epochs(&dir, &epochs)?;
+        }
+        let scanned = report
             .active
             .as_ref()
             .map(|r| r.last_epoch)
             .unwrap_or(Epoch(-1));
+        let last_epoch = epochs.latest().unwrap_or(Epoch(-1)).max(scanned);
         let cache_key = options.cache.register();
         let inner = Rc::new(Inner {
             dir,
@@ -220,6 +251,7 @@ impl PartitionLog {
             cache: options.cache,
             cache_key,
             clock: options.clock,
+            pool,
             state: RefCell::new(State {
                 segments,
                 next_offset,
@@ -227,6 +259,7 @@ impl PartitionLog {
                 durable: next_offset,
                 replication_bound: None,
                 last_epoch,
+                epochs,
                 written_waiters: VecDeque::new(),
                 durable_waiters: VecDeque::new(),
                 staged_bytes: 0,
@@ -235,12 +268,13 @@ impl PartitionLog {
                 poisoned: None,
                 last_sync: Instant::now(),
                 stats: LogStats::default(),
+                io: commit::IoState::default(),
             }),
             flush_wanted: Event::new(),
             progress: Event::new(),
             io_lock: Semaphore::new(1),
         });
-        glommio::spawn_local(flusher(inner.clone())).detach();
+        glommio::spawn_local(commit::flusher(inner.clone())).detach();
         Ok((PartitionLog { inner }, report))
     }
 
@@ -311,9 +345,11 @@ impl PartitionLog {
                         current: st.last_epoch,
                     });
                 }
-                let fits = st.staged_bytes + total <= cfg.pending_bytes_max as u64
-                    || st.staged_bytes == 0;
-                if !st.rolling && fits {
+                let fits =
+                    st.staged_bytes + total <= cfg.pending_bytes_max as u64 || st.staged_bytes == 0;
+                // A failed write is rolled back, and a truncation finished, before more appends
+                // are staged.
+                if !st.rolling && fits && st.io.accepts_appends() {
                     break;
                 }
             }
@@ -345,6 +381,14 @@ impl PartitionLog {
                 return Err(LogError::Closed);
             }
             let base = st.next_offset;
+            if st.epochs.latest() != Some(epoch) {
+                // A new leader epoch: record where it starts before any batch carries it. This
+                // blocks the shard for one small synced write, once per leadership change.
+                let mut next_epochs = st.epochs.clone();
+                next_epochs.assign(epoch, base);
+                store_epochs(&inner.dir, &next_epochs)?;
+                st.epochs = next_epochs;
+            }
             record::set_base_offset(&mut batch, base.0 as i64);
             record::set_partition_leader_epoch(&mut batch, epoch.0);
             let stamped = record::BatchHeader {
@@ -375,11 +419,20 @@ impl PartitionLog {
         let (promise, resolver) = promise();
         {
             let mut st = inner.state.borrow_mut();
+            let waiter = Waiter {
+                next: last_next,
+                bytes: total,
+                resolver,
+            };
             match durability {
-                Durability::Sync => st.durable_waiters.push_back((last_next, resolver)),
-                Durability::Interval => st.written_waiters.push_back((last_next, resolver)),
+                Durability::Sync => st.durable_waiters.push_back(waiter),
+                Durability::Interval => st.written_waiters.push_back(waiter),
             }
         }
+        commit::tr('a', last_next.0, 0);
+        // Hand off full staging buffers now; the flusher decides about the rest once the tasks
+        // that are ready have run (so one group collects every append that arrives meanwhile).
+        commit::pump(&self.inner, false);
         inner.flush_wanted.notify();
         match promise.await {
             Ok(r) => r.map(|()| infos),
@@ -391,12 +444,20 @@ impl PartitionLog {
     async fn roll(&self, base: Offset, now: TimestampMs) -> Result<()> {
         let inner = &*self.inner;
         inner.state.borrow_mut().rolling = true;
-        let created = Segment::create(&inner.dir, base, &inner.config, now).await;
+        let created = Segment::create(&inner.dir, base, &inner.pool, now).await;
         let mut st = inner.state.borrow_mut();
         st.rolling = false;
         inner.progress.notify();
         let seg = created?;
-        assert_eq!(st.next_offset, base, "no append runs during a roll");
+        if st.next_offset != base {
+            // A failed write rolled the log back while the segment was being created: the new
+            // segment would start past the end. Drop it; this append fails like the others.
+            let err = st.io.last_write_error().unwrap_or(LogError::Closed);
+            drop(st);
+            drop(seg);
+            remove_segment_files(&inner.dir, base);
+            return Err(err);
+        }
         let active = st.segments.back_mut().expect("an active segment");
         active.sealed = true;
         active.seal_time_index();
@@ -455,19 +516,22 @@ impl PartitionLog {
                     return Err(corrupt_error(seg, c.first, &c.reason));
                 }
             }
+            let (start_pos, start_offset) = seg.read_start_entry(from);
             let plan = (
                 seg.file.clone(),
                 seg.log_path(),
                 seg.base,
-                seg.read_start(from),
+                start_pos,
+                start_offset,
                 seg.readable_bytes(),
                 upper,
             );
             (plan, out)
         };
-        let (file, path, seg_base, start_pos, readable_end, upper) = plan;
+        let (file, path, seg_base, start_pos, start_offset, readable_end, upper) = plan;
         let req = DiskRead {
             start_pos,
+            start_offset,
             readable_end,
             from,
             upper,
@@ -481,20 +545,26 @@ impl PartitionLog {
                 Ok(out)
             }
             Err(ReadFault::Io(e)) => Err(e),
-            Err(ReadFault::Corrupt { position, reason }) => {
+            Err(ReadFault::Corrupt {
+                position,
+                first,
+                reason,
+            }) => {
+                // Offsets from `first` on (the batch that failed) are not served; the valid
+                // batches before it still are.
                 let reason = format!("invalid batch at byte {position}: {reason}");
-                tracing::error!(path = %path.display(), first = %from, %reason, "corrupt segment");
+                tracing::error!(path = %path.display(), %first, %reason, "corrupt segment");
                 let mut st = inner.state.borrow_mut();
                 let Some(seg) = st.segments.iter_mut().find(|s| s.base == seg_base) else {
                     return Err(LogError::Closed);
                 };
-                if seg.corrupt.as_ref().is_none_or(|c| c.first > from) {
+                if seg.corrupt.as_ref().is_none_or(|c| c.first > first) {
                     seg.corrupt = Some(segment::Corrupt {
-                        first: from,
+                        first,
                         reason: reason.clone(),
                     });
                 }
-                Err(corrupt_error(seg, from, &reason))
+                Err(corrupt_error(seg, first, &reason))
             }
         }
     }
@@ -608,8 +678,9 @@ impl PartitionLog {
             .acquire_permit(1)
             .await
             .map_err(|_| LogError::Closed)?;
-        // Write out everything staged first, so the files hold the whole log.
-        flush_cycle(inner, true).await?;
+        // Write out and sync everything staged first, so the files hold the whole log; then no
+        // I/O starts and no append is staged until the truncation is done.
+        let _quiet = commit::quiesce(&self.inner, true).await?;
         let (seg_base, file, path, start_pos, seg_next) = {
             let st = inner.state.borrow();
             let hw = hw_of(&st, &inner.config);
@@ -675,14 +746,19 @@ impl PartitionLog {
             seg.sealed = false;
             seg.file = file.clone();
             seg.appender = Some(appender::Appender::resume(
-                file,
-                inner.config.write_buffer_bytes,
+                inner.pool.clone(),
                 position,
-                tail,
+                offset,
+                &tail,
             ));
+            if st.epochs.truncate_to(offset) {
+                store_epochs(&inner.dir, &st.epochs)?;
+            }
+            st.last_epoch = st.epochs.latest().unwrap_or(Epoch(-1));
             st.next_offset = offset;
             st.written = offset;
             st.durable = st.durable.min(offset);
+            st.staged_bytes = 0;
             removed
         };
         inner.cache.truncate_from(inner.cache_key, offset);
@@ -774,20 +850,22 @@ impl PartitionLog {
             .await
             .map_err(|_| LogError::Closed)?;
         inner.state.borrow_mut().closed = true;
-        flush_cycle(&inner, true).await?;
-        let (file, path, size, seg) = {
+        commit::tr_dump();
+        commit::EXP_STATS.with(|e| { let e = std::mem::take(&mut *e.borrow_mut()); if std::env::var("QEXP_STATS").is_ok() { eprintln!("EXP idle {}ms write-only {}ms sync-only {}ms both {}ms", e.idle_us/1000, e.write_only_us/1000, e.sync_only_us/1000, e.both_us/1000); eprintln!("EXP syncs {} mean {}us; writes {} mean {}us; wif@sync {:.1}; tails {} mean {}KiB; max wif {}", e.syncs, e.sync_us / e.syncs.max(1), e.writes, e.write_us / e.writes.max(1), e.wif_at_sync as f64 / e.syncs.max(1) as f64, e.tails, e.tail_bytes / 1024 / e.tails.max(1), e.max_wif); } });
+        let _quiet = commit::quiesce(&inner, false).await?;
+        let (file, path, size) = {
             let st = inner.state.borrow();
             let s = st.segments.back().expect("a segment");
-            (s.file.clone(), s.log_path(), s.size, s.base)
+            (s.file.clone(), s.log_path(), s.size)
         };
-        // Drop the zero padding of the last block so a clean restart finds an exact end.
+        // Drop the zero padding of the last block and any preallocated space, so a clean restart
+        // finds an exact end.
         file.truncate(size)
             .await
             .map_err(|e| LogError::glommio("truncate", &path, e))?;
         file.fdatasync()
             .await
             .map_err(|e| LogError::glommio("fdatasync", &path, e))?;
-        let _ = seg;
         let image = inner
             .state
             .borrow()
@@ -803,7 +881,7 @@ impl PartitionLog {
     }
 }
 
-fn hw_of(st: &State, cfg: &LogConfig) -> Offset {
+pub(super) fn hw_of(st: &State, cfg: &LogConfig) -> Offset {
     let stable = match cfg.durability {
         Durability::Sync => st.durable,
         Durability::Interval => st.written,
@@ -823,6 +901,31 @@ fn corrupt_error(seg: &Segment, first: Offset, reason: &str) -> LogError {
     }
 }
 
+fn load_epochs(dir: &Path) -> EpochCache {
+    let path = dir.join(EPOCH_CHECKPOINT_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => EpochCache::decode(&text).unwrap_or_else(|e| {
+            tracing::warn!(path = %path.display(), error = %e, "ignoring a damaged epoch checkpoint");
+            EpochCache::default()
+        }),
+        Err(_) => EpochCache::default(),
+    }
+}
+
+/// Writes the epoch checkpoint durably (temporary file, fsync, rename, fsync of the directory).
+fn store_epochs(dir: &Path, epochs: &EpochCache) -> Result<()> {
+    use std::io::Write;
+    let path = dir.join(EPOCH_CHECKPOINT_FILE);
+    let tmp = dir.join(format!("{EPOCH_CHECKPOINT_FILE}.tmp"));
+    let io = |e| LogError::io("write epoch checkpoint", &path, e);
+    let mut f = std::fs::File::create(&tmp).map_err(io)?;
+    f.write_all(epochs.encode().as_bytes()).map_err(io)?;
+    f.sync_all().map_err(io)?;
+    std::fs::rename(&tmp, &path).map_err(io)?;
+    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
+    Ok(())
+}
+
 fn list_segments(dir: &Path) -> Result<Vec<Offset>> {
     let mut bases = Vec::new();
     let rd = std::fs::read_dir(dir).map_err(|e| LogError::io("list directory", dir, e))?;
@@ -836,7 +939,7 @@ fn list_segments(dir: &Path) -> Result<Vec<Offset>> {
     Ok(bases)
 }
 
-fn remove_segment_files(dir: &Path, base: Offset) {
+pub(super) fn remove_segment_files(dir: &Path, base: Offset) {
     for p in [
         segment::log_path(dir, base),
         segment::index_path(dir, base),
@@ -876,276 +979,4 @@ async fn find_batch_position(
         }
         pos += h.total_bytes() as u64;
     }
-}
-
-/// The flusher task of one log: waits for staged bytes, then runs a group-commit cycle. It ends
-/// once the log is closed or dropped and nothing is left to write.
-async fn flusher(inner: Rc<Inner>) {
-    loop {
-        let wait = {
-            let listen = inner.flush_wanted.listen();
-            let st = inner.state.borrow();
-            let sealed_pending = st.segments.iter().any(|s| s.sealed && s.appender.is_some());
-            let work = st.staged_bytes > 0
-                || sealed_pending
-                || (!st.durable_waiters.is_empty() && st.written > st.durable);
-            let interval_due =
-                inner.config.durability == Durability::Interval && st.written > st.durable;
-            if (st.closed && !work) || st.poisoned.is_some() {
-                // A poisoned log takes no appends; retrying its I/O would only spin.
-                return;
-            }
-            if work {
-                None
-            } else if interval_due {
-                let elapsed = st.last_sync.elapsed();
-                let period = Duration::from_millis(inner.config.flush_ms);
-                if elapsed >= period {
-                    None
-                } else {
-                    Some((listen, Some(period - elapsed)))
-                }
-            } else {
-                Some((listen, None))
-            }
-        };
-        match wait {
-            None => {}
-            Some((listen, timeout)) => {
-                // Dropping the log handle sets `closed` and notifies, which ends this task.
-                match timeout {
-                    Some(t) => {
-                        futures_lite::future::or(listen, glommio::timer::sleep(t)).await;
-                    }
-                    None => listen.await,
-                }
-                continue;
-            }
-        }
-        let Ok(_permit) = inner.io_lock.acquire_permit(1).await else {
-            return;
-        };
-        if let Err(e) = flush_cycle(&inner, false).await {
-            tracing::error!(dir = %inner.dir.display(), error = %e, "group commit failed");
-        }
-    }
-}
-
-/// One group-commit cycle: finalize sealed segments, write the active segment's staged bytes,
-/// `fdatasync` when the mode or a waiter asks, resolve the covered appends. With `force_sync`,
-/// always syncs (close, truncation). The caller holds `io_lock`.
-async fn flush_cycle(inner: &Inner, force_sync: bool) -> Result<()> {
-    // 1. Sealed segments still holding an appender, oldest first: write, sync, finalize. The new
-    //    segment gets no bytes on disk before the old one is complete, so only the last segment
-    //    can ever have a torn tail.
-    loop {
-        let target = {
-            let st = inner.state.borrow();
-            st.segments
-                .iter()
-                .position(|s| s.sealed && s.appender.is_some())
-        };
-        let Some(i) = target else { break };
-        write_segment(inner, i).await?;
-        let (file, path, size, base, files) = {
-            let st = inner.state.borrow();
-            let s = &st.segments[i];
-            (
-                s.file.clone(),
-                s.log_path(),
-                s.size,
-                s.base,
-                s.index_files.clone(),
-            )
-        };
-        file.truncate(size)
-            .await
-            .map_err(|e| fail_sync(inner, LogError::glommio("truncate", &path, e)))?;
-        file.fdatasync()
-            .await
-            .map_err(|e| fail_sync(inner, LogError::glommio("fdatasync", &path, e)))?;
-        let image = inner.state.borrow().segments[i].index_image();
-        segment::write_index_files(image)
-            .await
-            .map_err(|e| fail_sync(inner, e))?;
-        drop(files);
-        let mut st = inner.state.borrow_mut();
-        let s = &mut st.segments[i];
-        assert_eq!(s.base, base);
-        s.appender = None;
-        s.index_files = None;
-        s.index_persisted = s.index.len();
-        s.time_persisted = s.time_index.len();
-        let end = s.next_offset;
-        st.durable = st.durable.max(end);
-        st.last_sync = Instant::now();
-        st.stats.fdatasyncs += 1;
-        resolve(&mut st, &inner.config);
-        drop(st);
-        inner.progress.notify();
-    }
-    // 2. The active segment. Capture its file first: a roll during the write makes another
-    //    segment active, but the sync below must cover the file that was written.
-    let (last, file, path) = {
-        let st = inner.state.borrow();
-        let i = st.segments.len() - 1;
-        (i, st.segments[i].file.clone(), st.segments[i].log_path())
-    };
-    write_segment(inner, last).await?;
-    let (need_sync, target) = {
-        let st = inner.state.borrow();
-        let behind = st.written > st.durable;
-        let need = behind
-            && (force_sync
-                || inner.config.durability == Durability::Sync
-                || !st.durable_waiters.is_empty()
-                || st.last_sync.elapsed() >= Duration::from_millis(inner.config.flush_ms));
-        (need, st.written)
-    };
-    if need_sync {
-        file.fdatasync()
-            .await
-            .map_err(|e| fail_sync(inner, LogError::glommio("fdatasync", &path, e)))?;
-        let mut st = inner.state.borrow_mut();
-        st.durable = st.durable.max(target);
-        st.last_sync = Instant::now();
-        st.stats.fdatasyncs += 1;
-        resolve(&mut st, &inner.config);
-        drop(st);
-        inner.progress.notify();
-    }
-    Ok(())
-}
-
-/// Writes the staged bytes of segment `i` and its new index entries; on failure rolls the log
-/// back to what was written and fails the appends that were not.
-async fn write_segment(inner: &Inner, i: usize) -> Result<()> {
-    let (group, file, path, next, base, files, delta, stale) = {
-        let mut st = inner.state.borrow_mut();
-        let s = &mut st.segments[i];
-        let Some(app) = s.appender.as_mut() else {
-            return Ok(());
-        };
-        let Some(group) = app.take_staged() else {
-            return Ok(());
-        };
-        let stale = std::mem::take(&mut s.index_files_stale);
-        let delta = s.index_delta();
-        let out = (
-            group,
-            s.file.clone(),
-            s.log_path(),
-            s.next_offset,
-            s.base,
-            s.index_files.clone(),
-            delta,
-            stale,
-        );
-        st.stats.group_commits += 1;
-        out
-    };
-    let group_bytes = group.end();
-    let _ = group_bytes;
-    match appender::write_group(file, &path, group).await {
-        Ok((end, tail)) => {
-            let mut st = inner.state.borrow_mut();
-            let s = &mut st.segments[i];
-            assert_eq!(s.base, base, "segments do not move while io_lock is held");
-            let app = s.appender.as_mut().expect("appender present");
-            let before = app.written();
-            app.mark_written(end, tail);
-            let added = end - before;
-            st.staged_bytes -= added.min(st.staged_bytes);
-            st.written = st.written.max(next);
-            resolve(&mut st, &inner.config);
-            drop(st);
-            inner.progress.notify();
-        }
-        Err(e) => {
-            rollback(inner, &e);
-            return Err(e);
-        }
-    }
-    if let Some(files) = files {
-        let n_index = delta.0.len() / super::index::OFFSET_ENTRY_BYTES;
-        let n_time = delta.2.len() / super::index::TIME_ENTRY_BYTES;
-        files.write_delta(delta, stale).await?;
-        let mut st = inner.state.borrow_mut();
-        if let Some(s) = st.segments.get_mut(i).filter(|s| s.base == base) {
-            s.index_persisted = (s.index_persisted + n_index).min(s.index.len());
-            s.time_persisted = (s.time_persisted + n_time).min(s.time_index.len());
-        }
-    }
-    Ok(())
-}
-
-/// Resolves the appends covered by `written` and `durable`.
-fn resolve(st: &mut State, _cfg: &LogConfig) {
-    while st
-        .written_waiters
-        .front()
-        .is_some_and(|(o, _)| *o <= st.written)
-    {
-        let (_, r) = st.written_waiters.pop_front().expect("checked");
-        r.resolve(Ok(()));
-    }
-    while st
-        .durable_waiters
-        .front()
-        .is_some_and(|(o, _)| *o <= st.durable)
-    {
-        let (_, r) = st.durable_waiters.pop_front().expect("checked");
-        r.resolve(Ok(()));
-    }
-}
-
-/// A write failed: forget everything not yet written (offsets, index entries, cached batches,
-/// segments created since) and fail the appends that were waiting on it. Acknowledged appends are
-/// all below `written` and stay.
-fn rollback(inner: &Inner, err: &LogError) {
-    let mut st = inner.state.borrow_mut();
-    let target = st.written;
-    let mut removed = Vec::new();
-    while st.segments.len() > 1 && st.segments.back().expect("a segment").base > target {
-        removed.push(st.segments.pop_back().expect("a segment").base);
-    }
-    let seg = st.segments.back_mut().expect("a segment");
-    let app = seg
-        .appender
-        .as_mut()
-        .expect("the segment holding the written end is not finalized");
-    let position = app.written();
-    app.rollback();
-    seg.truncate_memory(target, position);
-    seg.sealed = false;
-    st.next_offset = target;
-    st.staged_bytes = 0;
-    let st = &mut *st;
-    for q in [&mut st.written_waiters, &mut st.durable_waiters] {
-        while q.back().is_some_and(|(o, _)| *o > target) {
-            let (_, r) = q.pop_back().expect("checked");
-            r.resolve(Err(err.clone()));
-        }
-    }
-    inner.cache.truncate_from(inner.cache_key, target);
-    for base in removed {
-        remove_segment_files(&inner.dir, base);
-    }
-    tracing::warn!(dir = %inner.dir.display(), error = %err, rolled_back_to = %target,
-        "write failed; unacknowledged appends rolled back");
-    inner.progress.notify();
-}
-
-/// An `fdatasync` (or the finalizing of a segment) failed: the device state is unknown, so the
-/// log stops taking appends and fails those waiting for durability. Reads go on.
-fn fail_sync(inner: &Inner, err: LogError) -> LogError {
-    let mut st = inner.state.borrow_mut();
-    st.poisoned = Some(err.to_string());
-    while let Some((_, r)) = st.durable_waiters.pop_front() {
-        r.resolve(Err(err.clone()));
-    }
-    drop(st);
-    tracing::error!(dir = %inner.dir.display(), error = %err, "fdatasync failed; log refuses appends");
-    inner.progress.notify();
-    err
 }

@@ -2,12 +2,15 @@
 //!
 //! Sans-I/O parts: [`index`] (offset and time indexes), [`recovery`] (the batch-by-batch scan),
 //! [`cache`] (the per-shard batch cache). I/O parts, driven by glommio on the owning shard:
-//! `appender` (aligned staging and writes), `segment` (one segment's files), [`log`] (the
-//! partition log), [`probe`] (the poll-ring workaround).
+//! `appender` (aligned staging in pooled buffers), `commit` (the pipeline of writes, syncs and
+//! acknowledgements), `segment` (one segment's files), [`log`] (the partition log), [`probe`]
+//! (the poll-ring workaround).
 
 mod appender;
 pub mod cache;
+mod commit;
 pub mod config;
+pub mod epochs;
 pub mod error;
 pub mod index;
 pub mod log;

@@ -11,7 +11,7 @@ use std::rc::Rc;
 use bytes::Bytes;
 use glommio::io::{BufferedFile, DmaFile, OpenOptions};
 
-use super::appender::{self, Appender};
+use super::appender::{self, Appender, Boundary, BufferPool};
 use super::config::LogConfig;
 use super::error::{LogError, Result};
 use super::index::{self, OffsetEntry, OffsetIndex, TimeEntry, TimeIndex};
@@ -126,11 +126,11 @@ impl Segment {
         }
     }
 
-    /// Creates a new, empty active segment at `base`.
+    /// Creates a new, empty active segment at `base`, staging into buffers from `pool`.
     pub(crate) async fn create(
         dir: &Path,
         base: Offset,
-        cfg: &LogConfig,
+        pool: &Rc<BufferPool>,
         now_ms: TimestampMs,
     ) -> Result<Segment> {
         let path = log_path(dir, base);
@@ -150,12 +150,7 @@ impl Segment {
         sync_dir(dir).await?;
         let mut seg = Segment::empty(dir, base, file.clone(), now_ms);
         seg.index_files = Some(Rc::new(index_files));
-        seg.appender = Some(Appender::resume(
-            file,
-            cfg.write_buffer_bytes,
-            0,
-            Vec::new(),
-        ));
+        seg.appender = Some(Appender::resume(pool.clone(), 0, base, &[]));
         Ok(seg)
     }
 
@@ -167,12 +162,13 @@ impl Segment {
         let rel = index::relative(self.base, base).expect("the log rolls before u32 overflow");
         let position = u32::try_from(self.size).expect("segment_bytes fits u32");
         self.account_batch(header, rel, position, cfg.index_interval_bytes);
+        let next = Offset(header.last_offset() as u64 + 1);
         self.appender
             .as_mut()
             .expect("an unsealed segment has an appender")
-            .stage(bytes);
+            .stage(bytes, next);
         self.size += bytes.len() as u64;
-        self.next_offset = Offset(header.last_offset() as u64 + 1);
+        self.next_offset = next;
     }
 
     /// Index bookkeeping for one batch at `position` (shared by appends and recovery).
@@ -192,7 +188,7 @@ impl Segment {
                 relative: rel,
                 position,
             });
-            self.time_index.maybe_push(TimeEntry {
+            self.time_index.push_running(TimeEntry {
                 timestamp: self.max_timestamp,
                 relative: rel,
             });
@@ -205,12 +201,28 @@ impl Segment {
     /// Entries added to the indexes since they were last written: `(offset-index bytes, file
     /// position, time-index bytes, file position)`.
     pub(crate) fn index_delta(&self) -> (Vec<u8>, u64, Vec<u8>, u64) {
+        self.index_delta_before(Boundary {
+            pos: u64::MAX,
+            next: Offset(u64::MAX),
+        })
+    }
+
+    /// As [`Segment::index_delta`], but only entries for batches before `written` (so the index
+    /// files never point at bytes that are not on the device yet).
+    pub(crate) fn index_delta_before(&self, written: Boundary) -> (Vec<u8>, u64, Vec<u8>, u64) {
+        let limit = index::relative(self.base, written.next).unwrap_or(u32::MAX);
         let mut ib = Vec::new();
         for e in &self.index.entries()[self.index_persisted..] {
+            if u64::from(e.position) >= written.pos {
+                break;
+            }
             OffsetIndex::encode_entry(e, &mut ib);
         }
         let mut tb = Vec::new();
         for e in &self.time_index.entries()[self.time_persisted..] {
+            if e.relative >= limit {
+                break;
+            }
             TimeIndex::encode_entry(e, &mut tb);
         }
         (
@@ -221,32 +233,37 @@ impl Segment {
         )
     }
 
-    /// Adds the final time-index entry of a sealed segment, so its max timestamp survives a
-    /// restart without a scan.
+    /// Adds the final time-index entry of a sealed segment (for its last batch), so its max
+    /// timestamp survives a restart without a scan, and a cut time index is detectable.
     pub(crate) fn seal_time_index(&mut self) {
-        if self.max_timestamp != NO_TIMESTAMP && self.size > 0 {
-            self.time_index.maybe_push(TimeEntry {
+        if self.size > 0 {
+            self.time_index.push_running(TimeEntry {
                 timestamp: self.max_timestamp,
                 relative: self.last_batch_rel,
             });
         }
     }
 
-    /// Bytes readable from the file: everything written to the device.
+    /// Bytes readable from the file: the whole batches written to the device.
     pub(crate) fn readable_bytes(&self) -> u64 {
         match &self.appender {
-            Some(a) => a.written(),
+            Some(a) => a.written().pos,
             None => self.size,
         }
     }
 
     /// Where a read for `from` starts: the position of a batch at or before it.
     pub(crate) fn read_start(&self, from: Offset) -> u64 {
+        self.read_start_entry(from).0
+    }
+
+    /// Where a read for `from` starts: the position and base offset of a batch at or before it.
+    pub(crate) fn read_start_entry(&self, from: Offset) -> (u64, Offset) {
         let rel = index::relative(self.base, from).unwrap_or(0);
         self.index
             .lookup(rel)
-            .map(|e| u64::from(e.position))
-            .unwrap_or(0)
+            .map(|e| (u64::from(e.position), self.base.plus(u64::from(e.relative))))
+            .unwrap_or((0, self.base))
     }
 
     /// Forgets batches at or after `offset`, which starts at file position `position`.
@@ -277,45 +294,51 @@ impl Segment {
         let mut seg = Segment::empty(dir, base, file, NO_TIMESTAMP);
         seg.sealed = true;
         seg.size = file_bytes;
-        seg.next_offset = next_base;
-        let loaded = load_indexes(dir, base, file_bytes);
-        match loaded {
-            Some((ix, ti)) => {
-                seg.max_timestamp = ti.last().map(|e| e.timestamp).unwrap_or(NO_TIMESTAMP);
-                seg.index_persisted = ix.len();
-                seg.time_persisted = ti.len();
-                seg.index = ix;
-                seg.time_index = ti;
-                Ok((seg, None))
-            }
-            None => {
-                tracing::warn!(path = %path.display(), "index missing or invalid; rebuilding from the log");
-                let report = seg.rebuild(0, cfg).await?;
-                if seg.next_offset != next_base || report.end != ScanEnd::Clean {
-                    // Batches between the valid prefix and the next segment are lost.
-                    let reason = match &report.end {
-                        ScanEnd::Invalid { position, reason } => {
-                            format!("invalid batch at byte {position}: {reason}")
-                        }
-                        _ => format!(
-                            "segment ends at offset {} before the next segment",
-                            seg.next_offset
-                        ),
-                    };
-                    tracing::error!(path = %path.display(), first = %seg.next_offset,
-                        last = next_base.0.saturating_sub(1), %reason, "corrupt sealed segment");
-                    seg.corrupt = Some(Corrupt {
-                        first: seg.next_offset,
-                        reason,
-                    });
-                    seg.size = report_valid_end(&report, file_bytes);
+        if let Some((ix, ti)) = load_indexes(dir, base, file_bytes) {
+            match verify_sealed_indexes(&seg.file, &path, base, next_base, file_bytes, &ix, &ti, cfg)
+                .await?
+            {
+                Ok(last_rel) => {
+                    seg.max_timestamp = ti.last().map(|e| e.timestamp).unwrap_or(NO_TIMESTAMP);
+                    seg.last_batch_rel = last_rel;
+                    seg.index_persisted = ix.len();
+                    seg.time_persisted = ti.len();
+                    seg.index = ix;
+                    seg.time_index = ti;
+                    seg.next_offset = next_base;
+                    return Ok((seg, None));
                 }
-                seg.next_offset = next_base;
-                seg.seal_time_index();
-                write_index_files(seg.index_image()).await?;
-                Ok((seg, Some(report)))
+                Err(why) => tracing::warn!(path = %path.display(), %why,
+                    "index does not match the log; rebuilding it"),
             }
+        } else {
+            tracing::warn!(path = %path.display(), "index missing or invalid; rebuilding from the log");
         }
+        // Rebuild: scan the whole segment from its base offset.
+        let report = seg.rebuild(0, cfg).await?;
+        let clean = matches!(report.end, ScanEnd::Clean | ScanEnd::ZeroPadding);
+        if seg.next_offset != next_base || !clean {
+            // Batches between the valid prefix and the next segment are lost.
+            let reason = match &report.end {
+                ScanEnd::Invalid { position, reason } => {
+                    format!("invalid batch at byte {position}: {reason}")
+                }
+                _ => format!(
+                    "segment ends at offset {} before the next segment",
+                    seg.next_offset
+                ),
+            };
+            tracing::error!(path = %path.display(), first = %seg.next_offset,
+                last = next_base.0.saturating_sub(1), %reason, "corrupt sealed segment");
+            seg.corrupt = Some(Corrupt {
+                first: seg.next_offset,
+                reason,
+            });
+        }
+        seg.next_offset = next_base;
+        seg.seal_time_index();
+        write_index_files(seg.index_image()).await?;
+        Ok((seg, Some(report)))
     }
 
     /// Opens the last segment of a log and recovers it: scans from the last index entry that
@@ -325,6 +348,7 @@ impl Segment {
         dir: &Path,
         base: Offset,
         cfg: &LogConfig,
+        pool: &Rc<BufferPool>,
         now_ms: TimestampMs,
     ) -> Result<(Segment, RecoveryReport)> {
         let path = log_path(dir, base);
@@ -353,6 +377,14 @@ impl Segment {
         }
         let mut ix = ix;
         let mut ti = ti;
+        // The time index must hold the entry of the start batch (one per offset-index entry):
+        // otherwise it was cut short and the running maximum before the start is unknown, so
+        // scan the whole segment.
+        let start = start.filter(|e| {
+            ti.entries()
+                .iter()
+                .any(|t| t.relative == e.relative)
+        });
         let (start_pos, start_off) = match start {
             Some(e) => {
                 ix.truncate_from_relative(e.relative + 1);
@@ -398,10 +430,10 @@ impl Segment {
         seg.index_files = Some(Rc::new(IndexFiles::open(dir, base).await?));
         let tail = appender::read_tail(&file, &path, valid_end).await?;
         seg.appender = Some(Appender::resume(
-            file,
-            cfg.write_buffer_bytes,
+            pool.clone(),
             valid_end,
-            tail,
+            seg.next_offset,
+            &tail,
         ));
         Ok((
             seg,
@@ -423,37 +455,16 @@ impl Segment {
         let mut scanner = Scanner::new(start_pos, Some(self.next_offset), batch_max);
         self.bytes_since_index = 0;
         let interval = cfg.index_interval_bytes;
-        let mut pos = start_pos;
-        let mut want = SCAN_CHUNK_BYTES;
-        let end = loop {
-            let len = (file_bytes - pos).min(want as u64) as usize;
-            let buf = if len == 0 {
-                None
-            } else {
-                Some(
-                    file.read_at(pos, len)
-                        .await
-                        .map_err(|e| LogError::glommio("read", &path, e))?,
-                )
-            };
-            let slice: &[u8] = buf.as_deref().unwrap_or(&[]);
-            let at_eof = pos + slice.len() as u64 >= file_bytes;
-            let feed = scanner.feed(slice, at_eof, &mut |b, _| {
-                let rel = index::relative(self.base, b.base()).unwrap_or(u32::MAX);
-                self.account_batch(&b.header, rel, b.position as u32, interval);
-                self.next_offset = b.next_offset();
-                self.size = b.end();
-            });
-            match feed {
-                Feed::Done(end) => break end,
-                Feed::NeedMore { from, at_least } => {
-                    if from == pos && slice.len() >= at_least {
-                        unreachable!("scanner asked again for bytes it had");
-                    }
-                    pos = from;
-                    want = at_least.max(SCAN_CHUNK_BYTES);
-                }
-            }
+        let base = self.base;
+        let end = {
+            let seg = &mut *self;
+            scan_file(&file, &path, &mut scanner, file_bytes, &mut |b, _| {
+                let rel = index::relative(base, b.base()).unwrap_or(u32::MAX);
+                seg.account_batch(&b.header, rel, b.position as u32, interval);
+                seg.next_offset = b.next_offset();
+                seg.size = b.end();
+            })
+            .await?
         };
         self.size = scanner.position();
         Ok(RecoveryReport {
@@ -466,10 +477,100 @@ impl Segment {
     }
 }
 
-fn report_valid_end(report: &RecoveryReport, file_bytes: u64) -> u64 {
-    match report.end {
-        ScanEnd::Invalid { position, .. } => position,
-        _ => file_bytes,
+
+/// Checks a sealed segment's loaded indexes against the log without reading all of it: the batches
+/// from the last offset-index entry must run exactly to the end of the file and to `next_base`,
+/// every offset-index entry must have its time-index entry, and the last time-index entry must be
+/// the seal entry of the last batch with the segment's largest timestamp. Returns the relative
+/// offset of the last batch, or why the indexes do not fit (then they are rebuilt).
+#[allow(clippy::too_many_arguments)]
+async fn verify_sealed_indexes(
+    file: &DmaFile,
+    path: &Path,
+    base: Offset,
+    next_base: Offset,
+    file_bytes: u64,
+    ix: &OffsetIndex,
+    ti: &TimeIndex,
+    cfg: &LogConfig,
+) -> Result<std::result::Result<u32, String>> {
+    if ix
+        .entries()
+        .iter()
+        .any(|e| !ti.entries().iter().any(|t| t.relative == e.relative))
+    {
+        return Ok(Err("an offset-index entry has no time-index entry".into()));
+    }
+    let (start_pos, start_off) = ix
+        .entries()
+        .last()
+        .map(|e| (u64::from(e.position), base.plus(u64::from(e.relative))))
+        .unwrap_or((0, base));
+    let mut scanner = Scanner::new(start_pos, Some(start_off), cfg.segment_bytes as usize);
+    let mut last: Option<(u32, i64)> = None;
+    let mut tail_max = NO_TIMESTAMP;
+    let end = scan_file(file, path, &mut scanner, file_bytes, &mut |b, _| {
+        last = Some((
+            index::relative(base, b.base()).unwrap_or(u32::MAX),
+            b.header.max_timestamp,
+        ));
+        tail_max = tail_max.max(b.header.max_timestamp);
+    })
+    .await?;
+    if !matches!(end, ScanEnd::Clean | ScanEnd::ZeroPadding) {
+        return Ok(Err(format!("the tail does not scan cleanly: {end:?}")));
+    }
+    if scanner.next_offset() != Some(next_base) {
+        return Ok(Err(format!(
+            "the tail ends at offset {:?}, the next segment starts at {next_base}",
+            scanner.next_offset()
+        )));
+    }
+    let Some((last_rel, _)) = last else {
+        return Ok(Err("no batch after the last index entry".into()));
+    };
+    match ti.last() {
+        Some(t) if t.relative == last_rel && t.timestamp >= tail_max => Ok(Ok(last_rel)),
+        other => Ok(Err(format!(
+            "the time index ends at {other:?}, not at the last batch {last_rel}"
+        ))),
+    }
+}
+
+/// Feeds `scanner` the file from its position to `file_bytes`, in chunks.
+async fn scan_file(
+    file: &DmaFile,
+    path: &Path,
+    scanner: &mut Scanner,
+    file_bytes: u64,
+    on_batch: &mut dyn FnMut(&super::recovery::ScannedBatch, &[u8]),
+) -> Result<ScanEnd> {
+    let mut pos = scanner.position();
+    let mut want = SCAN_CHUNK_BYTES;
+    loop {
+        let len = file_bytes.saturating_sub(pos).min(want as u64) as usize;
+        let buf = if len == 0 {
+            None
+        } else {
+            Some(
+                file.read_at(pos, len)
+                    .await
+                    .map_err(|e| LogError::glommio("read", path, e))?,
+            )
+        };
+        let slice: &[u8] = buf.as_deref().unwrap_or(&[]);
+        let at_eof = pos + slice.len() as u64 >= file_bytes;
+        match scanner.feed(slice, at_eof, on_batch) {
+            Feed::Done(end) => return Ok(end),
+            Feed::NeedMore { from, at_least } => {
+                assert!(
+                    !(from == pos && slice.len() >= at_least),
+                    "scanner asked again for bytes it had"
+                );
+                pos = from;
+                want = at_least.max(SCAN_CHUNK_BYTES);
+            }
+        }
     }
 }
 
@@ -655,6 +756,8 @@ pub(crate) async fn write_index_files(image: IndexImage) -> Result<()> {
 /// the scan at `start_pos` and reading no further than `readable_end`.
 pub(crate) struct DiskRead {
     pub(crate) start_pos: u64,
+    /// Base offset of the batch at `start_pos` (from the index entry, or the segment base).
+    pub(crate) start_offset: Offset,
     pub(crate) readable_end: u64,
     pub(crate) from: Offset,
     pub(crate) upper: Offset,
@@ -663,8 +766,10 @@ pub(crate) struct DiskRead {
     pub(crate) batch_bytes_max: usize,
 }
 
-/// Reads whole batches from a segment file as `req` asks. Every batch is CRC-checked after the
-/// read; a failure is reported as corruption of this segment.
+/// Reads whole batches from a segment file as `req` asks. Batches must follow each other with
+/// contiguous offsets from `start_offset` (the base offset lies outside the CRC) and every batch
+/// returned is CRC-checked after the read. A batch that fails either check ends the read: the
+/// valid batches before it are returned, and a read that starts at it reports the corruption.
 pub(crate) async fn read_batches(
     file: &DmaFile,
     path: &Path,
@@ -672,6 +777,7 @@ pub(crate) async fn read_batches(
 ) -> std::result::Result<Vec<Bytes>, ReadFault> {
     let DiskRead {
         start_pos,
+        start_offset,
         readable_end,
         from,
         upper,
@@ -682,13 +788,25 @@ pub(crate) async fn read_batches(
     let mut out = Vec::new();
     let mut total = 0usize;
     let mut pos = start_pos;
+    let mut expect = start_offset;
     // Enough to pass the batches before `from` (at most about one index interval) and fill
     // `max_bytes`.
     let mut want = (max_bytes as u64)
         .saturating_add(index_interval_bytes)
         .saturating_add(record::BATCH_HEADER_BYTES as u64);
+    let corrupt = |out: Vec<Bytes>, position: u64, first: Offset, reason: String| {
+        if out.is_empty() {
+            Err(ReadFault::Corrupt {
+                position,
+                first,
+                reason,
+            })
+        } else {
+            Ok(out)
+        }
+    };
     loop {
-        if pos >= readable_end {
+        if pos >= readable_end || expect >= upper {
             return Ok(out);
         }
         let len = (readable_end - pos).min(want) as usize;
@@ -697,29 +815,37 @@ pub(crate) async fn read_batches(
             .await
             .map_err(|e| ReadFault::Io(LogError::glommio("read", path, e)))?;
         let mut consumed = 0usize;
+        let mut need_more = None;
         for item in record::batches(&buf) {
             let (h, range) = match item {
                 Ok(x) => x,
                 Err(record::BatchError::Truncated { needed, .. }) => {
-                    if out.is_empty() {
-                        // The first batch we need is larger than what was read: read it whole.
-                        want = needed as u64;
-                        break;
-                    }
-                    return Ok(out);
+                    need_more = Some(needed as u64);
+                    break;
                 }
                 Err(e) => {
-                    return Err(ReadFault::Corrupt {
-                        position: pos + consumed as u64,
-                        reason: e.to_string(),
-                    })
+                    return corrupt(out, pos + consumed as u64, expect, e.to_string());
                 }
             };
+            if h.base_offset < 0 || Offset(h.base_offset as u64) != expect {
+                return corrupt(
+                    out,
+                    pos + range.start as u64,
+                    expect,
+                    format!(
+                        "batch at byte {} has base offset {}, expected {expect}",
+                        pos + range.start as u64,
+                        h.base_offset
+                    ),
+                );
+            }
             consumed = range.end;
-            if h.base_offset < 0 || (h.last_offset() as u64) < from.0 {
+            let next = Offset(h.last_offset() as u64 + 1);
+            if next.0 <= from.0 {
+                expect = next;
                 continue;
             }
-            if Offset(h.last_offset() as u64) >= upper {
+            if next > upper {
                 return Ok(out);
             }
             if !out.is_empty() && total + range.len() > max_bytes {
@@ -727,26 +853,33 @@ pub(crate) async fn read_batches(
             }
             let bytes = &buf[range.clone()];
             if let Err(e) = record::validate_batch(bytes, batch_bytes_max.max(range.len())) {
-                return Err(ReadFault::Corrupt {
-                    position: pos + range.start as u64,
-                    reason: e.to_string(),
-                });
+                return corrupt(out, pos + range.start as u64, expect, e.to_string());
             }
+            expect = next;
             total += bytes.len();
             out.push(Bytes::copy_from_slice(bytes));
             if total >= max_bytes {
                 return Ok(out);
             }
         }
-        if consumed == 0 && buf.len() < record::BATCH_HEADER_BYTES {
-            return Ok(out);
-        }
         pos += consumed as u64;
-        if consumed == 0 && want as usize <= buf.len() {
-            return Err(ReadFault::Corrupt {
-                position: pos,
-                reason: "unreadable batch".into(),
-            });
+        if let Some(needed) = need_more {
+            // The next batch did not fit in what was read. Past the written data it is torn or
+            // its length field is damaged; otherwise read it whole (when it is the first we need).
+            if pos + needed > readable_end {
+                return corrupt(
+                    out,
+                    pos,
+                    expect,
+                    format!("batch at byte {pos} claims {needed} bytes, past the end of the data"),
+                );
+            }
+            if !out.is_empty() {
+                return Ok(out);
+            }
+            want = needed.max(want);
+        } else if consumed == 0 {
+            return Ok(out);
         }
     }
 }
@@ -755,5 +888,10 @@ pub(crate) async fn read_batches(
 #[derive(Debug)]
 pub(crate) enum ReadFault {
     Io(LogError),
-    Corrupt { position: u64, reason: String },
+    /// The batch at file `position`, expected to start at offset `first`, failed its checks.
+    Corrupt {
+        position: u64,
+        first: Offset,
+        reason: String,
+    },
 }

@@ -1,0 +1,775 @@
+//! The commit pipeline of a partition log: takes staged bytes to the device and acknowledges
+//! appends once they are as durable as they asked.
+//!
+//! Lives on the log's shard. [`pump`] is the scheduler: a synchronous step that looks at the log
+//! state and starts whatever I/O may start now, each as a task of its own: the writes of full
+//! staging buffers, the tail write that ends a group, `fdatasync`, preallocation, index-file
+//! updates, finalizing a sealed segment, and the rollback after a failed write. Each task records
+//! its outcome in the state, pumps again (so the next group's I/O is queued before the appends it
+//! acknowledged run) and then resolves the appends it covered. Appends pump after staging (full
+//! buffers go out at once); the flusher task pumps once the ready tasks have run, which is when a
+//! group is cut, and runs the periodic sync of interval mode.
+//!
+//! So the disk and the CPU work at the same time: buffers are written while appends still fill
+//! the next ones, and one group's writes run while the previous group's `fdatasync` does. In sync
+//! mode groups alternate: a tail is cut only while no `fdatasync` is in flight, and an
+//! `fdatasync` starts only once the group's tail is written.
+//!
+//! Rules, and where they are kept:
+//! - One writer per block, and writes of the same block in order: `Appender::next_write`.
+//! - An `fdatasync` covers only writes that completed before it was issued: its target is the
+//!   written offset when it starts (`start_sync`), and it resolves appends up to that only.
+//! - A sealed segment is finalized (all written, truncated to its size, synced, index files
+//!   written) before any I/O of the next segment, preallocation included: `pump` only ever works
+//!   on the oldest segment that still has an appender, and finalizes it only with no I/O of the
+//!   log in flight.
+//! - A failed write: nothing new starts; once no I/O is in flight the log rolls back to the end
+//!   of the written prefix (`rollback`), failing only appends not yet acknowledged.
+//! - A failed `fdatasync` or finalize poisons the log (`fail_sync`).
+//! - No `RefCell` borrow is held across an `.await`; every task re-finds its segment by base
+//!   offset after its I/O.
+
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use glommio::io::DmaFile;
+
+use super::appender::{self, Boundary, WriteJob};
+use super::config::Durability;
+use super::error::{LogError, Result};
+use super::index;
+use super::log::{remove_segment_files, Inner, State};
+use super::segment;
+use crate::types::Offset;
+
+/// The commit pipeline's part of the log state.
+#[derive(Default)]
+pub(super) struct IoState {
+    /// I/O tasks of this log in flight: writes, syncs, preallocations, index writes, finalizing,
+    /// the rollback.
+    in_flight: usize,
+    sync_in_flight: bool,
+    finalizing: bool,
+    index_writing: bool,
+    /// The first failed write not yet rolled back.
+    write_error: Option<LogError>,
+    rollback_in_flight: bool,
+    /// Rollbacks so far and the error behind the last one, for [`quiesce`].
+    rollbacks: u64,
+    last_write_error: Option<LogError>,
+    /// Callers of [`quiesce`] waiting: flush and sync everything now.
+    draining: usize,
+    /// Nothing starts (a truncation or close is running).
+    paused: bool,
+    /// A truncation runs: appends wait.
+    truncating: bool,
+}
+
+impl IoState {
+    /// Whether an append may be staged now: not while a failed write awaits its rollback or a
+    /// truncation runs.
+    pub(super) fn accepts_appends(&self) -> bool {
+        self.write_error.is_none() && !self.truncating
+    }
+
+    /// The error of the last failed write that was rolled back.
+    pub(super) fn last_write_error(&self) -> Option<LogError> {
+        self.last_write_error.clone()
+    }
+}
+
+/// One piece of I/O for [`pump`] to start.
+enum Action {
+    Write(Offset, Rc<DmaFile>, WriteJob),
+    Sync(Offset, Rc<DmaFile>, Offset),
+    Preallocate(Offset, Rc<DmaFile>, u64),
+    Finalize(Offset),
+    Rollback(Offset, Rc<DmaFile>, Boundary),
+}
+
+/// Starts every I/O of `inner` that may start now (see the module comment). With `allow_tail`,
+/// also cuts a group (writes the staged bytes after the last full buffer) when an append waits
+/// for them; appends pass `false` so that a burst of appends forms one group.
+///
+/// glommio runs a spawned task at once, up to its first `.await`, and the tasks borrow the state:
+/// so each action is chosen (and recorded) under a borrow that ends before it is spawned.
+pub(super) fn pump(inner: &Rc<Inner>, allow_tail: bool) -> usize {
+    let mut started = 0;
+    loop {
+        let action = next_action(inner, &mut inner.state.borrow_mut(), allow_tail);
+        let Some(action) = action else {
+            return started;
+        };
+        started += 1;
+        let task = inner.clone();
+        match action {
+            Action::Write(base, file, job) => {
+                glommio::spawn_local(write(task, base, file, job)).detach();
+            }
+            Action::Sync(base, file, target) => {
+                glommio::spawn_local(sync(task, base, file, target)).detach();
+            }
+            Action::Preallocate(base, file, target) => {
+                glommio::spawn_local(preallocate(task, base, file, target)).detach();
+            }
+            Action::Finalize(base) => {
+                glommio::spawn_local(finalize(task, base)).detach();
+            }
+            Action::Rollback(base, file, at) => {
+                glommio::spawn_local(rollback(task, base, file, at)).detach();
+            }
+        }
+    }
+}
+
+fn exp(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+#[derive(Default, Debug)]
+pub(super) struct ExpStats { pub idle_us: u64, pub busy_us: u64, pub sync_only_us: u64, pub write_only_us: u64, pub both_us: u64, pub last: Option<Instant>, pub syncing: bool, pub syncs: u64, pub sync_us: u64, pub writes: u64, pub write_us: u64, pub wif_at_sync: u64, pub tails: u64, pub tail_bytes: u64, pub max_wif: u64 }
+fn exp_mark(delta_w: i64, sync: Option<bool>) {
+    EXP_STATS.with(|e| {
+        let mut e = e.borrow_mut();
+        let now = Instant::now();
+        let w = EXP_WIF.with(|w| w.get());
+        if let Some(last) = e.last {
+            let d = (now - last).as_micros() as u64;
+            match (w > 0, e.syncing) {
+                (false, false) => e.idle_us += d,
+                (true, false) => e.write_only_us += d,
+                (false, true) => e.sync_only_us += d,
+                (true, true) => e.both_us += d,
+            }
+        }
+        e.last = Some(now);
+        if let Some(s) = sync { e.syncing = s; }
+        EXP_WIF.with(|x| x.set((x.get() as i64 + delta_w) as u64));
+    });
+}
+thread_local! {
+    pub(super) static EXP_TRACE: std::cell::RefCell<Vec<(Instant, char, u64, u64)>> = std::cell::RefCell::new(Vec::new());
+    static EXP_TRACE_ON: bool = std::env::var("QEXP_TRACE").is_ok();
+}
+pub(super) fn tr(c: char, a: u64, b: u64) {
+    if EXP_TRACE_ON.with(|t| *t) {
+        EXP_TRACE.with(|t| { let mut t = t.borrow_mut(); if t.len() < 2_000_000 { t.push((Instant::now(), c, a, b)); } });
+    }
+}
+pub(super) fn tr_dump() {
+    if !EXP_TRACE_ON.with(|t| *t) { return; }
+    EXP_TRACE.with(|t| {
+        let t = std::mem::take(&mut *t.borrow_mut());
+        if t.is_empty() { return; }
+        let t0 = t[0].0;
+        let mut out = String::new();
+        for (i, c, a, b) in t { out.push_str(&format!("{} {} {} {}\n", (i - t0).as_micros(), c, a, b)); }
+        let n = std::env::var("QEXP_TRACE").unwrap();
+        let _ = std::fs::write(n, out);
+    });
+}
+thread_local! {
+    pub(super) static EXP_STATS: std::cell::RefCell<ExpStats> = std::cell::RefCell::new(ExpStats::default());
+    static EXP_WIF: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+    static EXP_PREALLOC: u64 = exp("QEXP_PREALLOC", u64::MAX);
+    static EXP_POLICY: u64 = exp("QEXP_POLICY", 1);
+    static EXP_HOLD: u64 = exp("QEXP_HOLD", 0);
+    static EXP_CHUNK: bool = exp("QEXP_CHUNK", 1) == 1;
+    static EXP_DEFER: bool = exp("QEXP_DEFER", 1) == 1;
+}
+
+/// The next I/O that may start, already recorded as in flight; `None` when there is none.
+fn next_action(inner: &Inner, st: &mut State, allow_tail: bool) -> Option<Action> {
+    if st.poisoned.is_some() || st.io.paused || st.io.rollback_in_flight {
+        return None;
+    }
+    if st.io.write_error.is_some() {
+        if st.io.in_flight > 0 {
+            return None;
+        }
+        let seg = st
+            .segments
+            .iter()
+            .find(|s| s.appender.is_some())
+            .expect("a failed write belongs to a segment with an appender");
+        let at = seg.appender.as_ref().expect("checked").written();
+        st.io.rollback_in_flight = true;
+        st.io.in_flight += 1;
+        return Some(Action::Rollback(seg.base, seg.file.clone(), at));
+    }
+    let i = st.segments.iter().position(|s| s.appender.is_some())?;
+    let cfg = &inner.config;
+    let seg = &mut st.segments[i];
+    let (base, sealed) = (seg.base, seg.sealed);
+    let app = seg.appender.as_mut().expect("checked");
+
+    // An fdatasync, when someone waits for one and the group's tail is written (or the interval
+    // is up). It is decided before cutting the next tail so that the two alternate.
+    let interval_due = cfg.durability == Durability::Interval
+        && st.last_sync.elapsed() >= Duration::from_millis(cfg.flush_ms);
+    let covered = st
+        .durable_waiters
+        .front()
+        .is_some_and(|w| w.next <= st.written);
+    if !sealed
+        && !st.io.sync_in_flight
+        && st.written > st.durable
+        && (interval_due || ((covered || st.io.draining > 0) && (EXP_POLICY.with(|p| *p) == 2 || !app.tail_in_flight()) && (EXP_HOLD.with(|h| *h) != 2 || !app.write_in_flight())))
+    {
+        st.io.sync_in_flight = true;
+        st.io.in_flight += 1;
+        return Some(Action::Sync(base, seg.file.clone(), st.written));
+    }
+
+    // Full buffers (and a cut tail) go out as soon as nothing overlapping is in flight.
+    let hold = EXP_HOLD.with(|h| *h > 0) && st.io.sync_in_flight && !sealed && st.io.draining == 0;
+    if hold {
+        return None;
+    }
+    if let Some(job) = app.next_write() {
+        st.io.in_flight += 1;
+        return Some(Action::Write(base, seg.file.clone(), job));
+    }
+
+    // The end of a group: the staged bytes after the last full buffer, when an append waits for
+    // them. A sealed segment, or a caller of `quiesce`, takes everything.
+    let committed = app.committed().next;
+    let wants_written = st
+        .written_waiters
+        .back()
+        .is_some_and(|w| w.next > committed);
+    let wants_durable = st
+        .durable_waiters
+        .back()
+        .is_some_and(|w| w.next > committed);
+    let p2 = EXP_POLICY.with(|p| *p) == 2;
+    let cut = sealed
+        || st.io.draining > 0
+        || (allow_tail
+            && !app.tail_in_flight()
+            && (wants_written || (wants_durable && (p2 || !st.io.sync_in_flight))));
+    if cut && app.take_tail() {
+        tr('T', app.committed().next.0, 0);
+        st.stats.group_commits += 1;
+        if let Some(job) = app.next_write() {
+            st.io.in_flight += 1;
+            return Some(Action::Write(base, seg.file.clone(), job));
+        }
+    }
+
+    if !sealed {
+        let step = EXP_PREALLOC.with(|p| if *p == u64::MAX { cfg.preallocate_bytes } else { *p });
+        let target = app.preallocate_target(step, cfg.segment_bytes)?;
+        app.preallocate_started();
+        st.io.in_flight += 1;
+        return Some(Action::Preallocate(base, seg.file.clone(), target));
+    }
+    if app.fully_written() && st.io.in_flight == 0 && !st.io.finalizing {
+        st.io.finalizing = true;
+        st.io.in_flight += 1;
+        return Some(Action::Finalize(base));
+    }
+    None
+}
+
+/// Resolves the appends covered by `written` and `durable`, once the I/O just started (if any)
+/// has reached the kernel, and about one staging buffer's worth of them per pass.
+///
+/// glommio hands queued I/O to the kernel only between two passes over the ready tasks, and the
+/// appends resolved here run in the same pass as this task: in a closed loop they stage their
+/// next batches right away, which is most of the log's CPU work. Resolving them in the next pass
+/// lets the disk work on the I/O just started meanwhile; resolving a buffer's worth per pass lets
+/// each buffer they fill go to the disk while the next ones are being staged, instead of all
+/// after the whole burst.
+async fn resolve_after(inner: &Inner, started: usize) {
+    if started > 0 && EXP_DEFER.with(|d| *d) {
+        next_pass().await;
+    }
+    let budget = if EXP_CHUNK.with(|c| *c) { inner.config.write_buffer_bytes as u64 } else { u64::MAX };
+    loop {
+        let more = {
+            let mut st = inner.state.borrow_mut();
+            resolve_waiters(&mut st, budget)
+        };
+        inner.progress.notify();
+        if !more {
+            return;
+        }
+        next_pass().await;
+    }
+}
+
+/// Completes at the start of the executor's next pass over its ready tasks, after the I/O queued
+/// so far has been submitted: a timer that is already due fires then.
+async fn next_pass() {
+    glommio::timer::sleep(Duration::from_micros(1)).await;
+}
+
+/// Resolves every covered append (no pacing).
+fn resolve(inner: &Inner) {
+    {
+        let mut st = inner.state.borrow_mut();
+        resolve_waiters(&mut st, u64::MAX);
+    }
+    inner.progress.notify();
+}
+
+/// Resolves covered appends, oldest first, until `budget` bytes of them are resolved. Returns
+/// whether covered ones are left.
+fn resolve_waiters(st: &mut State, budget: u64) -> bool {
+    let mut done = 0u64;
+    for (queue, upto) in [
+        (&mut st.written_waiters, st.written),
+        (&mut st.durable_waiters, st.durable),
+    ] {
+        while queue.front().is_some_and(|w| w.next <= upto) {
+            if done >= budget {
+                return true;
+            }
+            let w = queue.pop_front().expect("checked");
+            done += w.bytes;
+            tr('r', w.next.0, 0);
+            w.resolver.resolve(Ok(()));
+        }
+    }
+    false
+}
+
+/// Writes one slot of segment `base` and records the outcome.
+async fn write(inner: Rc<Inner>, base: Offset, file: Rc<DmaFile>, job: WriteJob) {
+    let WriteJob {
+        id,
+        pos,
+        buf,
+        pooled,
+    } = job;
+    let t0 = Instant::now();
+    exp_mark(1, None);
+    tr('W', pos, buf.len() as u64);
+    let outcome = appender::write_fully(&file, buf.clone(), pos).await;
+    tr('w', pos, buf.len() as u64);
+    exp_mark(-1, None);
+    EXP_STATS.with(|e| { let mut e = e.borrow_mut(); e.writes += 1; e.write_us += t0.elapsed().as_micros() as u64; if !pooled { e.tails += 1; e.tail_bytes += buf.len() as u64; } });
+    // `write_fully` holds no clone any more: a pool buffer comes back whole.
+    let buf = if pooled {
+        Rc::try_unwrap(buf).ok()
+    } else {
+        None
+    };
+    let advanced = {
+        let mut guard = inner.state.borrow_mut();
+        let st = &mut *guard;
+        st.io.in_flight -= 1;
+        let app = st
+            .segments
+            .iter_mut()
+            .find(|s| s.base == base)
+            .and_then(|s| s.appender.as_mut())
+            .expect("a segment keeps its appender while it has writes in flight");
+        match outcome {
+            Ok(()) => match app.complete(id, buf) {
+                Some(a) => {
+                    st.staged_bytes = st.staged_bytes.saturating_sub(a.bytes);
+                    st.written = st.written.max(a.written.next);
+                    true
+                }
+                None => false,
+            },
+            Err(fault) => {
+                app.fail(id, buf);
+                if st.io.write_error.is_none() {
+                    let err = fault.into_error(&segment::log_path(&inner.dir, base));
+                    tracing::warn!(dir = %inner.dir.display(), error = %err,
+                        "write failed; rolling back once the writes in flight end");
+                    st.io.write_error = Some(err);
+                }
+                false
+            }
+        }
+    };
+    let started = pump(&inner, true);
+    if advanced {
+        resolve_after(&inner, started).await;
+        if inner.config.durability == Durability::Interval {
+            // The flusher times the next interval sync.
+            inner.flush_wanted.notify();
+        }
+    } else {
+        inner.progress.notify();
+    }
+}
+
+/// `fdatasync` of segment `base`, covering the writes completed before it started: everything
+/// below `target`.
+async fn sync(inner: Rc<Inner>, base: Offset, file: Rc<DmaFile>, target: Offset) {
+    let t0 = Instant::now();
+    EXP_STATS.with(|e| e.borrow_mut().wif_at_sync += EXP_WIF.with(|w| w.get()));
+    exp_mark(0, Some(true));
+    tr('S', target.0, 0);
+    let outcome = file.fdatasync().await;
+    tr('s', target.0, 0);
+    exp_mark(0, Some(false));
+    EXP_STATS.with(|e| { let mut e = e.borrow_mut(); e.syncs += 1; e.sync_us += t0.elapsed().as_micros() as u64; });
+    {
+        let mut st = inner.state.borrow_mut();
+        st.io.in_flight -= 1;
+        st.io.sync_in_flight = false;
+        match outcome {
+            Ok(()) => {
+                st.durable = st.durable.max(target);
+                st.last_sync = Instant::now();
+                st.stats.fdatasyncs += 1;
+            }
+            Err(e) => {
+                drop(st);
+                let path = segment::log_path(&inner.dir, base);
+                fail_sync(&inner, LogError::glommio("fdatasync", &path, e));
+                return;
+            }
+        }
+    }
+    let started = pump(&inner, true);
+    resolve_after(&inner, started).await;
+    // The flusher times the next interval sync from this one.
+    inner.flush_wanted.notify();
+    write_index(&inner, base).await;
+}
+
+/// Writes the index entries of segment `base` whose batches are written (derived data: not
+/// synced here; recovery checks them against the log).
+async fn write_index(inner: &Rc<Inner>, base: Offset) {
+    let job = {
+        let mut guard = inner.state.borrow_mut();
+        let st = &mut *guard;
+        if st.io.index_writing {
+            return;
+        }
+        let Some(seg) = st.segments.iter_mut().find(|s| s.base == base) else {
+            return;
+        };
+        let (Some(files), Some(app)) = (seg.index_files.clone(), seg.appender.as_ref()) else {
+            return;
+        };
+        let delta = seg.index_delta_before(app.written());
+        if delta.0.is_empty() && delta.2.is_empty() && !seg.index_files_stale {
+            return;
+        }
+        let stale = std::mem::take(&mut seg.index_files_stale);
+        st.io.index_writing = true;
+        st.io.in_flight += 1;
+        (files, delta, stale)
+    };
+    let (files, delta, stale) = job;
+    let n_index = delta.0.len() / index::OFFSET_ENTRY_BYTES;
+    let n_time = delta.2.len() / index::TIME_ENTRY_BYTES;
+    let outcome = files.write_delta(delta, stale).await;
+    {
+        let mut st = inner.state.borrow_mut();
+        st.io.index_writing = false;
+        st.io.in_flight -= 1;
+        if let Some(s) = st.segments.iter_mut().find(|s| s.base == base) {
+            match &outcome {
+                Ok(()) => {
+                    s.index_persisted = (s.index_persisted + n_index).min(s.index.len());
+                    s.time_persisted = (s.time_persisted + n_time).min(s.time_index.len());
+                }
+                Err(e) => {
+                    tracing::warn!(dir = %inner.dir.display(), error = %e,
+                        "index write failed; retried with the next sync");
+                    s.index_files_stale |= stale;
+                }
+            }
+        }
+    }
+    pump(inner, true);
+    inner.progress.notify();
+}
+
+/// Reserves file space of segment `base` up to `target` (see `LogConfig::preallocate_bytes`).
+/// Best effort: on failure the writes extend the file as they would without it.
+async fn preallocate(inner: Rc<Inner>, base: Offset, file: Rc<DmaFile>, target: u64) {
+    let outcome = file.pre_allocate(target, false).await;
+    let unsupported = match outcome {
+        Ok(()) => false,
+        Err(e) => {
+            let err = LogError::glommio("fallocate", segment::log_path(&inner.dir, base), e);
+            let unsupported = err.raw_os_error() == Some(libc::EOPNOTSUPP);
+            tracing::debug!(dir = %inner.dir.display(), error = %err, target,
+                "could not preallocate segment space");
+            unsupported
+        }
+    };
+    {
+        let mut st = inner.state.borrow_mut();
+        st.io.in_flight -= 1;
+        if let Some(app) = st
+            .segments
+            .iter_mut()
+            .find(|s| s.base == base)
+            .and_then(|s| s.appender.as_mut())
+        {
+            app.preallocate_done(target, unsupported);
+        }
+    }
+    pump(&inner, true);
+    inner.progress.notify();
+}
+
+/// Finalizes sealed segment `base`, all of whose bytes are written: truncate to its exact size
+/// (dropping block padding and preallocated space), sync, write its index files whole.
+async fn finalize(inner: Rc<Inner>, base: Offset) {
+    let (file, path, size) = {
+        let st = inner.state.borrow();
+        let s = st
+            .segments
+            .iter()
+            .find(|s| s.base == base)
+            .expect("a segment being finalized stays");
+        (s.file.clone(), s.log_path(), s.size)
+    };
+    let outcome: Result<()> = async {
+        file.truncate(size)
+            .await
+            .map_err(|e| LogError::glommio("truncate", &path, e))?;
+        file.fdatasync()
+            .await
+            .map_err(|e| LogError::glommio("fdatasync", &path, e))?;
+        let image = inner
+            .state
+            .borrow()
+            .segments
+            .iter()
+            .find(|s| s.base == base)
+            .expect("a segment being finalized stays")
+            .index_image();
+        segment::write_index_files(image).await
+    }
+    .await;
+    {
+        let mut guard = inner.state.borrow_mut();
+        let st = &mut *guard;
+        st.io.in_flight -= 1;
+        st.io.finalizing = false;
+        if let Err(e) = outcome {
+            drop(guard);
+            fail_sync(&inner, e);
+            return;
+        }
+        let s = st
+            .segments
+            .iter_mut()
+            .find(|s| s.base == base)
+            .expect("a segment being finalized stays");
+        s.appender = None;
+        s.index_files = None;
+        s.index_persisted = s.index.len();
+        s.time_persisted = s.time_index.len();
+        let end = s.next_offset;
+        st.written = st.written.max(end);
+        st.durable = st.durable.max(end);
+        st.last_sync = Instant::now();
+        st.stats.fdatasyncs += 1;
+    }
+    let started = pump(&inner, true);
+    resolve_after(&inner, started).await;
+}
+
+/// Rolls the log back to `at`, the last batch boundary of segment `base`'s written prefix:
+/// forgets everything after it (offsets, index entries, cached batches, segments created since),
+/// cuts the file there (so no half-written later batch survives a crash) and fails the appends
+/// that were waiting. Acknowledged appends are all below `at` and stay.
+async fn rollback(inner: Rc<Inner>, base: Offset, file: Rc<DmaFile>, at: Boundary) {
+    let path = segment::log_path(&inner.dir, base);
+    let outcome = async {
+        let tail = appender::read_tail(&file, &path, at.pos).await?;
+        file.truncate(at.pos)
+            .await
+            .map_err(|e| LogError::glommio("truncate", &path, e))?;
+        Ok::<_, LogError>(tail)
+    }
+    .await;
+    let mut guard = inner.state.borrow_mut();
+    let st = &mut *guard;
+    st.io.in_flight -= 1;
+    st.io.rollback_in_flight = false;
+    let err = st
+        .io
+        .write_error
+        .take()
+        .expect("a rollback follows a failed write");
+    let tail = match outcome {
+        Ok(t) => t,
+        Err(e) => {
+            drop(guard);
+            fail_sync(&inner, e);
+            return;
+        }
+    };
+    let target = st.written;
+    assert_eq!(
+        at.next, target,
+        "the written prefix ends at the written offset"
+    );
+    let mut removed = Vec::new();
+    while st.segments.len() > 1 && st.segments.back().expect("a segment").base > target {
+        removed.push(st.segments.pop_back().expect("a segment").base);
+    }
+    let seg = st.segments.back_mut().expect("a segment");
+    assert_eq!(seg.base, base, "the failed segment holds the written end");
+    seg.appender
+        .as_mut()
+        .expect("the segment holding the written end is not finalized")
+        .rollback(&tail);
+    seg.truncate_memory(target, at.pos);
+    seg.sealed = false;
+    st.next_offset = target;
+    st.staged_bytes = 0;
+    for q in [&mut st.written_waiters, &mut st.durable_waiters] {
+        while q.back().is_some_and(|w| w.next > target) {
+            let w = q.pop_back().expect("checked");
+            w.resolver.resolve(Err(err.clone()));
+        }
+    }
+    st.io.rollbacks += 1;
+    st.io.last_write_error = Some(err.clone());
+    drop(guard);
+    inner.cache.truncate_from(inner.cache_key, target);
+    for base in removed {
+        remove_segment_files(&inner.dir, base);
+    }
+    tracing::warn!(dir = %inner.dir.display(), error = %err, rolled_back_to = %target,
+        "write failed; unacknowledged appends rolled back");
+    pump(&inner, true);
+    inner.progress.notify();
+}
+
+/// An `fdatasync` (or the finalizing of a segment, or a rollback) failed: the device state is
+/// unknown, so the log stops taking appends and fails those still waiting. Reads go on.
+pub(super) fn fail_sync(inner: &Inner, err: LogError) {
+    {
+        let mut guard = inner.state.borrow_mut();
+        let st = &mut *guard;
+        st.poisoned = Some(err.to_string());
+        while let Some(w) = st.durable_waiters.pop_front() {
+            w.resolver.resolve(Err(err.clone()));
+        }
+        // Appends waiting for a write will not get one either.
+        while st
+            .written_waiters
+            .back()
+            .is_some_and(|w| w.next > st.written)
+        {
+            let w = st.written_waiters.pop_back().expect("checked");
+            w.resolver.resolve(Err(err.clone()));
+        }
+    }
+    tracing::error!(dir = %inner.dir.display(), error = %err, "fdatasync failed; log refuses appends");
+    inner.progress.notify();
+    inner.flush_wanted.notify();
+}
+
+/// Held while a truncation or close works on the files: no I/O starts meanwhile (and, for a
+/// truncation, no append is staged). Dropping it lets the pipeline go on.
+pub(super) struct Quiet<'a> {
+    inner: &'a Rc<Inner>,
+    truncating: bool,
+}
+
+impl Drop for Quiet<'_> {
+    fn drop(&mut self) {
+        {
+            let mut st = self.inner.state.borrow_mut();
+            st.io.paused = false;
+            if self.truncating {
+                st.io.truncating = false;
+            }
+        }
+        self.inner.progress.notify();
+        pump(self.inner, true);
+    }
+}
+
+/// Writes and syncs everything staged, finalizes sealed segments, waits until no I/O is in
+/// flight and then pauses the pipeline until the returned guard is dropped. With `truncating`,
+/// appends wait from now until then. Fails if a write fails meanwhile (after its rollback) or the
+/// log is poisoned.
+pub(super) async fn quiesce(inner: &Rc<Inner>, truncating: bool) -> Result<Quiet<'_>> {
+    let rollbacks = {
+        let mut st = inner.state.borrow_mut();
+        st.io.draining += 1;
+        st.io.truncating |= truncating;
+        st.io.rollbacks
+    };
+    let outcome = loop {
+        let listen = inner.progress.listen();
+        pump(inner, true);
+        {
+            let st = inner.state.borrow();
+            if let Some(cause) = &st.poisoned {
+                break Err(LogError::Poisoned {
+                    path: inner.dir.clone(),
+                    cause: cause.clone(),
+                });
+            }
+            if st.io.rollbacks != rollbacks {
+                break Err(st.io.last_write_error().unwrap_or(LogError::Closed));
+            }
+            let quiet = st.io.in_flight == 0
+                && st.io.write_error.is_none()
+                && st.written == st.next_offset
+                && st.durable >= st.written
+                && st.segments.iter().all(|s| {
+                    s.appender
+                        .as_ref()
+                        .is_none_or(|a| a.fully_written() && !s.sealed)
+                });
+            if quiet {
+                break Ok(());
+            }
+        }
+        listen.await;
+    };
+    let mut st = inner.state.borrow_mut();
+    st.io.draining -= 1;
+    match outcome {
+        Ok(()) => {
+            st.io.paused = true;
+            Ok(Quiet { inner, truncating })
+        }
+        Err(e) => {
+            if truncating {
+                st.io.truncating = false;
+            }
+            drop(st);
+            inner.progress.notify();
+            Err(e)
+        }
+    }
+}
+
+/// The flusher task of one log: pumps after each burst of appends (cutting a group) and runs the
+/// periodic `fdatasync` of interval mode. Ends once the log is closed (or dropped) and no I/O is
+/// in flight, or poisoned.
+pub(super) async fn flusher(inner: Rc<Inner>) {
+    loop {
+        let listen = inner.flush_wanted.listen();
+        pump(&inner, true);
+        let timeout = {
+            let st = inner.state.borrow();
+            if st.poisoned.is_some() || (st.closed && st.io.in_flight == 0) {
+                return;
+            }
+            let period = Duration::from_millis(inner.config.flush_ms);
+            (inner.config.durability == Durability::Interval
+                && st.written > st.durable
+                && !st.io.sync_in_flight)
+                .then(|| period.saturating_sub(st.last_sync.elapsed()))
+        };
+        match timeout {
+            // Dropping the log handle sets `closed` and notifies, which ends this task.
+            Some(t) => {
+                futures_lite::future::or(listen, glommio::timer::sleep(t)).await;
+            }
+            None => listen.await,
+        }
+    }
+}
