@@ -1,5 +1,6 @@
 //! `quill-perf`: Quill's load harness. Each subcommand is one workload; `storage` measures the
-//! storage engine against the disk's raw direct-write throughput.
+//! storage engine against the disk's raw direct-write throughput, `fetch-path` compares ways of
+//! serving cold fetches (cache + O_DIRECT read vs sendfile), `run` drives a workload file.
 
 /// `println!` that ignores a closed stdout (`quill-perf ... | head`) instead of panicking, so the
 /// benchmark still cleans up its files.
@@ -13,9 +14,11 @@ macro_rules! out {
 mod cputime;
 mod datadir;
 mod error;
+mod fetchpath;
 mod rawdisk;
 mod report;
 mod storage;
+mod workload;
 
 use std::future::Future;
 use std::process::ExitCode;
@@ -44,12 +47,23 @@ struct Cli {
 enum Command {
     /// Storage engine: append throughput and latency of one partition log vs raw direct writes.
     Storage(storage::StorageArgs),
+    /// Fetch path: cold reads served by cache + O_DIRECT read vs sendfile(2), to a TCP consumer.
+    FetchPath(fetchpath::FetchPathArgs),
+    /// Run a workload file (perf/workloads/*.toml): producers and consumers on the async client
+    /// against an embedded broker (default) or `-b HOST:PORT`.
+    Run(workload::RunArgs),
+    /// Internal: the embedded broker process started by `run`.
+    #[command(hide = true)]
+    EmbeddedBroker(workload::EmbeddedBrokerArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Storage(args) => storage::run(args),
+        Command::FetchPath(args) => fetchpath::run(args),
+        Command::Run(args) => workload::run(args),
+        Command::EmbeddedBroker(args) => workload::serve_child(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
