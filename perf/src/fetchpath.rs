@@ -10,6 +10,12 @@
 //! exists because the first pass through fresh memory is slow on a VM that hands freed guest
 //! memory back to its host (the first touch of each page then exits to the hypervisor).
 //!
+//! On such a VM (virtio-balloon free page reporting), memory freed in large blocks is returned to
+//! the host after a couple of seconds; the page cache of a cold `sendfile` read grows into free
+//! memory and pays that first-touch cost (it shows as consumer CPU: the consumer's copy is the
+//! first CPU access to each page), while the `dma` path reuses its few read buffers.
+//! `sendfile-recycle` measures sendfile without that cost.
+//!
 //! Variants:
 //! - `raw-dma-read`, `raw-dma-read-qd1`: the disk's sequential O_DIRECT read rate (1 MiB aligned
 //!   reads, 8 or 1 in flight), no socket.
@@ -25,6 +31,9 @@
 //!   boundaries from the index as a broker would use, and nothing is CRC-checked.
 //! - `sendfile-no-readahead`: `sendfile` with readahead turned off on its descriptor
 //!   (`POSIX_FADV_RANDOM`), to tell the kernel's readahead apart from the saved copy.
+//! - `sendfile-recycle`: `sendfile`, and each fetch also drops the previous fetch's pages, so the
+//!   page cache reuses a few MiB of recently freed memory instead of growing into free memory
+//!   (as it would on a broker whose page cache already fills RAM; see the module's last note).
 //! - `sendfile-warm`: the same without the eviction (the page cache is warm from `sendfile`).
 //! - `cache`: the log's batches appended again to a second log whose batch cache holds all of
 //!   them, read the `dma` way: the hot path.
@@ -86,6 +95,8 @@ pub enum Variant {
     Sendfile,
     /// Sendfile with readahead off on the file descriptor (POSIX_FADV_RANDOM).
     SendfileNoReadahead,
+    /// Sendfile that drops each fetch's pages after the next one, so page-cache memory is reused.
+    SendfileRecycle,
     /// sendfile(2) with the page cache left warm.
     SendfileWarm,
     /// The broker's hot path: every batch in the batch cache.
@@ -102,6 +113,7 @@ impl Variant {
             Variant::DmaPrefetch => "dma-prefetch",
             Variant::Sendfile => "sendfile",
             Variant::SendfileNoReadahead => "sendfile-no-readahead",
+            Variant::SendfileRecycle => "sendfile-recycle",
             Variant::SendfileWarm => "sendfile-warm",
             Variant::Cache => "cache",
         }
@@ -136,8 +148,8 @@ pub struct FetchPathArgs {
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "raw-dma-read,raw-dma-read-qd1,socket-only,dma,dma-prefetch,sendfile,\
-                         sendfile-no-readahead,sendfile-warm,cache"
+        default_value = "raw-dma-read,raw-dma-read-qd1,socket-only,dma,dma-prefetch,\
+                         sendfile-no-readahead,sendfile-recycle,sendfile,sendfile-warm,cache"
     )]
     pub variants: Vec<Variant>,
     /// CPU the glommio executor (and its blocking thread pool) is pinned to.
@@ -227,6 +239,7 @@ struct Medians {
     p999_us: f64,
     exec_s_per_gb: f64,
     blocking_s_per_gb: f64,
+    consumer_s_per_gb: f64,
     server_s_per_gb: f64,
     disk_read_per_byte: Option<f64>,
 }
@@ -250,6 +263,7 @@ impl Medians {
             p999_us: m(&|s| s.latency.p999_us as f64),
             exec_s_per_gb: m(&|s| s.per_gb(s.exec_cpu)),
             blocking_s_per_gb: m(&|s| s.per_gb(s.blocking_cpu)),
+            consumer_s_per_gb: m(&|s| s.per_gb(s.sink_cpu)),
             server_s_per_gb: m(&|s| s.per_gb(s.server_cpu())),
             disk_read_per_byte: (disk.len() == samples.len()).then(|| median(disk)),
         }
@@ -321,6 +335,18 @@ fn check_args(args: &FetchPathArgs) -> Result<()> {
     if args.variants.is_empty() {
         return Err(PerfError::msg("--variants is empty"));
     }
+    if let Some(v) = args
+        .variants
+        .iter()
+        .enumerate()
+        .find(|(i, v)| args.variants[..*i].contains(v))
+        .map(|(_, v)| v)
+    {
+        return Err(PerfError::msg(format!(
+            "--variants names {} twice",
+            v.name()
+        )));
+    }
     // The log must fit one segment, so sendfile can serve it from one file.
     if args.log_bytes + (4 * MIB) as u64 > SEGMENT_BYTES_LIMIT {
         return Err(PerfError::msg(format!(
@@ -352,6 +378,7 @@ impl Report {
             "exec CPU s/GB",
             "blocking CPU s/GB",
             "server CPU s/GB",
+            "consumer CPU s/GB",
             "disk read / sent",
             "others max",
         ]);
@@ -368,6 +395,7 @@ impl Report {
                 format!("{:.3}", m.exec_s_per_gb),
                 format!("{:.3}", m.blocking_s_per_gb),
                 format!("{:.3}", m.server_s_per_gb),
+                format!("{:.3}", m.consumer_s_per_gb),
                 m.disk_read_per_byte
                     .map_or("?".into(), |d| format!("{d:.3}")),
                 format!("{:.0}%", 100.0 * m.others_max),
@@ -411,6 +439,7 @@ impl Report {
                         "executor_cpu_s_per_gb": m.exec_s_per_gb,
                         "blocking_pool_cpu_s_per_gb": m.blocking_s_per_gb,
                         "server_cpu_s_per_gb": m.server_s_per_gb,
+                        "consumer_cpu_s_per_gb": m.consumer_s_per_gb,
                         "disk_read_per_byte_sent": m.disk_read_per_byte,
                     },
                     "runs": s.iter().map(Sample::to_json).collect::<Vec<_>>(),
@@ -691,6 +720,9 @@ async fn run_variant(v: Variant, args: &FetchPathArgs, fx: &Fixture) -> Result<S
         Variant::SendfileNoReadahead => {
             sendfile_fetches(fx, args.fetch_bytes, PageCache::EvictNoReadahead).await
         }
+        Variant::SendfileRecycle => {
+            sendfile_fetches(fx, args.fetch_bytes, PageCache::EvictRecycle).await
+        }
         Variant::SendfileWarm => sendfile_fetches(fx, args.fetch_bytes, PageCache::Keep).await,
         Variant::Cache => {
             let (log, cache) = fx
@@ -923,6 +955,8 @@ enum PageCache {
     Evict,
     /// Drop them and turn readahead off on the descriptor.
     EvictNoReadahead,
+    /// Drop them, and drop each fetch's pages again once the next fetch is sent.
+    EvictRecycle,
     /// Leave whatever is cached.
     Keep,
 }
@@ -961,8 +995,12 @@ async fn sendfile_fetches(fx: &Fixture, fetch_bytes: usize, cache: PageCache) ->
         let len = (fx.log_bytes - pos).min(fetch_bytes as u64);
         let t = Instant::now();
         // `sock` and `file` outlive the call: it is awaited before the next and before they drop.
+        // The previous fetch's pages, dropped before this one is sent (its bytes have had a
+        // whole fetch's time to leave the socket; pages still held by the socket are skipped).
+        let drop = (cache == PageCache::EvictRecycle && pos >= fetch_bytes as u64)
+            .then(|| (pos - fetch_bytes as u64, fetch_bytes as u64));
         let cpu = glommio::executor()
-            .spawn_blocking(move || sendfile_range(sock_fd, file_fd, pos, len))
+            .spawn_blocking(move || sendfile_range(sock_fd, file_fd, pos, len, drop))
             .await
             .context("sendfile")?;
         record_latency(&mut hist, t.elapsed());
@@ -979,9 +1017,30 @@ async fn sendfile_fetches(fx: &Fixture, fetch_bytes: usize, cache: PageCache) ->
     Ok(s)
 }
 
-/// Sends `len` bytes of `file` from `pos` to `sock`, looping over partial sends. Runs on a
-/// blocking-pool thread; returns that thread's CPU time spent.
-fn sendfile_range(sock: RawFd, file: RawFd, pos: u64, len: u64) -> std::io::Result<Duration> {
+/// Sends `len` bytes of `file` from `pos` to `sock`, looping over partial sends, after dropping
+/// the `drop` range (position, length) from the page cache. Runs on a blocking-pool thread;
+/// returns that thread's CPU time spent sending (not dropping).
+fn sendfile_range(
+    sock: RawFd,
+    file: RawFd,
+    pos: u64,
+    len: u64,
+    drop: Option<(u64, u64)>,
+) -> std::io::Result<Duration> {
+    if let Some((at, n)) = drop {
+        // SAFETY: a valid descriptor; DONTNEED only drops clean, unused cached pages.
+        let rc = unsafe {
+            libc::posix_fadvise(
+                file,
+                at as libc::off_t,
+                n as libc::off_t,
+                libc::POSIX_FADV_DONTNEED,
+            )
+        };
+        if rc != 0 {
+            return Err(std::io::Error::from_raw_os_error(rc));
+        }
+    }
     let cpu0 = thread_cpu();
     let end = pos + len;
     let mut off = pos as libc::off_t;

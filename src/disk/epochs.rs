@@ -118,11 +118,26 @@ mod tests {
         assert!(c.assign(Epoch(1), Offset(0)));
         assert!(!c.assign(Epoch(1), Offset(10)));
         assert!(c.assign(Epoch(3), Offset(20)));
-        assert!(c.assign(Epoch(4), Offset(20)), "epoch 3 had no batch: replaced");
-        assert_eq!(c.entries(), &[(Epoch(1), Offset(0)), (Epoch(4), Offset(20))]);
-        assert_eq!(c.end_offset_for(Epoch(1), Offset(50)), Some((Epoch(1), Offset(20))));
-        assert_eq!(c.end_offset_for(Epoch(2), Offset(50)), Some((Epoch(1), Offset(20))));
-        assert_eq!(c.end_offset_for(Epoch(4), Offset(50)), Some((Epoch(4), Offset(50))));
+        assert!(
+            c.assign(Epoch(4), Offset(20)),
+            "epoch 3 had no batch: replaced"
+        );
+        assert_eq!(
+            c.entries(),
+            &[(Epoch(1), Offset(0)), (Epoch(4), Offset(20))]
+        );
+        assert_eq!(
+            c.end_offset_for(Epoch(1), Offset(50)),
+            Some((Epoch(1), Offset(20)))
+        );
+        assert_eq!(
+            c.end_offset_for(Epoch(2), Offset(50)),
+            Some((Epoch(1), Offset(20)))
+        );
+        assert_eq!(
+            c.end_offset_for(Epoch(4), Offset(50)),
+            Some((Epoch(4), Offset(50)))
+        );
         assert_eq!(c.end_offset_for(Epoch(0), Offset(50)), None);
         assert!(c.truncate_to(Offset(20)));
         assert_eq!(c.latest(), Some(Epoch(1)));

@@ -295,8 +295,10 @@ impl Segment {
         seg.sealed = true;
         seg.size = file_bytes;
         if let Some((ix, ti)) = load_indexes(dir, base, file_bytes) {
-            match verify_sealed_indexes(&seg.file, &path, base, next_base, file_bytes, &ix, &ti, cfg)
-                .await?
+            match verify_sealed_indexes(
+                &seg.file, &path, base, next_base, file_bytes, &ix, &ti, cfg,
+            )
+            .await?
             {
                 Ok(last_rel) => {
                     seg.max_timestamp = ti.last().map(|e| e.timestamp).unwrap_or(NO_TIMESTAMP);
@@ -380,11 +382,7 @@ impl Segment {
         // The time index must hold the entry of the start batch (one per offset-index entry):
         // otherwise it was cut short and the running maximum before the start is unknown, so
         // scan the whole segment.
-        let start = start.filter(|e| {
-            ti.entries()
-                .iter()
-                .any(|t| t.relative == e.relative)
-        });
+        let start = start.filter(|e| ti.entries().iter().any(|t| t.relative == e.relative));
         let (start_pos, start_off) = match start {
             Some(e) => {
                 ix.truncate_from_relative(e.relative + 1);
@@ -476,7 +474,6 @@ impl Segment {
         })
     }
 }
-
 
 /// Checks a sealed segment's loaded indexes against the log without reading all of it: the batches
 /// from the last offset-index entry must run exactly to the end of the file and to `next_base`,

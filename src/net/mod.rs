@@ -6,6 +6,6 @@
 
 pub mod error_code;
 pub mod frame;
-pub mod protocol;
 mod handler;
+pub mod protocol;
 pub mod server;
