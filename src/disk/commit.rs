@@ -2,32 +2,32 @@
 //! appends once they are as durable as they asked.
 //!
 //! Lives on the log's shard. [`pump`] is the scheduler: a synchronous step that looks at the log
-//! state and starts whatever I/O may start now, each as a task of its own: the writes of full
-//! staging buffers, the tail write that ends a group, `fdatasync`, preallocation, index-file
-//! updates, finalizing a sealed segment, and the rollback after a failed write. Each task records
-//! its outcome in the state, pumps again (so the next group's I/O is queued before the appends it
-//! acknowledged run) and then resolves the appends it covered. Appends pump after staging (full
-//! buffers go out at once); the flusher task pumps once the ready tasks have run, which is when a
-//! group is cut, and runs the periodic sync of interval mode.
+//! state and starts whatever I/O may start now, each as a task of its own: the write of a full
+//! staging buffer, the tail write that ends a group, `fdatasync`, preallocation, finalizing a
+//! sealed segment, the rollback after a failed write. Each task records its outcome in the state,
+//! pumps again, and then resolves the appends it covered ([`resolve_after`]). Appends pump after
+//! staging, so full buffers go to the disk at once; the flusher task pumps once the tasks that
+//! were ready have run, which is when a group is cut, and runs the periodic sync of interval mode.
 //!
-//! So the disk and the CPU work at the same time: buffers are written while appends still fill
-//! the next ones, and one group's writes run while the previous group's `fdatasync` does. In sync
-//! mode groups alternate: a tail is cut only while no `fdatasync` is in flight, and an
-//! `fdatasync` starts only once the group's tail is written.
+//! So the disk and the CPU work at the same time: buffers are written while appends fill the next
+//! ones, the next group is written while the previous one is synced, and acknowledged appends
+//! stage their next batches while the I/O started on their acknowledgement runs. In sync mode
+//! groups alternate: a tail is cut only while no `fdatasync` is in flight, and an `fdatasync`
+//! starts only once the group's tail is written.
 //!
 //! Rules, and where they are kept:
 //! - One writer per block, and writes of the same block in order: `Appender::next_write`.
 //! - An `fdatasync` covers only writes that completed before it was issued: its target is the
-//!   written offset when it starts (`start_sync`), and it resolves appends up to that only.
+//!   written offset when it starts (`next_action`), and it resolves appends up to that only.
 //! - A sealed segment is finalized (all written, truncated to its size, synced, index files
-//!   written) before any I/O of the next segment, preallocation included: `pump` only ever works
-//!   on the oldest segment that still has an appender, and finalizes it only with no I/O of the
-//!   log in flight.
+//!   written) before any I/O of the next segment, preallocation included: `next_action` only ever
+//!   works on the oldest segment that still has an appender, and finalizes it only with no I/O of
+//!   the log in flight.
 //! - A failed write: nothing new starts; once no I/O is in flight the log rolls back to the end
 //!   of the written prefix (`rollback`), failing only appends not yet acknowledged.
-//! - A failed `fdatasync` or finalize poisons the log (`fail_sync`).
-//! - No `RefCell` borrow is held across an `.await`; every task re-finds its segment by base
-//!   offset after its I/O.
+//! - A failed `fdatasync`, finalize or rollback poisons the log (`fail_sync`).
+//! - No `RefCell` borrow is held across an `.await` (nor while a task is spawned: glommio runs
+//!   it at once); every task re-finds its segment by base offset after its I/O.
 
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -122,94 +122,6 @@ pub(super) fn pump(inner: &Rc<Inner>, allow_tail: bool) -> usize {
     }
 }
 
-fn exp(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-#[derive(Default, Debug)]
-#[allow(dead_code)]
-pub(super) struct ExpStats {
-    pub idle_us: u64,
-    pub busy_us: u64,
-    pub sync_only_us: u64,
-    pub write_only_us: u64,
-    pub both_us: u64,
-    pub last: Option<Instant>,
-    pub syncing: bool,
-    pub syncs: u64,
-    pub sync_us: u64,
-    pub writes: u64,
-    pub write_us: u64,
-    pub wif_at_sync: u64,
-    pub tails: u64,
-    pub tail_bytes: u64,
-    pub max_wif: u64,
-}
-fn exp_mark(delta_w: i64, sync: Option<bool>) {
-    EXP_STATS.with(|e| {
-        let mut e = e.borrow_mut();
-        let now = Instant::now();
-        let w = EXP_WIF.with(|w| w.get());
-        if let Some(last) = e.last {
-            let d = (now - last).as_micros() as u64;
-            match (w > 0, e.syncing) {
-                (false, false) => e.idle_us += d,
-                (true, false) => e.write_only_us += d,
-                (false, true) => e.sync_only_us += d,
-                (true, true) => e.both_us += d,
-            }
-        }
-        e.last = Some(now);
-        if let Some(s) = sync {
-            e.syncing = s;
-        }
-        EXP_WIF.with(|x| x.set((x.get() as i64 + delta_w) as u64));
-    });
-}
-thread_local! {
-    pub(super) static EXP_TRACE: std::cell::RefCell<Vec<(Instant, char, u64, u64)>> = const { std::cell::RefCell::new(Vec::new()) };
-    static EXP_TRACE_ON: bool = std::env::var("QEXP_TRACE").is_ok();
-}
-pub(super) fn tr(c: char, a: u64, b: u64) {
-    if EXP_TRACE_ON.with(|t| *t) {
-        EXP_TRACE.with(|t| {
-            let mut t = t.borrow_mut();
-            if t.len() < 2_000_000 {
-                t.push((Instant::now(), c, a, b));
-            }
-        });
-    }
-}
-pub(super) fn tr_dump() {
-    if !EXP_TRACE_ON.with(|t| *t) {
-        return;
-    }
-    EXP_TRACE.with(|t| {
-        let t = std::mem::take(&mut *t.borrow_mut());
-        if t.is_empty() {
-            return;
-        }
-        let t0 = t[0].0;
-        let mut out = String::new();
-        for (i, c, a, b) in t {
-            out.push_str(&format!("{} {} {} {}\n", (i - t0).as_micros(), c, a, b));
-        }
-        let n = std::env::var("QEXP_TRACE").unwrap();
-        let _ = std::fs::write(n, out);
-    });
-}
-thread_local! {
-    pub(super) static EXP_STATS: std::cell::RefCell<ExpStats> = std::cell::RefCell::new(ExpStats::default());
-    static EXP_WIF: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
-    static EXP_PREALLOC: u64 = exp("QEXP_PREALLOC", u64::MAX);
-    static EXP_POLICY: u64 = exp("QEXP_POLICY", 1);
-    static EXP_HOLD: u64 = exp("QEXP_HOLD", 0);
-    static EXP_CHUNK: bool = exp("QEXP_CHUNK", 1) == 1;
-    static EXP_DEFER: bool = exp("QEXP_DEFER", 1) == 1;
-}
-
 /// The next I/O that may start, already recorded as in flight; `None` when there is none.
 fn next_action(inner: &Inner, st: &mut State, allow_tail: bool) -> Option<Action> {
     if st.poisoned.is_some() || st.io.paused || st.io.rollback_in_flight {
@@ -246,10 +158,7 @@ fn next_action(inner: &Inner, st: &mut State, allow_tail: bool) -> Option<Action
     if !sealed
         && !st.io.sync_in_flight
         && st.written > st.durable
-        && (interval_due
-            || ((covered || st.io.draining > 0)
-                && (EXP_POLICY.with(|p| *p) == 2 || !app.tail_in_flight())
-                && (EXP_HOLD.with(|h| *h) != 2 || !app.write_in_flight())))
+        && (interval_due || ((covered || st.io.draining > 0) && !app.tail_in_flight()))
     {
         st.io.sync_in_flight = true;
         st.io.in_flight += 1;
@@ -257,10 +166,6 @@ fn next_action(inner: &Inner, st: &mut State, allow_tail: bool) -> Option<Action
     }
 
     // Full buffers (and a cut tail) go out as soon as nothing overlapping is in flight.
-    let hold = EXP_HOLD.with(|h| *h > 0) && st.io.sync_in_flight && !sealed && st.io.draining == 0;
-    if hold {
-        return None;
-    }
     if let Some(job) = app.next_write() {
         st.io.in_flight += 1;
         return Some(Action::Write(base, seg.file.clone(), job));
@@ -277,14 +182,12 @@ fn next_action(inner: &Inner, st: &mut State, allow_tail: bool) -> Option<Action
         .durable_waiters
         .back()
         .is_some_and(|w| w.next > committed);
-    let p2 = EXP_POLICY.with(|p| *p) == 2;
     let cut = sealed
         || st.io.draining > 0
         || (allow_tail
             && !app.tail_in_flight()
-            && (wants_written || (wants_durable && (p2 || !st.io.sync_in_flight))));
+            && (wants_written || (wants_durable && !st.io.sync_in_flight)));
     if cut && app.take_tail() {
-        tr('T', app.committed().next.0, 0);
         st.stats.group_commits += 1;
         if let Some(job) = app.next_write() {
             st.io.in_flight += 1;
@@ -293,14 +196,7 @@ fn next_action(inner: &Inner, st: &mut State, allow_tail: bool) -> Option<Action
     }
 
     if !sealed {
-        let step = EXP_PREALLOC.with(|p| {
-            if *p == u64::MAX {
-                cfg.preallocate_bytes
-            } else {
-                *p
-            }
-        });
-        let target = app.preallocate_target(step, cfg.segment_bytes)?;
+        let target = app.preallocate_target(cfg.preallocate_bytes, cfg.segment_bytes)?;
         app.preallocate_started();
         st.io.in_flight += 1;
         return Some(Action::Preallocate(base, seg.file.clone(), target));
@@ -323,14 +219,10 @@ fn next_action(inner: &Inner, st: &mut State, allow_tail: bool) -> Option<Action
 /// each buffer they fill go to the disk while the next ones are being staged, instead of all
 /// after the whole burst.
 async fn resolve_after(inner: &Inner, started: usize) {
-    if started > 0 && EXP_DEFER.with(|d| *d) {
+    if started > 0 {
         next_pass().await;
     }
-    let budget = if EXP_CHUNK.with(|c| *c) {
-        inner.config.write_buffer_bytes as u64
-    } else {
-        u64::MAX
-    };
+    let budget = inner.config.write_buffer_bytes as u64;
     loop {
         let more = {
             let mut st = inner.state.borrow_mut();
@@ -350,16 +242,6 @@ async fn next_pass() {
     glommio::timer::sleep(Duration::from_micros(1)).await;
 }
 
-/// Resolves every covered append (no pacing).
-#[allow(dead_code)]
-fn resolve(inner: &Inner) {
-    {
-        let mut st = inner.state.borrow_mut();
-        resolve_waiters(&mut st, u64::MAX);
-    }
-    inner.progress.notify();
-}
-
 /// Resolves covered appends, oldest first, until `budget` bytes of them are resolved. Returns
 /// whether covered ones are left.
 fn resolve_waiters(st: &mut State, budget: u64) -> bool {
@@ -374,7 +256,6 @@ fn resolve_waiters(st: &mut State, budget: u64) -> bool {
             }
             let w = queue.pop_front().expect("checked");
             done += w.bytes;
-            tr('r', w.next.0, 0);
             w.resolver.resolve(Ok(()));
         }
     }
@@ -389,21 +270,7 @@ async fn write(inner: Rc<Inner>, base: Offset, file: Rc<DmaFile>, job: WriteJob)
         buf,
         pooled,
     } = job;
-    let t0 = Instant::now();
-    exp_mark(1, None);
-    tr('W', pos, buf.len() as u64);
     let outcome = appender::write_fully(&file, buf.clone(), pos).await;
-    tr('w', pos, buf.len() as u64);
-    exp_mark(-1, None);
-    EXP_STATS.with(|e| {
-        let mut e = e.borrow_mut();
-        e.writes += 1;
-        e.write_us += t0.elapsed().as_micros() as u64;
-        if !pooled {
-            e.tails += 1;
-            e.tail_bytes += buf.len() as u64;
-        }
-    });
     // `write_fully` holds no clone any more: a pool buffer comes back whole.
     let buf = if pooled {
         Rc::try_unwrap(buf).ok()
@@ -454,23 +321,12 @@ async fn write(inner: Rc<Inner>, base: Offset, file: Rc<DmaFile>, job: WriteJob)
 }
 
 /// `fdatasync` of segment `base`, covering the writes completed before it started: everything
-/// below `target`.
+/// below `target`. Then resolves the appends it made durable and writes the index entries of the
+/// segment's written batches; the task counts as in flight until that is done too.
 async fn sync(inner: Rc<Inner>, base: Offset, file: Rc<DmaFile>, target: Offset) {
-    let t0 = Instant::now();
-    EXP_STATS.with(|e| e.borrow_mut().wif_at_sync += EXP_WIF.with(|w| w.get()));
-    exp_mark(0, Some(true));
-    tr('S', target.0, 0);
     let outcome = file.fdatasync().await;
-    tr('s', target.0, 0);
-    exp_mark(0, Some(false));
-    EXP_STATS.with(|e| {
-        let mut e = e.borrow_mut();
-        e.syncs += 1;
-        e.sync_us += t0.elapsed().as_micros() as u64;
-    });
     {
         let mut st = inner.state.borrow_mut();
-        st.io.in_flight -= 1;
         st.io.sync_in_flight = false;
         match outcome {
             Ok(()) => {
@@ -479,6 +335,7 @@ async fn sync(inner: Rc<Inner>, base: Offset, file: Rc<DmaFile>, target: Offset)
                 st.stats.fdatasyncs += 1;
             }
             Err(e) => {
+                st.io.in_flight -= 1;
                 drop(st);
                 let path = segment::log_path(&inner.dir, base);
                 fail_sync(&inner, LogError::glommio("fdatasync", &path, e));
@@ -491,10 +348,14 @@ async fn sync(inner: Rc<Inner>, base: Offset, file: Rc<DmaFile>, target: Offset)
     // The flusher times the next interval sync from this one.
     inner.flush_wanted.notify();
     write_index(&inner, base).await;
+    inner.state.borrow_mut().io.in_flight -= 1;
+    pump(&inner, true);
+    inner.progress.notify();
 }
 
 /// Writes the index entries of segment `base` whose batches are written (derived data: not
-/// synced here; recovery checks them against the log).
+/// synced here; recovery checks them against the log). One index write at a time; the caller
+/// counts as I/O in flight meanwhile.
 async fn write_index(inner: &Rc<Inner>, base: Offset) {
     let job = {
         let mut guard = inner.state.borrow_mut();
@@ -514,38 +375,34 @@ async fn write_index(inner: &Rc<Inner>, base: Offset) {
         }
         let stale = std::mem::take(&mut seg.index_files_stale);
         st.io.index_writing = true;
-        st.io.in_flight += 1;
         (files, delta, stale)
     };
     let (files, delta, stale) = job;
     let n_index = delta.0.len() / index::OFFSET_ENTRY_BYTES;
     let n_time = delta.2.len() / index::TIME_ENTRY_BYTES;
     let outcome = files.write_delta(delta, stale).await;
-    {
-        let mut st = inner.state.borrow_mut();
-        st.io.index_writing = false;
-        st.io.in_flight -= 1;
-        if let Some(s) = st.segments.iter_mut().find(|s| s.base == base) {
-            match &outcome {
-                Ok(()) => {
-                    s.index_persisted = (s.index_persisted + n_index).min(s.index.len());
-                    s.time_persisted = (s.time_persisted + n_time).min(s.time_index.len());
-                }
-                Err(e) => {
-                    tracing::warn!(dir = %inner.dir.display(), error = %e,
-                        "index write failed; retried with the next sync");
-                    s.index_files_stale |= stale;
-                }
+    let mut st = inner.state.borrow_mut();
+    st.io.index_writing = false;
+    if let Some(s) = st.segments.iter_mut().find(|s| s.base == base) {
+        match &outcome {
+            Ok(()) => {
+                s.index_persisted = (s.index_persisted + n_index).min(s.index.len());
+                s.time_persisted = (s.time_persisted + n_time).min(s.time_index.len());
+            }
+            Err(e) => {
+                tracing::warn!(dir = %inner.dir.display(), error = %e,
+                    "index write failed; retried with the next sync");
+                s.index_files_stale |= stale;
             }
         }
     }
-    pump(inner, true);
-    inner.progress.notify();
 }
 
 /// Reserves file space of segment `base` up to `target` (see `LogConfig::preallocate_bytes`).
 /// Best effort: on failure the writes extend the file as they would without it.
 async fn preallocate(inner: Rc<Inner>, base: Offset, file: Rc<DmaFile>, target: u64) {
+    // Sizing the file (not FALLOC_FL_KEEP_SIZE): a write past the file size still counts as
+    // extending it and is handed to an io_uring worker, allocated or not.
     let outcome = file.pre_allocate(target, false).await;
     let unsupported = match outcome {
         Ok(()) => false,
@@ -817,11 +674,16 @@ pub(super) async fn flusher(inner: Rc<Inner>) {
             if st.poisoned.is_some() || (st.closed && st.io.in_flight == 0) {
                 return;
             }
+            // Sleep until the next interval sync is due. Once it is due, `pump` just started it
+            // if it could; if it could not (a sealed segment is being finalized, which syncs it
+            // anyway), only an event can change that, so wait for one rather than spin.
             let period = Duration::from_millis(inner.config.flush_ms);
+            let elapsed = st.last_sync.elapsed();
             (inner.config.durability == Durability::Interval
                 && st.written > st.durable
-                && !st.io.sync_in_flight)
-                .then(|| period.saturating_sub(st.last_sync.elapsed()))
+                && !st.io.sync_in_flight
+                && elapsed < period)
+                .then(|| period - elapsed)
         };
         match timeout {
             // Dropping the log handle sets `closed` and notifies, which ends this task.

@@ -82,7 +82,7 @@ impl Default for LogConfig {
             retention_bytes: None,
             durability: Durability::Sync,
             flush_ms: 1000,
-            write_buffer_bytes: 1 << 20,
+            write_buffer_bytes: 512 << 10,
             pending_bytes_max: 64 << 20,
             preallocate_bytes: 32 << 20,
         }

@@ -429,7 +429,6 @@ impl PartitionLog {
                 Durability::Interval => st.written_waiters.push_back(waiter),
             }
         }
-        commit::tr('a', last_next.0, 0);
         // Hand off full staging buffers now; the flusher decides about the rest once the tasks
         // that are ready have run (so one group collects every append that arrives meanwhile).
         commit::pump(&self.inner, false);
@@ -850,8 +849,6 @@ impl PartitionLog {
             .await
             .map_err(|_| LogError::Closed)?;
         inner.state.borrow_mut().closed = true;
-        commit::tr_dump();
-        commit::EXP_STATS.with(|e| { let e = std::mem::take(&mut *e.borrow_mut()); if std::env::var("QEXP_STATS").is_ok() { eprintln!("EXP idle {}ms write-only {}ms sync-only {}ms both {}ms", e.idle_us/1000, e.write_only_us/1000, e.sync_only_us/1000, e.both_us/1000); eprintln!("EXP syncs {} mean {}us; writes {} mean {}us; wif@sync {:.1}; tails {} mean {}KiB; max wif {}", e.syncs, e.sync_us / e.syncs.max(1), e.writes, e.write_us / e.writes.max(1), e.wif_at_sync as f64 / e.syncs.max(1) as f64, e.tails, e.tail_bytes / 1024 / e.tails.max(1), e.max_wif); } });
         let _quiet = commit::quiesce(&inner, false).await?;
         let (file, path, size) = {
             let st = inner.state.borrow();
