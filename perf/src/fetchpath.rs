@@ -12,9 +12,8 @@
 //!
 //! On such a VM (virtio-balloon free page reporting), memory freed in large blocks is returned to
 //! the host after a couple of seconds; the page cache of a cold `sendfile` read grows into free
-//! memory and pays that first-touch cost (it shows as consumer CPU: the consumer's copy is the
-//! first CPU access to each page), while the `dma` path reuses its few read buffers.
-//! `sendfile-recycle` measures sendfile without that cost.
+//! memory and may pay that first-touch cost (it shows as consumer CPU: the consumer's copy is the
+//! first CPU access to each page), while the `dma` path keeps reusing a few read buffers.
 //!
 //! Variants:
 //! - `raw-dma-read`, `raw-dma-read-qd1`: the disk's sequential O_DIRECT read rate (1 MiB aligned
@@ -23,17 +22,12 @@
 //!   limit of one stream.
 //! - `dma`: `PartitionLog::read` on a log reopened with an empty batch cache (every fetch reads the
 //!   disk), each returned batch written with `write_all` to a glommio `TcpStream`.
-//! - `dma-prefetch`: `dma`, but the read of the next fetch runs while the current one is written
-//!   (what a broker-side read-ahead for sequential consumers would give); not the broker's path.
 //! - `sendfile`: the segment file opened buffered, its pages evicted with
 //!   `posix_fadvise(DONTNEED)`, then per fetch one `spawn_blocking` call looping `sendfile(2)` into
 //!   a blocking std `TcpStream`. Chunks are plain byte ranges of `--fetch-bytes`, not batch
 //!   boundaries from the index as a broker would use, and nothing is CRC-checked.
 //! - `sendfile-no-readahead`: `sendfile` with readahead turned off on its descriptor
 //!   (`POSIX_FADV_RANDOM`), to tell the kernel's readahead apart from the saved copy.
-//! - `sendfile-recycle`: `sendfile`, and each fetch also drops the previous fetch's pages, so the
-//!   page cache reuses a few MiB of recently freed memory instead of growing into free memory
-//!   (as it would on a broker whose page cache already fills RAM; see the module's last note).
 //! - `sendfile-warm`: the same without the eviction (the page cache is warm from `sendfile`).
 //! - `cache`: the log's batches appended again to a second log whose batch cache holds all of
 //!   them, read the `dma` way: the hot path.
@@ -89,14 +83,10 @@ pub enum Variant {
     SocketOnly,
     /// The broker's cold path: PartitionLog::read with an empty batch cache, then write_all.
     Dma,
-    /// Dma with the next fetch's read overlapping the current fetch's writes.
-    DmaPrefetch,
     /// sendfile(2) of byte ranges of the segment, page cache evicted first, on the blocking pool.
     Sendfile,
     /// Sendfile with readahead off on the file descriptor (POSIX_FADV_RANDOM).
     SendfileNoReadahead,
-    /// Sendfile that drops each fetch's pages after the next one, so page-cache memory is reused.
-    SendfileRecycle,
     /// sendfile(2) with the page cache left warm.
     SendfileWarm,
     /// The broker's hot path: every batch in the batch cache.
@@ -110,10 +100,8 @@ impl Variant {
             Variant::RawDmaReadQd1 => "raw-dma-read-qd1",
             Variant::SocketOnly => "socket-only",
             Variant::Dma => "dma",
-            Variant::DmaPrefetch => "dma-prefetch",
             Variant::Sendfile => "sendfile",
             Variant::SendfileNoReadahead => "sendfile-no-readahead",
-            Variant::SendfileRecycle => "sendfile-recycle",
             Variant::SendfileWarm => "sendfile-warm",
             Variant::Cache => "cache",
         }
@@ -148,8 +136,8 @@ pub struct FetchPathArgs {
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "raw-dma-read,raw-dma-read-qd1,socket-only,dma,dma-prefetch,\
-                         sendfile-no-readahead,sendfile-recycle,sendfile,sendfile-warm,cache"
+        default_value = "raw-dma-read,raw-dma-read-qd1,socket-only,dma,sendfile-no-readahead,\
+                         sendfile,sendfile-warm,cache"
     )]
     pub variants: Vec<Variant>,
     /// CPU the glommio executor (and its blocking thread pool) is pinned to.
@@ -175,8 +163,7 @@ struct Sample {
     fetches: u64,
     /// From the first fetch starting to the consumer's last byte (the last read, raw variants).
     elapsed: Duration,
-    /// Per fetch: from starting to serve it (its read, or the wait for its prefetched read) to its
-    /// last byte handed to the socket.
+    /// Per fetch: from starting its read to its last byte handed to the socket.
     latency: LatencySummary,
     /// CPU time of the executor thread.
     exec_cpu: Duration,
@@ -702,15 +689,7 @@ async fn run_variant(v: Variant, args: &FetchPathArgs, fx: &Fixture) -> Result<S
         Variant::SocketOnly => socket_only(fx, args.fetch_bytes).await,
         Variant::Dma => {
             let hits = fx.cold_cache.stats().hits;
-            let s = log_fetches(&fx.cold, fx, args.fetch_bytes, false).await?;
-            if fx.cold_cache.stats().hits != hits {
-                return Err(PerfError::msg("the dma variant was served from the cache"));
-            }
-            Ok(s)
-        }
-        Variant::DmaPrefetch => {
-            let hits = fx.cold_cache.stats().hits;
-            let s = log_fetches(&fx.cold, fx, args.fetch_bytes, true).await?;
+            let s = log_fetches(&fx.cold, fx, args.fetch_bytes).await?;
             if fx.cold_cache.stats().hits != hits {
                 return Err(PerfError::msg("the dma variant was served from the cache"));
             }
@@ -720,9 +699,6 @@ async fn run_variant(v: Variant, args: &FetchPathArgs, fx: &Fixture) -> Result<S
         Variant::SendfileNoReadahead => {
             sendfile_fetches(fx, args.fetch_bytes, PageCache::EvictNoReadahead).await
         }
-        Variant::SendfileRecycle => {
-            sendfile_fetches(fx, args.fetch_bytes, PageCache::EvictRecycle).await
-        }
         Variant::SendfileWarm => sendfile_fetches(fx, args.fetch_bytes, PageCache::Keep).await,
         Variant::Cache => {
             let (log, cache) = fx
@@ -730,7 +706,7 @@ async fn run_variant(v: Variant, args: &FetchPathArgs, fx: &Fixture) -> Result<S
                 .as_ref()
                 .expect("the cached log is built when cache runs");
             let misses = cache.stats().misses;
-            let s = log_fetches(log, fx, args.fetch_bytes, false).await?;
+            let s = log_fetches(log, fx, args.fetch_bytes).await?;
             if cache.stats().misses != misses {
                 return Err(PerfError::msg("the cache variant missed the cache"));
             }
@@ -899,14 +875,8 @@ async fn socket_only(fx: &Fixture, fetch_bytes: usize) -> Result<Sample> {
 }
 
 /// The broker's read path: `PartitionLog::read` from offset 0 to the end, every batch written to
-/// the glommio socket with `write_all`. With `prefetch`, the next fetch's read runs while the
-/// current fetch is written.
-async fn log_fetches(
-    log: &PartitionLog,
-    fx: &Fixture,
-    fetch_bytes: usize,
-    prefetch: bool,
-) -> Result<Sample> {
+/// the glommio socket with `write_all`.
+async fn log_fetches(log: &PartitionLog, fx: &Fixture, fetch_bytes: usize) -> Result<Sample> {
     let sink = Sink::start()?;
     let mut stream = TcpStream::connect(sink.addr)
         .await
@@ -917,30 +887,15 @@ async fn log_fetches(
     let mut from = Offset(0);
     let mut sent = 0u64;
     let mut fetches = 0u64;
-    let mut prefetched = None;
     while from < end {
         let t = Instant::now();
-        let r = match prefetched.take() {
-            Some(r) => r,
-            None => log.read(from, fetch_bytes).await.context("log read")?,
-        };
-        from = next_offset(&r.batches)?;
-        let write = async {
-            for b in &r.batches {
-                stream.write_all(b).await.context("socket write")?;
-            }
-            Ok::<_, PerfError>(())
-        };
-        if prefetch && from < end {
-            let (next, written) =
-                futures_lite::future::zip(log.read(from, fetch_bytes), write).await;
-            written?;
-            prefetched = Some(next.context("log read")?);
-        } else {
-            write.await?;
+        let r = log.read(from, fetch_bytes).await.context("log read")?;
+        for b in &r.batches {
+            stream.write_all(b).await.context("socket write")?;
+            sent += b.len() as u64;
         }
-        sent += r.batches.iter().map(|b| b.len() as u64).sum::<u64>();
         record_latency(&mut hist, t.elapsed());
+        from = next_offset(&r.batches)?;
         fetches += 1;
     }
     stream.close().await.context("close the socket")?;
@@ -955,8 +910,6 @@ enum PageCache {
     Evict,
     /// Drop them and turn readahead off on the descriptor.
     EvictNoReadahead,
-    /// Drop them, and drop each fetch's pages again once the next fetch is sent.
-    EvictRecycle,
     /// Leave whatever is cached.
     Keep,
 }
@@ -995,12 +948,8 @@ async fn sendfile_fetches(fx: &Fixture, fetch_bytes: usize, cache: PageCache) ->
         let len = (fx.log_bytes - pos).min(fetch_bytes as u64);
         let t = Instant::now();
         // `sock` and `file` outlive the call: it is awaited before the next and before they drop.
-        // The previous fetch's pages, dropped before this one is sent (its bytes have had a
-        // whole fetch's time to leave the socket; pages still held by the socket are skipped).
-        let drop = (cache == PageCache::EvictRecycle && pos >= fetch_bytes as u64)
-            .then(|| (pos - fetch_bytes as u64, fetch_bytes as u64));
         let cpu = glommio::executor()
-            .spawn_blocking(move || sendfile_range(sock_fd, file_fd, pos, len, drop))
+            .spawn_blocking(move || sendfile_range(sock_fd, file_fd, pos, len))
             .await
             .context("sendfile")?;
         record_latency(&mut hist, t.elapsed());
@@ -1017,30 +966,9 @@ async fn sendfile_fetches(fx: &Fixture, fetch_bytes: usize, cache: PageCache) ->
     Ok(s)
 }
 
-/// Sends `len` bytes of `file` from `pos` to `sock`, looping over partial sends, after dropping
-/// the `drop` range (position, length) from the page cache. Runs on a blocking-pool thread;
-/// returns that thread's CPU time spent sending (not dropping).
-fn sendfile_range(
-    sock: RawFd,
-    file: RawFd,
-    pos: u64,
-    len: u64,
-    drop: Option<(u64, u64)>,
-) -> std::io::Result<Duration> {
-    if let Some((at, n)) = drop {
-        // SAFETY: a valid descriptor; DONTNEED only drops clean, unused cached pages.
-        let rc = unsafe {
-            libc::posix_fadvise(
-                file,
-                at as libc::off_t,
-                n as libc::off_t,
-                libc::POSIX_FADV_DONTNEED,
-            )
-        };
-        if rc != 0 {
-            return Err(std::io::Error::from_raw_os_error(rc));
-        }
-    }
+/// Sends `len` bytes of `file` from `pos` to `sock`, looping over partial sends. Runs on a
+/// blocking-pool thread; returns that thread's CPU time spent.
+fn sendfile_range(sock: RawFd, file: RawFd, pos: u64, len: u64) -> std::io::Result<Duration> {
     let cpu0 = thread_cpu();
     let end = pos + len;
     let mut off = pos as libc::off_t;
