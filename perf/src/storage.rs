@@ -141,7 +141,7 @@ struct CaseResult {
     records: u64,
     latency: LatencySummary,
     fdatasyncs: u64,
-    group_commits: u64,
+    tail_writes: u64,
     /// CPU busy during the window: the executor thread, and the process with its io_uring workers.
     cpu: CpuBusy,
     raw_mb_per_s: f64,
@@ -164,11 +164,12 @@ impl CaseResult {
         }
     }
 
-    fn kib_per_commit(&self) -> f64 {
-        if self.group_commits == 0 {
+    /// Acknowledged KiB per `fdatasync`: how many appends one sync covered.
+    fn kib_per_sync(&self) -> f64 {
+        if self.fdatasyncs == 0 {
             0.0
         } else {
-            self.batch_bytes as f64 / 1024.0 / self.group_commits as f64
+            self.batch_bytes as f64 / 1024.0 / self.fdatasyncs as f64
         }
     }
 
@@ -185,8 +186,8 @@ impl CaseResult {
             "records_per_s": self.per_s(self.records),
             "latency": self.latency.to_json(),
             "fdatasyncs": self.fdatasyncs,
-            "group_commits": self.group_commits,
-            "kib_per_group_commit": self.kib_per_commit(),
+            "tail_writes": self.tail_writes,
+            "kib_per_fdatasync": self.kib_per_sync(),
             "executor_cpu": self.cpu.thread,
             "process_cpu": self.cpu.process,
             "other_processes_cpu": self.cpu.others,
@@ -390,8 +391,8 @@ impl Report {
             "p99.9 µs",
             "max µs",
             "fdatasyncs",
-            "group commits",
-            "KiB/commit",
+            "tail writes",
+            "KiB/sync",
             "exec CPU",
         ]);
         for r in &self.cases {
@@ -406,8 +407,8 @@ impl Report {
                 r.latency.p999_us.to_string(),
                 r.latency.max_us.to_string(),
                 r.fdatasyncs.to_string(),
-                r.group_commits.to_string(),
-                format!("{:.0}", r.kib_per_commit()),
+                r.tail_writes.to_string(),
+                format!("{:.0}", r.kib_per_sync()),
                 format!("{:.0}%", 100.0 * r.cpu.thread),
             ]);
         }
@@ -606,11 +607,11 @@ async fn run_cases(
         );
         out!("  {:<13} latency {}", "", r.latency.line());
         out!(
-            "  {:<13} {} fdatasyncs, {} group commits, {:.0} KiB per group commit",
+            "  {:<13} {} fdatasyncs ({:.0} KiB acknowledged per fdatasync), {} tail writes",
             "",
             r.fdatasyncs,
-            r.group_commits,
-            r.kib_per_commit(),
+            r.kib_per_sync(),
+            r.tail_writes,
         );
         out!(
             "  {:<13} CPU busy (of one core): executor thread {:.0}%, whole process {:.0}%, \
@@ -721,7 +722,7 @@ async fn run_case(case: Case, dir: &Path, plan: &Plan, raw_mb_per_s: f64) -> Res
         records: appends * plan.records_per_batch,
         latency: LatencySummary::of(&latency),
         fdatasyncs: delta(before, after, |s| s.fdatasyncs),
-        group_commits: delta(before, after, |s| s.group_commits),
+        tail_writes: delta(before, after, |s| s.tail_writes),
         cpu,
         raw_mb_per_s,
     })

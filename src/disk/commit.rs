@@ -188,7 +188,7 @@ fn next_action(inner: &Inner, st: &mut State, allow_tail: bool) -> Option<Action
             && !app.tail_in_flight()
             && (wants_written || (wants_durable && !st.io.sync_in_flight)));
     if cut && app.take_tail() {
-        st.stats.group_commits += 1;
+        st.stats.tail_writes += 1;
         if let Some(job) = app.next_write() {
             st.io.in_flight += 1;
             return Some(Action::Write(base, seg.file.clone(), job));

@@ -90,7 +90,9 @@ pub struct OpenReport {
 pub struct LogStats {
     pub segments: usize,
     pub size_bytes: u64,
-    pub group_commits: u64,
+    /// Tail writes: groups of appends ended by writing the staged bytes after the last full
+    /// staging buffer (full buffers are written as they fill, without ending a group).
+    pub tail_writes: u64,
     pub fdatasyncs: u64,
     pub appends: u64,
 }
