@@ -278,10 +278,16 @@ fn batches_follow_batch_bytes_and_linger() {
         }
         glommio::timer::sleep(Duration::from_millis(50)).await;
         assert!(
-            deliveries.iter().all(|d| d.try_result().is_none()),
+            deliveries
+                .iter()
+                .all(|d| d.try_result().is_none() && d.delivered().is_none()),
             "nothing is sent before the linger ends or a flush"
         );
         lingering.flush().await.unwrap();
+        assert!(
+            deliveries.iter().all(|d| d.delivered() == Some(true)),
+            "flush returns once every record is acknowledged"
+        );
         for (i, d) in deliveries.into_iter().enumerate() {
             assert_eq!(d.await.unwrap().offset, i as i64);
         }

@@ -16,7 +16,9 @@
 //! a record's delivery is its batch's handle plus its index in the batch, so records themselves
 //! allocate nothing. Time is an argument, so tests drive the accumulator without a clock.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
+
+use ahash::AHashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -129,7 +131,7 @@ impl<B> Default for PartitionQueue<B> {
 /// Per-partition batches of one producer. Lives with the producer, on its executor.
 pub(crate) struct Accumulator<B> {
     config: AccumulatorConfig,
-    topics: HashMap<Arc<str>, Vec<PartitionQueue<B>>>,
+    topics: AHashMap<Arc<str>, Vec<PartitionQueue<B>>>,
     buffered_bytes: usize,
     next_batch_id: u64,
     /// Ids of batches opened and not yet completed, for flush.
@@ -199,7 +201,7 @@ impl<B: Clone> Accumulator<B> {
         assert!(config.partition_inflight_max > 0);
         Accumulator {
             config,
-            topics: HashMap::new(),
+            topics: AHashMap::new(),
             buffered_bytes: 0,
             next_batch_id: 1,
             incomplete: BTreeSet::new(),

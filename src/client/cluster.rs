@@ -339,7 +339,7 @@ impl Client {
         let cached = {
             let m = self.inner.metadata.borrow();
             m.topic(topic)
-                .map(|t| (t.partition_count(), m.is_fresh(topic, now, max_age)))
+                .map(|t| (t.partition_count(), t.is_fresh(now, max_age)))
         };
         match cached {
             Some((count, true)) => Ok(count),

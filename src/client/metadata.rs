@@ -8,7 +8,7 @@
 //! (`docs/PROTOCOL.md`, "Shard-aware clients"). Times are passed in, so the cache is a plain
 //! value that tests drive directly.
 
-use std::collections::{HashMap, HashSet};
+use ahash::{AHashMap as HashMap, AHashSet as HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -39,6 +39,11 @@ pub(crate) struct TopicInfo {
 impl TopicInfo {
     pub(crate) fn partition_count(&self) -> u32 {
         self.partitions.len() as u32
+    }
+
+    /// Whether this was loaded less than `max_age` before `now`.
+    pub(crate) fn is_fresh(&self, now: Instant, max_age: Duration) -> bool {
+        now.saturating_duration_since(self.updated_at) < max_age
     }
 }
 
@@ -131,13 +136,6 @@ impl Metadata {
     #[cfg(test)]
     pub(crate) fn is_missing(&self, name: &str) -> bool {
         self.missing.contains(name)
-    }
-
-    /// Whether `name` is loaded and younger than `max_age` at `now`.
-    pub(crate) fn is_fresh(&self, name: &str, now: Instant, max_age: Duration) -> bool {
-        self.topics
-            .get(name)
-            .is_some_and(|t| now.saturating_duration_since(t.updated_at) < max_age)
     }
 
     /// Drops what is known about `name` (deleted, or its leaders moved).
@@ -251,8 +249,11 @@ mod tests {
         assert_eq!(m.route("t", 2), at(9092));
         assert_eq!(m.route("t", 3), Route::NoPartition { partitions: 3 });
         assert_eq!(m.route("other", 0), Route::Unknown);
-        assert!(m.is_fresh("t", now, Duration::from_secs(1)));
-        assert!(!m.is_fresh("t", now + Duration::from_secs(1), Duration::from_secs(1)));
+        assert!(m.topic("t").unwrap().is_fresh(now, Duration::from_secs(1)));
+        assert!(!m
+            .topic("t")
+            .unwrap()
+            .is_fresh(now + Duration::from_secs(1), Duration::from_secs(1)));
     }
 
     #[test]

@@ -10,7 +10,7 @@
 //!   fill whole batches instead of one small batch per partition (Kafka's "uniform sticky"
 //!   partitioner, KIP-794), and over time every partition gets the same share.
 
-use std::collections::HashMap;
+use ahash::AHashMap;
 use std::sync::Arc;
 
 /// Apache Kafka's `Utils.murmur2`: 32-bit MurmurHash2 with seed `0x9747b28c`, bytes read
@@ -67,7 +67,7 @@ struct Sticky {
 pub struct Partitioner {
     /// Bytes of unkeyed records a partition takes before the next one's turn.
     sticky_bytes: usize,
-    sticky: HashMap<Arc<str>, Sticky>,
+    sticky: AHashMap<Arc<str>, Sticky>,
     /// Where a topic's sticky rotation starts, so producers started together spread out.
     start: u32,
 }
@@ -78,7 +78,7 @@ impl Partitioner {
     pub fn new(sticky_bytes: usize, start: u32) -> Self {
         Partitioner {
             sticky_bytes: sticky_bytes.max(1),
-            sticky: HashMap::new(),
+            sticky: AHashMap::new(),
             start,
         }
     }
@@ -101,14 +101,13 @@ impl Partitioner {
         }
         let start = self.start;
         let sticky_bytes = self.sticky_bytes;
-        if !self.sticky.contains_key(&**topic) {
-            let first = Sticky {
+        let s = match self.sticky.get_mut(&**topic) {
+            Some(s) => s,
+            None => self.sticky.entry(topic.clone()).or_insert(Sticky {
                 partition: start % partitions,
                 bytes: 0,
-            };
-            self.sticky.insert(topic.clone(), first);
-        }
-        let s = self.sticky.get_mut(&**topic).expect("inserted above");
+            }),
+        };
         if s.partition >= partitions {
             // The topic was re-created with fewer partitions.
             s.partition %= partitions;

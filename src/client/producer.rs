@@ -105,6 +105,13 @@ impl Delivery {
         self.batch.partition
     }
 
+    /// Whether the outcome is known yet and, if so, whether the record was delivered; cheaper
+    /// than [`Delivery::try_result`] (it builds no metadata), for callers that track many
+    /// records, such as a load generator draining the deliveries of a batch at once.
+    pub fn delivered(&self) -> Option<bool> {
+        self.batch.outcome.borrow().as_ref().map(|o| o.is_ok())
+    }
+
     /// The result, if it is known already.
     pub fn try_result(&self) -> Option<Result<RecordMetadata, ClientError>> {
         let outcome = self.batch.outcome.borrow();
@@ -313,10 +320,9 @@ impl Producer {
                 })
             }
         };
-        let partitions = inner
-            .client
-            .partition_count(&record.topic, Instant::now())
-            .await?;
+        // One clock read serves the metadata check and the batch's linger.
+        let now = Instant::now();
+        let partitions = inner.client.partition_count(&record.topic, now).await?;
         let partition = match record.partition {
             Some(p) if p < partitions => p,
             Some(p) => {
@@ -350,10 +356,9 @@ impl Producer {
                 if st.closed {
                     return Err(ClientError::Closed { what: "producer" });
                 }
-                st.acc
-                    .append(&record.topic, partition, r, Instant::now(), || {
-                        Rc::new(BatchState::new(record.topic.clone(), partition))
-                    })
+                st.acc.append(&record.topic, partition, r, now, || {
+                    Rc::new(BatchState::new(record.topic.clone(), partition))
+                })
             };
             match appended {
                 Ok(a) => {
@@ -687,4 +692,38 @@ async fn produce(inner: Rc<Inner>, addr: SocketAddr, mut units: Vec<ProduceUnit>
     inner.wake.notify();
     inner.room.notify();
     inner.done.notify();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_delivery_reports_its_batch_outcome() {
+        let batch = Rc::new(BatchState::new(Arc::from("t"), 2));
+        let d = Delivery {
+            batch: batch.clone(),
+            index: 3,
+            timestamp_ms: 7,
+        };
+        assert_eq!(d.delivered(), None);
+        assert!(d.try_result().is_none());
+        batch.resolve(Ok(40));
+        assert_eq!(d.delivered(), Some(true));
+        let meta = d.try_result().unwrap().unwrap();
+        assert_eq!((meta.partition, meta.offset, meta.timestamp_ms), (2, 43, 7));
+        // The first outcome stays.
+        batch.resolve(Err(ClientError::Closed { what: "producer" }));
+        assert_eq!(d.delivered(), Some(true));
+
+        let failed = Rc::new(BatchState::new(Arc::from("t"), 0));
+        let d = Delivery {
+            batch: failed.clone(),
+            index: 0,
+            timestamp_ms: 0,
+        };
+        failed.resolve(Err(ClientError::Closed { what: "producer" }));
+        assert_eq!(d.delivered(), Some(false));
+        assert!(d.try_result().unwrap().is_err());
+    }
 }
