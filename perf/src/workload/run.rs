@@ -5,19 +5,20 @@
 //! Lives on: the `Shared` counters are shared by every executor thread (atomics only); each
 //! `ExecStats` lives on one executor and is returned by value when it finishes.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
-use glommio::channels::local_channel;
 use glommio::{LocalExecutorBuilder, Placement};
 use hdrhistogram::Histogram;
 use quill::client::{
     Client, ClientConfig, ConsumerConfig, Delivery, ProducerConfig, ProducerRecord, StartOffset,
 };
+use quill::local::Event;
 
 use super::spec::WorkloadSpec;
 use crate::error::{Context, PerfError, Result};
@@ -291,12 +292,32 @@ async fn progress(index: usize, shared: Arc<Shared>, stats: Rc<RefCell<ExecStats
     }
 }
 
+/// A record sent and not yet known to be acknowledged.
 struct Pending {
     delivery: Delivery,
     sent: Instant,
     intended: Instant,
-    bytes: u64,
 }
+
+/// The records of one partition in send order, for the task that records their acknowledgements.
+/// A plain queue rather than a channel: the producer pushes per record, the waiter wakes once per
+/// acknowledged batch (all records of a batch resolve together) and drains it.
+#[derive(Default)]
+struct AckQueue {
+    pending: RefCell<VecDeque<Pending>>,
+    /// Notified when the queue goes from empty to non-empty, and when the producer is done.
+    arrived: Event,
+    /// Notified when the queue shrinks below `PENDING_DELIVERIES_MAX`.
+    room: Event,
+    closed: Cell<bool>,
+}
+
+/// Below this the producer sleeps until the next intended send time; the ones due meanwhile are
+/// sent in a burst when it wakes (each still stamped with its own send time), so a high target
+/// rate does not cost a timer per record. The pacing error shows as publish delay.
+const PACING_SLEEP_MIN: Duration = Duration::from_micros(100);
+/// Values are cut from slabs of this size, so a record's value costs no allocation of its own.
+const VALUE_SLAB_BYTES: usize = 1 << 20;
 
 /// Sends on the rate schedule (or as fast as `send` admits), stamping each value with the send
 /// time in ns since `shared.start`; one waiter task per partition records acknowledgements.
@@ -309,23 +330,27 @@ async fn produce(
     shared: Arc<Shared>,
     stats: Rc<RefCell<ExecStats>>,
 ) -> Result<()> {
-    let mut senders = Vec::new();
-    let mut waiters = Vec::new();
-    for _ in 0..partitions {
-        let (tx, rx) = local_channel::new_bounded::<Pending>(PENDING_DELIVERIES_MAX);
-        senders.push(tx);
-        waiters.push(glommio::spawn_local(await_acks(
-            rx,
-            shared.clone(),
-            stats.clone(),
-        )));
-    }
+    let queues: Vec<Rc<AckQueue>> = (0..partitions)
+        .map(|_| Rc::new(AckQueue::default()))
+        .collect();
+    let waiters: Vec<_> = queues
+        .iter()
+        .map(|q| {
+            glommio::spawn_local(await_acks(
+                q.clone(),
+                payload.len() as u64,
+                shared.clone(),
+                stats.clone(),
+            ))
+        })
+        .collect();
     let interval = if rate_per_s > 0.0 {
         Some(Duration::from_secs_f64(1.0 / rate_per_s))
     } else {
         None
     };
     let start = shared.start;
+    let mut slab = BytesMut::new();
     let mut i: u32 = 0;
     let mut result = Ok(());
     loop {
@@ -340,30 +365,34 @@ async fn produce(
         if interval.is_some() {
             let now = Instant::now();
             if intended > now {
-                glommio::timer::sleep(intended - now).await;
+                glommio::timer::sleep((intended - now).max(PACING_SLEEP_MIN)).await;
             }
         }
         let sent = Instant::now();
         if sent >= shared.end {
             break;
         }
-        let mut value = BytesMut::with_capacity(payload.len());
-        value.put_u64_le(sent.duration_since(start).as_nanos() as u64);
-        value.extend_from_slice(&payload[8..]);
-        let record = ProducerRecord::new(topic.clone(), value.freeze());
+        if slab.capacity() < payload.len() {
+            slab.reserve(VALUE_SLAB_BYTES.max(payload.len()));
+        }
+        slab.put_u64_le(sent.duration_since(start).as_nanos() as u64);
+        slab.extend_from_slice(&payload[8..]);
+        let record = ProducerRecord::new(topic.clone(), slab.split().freeze());
         match producer.send(record).await {
             Ok(delivery) => {
                 stats.borrow_mut().sent_total += 1;
-                let p = delivery.partition() as usize;
-                let pending = Pending {
+                let q = &queues[delivery.partition() as usize];
+                while q.pending.borrow().len() >= PENDING_DELIVERIES_MAX {
+                    q.room.listen().await;
+                }
+                let mut pending = q.pending.borrow_mut();
+                pending.push_back(Pending {
                     delivery,
                     sent,
                     intended,
-                    bytes: payload.len() as u64,
-                };
-                if senders[p].send(pending).await.is_err() {
-                    result = Err(PerfError::msg("acknowledgement waiter stopped"));
-                    break;
+                });
+                if pending.len() == 1 {
+                    q.arrived.notify();
                 }
             }
             Err(e) => {
@@ -376,7 +405,10 @@ async fn produce(
         glommio::yield_if_needed().await;
     }
     let flushed = producer.flush().await;
-    drop(senders);
+    for q in &queues {
+        q.closed.set(true);
+        q.arrived.notify();
+    }
     for w in waiters {
         w.await;
     }
@@ -384,34 +416,64 @@ async fn produce(
     flushed.context("flush producer")
 }
 
+/// Records the acknowledgement of every record of one partition, in send order: awaits the
+/// oldest, then takes every following one already resolved (the rest of its batch) with the
+/// same acknowledgement time.
 async fn await_acks(
-    rx: local_channel::LocalReceiver<Pending>,
+    queue: Rc<AckQueue>,
+    value_bytes: u64,
     shared: Arc<Shared>,
     stats: Rc<RefCell<ExecStats>>,
 ) {
-    while let Some(p) = rx.recv().await {
-        let r = p.delivery.await;
+    loop {
+        let listen = queue.arrived.listen();
+        let first = queue.pending.borrow_mut().pop_front();
+        let Some(first) = first else {
+            if queue.closed.get() {
+                return;
+            }
+            listen.await;
+            continue;
+        };
+        let mut first = first;
+        let ok = (&mut first.delivery).await.is_ok();
         let now = Instant::now();
         let mut s = stats.borrow_mut();
-        match r {
-            Ok(_) => {
-                s.acked_total += 1;
-                shared.acked.fetch_add(1, Ordering::Relaxed);
-                shared.acked_bytes.fetch_add(p.bytes, Ordering::Relaxed);
-                record_latency(&mut s.interval, now - p.sent);
-                if p.sent >= shared.warm_end && p.sent < shared.end {
-                    s.acked += 1;
-                    s.acked_bytes += p.bytes;
-                    record_latency(&mut s.publish, now - p.sent);
-                    record_latency(&mut s.publish_intended, now - p.intended);
-                    record_latency(&mut s.publish_delay, p.sent - p.intended);
-                }
-            }
-            Err(_) => {
-                s.send_errors += 1;
-                shared.send_errors.fetch_add(1, Ordering::Relaxed);
-            }
+        record_ack(&mut s, &shared, &first, ok, now, value_bytes);
+        let mut pending = queue.pending.borrow_mut();
+        while let Some(ok) = pending.front().and_then(|p| p.delivery.delivered()) {
+            let p = pending.pop_front().expect("checked");
+            record_ack(&mut s, &shared, &p, ok, now, value_bytes);
         }
+        if pending.len() < PENDING_DELIVERIES_MAX {
+            queue.room.notify();
+        }
+    }
+}
+
+fn record_ack(
+    s: &mut ExecStats,
+    shared: &Shared,
+    p: &Pending,
+    ok: bool,
+    now: Instant,
+    value_bytes: u64,
+) {
+    if !ok {
+        s.send_errors += 1;
+        shared.send_errors.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
+    s.acked_total += 1;
+    shared.acked.fetch_add(1, Ordering::Relaxed);
+    shared.acked_bytes.fetch_add(value_bytes, Ordering::Relaxed);
+    record_latency(&mut s.interval, now - p.sent);
+    if p.sent >= shared.warm_end && p.sent < shared.end {
+        s.acked += 1;
+        s.acked_bytes += value_bytes;
+        record_latency(&mut s.publish, now - p.sent);
+        record_latency(&mut s.publish_intended, now - p.intended);
+        record_latency(&mut s.publish_delay, p.sent - p.intended);
     }
 }
 
