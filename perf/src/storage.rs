@@ -47,6 +47,10 @@ pub struct StorageArgs {
     /// Concurrent appenders of the sync-mode cases, comma separated.
     #[arg(long, value_delimiter = ',', default_value = "1,8,64")]
     pub appenders: Vec<usize>,
+    /// Partition logs each case appends to, on the one executor, sharing its batch cache (as the
+    /// partitions of a shard do); the appenders are dealt out among them round robin.
+    #[arg(long, default_value_t = 1)]
+    pub partitions: usize,
     /// Concurrent appenders of the interval-mode cases, comma separated.
     #[arg(long, value_delimiter = ',', default_value = "64")]
     pub interval_appenders: Vec<usize>,
@@ -113,6 +117,7 @@ const OTHER_LOAD_WARN: f64 = 0.2;
 struct Case {
     mode: Durability,
     appenders: usize,
+    partitions: usize,
 }
 
 impl Case {
@@ -124,7 +129,16 @@ impl Case {
     }
 
     fn name(&self) -> String {
-        format!("{} x{}", self.mode_name(), self.appenders)
+        if self.partitions == 1 {
+            format!("{} x{}", self.mode_name(), self.appenders)
+        } else {
+            format!(
+                "{} x{} {}p",
+                self.mode_name(),
+                self.appenders,
+                self.partitions
+            )
+        }
     }
 
     fn dir_name(&self) -> String {
@@ -177,6 +191,7 @@ impl CaseResult {
         serde_json::json!({
             "mode": self.case.mode_name(),
             "appenders": self.case.appenders,
+            "partitions": self.case.partitions,
             "window_seconds": self.window.as_secs_f64(),
             "appends": self.appends,
             "batch_bytes": self.batch_bytes,
@@ -270,6 +285,9 @@ fn check_args(args: &StorageArgs) -> Result<u64> {
     if args.appenders.contains(&0) || args.interval_appenders.contains(&0) {
         return Err(PerfError::msg("appender counts must be positive"));
     }
+    if args.partitions == 0 {
+        return Err(PerfError::msg("--partitions must be positive"));
+    }
     if let Some(g) = args
         .raw_group_commit_bytes
         .iter()
@@ -294,7 +312,11 @@ fn build_plan(args: &StorageArgs, records_per_batch: u64) -> Result<Plan> {
             Durability::Sync => &args.appenders,
             Durability::Interval => &args.interval_appenders,
         };
-        cases.extend(counts.iter().map(|&appenders| Case { mode, appenders }));
+        cases.extend(counts.iter().map(|&appenders| Case {
+            mode,
+            appenders,
+            partitions: args.partitions,
+        }));
     }
     if cases.is_empty() {
         return Err(PerfError::msg(
@@ -655,37 +677,56 @@ struct Tally {
 }
 
 async fn run_case(case: Case, dir: &Path, plan: &Plan, raw_mb_per_s: f64) -> Result<CaseResult> {
-    let options = LogOptions {
-        config: LogConfig {
-            durability: case.mode,
-            ..plan.config.clone()
-        },
-        cache: Rc::new(BatchCache::new(plan.batch_cache_bytes)),
-        clock: system_clock(),
-    };
-    let (log, _) = PartitionLog::open(dir, options)
-        .await
-        .with_context(|| format!("open log in {}", dir.display()))?;
-    let log = Rc::new(log);
+    let cache = Rc::new(BatchCache::new(plan.batch_cache_bytes));
+    let mut logs = Vec::with_capacity(case.partitions);
+    for p in 0..case.partitions {
+        let options = LogOptions {
+            config: LogConfig {
+                durability: case.mode,
+                ..plan.config.clone()
+            },
+            cache: cache.clone(),
+            clock: system_clock(),
+        };
+        let log_dir = if case.partitions == 1 {
+            dir.to_path_buf()
+        } else {
+            dir.join(format!("p{p}"))
+        };
+        let (log, _) = PartitionLog::open(&log_dir, options)
+            .await
+            .with_context(|| format!("open log in {}", log_dir.display()))?;
+        logs.push(Rc::new(log));
+    }
     let start = Instant::now();
     let window_start = start + plan.warmup;
     let window_end = window_start + plan.measured;
     let tasks: Vec<_> = (0..case.appenders)
-        .map(|_| {
+        .map(|i| {
             glommio::spawn_local(appender(
-                log.clone(),
+                logs[i % logs.len()].clone(),
                 plan.template.clone(),
                 window_start,
                 window_end,
             ))
         })
         .collect();
+    let stats = |logs: &[Rc<PartitionLog>]| {
+        logs.iter().fold(LogStats::default(), |acc, l| {
+            let s = l.stats();
+            LogStats {
+                fdatasyncs: acc.fdatasyncs + s.fdatasyncs,
+                tail_writes: acc.tail_writes + s.tail_writes,
+                ..acc
+            }
+        })
+    };
     glommio::timer::sleep(window_start.saturating_duration_since(Instant::now())).await;
-    let before = log.stats();
+    let before = stats(&logs);
     let cpu_before = CpuTimes::now();
     let t_before = Instant::now();
     glommio::timer::sleep(window_end.saturating_duration_since(Instant::now())).await;
-    let after = log.stats();
+    let after = stats(&logs);
     let cpu = CpuTimes::now().busy_since(&cpu_before, t_before.elapsed());
 
     let mut latency = latency_histogram();
@@ -706,10 +747,16 @@ async fn run_case(case: Case, dir: &Path, plan: &Plan, raw_mb_per_s: f64) -> Res
             }
         }
     }
-    let closed = match Rc::try_unwrap(log) {
-        Ok(log) => log.close().await.context("close log"),
-        Err(_) => Err(PerfError::msg("log still shared after the appenders ended")),
-    };
+    let mut closed = Ok(());
+    for log in logs {
+        let c = match Rc::try_unwrap(log) {
+            Ok(log) => log.close().await.context("close log"),
+            Err(_) => Err(PerfError::msg("log still shared after the appenders ended")),
+        };
+        if closed.is_ok() {
+            closed = c;
+        }
+    }
     if let Some(e) = first_err {
         return Err(e);
     }
