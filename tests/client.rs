@@ -4,8 +4,10 @@
 
 mod common;
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::rc::Rc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -406,6 +408,66 @@ fn consumer_start_positions_and_long_poll() {
         assert_eq!(offsets(&got), [10, 11, 12]);
         assert_eq!(got[0].value.as_deref(), Some(&b"late0"[..]));
         produced.await;
+    });
+    broker.stop();
+}
+
+/// A consumer's fetch long-polling at the broker does not hold back the acknowledgements of a
+/// producer of the same client: responses on a connection come in request order, so the
+/// consumer fetches over connections of its own.
+#[test]
+fn a_long_poll_does_not_hold_back_produce_acks() {
+    let dir = tmpdir();
+    let broker = Broker::start(dir.path(), 1);
+    let addr = broker.addr;
+    run(move || async move {
+        let client = Client::connect(config(addr)).await.unwrap();
+        for t in ["idle", "busy"] {
+            client
+                .admin()
+                .create_topic(NewTopic::new(t, 1))
+                .await
+                .unwrap();
+        }
+        let consumer = client
+            .consumer(ConsumerConfig {
+                fetch_wait_ms_max: 10_000,
+                ..ConsumerConfig::default()
+            })
+            .unwrap();
+        consumer
+            .assign("idle", None, StartOffset::Latest)
+            .await
+            .unwrap();
+        let polled = Rc::new(Cell::new(false));
+        let (consumer, flag) = (Rc::new(consumer), polled.clone());
+        let c = consumer.clone();
+        let poll = glommio::spawn_local(async move {
+            let got = c.poll(Duration::from_secs(60)).await.unwrap();
+            flag.set(true);
+            got
+        });
+        // Let the fetch reach the broker and wait there.
+        glommio::timer::sleep(Duration::from_millis(100)).await;
+        let producer = client.producer(ProducerConfig::default()).unwrap();
+        for i in 0..5 {
+            let meta = producer
+                .send_and_wait(ProducerRecord::new("busy", format!("{i}")))
+                .await
+                .unwrap();
+            assert_eq!(meta.offset, i);
+        }
+        assert!(
+            !polled.get(),
+            "the produces were acknowledged while the long poll still waited"
+        );
+        producer
+            .send_and_wait(ProducerRecord::new("idle", "wake"))
+            .await
+            .unwrap();
+        let got = poll.await;
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].value.as_deref(), Some(&b"wake"[..]));
     });
     broker.stop();
 }

@@ -1,7 +1,11 @@
 //! [`Client`]: the async entry point. It reaches the cluster through the bootstrap address,
-//! keeps the metadata cache, and owns one pipelined connection per (broker, port), opened on
-//! first use and replaced when it breaks. Producers, consumers and admins made from a client
-//! share its connections and metadata.
+//! keeps the metadata cache, and owns one pipelined connection per (broker, port) and *lane*,
+//! opened on first use and replaced when it breaks. Producers, consumers and admins made from a
+//! client share its metadata and the shared lane's connections, except that each consumer
+//! fetches on a lane of its own: a connection answers in request order, so a fetch
+//! long-polling at the broker would otherwise hold back every produce acknowledgement queued
+//! behind it on the same connection (Kafka's clients likewise give each consumer and producer
+//! its own connections).
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet};
@@ -38,12 +42,18 @@ enum Slot {
     Connecting(Rc<Event>),
 }
 
+/// A set of connections, one per broker port: lane [`SHARED_LANE`] serves producers, admins and
+/// metadata; every consumer gets a lane of its own for its fetches.
+pub(crate) type Lane = u64;
+pub(crate) const SHARED_LANE: Lane = 0;
+
 struct Inner {
     config: ClientConfig,
     settings: ConnectionSettings,
     bootstrap: Vec<SocketAddr>,
     metadata: RefCell<Metadata>,
-    pool: RefCell<HashMap<SocketAddr, Slot>>,
+    pool: RefCell<HashMap<(SocketAddr, Lane), Slot>>,
+    next_lane: Cell<Lane>,
     limits: Cell<Limits>,
     /// Topics with a background metadata refresh under way.
     refreshing: RefCell<HashSet<Arc<str>>>,
@@ -77,16 +87,16 @@ pub struct Client {
 /// so waiters do not wait forever.
 struct ConnectingGuard<'a> {
     client: &'a Client,
-    addr: SocketAddr,
+    key: (SocketAddr, Lane),
     event: Rc<Event>,
 }
 
 impl Drop for ConnectingGuard<'_> {
     fn drop(&mut self) {
         let mut pool = self.client.inner.pool.borrow_mut();
-        if let Some(Slot::Connecting(ev)) = pool.get(&self.addr) {
+        if let Some(Slot::Connecting(ev)) = pool.get(&self.key) {
             if Rc::ptr_eq(ev, &self.event) {
-                pool.remove(&self.addr);
+                pool.remove(&self.key);
             }
         }
         drop(pool);
@@ -143,6 +153,7 @@ impl Client {
                 bootstrap,
                 metadata: RefCell::new(Metadata::default()),
                 pool: RefCell::new(HashMap::new()),
+                next_lane: Cell::new(SHARED_LANE + 1),
                 limits: Cell::new(Limits::default()),
                 refreshing: RefCell::new(HashSet::new()),
             }),
@@ -167,7 +178,8 @@ impl Client {
         Producer::new(self.clone(), config)
     }
 
-    /// A consumer sharing this client's connections. See [`Consumer`].
+    /// A consumer sharing this client's metadata; it fetches over connections of its own. See
+    /// [`Consumer`].
     pub fn consumer(&self, config: ConsumerConfig) -> Result<Consumer, ClientError> {
         Consumer::new(self.clone(), config)
     }
@@ -177,21 +189,29 @@ impl Client {
         Admin::new(self.clone())
     }
 
-    /// Addresses of the connections currently open, sorted (for diagnostics and tests: a
-    /// shard-aware client has one per shard port it talks to).
+    /// Addresses of the connections currently open, sorted, each address once (for
+    /// diagnostics and tests: a shard-aware client talks to every shard port it needs).
     pub fn connections(&self) -> Vec<SocketAddr> {
         let mut out: Vec<SocketAddr> = self
             .inner
             .pool
             .borrow()
             .iter()
-            .filter_map(|(addr, slot)| match slot {
+            .filter_map(|((addr, _), slot)| match slot {
                 Slot::Ready(c) if c.is_open() => Some(*addr),
                 _ => None,
             })
             .collect();
         out.sort_unstable();
+        out.dedup();
         out
+    }
+
+    /// A new lane: connections no other user of this client sends on.
+    pub(crate) fn new_lane(&self) -> Lane {
+        let lane = self.inner.next_lane.get();
+        self.inner.next_lane.set(lane + 1);
+        lane
     }
 
     pub(crate) fn request_timeout(&self) -> Duration {
@@ -202,17 +222,27 @@ impl Client {
         Duration::from_millis(self.inner.config.retry_backoff_ms)
     }
 
-    /// The open connection to `addr`, opening it if needed (one attempt).
+    /// The open connection to `addr` of the shared lane, opening it if needed (one attempt).
     pub(crate) async fn connection(&self, addr: SocketAddr) -> Result<Connection, ClientError> {
+        self.connection_on(addr, SHARED_LANE).await
+    }
+
+    /// The open connection to `addr` of `lane`, opening it if needed (one attempt).
+    pub(crate) async fn connection_on(
+        &self,
+        addr: SocketAddr,
+        lane: Lane,
+    ) -> Result<Connection, ClientError> {
+        let key = (addr, lane);
         let event = loop {
             let waiting = {
                 let mut pool = self.inner.pool.borrow_mut();
-                match pool.get(&addr) {
+                match pool.get(&key) {
                     Some(Slot::Ready(c)) if c.is_open() => return Ok(c.clone()),
                     Some(Slot::Connecting(ev)) => Some(ev.clone()),
                     _ => {
                         let ev = Rc::new(Event::new());
-                        pool.insert(addr, Slot::Connecting(ev.clone()));
+                        pool.insert(key, Slot::Connecting(ev.clone()));
                         break ev;
                     }
                 }
@@ -224,7 +254,7 @@ impl Client {
         };
         let guard = ConnectingGuard {
             client: self,
-            addr,
+            key,
             event,
         };
         let result = Connection::open(addr, &self.inner.settings).await;
@@ -232,7 +262,7 @@ impl Client {
             self.inner
                 .pool
                 .borrow_mut()
-                .insert(addr, Slot::Ready(conn.clone()));
+                .insert(key, Slot::Ready(conn.clone()));
             if self.inner.limits.get() == Limits::default() {
                 self.inner.limits.set(conn.limits());
             }
@@ -248,7 +278,21 @@ impl Client {
         request: &Request,
         timeout: Duration,
     ) -> Result<Response, ClientError> {
-        self.connection(addr).await?.call(request, timeout).await
+        self.call_on(addr, SHARED_LANE, request, timeout).await
+    }
+
+    /// [`Client::call_at`] over a connection of `lane`.
+    pub(crate) async fn call_on(
+        &self,
+        addr: SocketAddr,
+        lane: Lane,
+        request: &Request,
+        timeout: Duration,
+    ) -> Result<Response, ClientError> {
+        self.connection_on(addr, lane)
+            .await?
+            .call(request, timeout)
+            .await
     }
 
     /// Sends `request` to a bootstrap broker, retrying per `retry` up to `retries_max` times

@@ -4,9 +4,12 @@
 //! latest offset, a given offset, or the first record at or after a timestamp (resolved with
 //! ListOffsets). [`Consumer::poll`] keeps one Fetch in flight per connection (all assigned
 //! partitions that connection serves, each from its position) and returns the records of
-//! whichever fetches completed. A fetch long-polls at the broker (`fetch_wait_ms_max`,
-//! `fetch_bytes_min`), so a consumer at the end of the log waits instead of spinning, and a
-//! fetch still in flight when `poll` times out serves the next `poll`.
+//! whichever fetches completed, after starting the next fetches from the new positions (so the
+//! broker is already holding a fetch when the next records become readable). A fetch
+//! long-polls at the broker (`fetch_wait_ms_max`, `fetch_bytes_min`), so a consumer at the end
+//! of the log waits instead of spinning, and a fetch still in flight when `poll` times out
+//! serves the next `poll`. A consumer fetches over connections of its own, not shared with the
+//! client's producers, whose acknowledgements would otherwise queue behind its long polls.
 //!
 //! Fetched batches may start before the position (the broker returns whole batches); records
 //! below it are skipped. Keys, values and header values of the records returned are slices of
@@ -21,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use glommio::Task;
 
-use super::cluster::Client;
+use super::cluster::{Client, Lane};
 use super::config::{AutoReset, ConsumerConfig};
 use super::decode::decode_records;
 use super::error::ClientError;
@@ -108,6 +111,8 @@ struct State {
 /// ```
 pub struct Consumer {
     client: Client,
+    /// The connections this consumer fetches over, its own (see [`Client::consumer`]).
+    lane: Lane,
     config: ConsumerConfig,
     state: RefCell<State>,
     mailbox: Rc<Mailbox>,
@@ -117,6 +122,7 @@ impl Consumer {
     pub(crate) fn new(client: Client, config: ConsumerConfig) -> Result<Consumer, ClientError> {
         config.validate(client.config())?;
         Ok(Consumer {
+            lane: client.new_lane(),
             client,
             config,
             state: RefCell::new(State::default()),
@@ -263,6 +269,13 @@ impl Consumer {
             let arrived = self.mailbox.arrived.listen();
             self.take_completed(&mut out).await;
             if !out.is_empty() {
+                // Fetch the next records from the new positions while the caller handles these
+                // (Kafka's consumer pipelines the same way), so a consumer at the end of the log
+                // always has a fetch waiting at the broker. A failure to start is reported by
+                // the next poll.
+                if let Err(e) = self.start_fetches() {
+                    self.keep_error(e);
+                }
                 return Ok(out);
             }
             if let Some(e) = self.state.borrow_mut().pending_error.take() {
@@ -365,9 +378,10 @@ impl Consumer {
                 topics,
             });
             let client = self.client.clone();
+            let lane = self.lane;
             let mailbox = self.mailbox.clone();
             let task = glommio::spawn_local(async move {
-                let result = client.call_at(addr, &request, timeout).await;
+                let result = client.call_on(addr, lane, &request, timeout).await;
                 mailbox
                     .completed
                     .borrow_mut()
