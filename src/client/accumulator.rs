@@ -231,6 +231,30 @@ impl<B: Clone> Accumulator<B> {
         &mut parts[at]
     }
 
+    /// Whether `topic`-`partition` has an open batch that `record` does not fit in (appending
+    /// it would seal that batch and open another).
+    pub(crate) fn open_batch_full(
+        &self,
+        topic: &str,
+        partition: u32,
+        record: &RecordRef<'_>,
+    ) -> bool {
+        let Some(open) = self
+            .topics
+            .get(topic)
+            .and_then(|parts| parts.get(partition as usize))
+            .and_then(|pq| pq.open.as_ref())
+        else {
+            return false;
+        };
+        let size = record_bytes(
+            record.timestamp_ms - open.base_timestamp_ms,
+            open.builder.len() as i32,
+            record,
+        );
+        open.builder.encoded_bytes().saturating_add(size) > open.charged
+    }
+
     /// Appends a record to `topic`-`partition` at `now`; `new_handle` makes the handle of a
     /// batch when one has to be opened.
     pub(crate) fn append(

@@ -8,7 +8,10 @@
 //! - A record without a key is "sticky": records go to one partition until about `batch_bytes`
 //!   of them went there, then to the next partition, round robin. Consecutive unkeyed records so
 //!   fill whole batches instead of one small batch per partition (Kafka's "uniform sticky"
-//!   partitioner, KIP-794), and over time every partition gets the same share.
+//!   partitioner, KIP-794), and over time every partition gets the same share. The producer
+//!   also moves on as soon as the partition's open batch is full ([`Partitioner::batch_full`],
+//!   Kafka's KIP-480): a record that does not fit starts a batch on the next partition rather
+//!   than a sliver of a batch on this one, which would travel alone in a request of its own.
 
 use ahash::AHashMap;
 use std::sync::Arc;
@@ -119,6 +122,28 @@ impl Partitioner {
         s.bytes = s.bytes.saturating_add(record_bytes.max(1));
         s.partition
     }
+
+    /// The open batch of `partition`, where [`Partitioner::partition`] just sent an unkeyed
+    /// record of `topic`, cannot take that record: moves the topic's sticky rotation to the next
+    /// partition and returns it, with the record counted there.
+    pub fn batch_full(
+        &mut self,
+        topic: &Arc<str>,
+        partition: u32,
+        partitions: u32,
+        record_bytes: usize,
+    ) -> u32 {
+        assert!(partitions > 0, "a topic has at least one partition");
+        let Some(s) = self.sticky.get_mut(&**topic) else {
+            return partition;
+        };
+        if s.partition != partition || partitions == 1 {
+            return partition;
+        }
+        s.partition = (partition + 1) % partitions;
+        s.bytes = record_bytes.max(1);
+        s.partition
+    }
 }
 
 #[cfg(test)]
@@ -168,5 +193,25 @@ mod tests {
         assert_eq!(picks, [2, 2, 0, 0, 1, 1, 2, 2, 0, 0, 1, 1]);
         // Fewer partitions after a re-creation: still in range.
         assert!(p.partition(&t, None, 1, 50) == 0);
+    }
+
+    #[test]
+    fn a_full_batch_moves_the_rotation_on() {
+        let mut p = Partitioner::new(1000, 0);
+        let t: Arc<str> = Arc::from("t");
+        assert_eq!(p.partition(&t, None, 3, 50), 0);
+        // The batch of partition 0 is full before 1000 bytes went there: the record goes to 1,
+        // which then gets its full turn.
+        assert_eq!(p.batch_full(&t, 0, 3, 50), 1);
+        let picks: Vec<u32> = (0..20).map(|_| p.partition(&t, None, 3, 50)).collect();
+        assert_eq!(picks[..19], [1; 19]);
+        assert_eq!(picks[19], 2);
+        // A stale report (the rotation moved already) changes nothing.
+        assert_eq!(p.batch_full(&t, 1, 3, 50), 1);
+        assert_eq!(p.partition(&t, None, 3, 50), 2);
+        // One partition: nowhere else to go.
+        let u: Arc<str> = Arc::from("u");
+        assert_eq!(p.partition(&u, None, 1, 50), 0);
+        assert_eq!(p.batch_full(&u, 0, 1, 50), 0);
     }
 }

@@ -324,7 +324,7 @@ impl Producer {
         let now = Instant::now();
         let partitions = inner.client.partition_count(&record.topic, now).await?;
         let partition = match record.partition {
-            Some(p) if p < partitions => p,
+            Some(p) if p < partitions => Some(p),
             Some(p) => {
                 return Err(ClientError::UnknownPartition {
                     topic: record.topic.to_string(),
@@ -332,22 +332,33 @@ impl Producer {
                     partitions,
                 })
             }
-            None => {
-                let bytes = record.key.as_ref().map_or(0, |k| k.len())
-                    + record.value.as_ref().map_or(0, |v| v.len());
-                inner.state.borrow_mut().partitioner.partition(
-                    &record.topic,
-                    record.key.as_deref(),
-                    partitions,
-                    bytes,
-                )
-            }
+            None => None,
         };
         let r = RecordRef {
             timestamp_ms,
             key: record.key.as_deref(),
             value: record.value.as_deref(),
             headers: &record.headers,
+        };
+        let partition = match partition {
+            Some(p) => p,
+            None => {
+                let bytes = record.key.as_ref().map_or(0, |k| k.len())
+                    + record.value.as_ref().map_or(0, |v| v.len());
+                let st = &mut *inner.state.borrow_mut();
+                let p = st.partitioner.partition(
+                    &record.topic,
+                    record.key.as_deref(),
+                    partitions,
+                    bytes,
+                );
+                if record.key.is_none() && st.acc.open_batch_full(&record.topic, p, &r) {
+                    st.partitioner
+                        .batch_full(&record.topic, p, partitions, bytes)
+                } else {
+                    p
+                }
+            }
         };
         loop {
             let room = inner.room.listen();
