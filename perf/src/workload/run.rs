@@ -439,6 +439,7 @@ async fn await_acks(
         let ok = (&mut first.delivery).await.is_ok();
         let now = Instant::now();
         let mut s = stats.borrow_mut();
+        let (acked_before, errors_before) = (s.acked_total, s.send_errors);
         record_ack(&mut s, &shared, &first, ok, now, value_bytes);
         let mut pending = queue.pending.borrow_mut();
         while let Some(ok) = pending.front().and_then(|p| p.delivery.delivered()) {
@@ -448,9 +449,20 @@ async fn await_acks(
         if pending.len() < PENDING_DELIVERIES_MAX {
             queue.room.notify();
         }
+        // The counters every executor shares are updated once per batch, not per record.
+        let acked = s.acked_total - acked_before;
+        shared.acked.fetch_add(acked, Ordering::Relaxed);
+        shared
+            .acked_bytes
+            .fetch_add(acked * value_bytes, Ordering::Relaxed);
+        shared
+            .send_errors
+            .fetch_add(s.send_errors - errors_before, Ordering::Relaxed);
     }
 }
 
+/// Records one acknowledgement in the executor's own stats (the shared counters are the
+/// caller's).
 fn record_ack(
     s: &mut ExecStats,
     shared: &Shared,
@@ -461,12 +473,9 @@ fn record_ack(
 ) {
     if !ok {
         s.send_errors += 1;
-        shared.send_errors.fetch_add(1, Ordering::Relaxed);
         return;
     }
     s.acked_total += 1;
-    shared.acked.fetch_add(1, Ordering::Relaxed);
-    shared.acked_bytes.fetch_add(value_bytes, Ordering::Relaxed);
     record_latency(&mut s.interval, now - p.sent);
     if p.sent >= shared.warm_end && p.sent < shared.end {
         s.acked += 1;
