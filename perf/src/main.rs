@@ -1,6 +1,7 @@
 //! `quill-perf`: Quill's load harness. Each subcommand is one workload; `storage` measures the
 //! storage engine against the disk's raw direct-write throughput, `fetch-path` compares ways of
-//! serving cold fetches (cache + O_DIRECT read vs sendfile), `run` drives a workload file.
+//! serving cold fetches (cache + O_DIRECT read vs sendfile), `disk-latency` measures how often the
+//! disk itself stalls a write + fdatasync, `run` drives a workload file.
 
 /// `println!` that ignores a closed stdout (`quill-perf ... | head`) instead of panicking, so the
 /// benchmark still cleans up its files.
@@ -13,6 +14,7 @@ macro_rules! out {
 
 mod cputime;
 mod datadir;
+mod disklatency;
 mod error;
 mod fetchpath;
 mod rawdisk;
@@ -47,6 +49,9 @@ struct Cli {
 enum Command {
     /// Storage engine: append throughput and latency of one partition log vs raw direct writes.
     Storage(storage::StorageArgs),
+    /// Disk latency: O_DIRECT write + fdatasync one at a time, to tell the device's own stalls
+    /// from the broker's.
+    DiskLatency(disklatency::DiskLatencyArgs),
     /// Fetch path: cold reads served by cache + O_DIRECT read vs sendfile(2), to a TCP consumer.
     FetchPath(fetchpath::FetchPathArgs),
     /// Run a workload file (perf/workloads/*.toml): producers and consumers on the async client
@@ -61,6 +66,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Storage(args) => storage::run(args),
+        Command::DiskLatency(args) => disklatency::run(args),
         Command::FetchPath(args) => fetchpath::run(args),
         Command::Run(args) => workload::run(args),
         Command::EmbeddedBroker(args) => workload::serve_child(args),
