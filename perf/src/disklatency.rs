@@ -9,15 +9,12 @@
 //! before and after a latency workload to tell the device's stalls from the broker's.
 
 use std::path::PathBuf;
-use std::rc::Rc;
-use std::time::{Duration, Instant};
-
-use glommio::io::DmaFile;
+use std::time::Duration;
 
 use crate::datadir::{self, RunDir};
 use crate::error::{Context, PerfError, Result};
-use crate::rawdisk::fill_pseudo_random;
-use crate::report::{fmt_us, latency_histogram, record_latency, LatencySummary};
+use crate::rawdisk::{self, SyncWrites};
+use crate::report::{fmt_us, LatencySummary};
 
 /// Thresholds the report counts operations above, in ms.
 const THRESHOLDS_MS: [u64; 5] = [1, 2, 5, 10, 100];
@@ -44,21 +41,6 @@ pub struct DiskLatencyArgs {
     pub json: Option<PathBuf>,
 }
 
-/// One operation slower than the lowest threshold.
-#[derive(Clone, Copy, Debug)]
-struct Slow {
-    /// From the start of the run.
-    at: Duration,
-    write: Duration,
-    total: Duration,
-}
-
-struct Outcome {
-    latency: hdrhistogram::Histogram<u64>,
-    elapsed: Duration,
-    slow: Vec<Slow>,
-}
-
 pub fn run(args: DiskLatencyArgs) -> Result<()> {
     if !(args.seconds.is_finite() && args.seconds > 0.0) {
         return Err(PerfError::msg("--seconds must be positive"));
@@ -71,11 +53,12 @@ pub fn run(args: DiskLatencyArgs) -> Result<()> {
     }
     let run_dir = RunDir::create(&args.dir)?;
     if let Some(fs) = datadir::memory_fs(run_dir.path())? {
-        eprintln!(
-            "warning: {} is on {fs}: O_DIRECT is silently disabled there, so these figures \
-             measure memory, not a disk. Use --dir on a real disk.",
-            run_dir.path().display()
-        );
+        let _ = run_dir.remove();
+        return Err(PerfError::msg(format!(
+            "{} is on {fs}, where O_DIRECT and fdatasync never reach a disk. Use --dir on a \
+             real disk.",
+            args.dir.display()
+        )));
     }
     out!(
         "quill-perf disk-latency: {} B O_DIRECT write + fdatasync, one at a time, for {} s, in {}",
@@ -85,67 +68,18 @@ pub fn run(args: DiskLatencyArgs) -> Result<()> {
     );
     let path = run_dir.path().join("disk-latency.bin");
     let duration = Duration::from_secs_f64(args.seconds);
-    let outcome = crate::run_on_cpu(args.cpu, measure(path, args.block_bytes, duration));
+    let lowest = Duration::from_millis(THRESHOLDS_MS[0]);
+    let outcome = crate::run_on_cpu(
+        args.cpu,
+        rawdisk::sync_write_latency(&path, args.block_bytes, duration, lowest),
+    );
     let removed = run_dir.remove();
     let outcome = outcome?;
     removed?;
     report(&args, &outcome)
 }
 
-async fn measure(path: PathBuf, block_bytes: usize, duration: Duration) -> Result<Outcome> {
-    let file = Rc::new(
-        DmaFile::create(&path)
-            .await
-            .with_context(|| format!("create {}", path.display()))?,
-    );
-    let mut buf = file.alloc_dma_buffer(block_bytes);
-    fill_pseudo_random(buf.as_bytes_mut(), 11);
-    let buf = Rc::new(buf);
-    let mut latency = latency_histogram();
-    let mut slow = Vec::new();
-    let lowest = Duration::from_millis(THRESHOLDS_MS[0]);
-    let start = Instant::now();
-    let mut pos = 0u64;
-    let result = async {
-        while start.elapsed() < duration {
-            let t = Instant::now();
-            let n = file
-                .write_rc_at(buf.clone(), pos)
-                .await
-                .context("direct write")?;
-            if n != block_bytes {
-                return Err(PerfError::msg(format!(
-                    "short direct write: {n} of {block_bytes} bytes"
-                )));
-            }
-            let write = t.elapsed();
-            file.fdatasync().await.context("fdatasync")?;
-            let total = t.elapsed();
-            record_latency(&mut latency, total);
-            if total > lowest {
-                slow.push(Slow {
-                    at: t.duration_since(start),
-                    write,
-                    total,
-                });
-            }
-            pos += block_bytes as u64;
-        }
-        Ok(())
-    }
-    .await;
-    let elapsed = start.elapsed();
-    let closed = file.close_rc().await.context("close");
-    result?;
-    closed?;
-    Ok(Outcome {
-        latency,
-        elapsed,
-        slow,
-    })
-}
-
-fn report(args: &DiskLatencyArgs, o: &Outcome) -> Result<()> {
+fn report(args: &DiskLatencyArgs, o: &SyncWrites) -> Result<()> {
     let s = LatencySummary::of(&o.latency);
     let p9999 = o.latency.value_at_quantile(0.9999);
     out!(
@@ -161,7 +95,7 @@ fn report(args: &DiskLatencyArgs, o: &Outcome) -> Result<()> {
     let mut over = Vec::new();
     for ms in THRESHOLDS_MS {
         let limit = Duration::from_millis(ms);
-        let hits: Vec<&Slow> = o.slow.iter().filter(|x| x.total > limit).collect();
+        let hits: Vec<&rawdisk::SlowWrite> = o.slow.iter().filter(|x| x.total > limit).collect();
         let time: Duration = hits.iter().map(|x| x.total).sum();
         out!(
             "  over {ms:>3} ms: {:>6} operations, {:>8.1} ms in them ({:.3}% of the run)",

@@ -198,14 +198,35 @@ async fn write_blocks(
     }
 }
 
+/// One operation of [`sync_write_latency`] slower than the `slow_over` it was given.
+#[derive(Clone, Copy, Debug)]
+pub struct SlowWrite {
+    /// When it started, from the start of the run.
+    pub at: Duration,
+    /// The write alone.
+    pub write: Duration,
+    /// The write and the `fdatasync`.
+    pub total: Duration,
+}
+
+/// The outcome of [`sync_write_latency`].
+pub struct SyncWrites {
+    /// Write + `fdatasync`, in microseconds.
+    pub latency: Histogram<u64>,
+    pub elapsed: Duration,
+    /// Every operation over `slow_over`, in order.
+    pub slow: Vec<SlowWrite>,
+}
+
 /// Latency of one `block_bytes` O_DIRECT write followed by `fdatasync`, one at a time, each
 /// extending a new file (the pattern of a log acknowledging a single small append), for
-/// `duration`. Returns the histogram in microseconds.
+/// `duration`. Operations slower than `slow_over` are also listed one by one.
 pub async fn sync_write_latency(
     path: &Path,
     block_bytes: usize,
     duration: Duration,
-) -> Result<Histogram<u64>> {
+    slow_over: Duration,
+) -> Result<SyncWrites> {
     let file = Rc::new(
         DmaFile::create(path)
             .await
@@ -214,7 +235,8 @@ pub async fn sync_write_latency(
     let mut buf: DmaBuffer = file.alloc_dma_buffer(block_bytes);
     fill_pseudo_random(buf.as_bytes_mut(), 7);
     let buf = Rc::new(buf);
-    let mut hist = latency_histogram();
+    let mut latency = latency_histogram();
+    let mut slow = Vec::new();
     let start = Instant::now();
     let mut pos = 0u64;
     let run = async {
@@ -225,17 +247,31 @@ pub async fn sync_write_latency(
                 .await
                 .context("direct write")?;
             check_full(n, block_bytes)?;
+            let write = t.elapsed();
             file.fdatasync().await.context("fdatasync")?;
-            record_latency(&mut hist, t.elapsed());
+            let total = t.elapsed();
+            record_latency(&mut latency, total);
+            if total > slow_over {
+                slow.push(SlowWrite {
+                    at: t.duration_since(start),
+                    write,
+                    total,
+                });
+            }
             pos += block_bytes as u64;
         }
         Ok::<_, PerfError>(())
     }
     .await;
+    let elapsed = start.elapsed();
     let closed = close_and_remove(file, path).await;
     run?;
     closed?;
-    Ok(hist)
+    Ok(SyncWrites {
+        latency,
+        elapsed,
+        slow,
+    })
 }
 
 /// The outcome of [`group_commit_cycles`].

@@ -550,8 +550,10 @@ async fn measure_raw(args: &StorageArgs, run_dir: &RunDir) -> Result<RawResults>
         &run_dir.path().join("raw-sync-latency"),
         RAW_SYNC_BLOCK_BYTES,
         Duration::from_secs_f64(args.raw_sync_seconds),
+        Duration::MAX,
     )
-    .await?;
+    .await?
+    .latency;
     let sync_latency = LatencySummary::of(&hist);
     out!("  {}", sync_latency.line());
 
