@@ -354,3 +354,112 @@ fn set_fsize_limit(bytes: libc::rlim_t) {
     };
     assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_FSIZE, &lim) }, 0);
 }
+
+/// Files of `dir` this process has open.
+fn open_files_under(dir: &Path) -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read_link(e.path()).ok())
+        .filter(|target| target.starts_with(dir))
+        .count()
+}
+
+/// Dropping a log without `close` (a topic deleted while a request still held its log) stops its
+/// flusher once the I/O in flight ends, which releases the segment and index files, in both
+/// modes.
+#[test]
+fn a_dropped_log_lets_go_of_its_files() {
+    for durability in [Durability::Sync, Durability::Interval] {
+        let dir = tmpdir();
+        let path = dir.path().join("p0");
+        let p = path.clone();
+        let left = run(move || async move {
+            let (log, _) = PartitionLog::open(&p, options(pipeline_config(durability)))
+                .await
+                .unwrap();
+            for i in 0..8 {
+                log.append_with(batch(i, 4, 600, now_ms()), Epoch(0), durability)
+                    .await
+                    .unwrap();
+            }
+            assert!(open_files_under(&p) > 0, "the log's files are open");
+            drop(log);
+            // The flusher and the last I/O tasks run on this executor: give them up to 5 s.
+            for _ in 0..500 {
+                if open_files_under(&p) == 0 {
+                    break;
+                }
+                glommio::timer::sleep(Duration::from_millis(10)).await;
+            }
+            open_files_under(&p)
+        });
+        assert_eq!(left, 0, "{durability:?}: files still open after the drop");
+    }
+}
+
+/// A truncation (a replica dropping an uncommitted suffix) while appends are still waiting for
+/// their acknowledgement: each of them either was acknowledged before the truncation returned or
+/// fails; none is acknowledged afterwards, when later appends reach its offsets but its bytes
+/// are gone.
+#[test]
+fn appends_cut_by_a_truncation_are_not_acknowledged_later() {
+    for durability in [Durability::Sync, Durability::Interval] {
+        appends_cut_by_a_truncation(durability);
+    }
+}
+
+fn appends_cut_by_a_truncation(durability: Durability) {
+    let dir = tmpdir();
+    let path = dir.path().join("p0");
+    run(move || async move {
+        let (log, _) = PartitionLog::open(&path, options(pipeline_config(durability)))
+            .await
+            .unwrap();
+        let log = Rc::new(log);
+        log.append(batch(0, 2, 100, now_ms()), Epoch(0))
+            .await
+            .unwrap();
+        // Nothing past offset 2 is committed, so the suffix may go.
+        log.set_replication_bound(Some(Offset(2)));
+        let truncated = Rc::new(std::cell::Cell::new(false));
+        let late_ok = Rc::new(std::cell::Cell::new(0u32));
+        let pending: Vec<_> = (0..64u64)
+            .map(|i| {
+                let (log, truncated, late_ok) = (log.clone(), truncated.clone(), late_ok.clone());
+                glommio::spawn_local(async move {
+                    let r = log.append(batch(100 + i, 4, 700, now_ms()), Epoch(0)).await;
+                    match r {
+                        Ok(_) if truncated.get() => late_ok.set(late_ok.get() + 1),
+                        Ok(_) => {}
+                        Err(LogError::Truncated { offset }) => assert_eq!(offset, Offset(2)),
+                        Err(e) => panic!("unexpected error {e}"),
+                    }
+                })
+            })
+            .collect();
+        // Let the appends stage and their writes start, then cut back to offset 2.
+        glommio::yield_if_needed().await;
+        futures_lite::future::yield_now().await;
+        log.truncate_to(Offset(2)).await.unwrap();
+        truncated.set(true);
+        assert_eq!(log.log_end_offset(), Offset(2));
+        // Later appends pass the offsets the cut ones had.
+        log.set_replication_bound(None);
+        for i in 0..64u64 {
+            log.append(batch(500 + i, 4, 700, now_ms()), Epoch(0))
+                .await
+                .unwrap();
+        }
+        for t in pending {
+            t.await;
+        }
+        assert_eq!(
+            late_ok.get(),
+            0,
+            "{durability:?}: appends acknowledged after being truncated"
+        );
+        let got = read_all(&log).await;
+        assert_eq!(got.len(), 65);
+    });
+}

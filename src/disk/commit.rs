@@ -94,9 +94,15 @@ enum Action {
 /// glommio runs a spawned task at once, up to its first `.await`, and the tasks borrow the state:
 /// so each action is chosen (and recorded) under a borrow that ends before it is spawned.
 pub(super) fn pump(inner: &Rc<Inner>, allow_tail: bool) -> usize {
+    pump_at(inner, allow_tail, Instant::now())
+}
+
+/// [`pump`] deciding whether the interval sync is due at `now`: the flusher passes the same
+/// instant it then sleeps from, so the two decisions cannot disagree.
+fn pump_at(inner: &Rc<Inner>, allow_tail: bool, now: Instant) -> usize {
     let mut started = 0;
     loop {
-        let action = next_action(inner, &mut inner.state.borrow_mut(), allow_tail);
+        let action = next_action(inner, &mut inner.state.borrow_mut(), allow_tail, now);
         let Some(action) = action else {
             return started;
         };
@@ -123,7 +129,7 @@ pub(super) fn pump(inner: &Rc<Inner>, allow_tail: bool) -> usize {
 }
 
 /// The next I/O that may start, already recorded as in flight; `None` when there is none.
-fn next_action(inner: &Inner, st: &mut State, allow_tail: bool) -> Option<Action> {
+fn next_action(inner: &Inner, st: &mut State, allow_tail: bool, now: Instant) -> Option<Action> {
     if st.poisoned.is_some() || st.io.paused || st.io.rollback_in_flight {
         return None;
     }
@@ -150,7 +156,7 @@ fn next_action(inner: &Inner, st: &mut State, allow_tail: bool) -> Option<Action
     // An fdatasync, when someone waits for one and the group's tail is written (or the interval
     // is up). It is decided before cutting the next tail so that the two alternate.
     let interval_due = cfg.durability == Durability::Interval
-        && st.last_sync.elapsed() >= Duration::from_millis(cfg.flush_ms);
+        && now.saturating_duration_since(st.last_sync) >= Duration::from_millis(cfg.flush_ms);
     let covered = st
         .durable_waiters
         .front()
@@ -345,12 +351,13 @@ async fn sync(inner: Rc<Inner>, base: Offset, file: Rc<DmaFile>, target: Offset)
     }
     let started = pump(&inner, true);
     resolve_after(&inner, started).await;
-    // The flusher times the next interval sync from this one.
-    inner.flush_wanted.notify();
     write_index(&inner, base).await;
     inner.state.borrow_mut().io.in_flight -= 1;
     pump(&inner, true);
     inner.progress.notify();
+    // The flusher times the next interval sync from this one, and exits once the log is closed
+    // and nothing is in flight: wake it after the count went down.
+    inner.flush_wanted.notify();
 }
 
 /// Writes the index entries of segment `base` whose batches are written (derived data: not
@@ -630,6 +637,7 @@ pub(super) async fn quiesce(inner: &Rc<Inner>, truncating: bool) -> Result<Quiet
                 break Err(st.io.last_write_error().unwrap_or(LogError::Closed));
             }
             let quiet = st.io.in_flight == 0
+                && !st.rolling
                 && st.io.write_error.is_none()
                 && st.written == st.next_offset
                 && st.durable >= st.written
@@ -668,29 +676,42 @@ pub(super) async fn quiesce(inner: &Rc<Inner>, truncating: bool) -> Result<Quiet
 pub(super) async fn flusher(inner: Rc<Inner>) {
     loop {
         let listen = inner.flush_wanted.listen();
-        pump(&inner, true);
-        let timeout = {
+        // Once closed, any I/O completing may be the last one this task waits for.
+        let progress = inner.progress.listen();
+        let now = Instant::now();
+        pump_at(&inner, true, now);
+        let (timeout, closed) = {
             let st = inner.state.borrow();
             if st.poisoned.is_some() || (st.closed && st.io.in_flight == 0) {
                 return;
             }
-            // Sleep until the next interval sync is due. Once it is due, `pump` just started it
-            // if it could; if it could not (a sealed segment is being finalized, which syncs it
-            // anyway), only an event can change that, so wait for one rather than spin.
+            // Sleep until the next interval sync is due. Once it is due, `pump_at` just started
+            // it if it could (it decided at the same `now`); if it could not (a sealed segment
+            // is being finalized, which syncs it anyway), only an event can change that, so
+            // wait for one rather than spin.
             let period = Duration::from_millis(inner.config.flush_ms);
-            let elapsed = st.last_sync.elapsed();
-            (inner.config.durability == Durability::Interval
+            let elapsed = now.saturating_duration_since(st.last_sync);
+            let timeout = (inner.config.durability == Durability::Interval
                 && st.written > st.durable
                 && !st.io.sync_in_flight
                 && elapsed < period)
-                .then(|| period - elapsed)
+                .then(|| period - elapsed);
+            (timeout, st.closed)
+        };
+        // Dropping the log handle sets `closed` and notifies; the task ends once the I/O in
+        // flight has completed (each completion notifies `progress`).
+        let event = async {
+            if closed {
+                futures_lite::future::or(listen, progress).await;
+            } else {
+                listen.await;
+            }
         };
         match timeout {
-            // Dropping the log handle sets `closed` and notifies, which ends this task.
             Some(t) => {
-                futures_lite::future::or(listen, glommio::timer::sleep(t)).await;
+                futures_lite::future::or(event, glommio::timer::sleep(t)).await;
             }
-            None => listen.await,
+            None => event.await,
         }
     }
 }

@@ -55,6 +55,12 @@ pub enum LogError {
     /// The log was closed while the operation waited.
     #[error("the log is closed")]
     Closed,
+    /// The append was written but not yet acknowledged when a truncation to `offset` removed it
+    /// (a replica giving up an uncommitted suffix).
+    #[error(
+        "the append was removed by a truncation to offset {offset} before it was acknowledged"
+    )]
+    Truncated { offset: Offset },
     /// The directory or configuration cannot hold a log.
     #[error("invalid log configuration: {0}")]
     Config(String),

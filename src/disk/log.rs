@@ -760,6 +760,15 @@ impl PartitionLog {
             st.written = offset;
             st.durable = st.durable.min(offset);
             st.staged_bytes = 0;
+            // Appends past `offset` not yet acknowledged are gone: fail them now, or they would
+            // resolve once later appends reach their offsets.
+            let st = &mut *st;
+            for q in [&mut st.written_waiters, &mut st.durable_waiters] {
+                while q.back().is_some_and(|w| w.next > offset) {
+                    let w = q.pop_back().expect("checked");
+                    w.resolver.resolve(Err(LogError::Truncated { offset }));
+                }
+            }
             removed
         };
         inner.cache.truncate_from(inner.cache_key, offset);

@@ -88,7 +88,8 @@ pub(crate) fn log_error(e: &LogError) -> CallError {
         LogError::Io { .. } | LogError::Poisoned { .. } => ErrorCode::StorageError,
         LogError::StaleEpoch { .. } => ErrorCode::StaleLeaderEpoch,
         LogError::Closed => ErrorCode::BrokerShuttingDown,
-        LogError::TruncateBelowHighWatermark { .. }
+        LogError::Truncated { .. }
+        | LogError::TruncateBelowHighWatermark { .. }
         | LogError::TruncateInsideBatch { .. }
         | LogError::Config(_) => ErrorCode::UnknownServerError,
     };
