@@ -293,6 +293,36 @@ fn batches_follow_batch_bytes_and_linger() {
         for (i, d) in deliveries.into_iter().enumerate() {
             assert_eq!(d.await.unwrap().offset, i as i64);
         }
+        // Unkeyed records fill a batch on one partition, then move on (KIP-480); the full batch
+        // goes at once, not after the (one minute) linger.
+        admin.create_topic(NewTopic::new("b4", 2)).await.unwrap();
+        let sticky = client
+            .producer(ProducerConfig {
+                linger_ms: 60_000,
+                batch_bytes: 4000,
+                ..ProducerConfig::default()
+            })
+            .unwrap();
+        let mut deliveries = Vec::new();
+        for i in 0..4u8 {
+            deliveries.push(
+                sticky
+                    .send(ProducerRecord::new("b4", vec![i; 1000]))
+                    .await
+                    .unwrap(),
+            );
+        }
+        let parts: Vec<u32> = deliveries.iter().map(|d| d.partition()).collect();
+        assert_eq!(parts[..3], [parts[0]; 3], "three fill one batch");
+        assert_ne!(parts[3], parts[0], "the fourth starts the next partition");
+        let first = deliveries.remove(0);
+        let sent = futures_lite::future::or(async { Some(first.await) }, async {
+            glommio::timer::sleep(Duration::from_secs(20)).await;
+            None
+        })
+        .await;
+        assert_eq!(sent.expect("sent before the linger").unwrap().offset, 0);
+        sticky.flush().await.unwrap();
         // A short linger sends without a flush.
         let short = client
             .producer(ProducerConfig {
@@ -468,6 +498,56 @@ fn a_long_poll_does_not_hold_back_produce_acks() {
         let got = poll.await;
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].value.as_deref(), Some(&b"wake"[..]));
+    });
+    broker.stop();
+}
+
+/// A consumer at the end of the log has a long poll out (fetched ahead); a seek back is served
+/// at once, not after that poll expires, and a dropped consumer leaves no connection behind.
+#[test]
+fn seek_with_a_long_poll_out_and_consumer_connections_go_with_it() {
+    let dir = tmpdir();
+    let broker = Broker::start(dir.path(), 2);
+    let addr = broker.addr;
+    run(move || async move {
+        let client = Client::connect(config(addr)).await.unwrap();
+        client
+            .admin()
+            .create_topic(NewTopic::new("sk", 1))
+            .await
+            .unwrap();
+        let producer = client.producer(ProducerConfig::default()).unwrap();
+        for i in 0..3 {
+            producer
+                .send_and_wait(ProducerRecord::new("sk", format!("{i}")))
+                .await
+                .unwrap();
+        }
+        let before = client.connection_count();
+        let consumer = client
+            .consumer(ConsumerConfig {
+                fetch_wait_ms_max: 30_000,
+                ..ConsumerConfig::default()
+            })
+            .unwrap();
+        consumer
+            .assign("sk", None, StartOffset::Earliest)
+            .await
+            .unwrap();
+        let got = consume_n(&consumer, 3, 30).await;
+        assert_eq!(got.len(), 3);
+        // Now a fetch from offset 3 waits at the broker for up to 30 s.
+        assert!(client.connection_count() > before);
+        consumer.seek("sk", 0, 1).unwrap();
+        let again = consumer.poll(Duration::from_secs(10)).await.unwrap();
+        let offsets: Vec<i64> = again.iter().map(|r| r.offset).collect();
+        assert_eq!(
+            offsets,
+            [1, 2],
+            "served from the new position within one poll"
+        );
+        drop(consumer);
+        assert_eq!(client.connection_count(), before);
     });
     broker.stop();
 }

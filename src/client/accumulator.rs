@@ -255,6 +255,25 @@ impl<B: Clone> Accumulator<B> {
         open.builder.encoded_bytes().saturating_add(size) > open.charged
     }
 
+    /// Seals the open batch of `topic`-`partition`, if there is one, so the next drain sends it
+    /// regardless of linger. Returns whether a batch was sealed.
+    pub(crate) fn seal_open(&mut self, topic: &str, partition: u32) -> bool {
+        let Some(pq) = self
+            .topics
+            .get_mut(topic)
+            .and_then(|parts| parts.get_mut(partition as usize))
+        else {
+            return false;
+        };
+        match pq.open.take() {
+            Some(open) => {
+                pq.queue.push_back(seal(open));
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Appends a record to `topic`-`partition` at `now`; `new_handle` makes the handle of a
     /// batch when one has to be opened.
     pub(crate) fn append(
@@ -583,6 +602,32 @@ mod tests {
         acc.complete(unit);
         assert!(acc.is_empty());
         assert_eq!(acc.buffered_bytes(), 0);
+    }
+
+    #[test]
+    fn a_full_open_batch_is_reported_and_can_be_sealed_early() {
+        let mut acc = Accumulator::<u64>::new(config());
+        let t: Arc<str> = Arc::from("t");
+        let now = Instant::now();
+        let value = [7u8; 300];
+        assert!(!acc.open_batch_full(&t, 0, &rec(&value)), "no open batch");
+        assert!(!acc.seal_open(&t, 0));
+        // ~310 bytes per record: three fit in 1000 bytes with the header, a fourth does not.
+        for _ in 0..3 {
+            assert!(!acc.open_batch_full(&t, 0, &rec(&value)));
+            acc.append(&t, 0, rec(&value), now, || 1).unwrap();
+        }
+        assert!(acc.open_batch_full(&t, 0, &rec(&value)));
+        assert!(
+            !acc.open_batch_full(&t, 0, &rec(b"x")),
+            "a small one still fits"
+        );
+        assert!(acc.seal_open(&t, 0));
+        // Sealed: sendable now, without waiting for the linger.
+        let mut out = Vec::new();
+        acc.drain(now, &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(batches_of(&out[0])[0].record_count, 3);
     }
 
     #[test]

@@ -214,6 +214,34 @@ impl Client {
         lane
     }
 
+    /// Forgets `lane`'s connections; each closes once its last user lets go of it.
+    pub(crate) fn release_lane(&self, lane: Lane) {
+        assert_ne!(
+            lane, SHARED_LANE,
+            "the shared lane lives as long as the client"
+        );
+        let gone: Vec<Slot> = {
+            let mut pool = self.inner.pool.borrow_mut();
+            let keys: Vec<(SocketAddr, Lane)> =
+                pool.keys().filter(|(_, l)| *l == lane).copied().collect();
+            keys.iter().filter_map(|k| pool.remove(k)).collect()
+        };
+        // Dropped outside the borrow: waking a task that is opening one of them may touch the
+        // pool.
+        drop(gone);
+    }
+
+    /// Connections currently in the pool, on every lane (for tests: consumers that went away
+    /// leave none behind).
+    pub fn connection_count(&self) -> usize {
+        self.inner
+            .pool
+            .borrow()
+            .values()
+            .filter(|s| matches!(s, Slot::Ready(c) if c.is_open()))
+            .count()
+    }
+
     pub(crate) fn request_timeout(&self) -> Duration {
         self.inner.settings.request_timeout
     }
@@ -379,20 +407,25 @@ impl Client {
         topic: &Arc<str>,
         now: Instant,
     ) -> Result<u32, ClientError> {
-        let max_age = Duration::from_millis(self.inner.config.metadata_max_age_ms);
-        let cached = {
-            let m = self.inner.metadata.borrow();
-            m.topic(topic)
-                .map(|t| (t.partition_count(), t.is_fresh(now, max_age)))
-        };
-        match cached {
-            Some((count, true)) => Ok(count),
-            Some((count, false)) => {
-                self.refresh_in_background(topic);
-                Ok(count)
-            }
+        match self.cached_partition_count(topic, now) {
+            Some(count) => Ok(count),
             None => Ok(self.topic(topic).await?.partition_count()),
         }
+    }
+
+    /// `topic`'s partition count if the cache knows it, without waiting; a copy older than
+    /// `metadata_max_age_ms` at `now` is still used while a refresh runs in the background.
+    pub(crate) fn cached_partition_count(&self, topic: &Arc<str>, now: Instant) -> Option<u32> {
+        let max_age = Duration::from_millis(self.inner.config.metadata_max_age_ms);
+        let (count, fresh) = {
+            let m = self.inner.metadata.borrow();
+            let t = m.topic(topic)?;
+            (t.partition_count(), t.is_fresh(now, max_age))
+        };
+        if !fresh {
+            self.refresh_in_background(topic);
+        }
+        Some(count)
     }
 
     /// `topic`'s metadata, refreshed now. [`ClientError::UnknownTopic`] if it does not exist.

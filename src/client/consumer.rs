@@ -15,7 +15,7 @@
 //! below it are skipped. Keys, values and header values of the records returned are slices of
 //! the fetched batch, not copies. Out-of-range positions follow [`AutoReset`].
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -112,17 +112,25 @@ struct State {
 pub struct Consumer {
     client: Client,
     /// The connections this consumer fetches over, its own (see [`Client::consumer`]).
-    lane: Lane,
+    lane: Cell<Lane>,
     config: ConsumerConfig,
     state: RefCell<State>,
     mailbox: Rc<Mailbox>,
+}
+
+impl Drop for Consumer {
+    fn drop(&mut self) {
+        // Its fetch tasks are cancelled with its state; its connections go too.
+        self.state.get_mut().inflight.clear();
+        self.client.release_lane(self.lane.get());
+    }
 }
 
 impl Consumer {
     pub(crate) fn new(client: Client, config: ConsumerConfig) -> Result<Consumer, ClientError> {
         config.validate(client.config())?;
         Ok(Consumer {
-            lane: client.new_lane(),
+            lane: Cell::new(client.new_lane()),
             client,
             config,
             state: RefCell::new(State::default()),
@@ -208,6 +216,8 @@ impl Consumer {
                 }),
             }
         }
+        drop(st);
+        self.abandon_fetches();
         Ok(())
     }
 
@@ -217,6 +227,7 @@ impl Consumer {
             .borrow_mut()
             .assigned
             .retain(|a| *a.topic != *topic);
+        self.abandon_fetches();
     }
 
     /// The assigned partitions, in assignment order.
@@ -254,6 +265,8 @@ impl Consumer {
         };
         a.position = offset;
         a.retry_at = None;
+        drop(st);
+        self.abandon_fetches();
         Ok(())
     }
 
@@ -351,9 +364,9 @@ impl Consumer {
         let wait_ms = self.config.fetch_wait_ms_max;
         let timeout = self.client.request_timeout() + Duration::from_millis(u64::from(wait_ms));
         for (addr, members) in groups {
-            let mut st = self.state.borrow_mut();
             let mut sent = Vec::with_capacity(members.len());
             let mut topics: Vec<FetchTopic> = Vec::new();
+            let mut st = self.state.borrow_mut();
             for i in members {
                 let a = &mut st.assigned[i];
                 a.fetching = true;
@@ -371,6 +384,8 @@ impl Consumer {
                     }),
                 }
             }
+            // glommio runs a new task at once: no borrow of the state across the spawn.
+            drop(st);
             let request = Request::Fetch(FetchRequest {
                 max_wait_ms: wait_ms,
                 min_bytes: self.config.fetch_bytes_min,
@@ -378,7 +393,7 @@ impl Consumer {
                 topics,
             });
             let client = self.client.clone();
-            let lane = self.lane;
+            let lane = self.lane.get();
             let mailbox = self.mailbox.clone();
             let task = glommio::spawn_local(async move {
                 let result = client.call_on(addr, lane, &request, timeout).await;
@@ -388,9 +403,31 @@ impl Consumer {
                     .push_back(Completed { addr, sent, result });
                 mailbox.arrived.notify();
             });
-            st.inflight.insert(addr, task);
+            self.state.borrow_mut().inflight.insert(addr, task);
         }
         Ok(retry_at)
+    }
+
+    /// A partition moved (seek, assign, unassign) while fetches were out: they may be long
+    /// polls from the old positions that would hold their connection for up to
+    /// `fetch_wait_ms_max` (a connection answers in order). Cancels them, drops this consumer's
+    /// connections and fetches on new ones from the next `poll`. Results not yet read are
+    /// dropped too; positions advance only on records returned, so nothing is skipped.
+    fn abandon_fetches(&self) {
+        let tasks: Vec<Task<()>> = {
+            let mut st = self.state.borrow_mut();
+            if st.inflight.is_empty() {
+                return;
+            }
+            for a in st.assigned.iter_mut() {
+                a.fetching = false;
+            }
+            st.inflight.drain().map(|(_, t)| t).collect()
+        };
+        drop(tasks);
+        self.mailbox.completed.borrow_mut().clear();
+        let old = self.lane.replace(self.client.new_lane());
+        self.client.release_lane(old);
     }
 
     /// Reads every completed fetch: records into `out`, positions forward, errors handled per

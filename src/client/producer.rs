@@ -338,8 +338,10 @@ impl Producer {
     /// a negative timestamp, or a record larger than the broker's `batch_bytes_max`.
     pub async fn send(&self, record: ProducerRecord) -> Result<Delivery, ClientError> {
         let inner = &self.inner;
-        // One clock read serves the timestamp, the metadata check and the batch's linger.
-        let now = Instant::now();
+        // One clock read serves the timestamp, the metadata check and the batch's linger, unless
+        // this call waits (for metadata or buffer room): the linger is then timed from after
+        // the wait, not from before it.
+        let mut now = Instant::now();
         let timestamp_ms = match record.timestamp_ms {
             None => inner.wall_clock.ms_at(now),
             Some(t) if t >= 0 => t,
@@ -350,7 +352,14 @@ impl Producer {
                 })
             }
         };
-        let partitions = inner.client.partition_count(&record.topic, now).await?;
+        let partitions = match inner.client.cached_partition_count(&record.topic, now) {
+            Some(n) => n,
+            None => {
+                let n = inner.client.partition_count(&record.topic, now).await?;
+                now = Instant::now();
+                n
+            }
+        };
         let partition = match record.partition {
             Some(p) if p < partitions => Some(p),
             Some(p) => {
@@ -381,6 +390,10 @@ impl Producer {
                     bytes,
                 );
                 if record.key.is_none() && st.acc.open_batch_full(&record.topic, p, &r) {
+                    // The full batch goes now, as a batch that reached batch_bytes would have.
+                    if st.acc.seal_open(&record.topic, p) {
+                        inner.wake.notify();
+                    }
                     st.partitioner
                         .batch_full(&record.topic, p, partitions, bytes)
                 } else {
@@ -414,6 +427,7 @@ impl Producer {
                 Err(AppendError::BufferFull) => {
                     inner.wake.notify();
                     room.await;
+                    now = Instant::now();
                 }
                 Err(AppendError::TooLarge { bytes, max }) => {
                     return Err(ClientError::RecordTooLarge { bytes, max })
