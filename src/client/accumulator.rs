@@ -63,6 +63,9 @@ pub(crate) enum AppendError {
     BufferFull,
     /// Even alone in a batch the record is over `batch_bytes_max`.
     TooLarge { bytes: usize, max: usize },
+    /// From [`Accumulator::append_unless_full`]: the partition's open batch cannot take the
+    /// record. That batch was sealed (sendable at once); the record was not appended.
+    BatchFull,
 }
 
 /// Where an appended record is.
@@ -231,49 +234,6 @@ impl<B: Clone> Accumulator<B> {
         &mut parts[at]
     }
 
-    /// Whether `topic`-`partition` has an open batch that `record` does not fit in (appending
-    /// it would seal that batch and open another).
-    pub(crate) fn open_batch_full(
-        &self,
-        topic: &str,
-        partition: u32,
-        record: &RecordRef<'_>,
-    ) -> bool {
-        let Some(open) = self
-            .topics
-            .get(topic)
-            .and_then(|parts| parts.get(partition as usize))
-            .and_then(|pq| pq.open.as_ref())
-        else {
-            return false;
-        };
-        let size = record_bytes(
-            record.timestamp_ms - open.base_timestamp_ms,
-            open.builder.len() as i32,
-            record,
-        );
-        open.builder.encoded_bytes().saturating_add(size) > open.charged
-    }
-
-    /// Seals the open batch of `topic`-`partition`, if there is one, so the next drain sends it
-    /// regardless of linger. Returns whether a batch was sealed.
-    pub(crate) fn seal_open(&mut self, topic: &str, partition: u32) -> bool {
-        let Some(pq) = self
-            .topics
-            .get_mut(topic)
-            .and_then(|parts| parts.get_mut(partition as usize))
-        else {
-            return false;
-        };
-        match pq.open.take() {
-            Some(open) => {
-                pq.queue.push_back(seal(open));
-                true
-            }
-            None => false,
-        }
-    }
-
     /// Appends a record to `topic`-`partition` at `now`; `new_handle` makes the handle of a
     /// batch when one has to be opened.
     pub(crate) fn append(
@@ -282,6 +242,32 @@ impl<B: Clone> Accumulator<B> {
         partition: u32,
         record: RecordRef<'_>,
         now: Instant,
+        new_handle: impl FnOnce() -> B,
+    ) -> Result<Appended<B>, AppendError> {
+        self.append_inner(topic, partition, record, now, false, new_handle)
+    }
+
+    /// [`Accumulator::append`], except that a record the partition's open batch cannot take is
+    /// refused with [`AppendError::BatchFull`] (the batch sealed) instead of starting the next
+    /// batch there: the sticky partitioner then moves on (Kafka's KIP-480).
+    pub(crate) fn append_unless_full(
+        &mut self,
+        topic: &Arc<str>,
+        partition: u32,
+        record: RecordRef<'_>,
+        now: Instant,
+        new_handle: impl FnOnce() -> B,
+    ) -> Result<Appended<B>, AppendError> {
+        self.append_inner(topic, partition, record, now, true, new_handle)
+    }
+
+    fn append_inner(
+        &mut self,
+        topic: &Arc<str>,
+        partition: u32,
+        record: RecordRef<'_>,
+        now: Instant,
+        refuse_when_full: bool,
         new_handle: impl FnOnce() -> B,
     ) -> Result<Appended<B>, AppendError> {
         let batch_bytes = self.config.batch_bytes;
@@ -309,6 +295,9 @@ impl<B: Clone> Accumulator<B> {
             // It does not fit: the open batch is done.
             let sealed = seal(pq.open.take().expect("checked above"));
             pq.queue.push_back(sealed);
+            if refuse_when_full {
+                return Err(AppendError::BatchFull);
+            }
         }
         let size = BATCH_HEADER_BYTES.saturating_add(record_bytes(0, 0, &record));
         if size > batch_bytes_max {
@@ -605,29 +594,37 @@ mod tests {
     }
 
     #[test]
-    fn a_full_open_batch_is_reported_and_can_be_sealed_early() {
+    fn a_full_open_batch_is_reported_and_sealed_early() {
         let mut acc = Accumulator::<u64>::new(config());
         let t: Arc<str> = Arc::from("t");
         let now = Instant::now();
         let value = [7u8; 300];
-        assert!(!acc.open_batch_full(&t, 0, &rec(&value)), "no open batch");
-        assert!(!acc.seal_open(&t, 0));
+        // No open batch: one is opened, nothing is refused.
+        let a = acc
+            .append_unless_full(&t, 0, rec(&value), now, || 1)
+            .unwrap();
+        assert_eq!(a.index, 0);
         // ~310 bytes per record: three fit in 1000 bytes with the header, a fourth does not.
-        for _ in 0..3 {
-            assert!(!acc.open_batch_full(&t, 0, &rec(&value)));
-            acc.append(&t, 0, rec(&value), now, || 1).unwrap();
+        for _ in 0..2 {
+            acc.append_unless_full(&t, 0, rec(&value), now, || 1)
+                .unwrap();
         }
-        assert!(acc.open_batch_full(&t, 0, &rec(&value)));
-        assert!(
-            !acc.open_batch_full(&t, 0, &rec(b"x")),
-            "a small one still fits"
-        );
-        assert!(acc.seal_open(&t, 0));
-        // Sealed: sendable now, without waiting for the linger.
         let mut out = Vec::new();
+        assert!(
+            acc.drain(now, &mut out).is_some() && out.is_empty(),
+            "open, lingering"
+        );
+        let small = acc.append_unless_full(&t, 0, rec(b"x"), now, || 2).unwrap();
+        assert_eq!(small.index, 3, "a small one still fits");
+        assert_eq!(
+            acc.append_unless_full(&t, 0, rec(&value), now, || 2)
+                .unwrap_err(),
+            AppendError::BatchFull
+        );
+        // Sealed: sendable now, without waiting for the linger.
         acc.drain(now, &mut out);
         assert_eq!(out.len(), 1);
-        assert_eq!(batches_of(&out[0])[0].record_count, 3);
+        assert_eq!(batches_of(&out[0])[0].record_count, 4);
     }
 
     #[test]

@@ -400,19 +400,6 @@ impl Client {
         .detach();
     }
 
-    /// The partition count of `topic` at `now`: from the cache, refreshed first if the topic
-    /// is not loaded (and in the background once stale).
-    pub(crate) async fn partition_count(
-        &self,
-        topic: &Arc<str>,
-        now: Instant,
-    ) -> Result<u32, ClientError> {
-        match self.cached_partition_count(topic, now) {
-            Some(count) => Ok(count),
-            None => Ok(self.topic(topic).await?.partition_count()),
-        }
-    }
-
     /// `topic`'s partition count if the cache knows it, without waiting; a copy older than
     /// `metadata_max_age_ms` at `now` is still used while a refresh runs in the background.
     pub(crate) fn cached_partition_count(&self, topic: &Arc<str>, now: Instant) -> Option<u32> {

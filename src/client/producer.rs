@@ -355,7 +355,7 @@ impl Producer {
         let partitions = match inner.client.cached_partition_count(&record.topic, now) {
             Some(n) => n,
             None => {
-                let n = inner.client.partition_count(&record.topic, now).await?;
+                let n = inner.client.topic(&record.topic).await?.partition_count();
                 now = Instant::now();
                 n
             }
@@ -377,29 +377,19 @@ impl Producer {
             value: record.value.as_deref(),
             headers: &record.headers,
         };
-        let partition = match partition {
+        let record_bytes = record.key.as_ref().map_or(0, |k| k.len())
+            + record.value.as_ref().map_or(0, |v| v.len());
+        // An unkeyed record's partition is sticky: it may move on once, when the partition's
+        // open batch is full (KIP-480).
+        let mut sticky = partition.is_none() && record.key.is_none();
+        let mut partition = match partition {
             Some(p) => p,
-            None => {
-                let bytes = record.key.as_ref().map_or(0, |k| k.len())
-                    + record.value.as_ref().map_or(0, |v| v.len());
-                let st = &mut *inner.state.borrow_mut();
-                let p = st.partitioner.partition(
-                    &record.topic,
-                    record.key.as_deref(),
-                    partitions,
-                    bytes,
-                );
-                if record.key.is_none() && st.acc.open_batch_full(&record.topic, p, &r) {
-                    // The full batch goes now, as a batch that reached batch_bytes would have.
-                    if st.acc.seal_open(&record.topic, p) {
-                        inner.wake.notify();
-                    }
-                    st.partitioner
-                        .batch_full(&record.topic, p, partitions, bytes)
-                } else {
-                    p
-                }
-            }
+            None => inner.state.borrow_mut().partitioner.partition(
+                &record.topic,
+                record.key.as_deref(),
+                partitions,
+                record_bytes,
+            ),
         };
         loop {
             let room = inner.room.listen();
@@ -408,9 +398,13 @@ impl Producer {
                 if st.closed {
                     return Err(ClientError::Closed { what: "producer" });
                 }
-                st.acc.append(&record.topic, partition, r, now, || {
-                    Rc::new(BatchState::new(record.topic.clone(), partition))
-                })
+                let handle = || Rc::new(BatchState::new(record.topic.clone(), partition));
+                if sticky {
+                    st.acc
+                        .append_unless_full(&record.topic, partition, r, now, handle)
+                } else {
+                    st.acc.append(&record.topic, partition, r, now, handle)
+                }
             };
             match appended {
                 Ok(a) => {
@@ -423,6 +417,18 @@ impl Producer {
                         index: a.index,
                         timestamp_ms,
                     });
+                }
+                Err(AppendError::BatchFull) => {
+                    // The full batch goes now, as one that reached batch_bytes would have; the
+                    // record starts the next partition's turn.
+                    inner.wake.notify();
+                    partition = inner.state.borrow_mut().partitioner.batch_full(
+                        &record.topic,
+                        partition,
+                        partitions,
+                        record_bytes,
+                    );
+                    sticky = false;
                 }
                 Err(AppendError::BufferFull) => {
                     inner.wake.notify();
