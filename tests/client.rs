@@ -34,6 +34,23 @@ async fn consume_n(consumer: &Consumer, want: usize, rounds: usize) -> Vec<Consu
     out
 }
 
+/// Creates `topic` with one partition and produces the values "0" to "n-1" into it, one at a
+/// time.
+async fn one_partition_topic_with(client: &Client, topic: &str, n: i64) {
+    client
+        .admin()
+        .create_topic(NewTopic::new(topic, 1))
+        .await
+        .unwrap();
+    let producer = client.producer(ProducerConfig::default()).unwrap();
+    for i in 0..n {
+        producer
+            .send_and_wait(ProducerRecord::new(topic, format!("{i}")))
+            .await
+            .unwrap();
+    }
+}
+
 fn config(addr: SocketAddr) -> ClientConfig {
     ClientConfig::new(addr.to_string())
 }
@@ -511,18 +528,7 @@ fn seek_with_a_long_poll_out_and_consumer_connections_go_with_it() {
     let addr = broker.addr;
     run(move || async move {
         let client = Client::connect(config(addr)).await.unwrap();
-        client
-            .admin()
-            .create_topic(NewTopic::new("sk", 1))
-            .await
-            .unwrap();
-        let producer = client.producer(ProducerConfig::default()).unwrap();
-        for i in 0..3 {
-            producer
-                .send_and_wait(ProducerRecord::new("sk", format!("{i}")))
-                .await
-                .unwrap();
-        }
+        one_partition_topic_with(&client, "sk", 3).await;
         let before = client.connection_count();
         let consumer = client
             .consumer(ConsumerConfig {
@@ -560,18 +566,7 @@ fn offset_out_of_range_policies() {
     let addr = broker.addr;
     run(move || async move {
         let client = Client::connect(config(addr)).await.unwrap();
-        client
-            .admin()
-            .create_topic(NewTopic::new("o", 1))
-            .await
-            .unwrap();
-        let producer = client.producer(ProducerConfig::default()).unwrap();
-        for i in 0..5 {
-            producer
-                .send_and_wait(ProducerRecord::new("o", format!("{i}")))
-                .await
-                .unwrap();
-        }
+        one_partition_topic_with(&client, "o", 5).await;
         let c = client
             .consumer(ConsumerConfig {
                 auto_reset: AutoReset::Error,

@@ -428,14 +428,13 @@ async fn await_acks(
     loop {
         let listen = queue.arrived.listen();
         let first = queue.pending.borrow_mut().pop_front();
-        let Some(first) = first else {
+        let Some(mut first) = first else {
             if queue.closed.get() {
                 return;
             }
             listen.await;
             continue;
         };
-        let mut first = first;
         let ok = (&mut first.delivery).await.is_ok();
         let now = Instant::now();
         let mut s = stats.borrow_mut();
@@ -455,9 +454,10 @@ async fn await_acks(
         shared
             .acked_bytes
             .fetch_add(acked * value_bytes, Ordering::Relaxed);
-        shared
-            .send_errors
-            .fetch_add(s.send_errors - errors_before, Ordering::Relaxed);
+        let errors = s.send_errors - errors_before;
+        if errors > 0 {
+            shared.send_errors.fetch_add(errors, Ordering::Relaxed);
+        }
     }
 }
 
