@@ -51,8 +51,11 @@ pub fn serve(mut config: BrokerConfig, on_ready: impl FnOnce(&Listening)) -> Res
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|e| format!("cannot create data dir {}: {e}", config.data_dir.display()))?;
     config.data_dir = absolute(&config.data_dir)?;
+    // Held until this function returns: the process owns the directory until then.
+    let _lock = DataDirLock::acquire(&config.data_dir)?;
     let cpus = choose_cpus(&config)?;
     let shards = cpus.len();
+    check_addresses_free(&config, shards)?;
     check_memlock(config.io_memory_bytes, shards);
     let config = Arc::new(config);
     let stop = Arc::new(AtomicBool::new(false));
@@ -287,6 +290,91 @@ async fn run_shard(
         glommio::timer::sleep(Duration::from_millis(SHUTDOWN_POLL_MS)).await;
     }
     shard.close().await;
+    Ok(())
+}
+
+/// The data directory's lock, as Kafka's `.lock`: an exclusive `flock` on `DATA_DIR/.lock`,
+/// held while the broker runs and released by the kernel when the process ends, however it ends.
+/// A second broker on the same directory fails to take it and exits before touching anything.
+struct DataDirLock {
+    _file: std::fs::File,
+}
+
+/// The lock file's name inside the data directory.
+pub const LOCK_FILE: &str = ".lock";
+
+impl DataDirLock {
+    fn acquire(data_dir: &std::path::Path) -> Result<DataDirLock, String> {
+        use std::io::{Read, Seek, Write};
+        use std::os::fd::AsRawFd;
+        let path = data_dir.join(LOCK_FILE);
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| format!("cannot open the lock file {}: {e}", path.display()))?;
+        // SAFETY: flock on a descriptor we own; no memory is passed.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            let err = std::io::Error::last_os_error();
+            if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
+                let mut holder = String::new();
+                let _ = file.read_to_string(&mut holder);
+                let holder = holder.trim();
+                let who = if holder.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (process {holder})")
+                };
+                return Err(format!(
+                    "the data directory {} is in use by another broker{who}: its lock {} is held",
+                    data_dir.display(),
+                    path.display()
+                ));
+            }
+            return Err(format!("cannot lock {}: {err}", path.display()));
+        }
+        // Informational only: who holds the lock, for the message above.
+        let _ = file.set_len(0);
+        let _ = file.seek(std::io::SeekFrom::Start(0));
+        let _ = writeln!(file, "{}", std::process::id());
+        Ok(DataDirLock { _file: file })
+    }
+}
+
+/// Refuses to start when another process listens on an address this broker needs. The shards
+/// bind with `SO_REUSEPORT` (so that they share the common port), which would also let a second
+/// process join the group and take a share of the connections; a plain bind fails while anyone
+/// listens there, so it tells. Port 0 asks for a fresh port and needs no check.
+fn check_addresses_free(config: &BrokerConfig, shards: usize) -> Result<(), String> {
+    let mut addrs = Vec::new();
+    if config.listen.port() != 0 {
+        addrs.push(config.listen);
+    }
+    if config.shard_port_base != 0 {
+        for i in 0..shards {
+            let port = u16::try_from(usize::from(config.shard_port_base) + i).map_err(|_| {
+                format!(
+                    "shard_port_base {} + shard {i} is over 65535",
+                    config.shard_port_base
+                )
+            })?;
+            addrs.push(SocketAddr::new(config.listen.ip(), port));
+        }
+    }
+    for addr in addrs {
+        match std::net::TcpListener::bind(addr) {
+            Ok(l) => drop(l),
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+                return Err(format!(
+                    "cannot listen on {addr}: the address is in use by another process \
+                     (is another broker running?)"
+                ));
+            }
+            Err(e) => return Err(format!("cannot listen on {addr}: {e}")),
+        }
+    }
     Ok(())
 }
 

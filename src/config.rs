@@ -114,7 +114,7 @@ impl Default for BrokerConfig {
             advertised_host: None,
             io_memory_bytes: 1 << 20,
             batch_cache_bytes_max: 256 << 20,
-            retention_check_ms: 300_000,
+            retention_check_ms: 10_000,
             limits: Limits::default(),
             topic_defaults: TopicDefaults::default(),
         }

@@ -13,8 +13,9 @@ pub enum LogError {
     /// The batch handed to `append` failed validation; nothing was written.
     #[error("invalid record batch: {0}")]
     InvalidBatch(#[from] BatchError),
-    /// The requested offset is outside `[earliest, latest]`.
-    #[error("offset {requested} is out of range: the log holds offsets {earliest} to {latest}")]
+    /// The requested offset is outside `[earliest, latest]`; `latest` is the next offset to be
+    /// written (one past the last record a reader may see).
+    #[error("offset {requested} is out of range: {}", held_range(*earliest, *latest))]
     OffsetOutOfRange {
         requested: Offset,
         earliest: Offset,
@@ -61,6 +62,10 @@ pub enum LogError {
         "the append was removed by a truncation to offset {offset} before it was acknowledged"
     )]
     Truncated { offset: Offset },
+    /// The append waited for room in the log's queue (`pending_bytes_max`) past its deadline;
+    /// nothing of it was appended.
+    #[error("not appended: no room in the partition's write queue within {waited_ms} ms")]
+    AppendTimedOut { waited_ms: u64 },
     /// The directory or configuration cannot hold a log.
     #[error("invalid log configuration: {0}")]
     Config(String),
@@ -96,6 +101,18 @@ impl LogError {
             LogError::Io { source, .. } => source.raw_os_error(),
             _ => None,
         }
+    }
+}
+
+/// Says which offsets a log holds, naming the last one that exists.
+fn held_range(earliest: Offset, next: Offset) -> String {
+    if next <= earliest {
+        format!("the log holds no record; the next offset is {next}")
+    } else {
+        format!(
+            "the log holds offsets {earliest} to {} (the next is {next})",
+            next.prev()
+        )
     }
 }
 

@@ -317,6 +317,21 @@ impl PartitionLog {
         epoch: Epoch,
         durability: Durability,
     ) -> Result<Vec<AppendInfo>> {
+        self.append_many_by(batches, epoch, durability, None).await
+    }
+
+    /// [`PartitionLog::append_many`], giving up with [`LogError::AppendTimedOut`] if the batches
+    /// cannot be staged by `deadline` (the queue is full or a roll is under way). A deadline
+    /// already past still appends when nothing has to be waited for. The deadline covers only
+    /// the wait before offsets are assigned: once they are, the call returns the append's
+    /// outcome however long durability takes, so a timed-out append is never in the log.
+    pub async fn append_many_by(
+        &self,
+        batches: Vec<BytesMut>,
+        epoch: Epoch,
+        durability: Durability,
+        deadline: Option<std::time::Instant>,
+    ) -> Result<Vec<AppendInfo>> {
         let inner = &*self.inner;
         let cfg = &inner.config;
         if batches.is_empty() {
@@ -327,6 +342,7 @@ impl PartitionLog {
             headers.push(record::validate_batch(b, cfg.batch_bytes_max)?);
         }
         let total: u64 = batches.iter().map(|b| b.len() as u64).sum();
+        let started = std::time::Instant::now();
         // Backpressure, and wait out a roll in progress.
         loop {
             let listen = inner.progress.listen();
@@ -355,7 +371,21 @@ impl PartitionLog {
                     break;
                 }
             }
-            listen.await;
+            match deadline {
+                None => listen.await,
+                Some(deadline) => {
+                    let now = std::time::Instant::now();
+                    if now >= deadline {
+                        return Err(LogError::AppendTimedOut {
+                            waited_ms: started.elapsed().as_millis() as u64,
+                        });
+                    }
+                    futures_lite::future::or(listen, async {
+                        glommio::timer::sleep(deadline - now).await;
+                    })
+                    .await;
+                }
+            }
         }
         let mut infos = Vec::with_capacity(batches.len());
         let mut last_next = Offset::ZERO;

@@ -79,6 +79,8 @@ pub(crate) enum Call {
         topic: String,
         partition: u32,
         records: BytesMut,
+        /// Past this the batches are not appended (REQUEST_TIMED_OUT).
+        deadline: std::time::Instant,
     },
     Fetch(FetchPartition),
     /// `timestamp`: -1 latest, -2 earliest, else by timestamp; reply [`Reply::Offset`].

@@ -88,6 +88,7 @@ pub(crate) fn log_error(e: &LogError) -> CallError {
         LogError::Io { .. } | LogError::Poisoned { .. } => ErrorCode::StorageError,
         LogError::StaleEpoch { .. } => ErrorCode::StaleLeaderEpoch,
         LogError::Closed => ErrorCode::BrokerShuttingDown,
+        LogError::AppendTimedOut { .. } => ErrorCode::RequestTimedOut,
         LogError::Truncated { .. }
         | LogError::TruncateBelowHighWatermark { .. }
         | LogError::TruncateInsideBatch { .. }
@@ -106,6 +107,12 @@ fn catalog_error(e: CatalogError) -> CallError {
         CatalogError::Io(_) => ErrorCode::StorageError,
     };
     CallError::new(code, e.to_string())
+}
+
+/// Refuses a topic name that breaks the naming rules before it is looked up, so a client is
+/// told INVALID_TOPIC_NAME rather than UNKNOWN_TOPIC_OR_PARTITION (`docs/PROTOCOL.md`, "APIs").
+pub(crate) fn check_topic_name(name: &str) -> Result<(), CallError> {
+    super::catalog::validate_topic_name(name).map_err(catalog_error)
 }
 
 fn gone(shard: ShardId) -> CallError {
@@ -289,16 +296,22 @@ impl Shard {
 
     // ---- produce ----
 
-    /// Appends `records` (one or more batches) to a partition, here or on its owner.
+    /// Appends `records` (one or more batches) to a partition, here or on its owner. If they
+    /// cannot be appended by `deadline` they are not appended at all (REQUEST_TIMED_OUT); once
+    /// appended, the answer waits for their durability.
     pub async fn produce(
         &self,
         topic: String,
         partition: u32,
         records: BytesMut,
+        deadline: Instant,
     ) -> Result<Vec<i64>, CallError> {
+        check_topic_name(&topic)?;
         let owner = self.owner(&topic, partition);
         if owner == self.id {
-            return self.produce_local(&topic, partition, records).await;
+            return self
+                .produce_local(&topic, partition, records, deadline)
+                .await;
         }
         match self
             .mesh()
@@ -308,6 +321,7 @@ impl Shard {
                     topic,
                     partition,
                     records,
+                    deadline,
                 },
             )
             .await
@@ -323,6 +337,7 @@ impl Shard {
         topic: &str,
         partition: u32,
         mut records: BytesMut,
+        deadline: Instant,
     ) -> Result<Vec<i64>, CallError> {
         let log = self.local_log(topic, partition)?;
         // Split into batches (zero-copy); each is fully validated by the log before any is
@@ -348,7 +363,7 @@ impl Shard {
         }
         let durability = log.config().durability;
         let infos = log
-            .append_many(batches, SINGLE_NODE_EPOCH, durability)
+            .append_many_by(batches, SINGLE_NODE_EPOCH, durability, Some(deadline))
             .await
             .map_err(|e| log_error(&e))?;
         Ok(infos.iter().map(|i| i.base_offset.0 as i64).collect())
@@ -358,6 +373,7 @@ impl Shard {
 
     /// Reads a partition, here or on its owner; waits up to `max_wait_ms` for data.
     pub async fn fetch(&self, req: FetchPartition) -> Result<FetchedPartition, CallError> {
+        check_topic_name(&req.topic)?;
         let owner = self.owner(&req.topic, req.partition);
         if owner == self.id {
             return self.fetch_local(req).await;
@@ -392,7 +408,8 @@ impl Shard {
         ));
         let deadline = Instant::now() + wait;
         let max_bytes = (req.max_bytes as usize).min(self.config.limits.fetch_bytes_max as usize);
-        let min_bytes = (req.min_bytes as usize).clamp(1, max_bytes.max(1));
+        // 0 answers at once, even with nothing to return (`docs/PROTOCOL.md`, "6 Fetch").
+        let min_bytes = (req.min_bytes as usize).min(max_bytes.max(1));
         loop {
             // Register before reading, so an append between the read and the wait is not missed.
             let changed = log.changed();
@@ -428,6 +445,7 @@ impl Shard {
         partition: u32,
         timestamp: i64,
     ) -> Result<i64, CallError> {
+        check_topic_name(&topic)?;
         let owner = self.owner(&topic, partition);
         if owner != self.id {
             return match self
@@ -522,6 +540,7 @@ impl Shard {
     }
 
     pub async fn delete_topic(&self, name: String) -> Result<(), CallError> {
+        check_topic_name(&name)?;
         if self.id.0 == 0 {
             return self.controller_delete(name).await;
         }
@@ -659,7 +678,11 @@ impl CallHandler for Shard {
                     topic,
                     partition,
                     records,
-                } => Reply::Produce(self.produce_local(&topic, partition, records).await),
+                    deadline,
+                } => Reply::Produce(
+                    self.produce_local(&topic, partition, records, deadline)
+                        .await,
+                ),
                 Call::Fetch(req) => Reply::Fetch(self.fetch_local(req).await),
                 Call::ListOffset {
                     topic,

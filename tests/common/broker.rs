@@ -29,8 +29,18 @@ impl Broker {
     }
 
     pub fn start_with(data_dir: &Path, shards: usize, tweak: impl FnOnce(&mut Command)) -> Broker {
+        Self::start_on(data_dir, shards, "127.0.0.1:0", tweak)
+    }
+
+    /// Starts `quill serve` with its common port on `listen`.
+    pub fn start_on(
+        data_dir: &Path,
+        shards: usize,
+        listen: &str,
+        tweak: impl FnOnce(&mut Command),
+    ) -> Broker {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_quill"));
-        cmd.args(["--log-level", "warn", "serve", "--listen", "127.0.0.1:0"])
+        cmd.args(["--log-level", "warn", "serve", "--listen", listen])
             .arg("--data-dir")
             .arg(data_dir)
             .args(["--shards", &shards.to_string()])

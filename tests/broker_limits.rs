@@ -1,0 +1,533 @@
+//! The real broker binary against the promises of `docs/PROTOCOL.md` that outside testers found
+//! broken (issue 8): `min_bytes` 0, invalid topic names, the exact `inflight_requests_max`,
+//! retention without a restart, one meaning for a Produce `timeout_ms`, the idle and
+//! partial-frame timeouts, and one broker per port and per data directory.
+
+mod common;
+
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::broker::*;
+use common::{batch, tmpdir};
+use quill::net::error_code::ErrorCode;
+use quill::net::protocol::*;
+
+/// Runs `f` with 1 and with 2 shards.
+macro_rules! per_shard_count {
+    ($one:ident, $two:ident, $f:ident) => {
+        #[test]
+        fn $one() {
+            $f(1);
+        }
+        #[test]
+        fn $two() {
+            $f(2);
+        }
+    };
+}
+
+fn fetch_many(parts: &[(&str, u32, i64)], max_wait_ms: u32, min_bytes: u32) -> Request {
+    let mut topics: Vec<FetchTopic> = Vec::new();
+    for &(name, partition, offset) in parts {
+        let p = FetchPartition {
+            partition,
+            fetch_offset: offset,
+            partition_max_bytes: 1 << 20,
+        };
+        match topics.iter_mut().find(|t| t.name == name) {
+            Some(t) => t.partitions.push(p),
+            None => topics.push(FetchTopic {
+                name: name.into(),
+                partitions: vec![p],
+            }),
+        }
+    }
+    Request::Fetch(FetchRequest {
+        max_wait_ms,
+        min_bytes,
+        max_bytes: 1 << 20,
+        topics,
+    })
+}
+
+// ---- Fetch min_bytes = 0 ----
+
+/// PROTOCOL.md, "6 Fetch": `min_bytes` 0 answers at once, also on an empty partition, for one
+/// partition and for several. The 5 s `max_wait_ms` would be the whole wait if it were ignored.
+fn min_bytes_zero_answers_at_once(shards: usize) {
+    let dir = tmpdir();
+    let broker = Broker::start(dir.path(), shards);
+    let mut c = broker.connect();
+    assert!(matches!(
+        c.call(&create_topic("empty", 2)),
+        Response::CreateTopic
+    ));
+    for parts in [
+        vec![("empty", 0, 0)],
+        vec![("empty", 0, 0), ("empty", 1, 0)],
+    ] {
+        let started = Instant::now();
+        let resp = c.call(&fetch_many(&parts, 5_000, 0));
+        let took = started.elapsed();
+        match resp {
+            Response::Fetch(f) => {
+                for p in &f.topics[0].partitions {
+                    assert_eq!(p.error_code, ErrorCode::None);
+                    assert!(p.records.is_empty());
+                }
+            }
+            other => panic!("expected a fetch response, got {other:?}"),
+        }
+        // Far below the 5 s wait: the answer did not wait for data.
+        assert!(
+            took < Duration::from_millis(2_500),
+            "{} partition(s): min_bytes 0 waited {took:?}",
+            parts.len()
+        );
+    }
+}
+per_shard_count!(
+    min_bytes_zero_1_shard,
+    min_bytes_zero_2_shards,
+    min_bytes_zero_answers_at_once
+);
+
+// ---- Topic names ----
+
+/// PROTOCOL.md, "APIs": a name that breaks the rules gets INVALID_TOPIC_NAME from every API
+/// that names topics, not UNKNOWN_TOPIC_OR_PARTITION.
+fn invalid_topic_names(shards: usize) {
+    let dir = tmpdir();
+    let broker = Broker::start(dir.path(), shards);
+    let mut c = broker.connect();
+    let bad = ["a/b", "", "..", "x y"];
+    match c.call(&metadata_request(Some(&bad))) {
+        Response::Metadata(m) => {
+            assert_eq!(m.topics.len(), bad.len());
+            for t in &m.topics {
+                assert_eq!(t.error_code, ErrorCode::InvalidTopicName, "{:?}", t.name);
+                assert!(t.partitions.is_empty());
+            }
+        }
+        other => panic!("expected metadata, got {other:?}"),
+    }
+    for name in bad {
+        assert_eq!(
+            error_code(&c.call(&delete_topic(name))),
+            ErrorCode::InvalidTopicName,
+            "delete {name:?}"
+        );
+        let p = produce_partition(c.call(&produce_request(name, 0, batch(1, 1, 8, 1))));
+        assert_eq!(
+            p.error_code,
+            ErrorCode::InvalidTopicName,
+            "produce {name:?}"
+        );
+        let p = fetch_partition(c.call(&fetch_request(name, 0, 0, 0)));
+        assert_eq!(p.error_code, ErrorCode::InvalidTopicName, "fetch {name:?}");
+        let p = list_offsets_partition(c.call(&list_offsets_request(name, 0, -1)));
+        assert_eq!(p.error_code, ErrorCode::InvalidTopicName, "list {name:?}");
+    }
+    // A valid name that does not exist is still unknown.
+    assert_eq!(
+        error_code(&c.call(&delete_topic("nope"))),
+        ErrorCode::UnknownTopicOrPartition
+    );
+}
+per_shard_count!(
+    invalid_topic_names_1_shard,
+    invalid_topic_names_2_shards,
+    invalid_topic_names
+);
+
+// ---- inflight_requests_max ----
+
+/// PROTOCOL.md, "Limits": at most `inflight_requests_max` requests are served at once on a
+/// connection. Long polls on an empty partition each wait `WAIT` ms, so the ones the broker took
+/// at once come back together after about `WAIT`, and the rest only after a second `WAIT`.
+#[test]
+fn inflight_requests_max_is_exact() {
+    const MAX: usize = 8;
+    const SENT: usize = MAX + 6;
+    const WAIT: u32 = 3_000;
+    let dir = tmpdir();
+    let broker = Broker::start_with_config(
+        dir.path(),
+        1,
+        &format!("[limits]\ninflight_requests_max = {MAX}\n"),
+    );
+    let mut c = broker.connect();
+    assert!(matches!(
+        c.call(&create_topic("t", 1)),
+        Response::CreateTopic
+    ));
+    let started = Instant::now();
+    for _ in 0..SENT {
+        c.send(&fetch_request("t", 0, 0, WAIT));
+    }
+    let mut first_wave = 0;
+    for _ in 0..SENT {
+        let p = fetch_partition(c.recv().1);
+        assert_eq!(p.error_code, ErrorCode::None);
+        // Halfway between the two waves.
+        if started.elapsed() < Duration::from_millis(u64::from(WAIT) * 3 / 2) {
+            first_wave += 1;
+        }
+    }
+    assert_eq!(first_wave, MAX, "requests served at once on one connection");
+}
+
+// ---- Retention ----
+
+fn log_sizes(data_dir: &std::path::Path) -> Vec<u64> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(data_dir.join("topics"))
+        .unwrap()
+        .flatten()
+    {
+        if !entry.path().is_dir() {
+            continue;
+        }
+        for f in std::fs::read_dir(entry.path()).unwrap().flatten() {
+            let name = f.file_name().to_string_lossy().to_string();
+            if name.ends_with(".log") {
+                out.push(f.metadata().unwrap().len());
+            }
+        }
+    }
+    out
+}
+
+/// Retention runs on its own within the documented check interval (broker defaults), not only at
+/// a restart, and keeps Kafka's rule: the oldest segment goes only while the partition still holds
+/// at least `retention_bytes` without it.
+#[test]
+fn retention_runs_without_a_restart() {
+    let dir = tmpdir();
+    let broker = Broker::start(dir.path(), 1);
+    let mut c = broker.connect();
+    let create = Request::CreateTopic(CreateTopicRequest {
+        name: "r".into(),
+        partitions: 1,
+        retention_ms: Retention::Forever,
+        retention_bytes: Retention::Limit(8192),
+        segment_bytes: Some(4096),
+        segment_ms: None,
+        durability: None,
+        flush_ms: None,
+    });
+    assert!(matches!(c.call(&create), Response::CreateTopic));
+    // About 1 KiB per batch: segments of 3 batches, 30 batches in all.
+    for i in 0..30 {
+        produce_ok(c.call(&produce_request("r", 0, batch(i, 1, 1000, 1))));
+    }
+    let start_offset =
+        |c: &mut Conn| list_offsets_partition(c.call(&list_offsets_request("r", 0, -2))).offset;
+    assert_eq!(start_offset(&mut c), 0);
+    let deadline = Instant::now() + Duration::from_secs(25);
+    while start_offset(&mut c) == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "retention did not run within 25 s (documented check interval: 10 s)"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Let the pass finish, then check Kafka's rule on the files.
+    std::thread::sleep(Duration::from_millis(500));
+    let mut sizes = log_sizes(&broker.data_dir);
+    sizes.sort();
+    let total: u64 = sizes.iter().sum();
+    assert!(total >= 8192, "kept {total} bytes, below retention_bytes");
+    // Segments hold 3 batches of about 1 KiB (4096-byte segments): deleting one more sealed
+    // segment would have gone below retention_bytes.
+    assert!(total < 8192 + 4096, "kept {total} bytes in {sizes:?}");
+}
+
+// ---- Produce timeout_ms ----
+
+/// PROTOCOL.md, "5 Produce": `timeout_ms` has one meaning. A partition answered
+/// REQUEST_TIMED_OUT was not appended; one answered with offsets was. With `timeout_ms` 0 and
+/// many produces in flight, every batch in the log must be one that was acknowledged, and every
+/// acknowledged one must be in the log.
+fn produce_timeout_has_one_meaning(shards: usize) {
+    let dir = tmpdir();
+    let broker = Broker::start(dir.path(), shards);
+    let mut c = broker.connect();
+    assert!(matches!(
+        c.call(&create_topic("t", 1)),
+        Response::CreateTopic
+    ));
+    const N: u64 = 400;
+    for i in 0..N {
+        let req = Request::Produce(ProduceRequest {
+            acks: Acks::Leader,
+            timeout_ms: 0,
+            topics: vec![ProduceTopic {
+                name: "t".into(),
+                partitions: vec![ProducePartition {
+                    partition: 0,
+                    records: batch(i, 4, 2000, i as i64),
+                }],
+            }],
+        });
+        c.send(&req);
+    }
+    let mut acked = HashSet::new();
+    let mut timed_out = 0;
+    for _ in 0..N {
+        let p = produce_partition(c.recv().1);
+        match p.error_code {
+            ErrorCode::None => {
+                assert_eq!(p.base_offsets.len(), 1);
+                acked.insert(p.base_offsets[0]);
+            }
+            ErrorCode::RequestTimedOut => timed_out += 1,
+            other => panic!("unexpected {other:?}: {:?}", p.error_message),
+        }
+    }
+    let stored: HashSet<i64> = fetch_all_batches(&mut c, "t", 0)
+        .into_iter()
+        .map(|(base, _)| base)
+        .collect();
+    assert_eq!(
+        stored, acked,
+        "batches in the log vs acknowledged ({timed_out} timed out)"
+    );
+}
+per_shard_count!(
+    produce_timeout_1_shard,
+    produce_timeout_2_shards,
+    produce_timeout_has_one_meaning
+);
+
+// ---- Idle and partial-frame timeouts ----
+
+fn closed_within(stream: &mut TcpStream, limit: Duration) -> bool {
+    stream.set_read_timeout(Some(limit)).unwrap();
+    let mut buf = [0u8; 64];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return false
+            }
+            Err(_) => return true,
+        }
+    }
+}
+
+/// `request_read_ms_max` closes a connection whose frame started but did not complete in time
+/// (two bytes of a size field; a slowloris sending a byte every 200 ms);
+/// `connection_idle_ms_max` closes one that sends nothing; a long poll is not idleness.
+#[test]
+fn idle_and_partial_frame_timeouts() {
+    let dir = tmpdir();
+    let broker = Broker::start_with_config(
+        dir.path(),
+        1,
+        "[limits]\nrequest_read_ms_max = 1000\nconnection_idle_ms_max = 2000\n",
+    );
+    // Two bytes of a size field.
+    let mut partial = TcpStream::connect(broker.addr).unwrap();
+    partial.write_all(&[0, 0]).unwrap();
+    // A slowloris: a valid ApiVersions frame, one byte every 200 ms.
+    let frame = raw_frame(0, 0, 1, &[0, 0]);
+    let mut slow = TcpStream::connect(broker.addr).unwrap();
+    let slow_writer = {
+        let mut s = slow.try_clone().unwrap();
+        std::thread::spawn(move || {
+            for b in frame {
+                if s.write_all(&[b]).is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        })
+    };
+    // Silent from the start.
+    let mut idle = TcpStream::connect(broker.addr).unwrap();
+    // Busy with a long poll longer than the idle timeout.
+    let mut busy = broker.connect();
+    assert!(matches!(
+        busy.call(&create_topic("t", 1)),
+        Response::CreateTopic
+    ));
+    busy.send(&fetch_request("t", 0, 0, 3_000));
+
+    assert!(
+        closed_within(&mut partial, Duration::from_secs(10)),
+        "partial frame kept open"
+    );
+    assert!(
+        closed_within(&mut slow, Duration::from_secs(10)),
+        "slowloris kept open"
+    );
+    assert!(
+        closed_within(&mut idle, Duration::from_secs(10)),
+        "idle connection kept open"
+    );
+    slow_writer.join().unwrap();
+    let p = fetch_partition(busy.recv().1);
+    assert_eq!(p.error_code, ErrorCode::None, "the long poll was answered");
+    // And a connection that keeps talking stays open past the idle timeout.
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_millis(3_000) {
+        assert!(matches!(
+            busy.call(&Request::ListTopics),
+            Response::ListTopics(_)
+        ));
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+// ---- One broker per port and per data directory ----
+
+/// Starts `quill serve` with `args`; returns its exit code and stderr if it exits within
+/// `limit`, or panics after killing it if it starts serving instead.
+fn expect_refused_start(args: &[&str], limit: Duration) -> (i32, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_quill"))
+        .args(["--log-level", "warn", "serve"])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Ok(line) = rx.try_recv() {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("a second broker started: {line}");
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut err = String::new();
+            child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut err)
+                .unwrap();
+            return (status.code().unwrap_or(-1), err);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the second broker neither started nor exited within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A second broker on the port of a running one exits at once with a clear message, and the
+/// first keeps answering every request (SO_REUSEPORT is for the broker's own shards only).
+#[test]
+fn second_broker_on_the_same_port_is_refused() {
+    let dir = tmpdir();
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let first = Broker::start_on(dir.path(), 2, &listen, |_| {});
+    let other = tmpdir();
+    let (code, err) = expect_refused_start(
+        &[
+            "--listen",
+            &listen,
+            "--data-dir",
+            other.path().to_str().unwrap(),
+            "--shards",
+            "1",
+        ],
+        Duration::from_secs(20),
+    );
+    assert_ne!(code, 0);
+    assert!(
+        err.contains(&listen) && err.contains("in use"),
+        "message: {err}"
+    );
+    // Every connection reaches the first broker.
+    let addr: SocketAddr = listen.parse().unwrap();
+    for _ in 0..10 {
+        let mut c = Conn::connect(addr);
+        match c.call(&Request::ApiVersions(ApiVersionsRequest {
+            client_software_name: "t".into(),
+        })) {
+            Response::ApiVersions(v) => assert_eq!(v.limits.shard_count, 2),
+            other => panic!("{other:?}"),
+        }
+    }
+    drop(first);
+}
+
+/// A second broker on the data directory of a running one exits at once, names the lock, and
+/// touches nothing: records acknowledged by the first are all there after it restarts.
+#[test]
+fn second_broker_on_the_same_data_dir_is_refused() {
+    let dir = tmpdir();
+    let first = Broker::start(dir.path(), 1);
+    let mut c = first.connect();
+    assert!(matches!(
+        c.call(&create_topic("t", 1)),
+        Response::CreateTopic
+    ));
+    for i in 0..10 {
+        produce_ok(c.call(&produce_request("t", 0, batch(i, 2, 100, 1))));
+    }
+    let before: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    let (code, err) = expect_refused_start(
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            dir.path().to_str().unwrap(),
+            "--shards",
+            "1",
+        ],
+        Duration::from_secs(20),
+    );
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("lock") && err.contains(dir.path().to_str().unwrap()),
+        "message: {err}"
+    );
+    let after: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(before.len(), after.len());
+    // The first broker still serves, and after a restart everything acknowledged is there.
+    produce_ok(c.call(&produce_request("t", 0, batch(99, 2, 100, 1))));
+    drop(c);
+    assert_eq!(first.stop(), Some(0));
+    let again = Broker::start(dir.path(), 1);
+    let mut c = again.connect();
+    assert_eq!(fetch_all_batches(&mut c, "t", 0).len(), 11);
+}
