@@ -260,9 +260,8 @@ async fn run_shard(
     let shard = Shard::open(id, shards, cfg, ports).await?;
     let mesh = crate::shard::Mesh::connect(id, mesh_ends, Rc::downgrade(&shard)).await;
     shard.set_mesh(mesh);
-    let conns = Rc::new(server::Connections::new(
-        shard.config.limits.connections_per_shard_max,
-    ));
+    let conns = Rc::new(server::Connections::new(&shard.config.limits));
+    let trim = glommio::spawn_local(conns.clone().trim_loop());
     let accept_common = glommio::spawn_local(server::accept_loop(
         shard.clone(),
         common_listener,
@@ -282,6 +281,7 @@ async fn run_shard(
     drop(accept_common);
     drop(accept_shard);
     drop(retention);
+    drop(trim);
     conns.stop_reading();
     shard.drain().await;
     let _ = events.send(Event::Drained(i));
@@ -345,8 +345,9 @@ impl DataDirLock {
 
 /// Refuses to start when another process listens on an address this broker needs. The shards
 /// bind with `SO_REUSEPORT` (so that they share the common port), which would also let a second
-/// process join the group and take a share of the connections; a plain bind fails while anyone
-/// listens there, so it tells. Port 0 asks for a fresh port and needs no check.
+/// process join the group and take a share of the connections. A plain bind cannot tell: it also
+/// fails on the `TIME_WAIT` sockets a previous run left. So connect: only a listener accepts.
+/// Port 0 asks for a fresh port and needs no check.
 fn check_addresses_free(config: &BrokerConfig, shards: usize) -> Result<(), String> {
     let mut addrs = Vec::new();
     if config.listen.port() != 0 {
@@ -364,15 +365,18 @@ fn check_addresses_free(config: &BrokerConfig, shards: usize) -> Result<(), Stri
         }
     }
     for addr in addrs {
-        match std::net::TcpListener::bind(addr) {
-            Ok(l) => drop(l),
-            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
-                return Err(format!(
-                    "cannot listen on {addr}: the address is in use by another process \
-                     (is another broker running?)"
-                ));
-            }
-            Err(e) => return Err(format!("cannot listen on {addr}: {e}")),
+        let mut probe = addr;
+        if probe.ip().is_unspecified() {
+            probe.set_ip(match addr {
+                SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+            });
+        }
+        if std::net::TcpStream::connect_timeout(&probe, Duration::from_secs(1)).is_ok() {
+            return Err(format!(
+                "cannot listen on {addr}: the address is in use by another process \
+                 (is another broker running?)"
+            ));
         }
     }
     Ok(())

@@ -25,6 +25,27 @@ pub struct Limits {
     pub connections_per_shard_max: u32,
     /// How long shutdown waits for in-flight requests.
     pub shutdown_wait_ms: u64,
+    /// Memory one shard lets its connections hold for requests being read and served and for
+    /// responses waiting to be written (Kafka's `queued.max.request.bytes`, per shard). When it
+    /// is spent, connections that want more wait (the shard stops reading from them).
+    pub request_memory_bytes_max: u64,
+    /// The same, for one connection: a peer that sends faster than it is served, or does not
+    /// read its responses, stops being read past it. At least `frame_bytes_max` +
+    /// `fetch_bytes_max` + 128 KiB, so one request and one response of the largest size fit.
+    pub connection_memory_bytes_max: u64,
+    /// A connection with nothing in flight and nothing received for this long is closed (Kafka's
+    /// `connections.max.idle.ms`). A long poll in flight is not idleness.
+    pub connection_idle_ms_max: u64,
+    /// A request frame must arrive whole within this long of its first byte, or the connection
+    /// is closed (a stalled or trickling sender holds memory and a connection slot).
+    pub request_read_ms_max: u64,
+    /// A response must be taken by the peer within this long once it is ready to be written, or
+    /// the connection is closed (a peer that does not read holds the memory of its responses).
+    pub response_write_ms_max: u64,
+    /// Under memory pressure (a connection waits for the shard's `request_memory_bytes_max`), a
+    /// connection whose peer has left a response unread for this long is closed to free its
+    /// memory, oldest first, so peers that do not read cannot stall everyone else.
+    pub pressure_write_stall_ms: u64,
 }
 
 impl Default for Limits {
@@ -36,6 +57,12 @@ impl Default for Limits {
             fetch_bytes_max: 50 << 20,
             connections_per_shard_max: 10_000,
             shutdown_wait_ms: 10_000,
+            request_memory_bytes_max: 512 << 20,
+            connection_memory_bytes_max: 96 << 20,
+            connection_idle_ms_max: 600_000,
+            request_read_ms_max: 30_000,
+            response_write_ms_max: 60_000,
+            pressure_write_stall_ms: 1_000,
         }
     }
 }
@@ -161,6 +188,31 @@ impl BrokerConfig {
         }
         if l.inflight_requests_max == 0 {
             return Err("limits.inflight_requests_max must be at least 1".into());
+        }
+        let conn_min = u64::from(l.frame_bytes_max) + u64::from(l.fetch_bytes_max) + (128 << 10);
+        if l.connection_memory_bytes_max < conn_min {
+            return Err(format!(
+                "limits.connection_memory_bytes_max ({}) must be at least frame_bytes_max + \
+                 fetch_bytes_max + 128 KiB ({conn_min})",
+                l.connection_memory_bytes_max
+            ));
+        }
+        if l.request_memory_bytes_max < l.connection_memory_bytes_max {
+            return Err(format!(
+                "limits.request_memory_bytes_max ({}) must be at least \
+                 limits.connection_memory_bytes_max ({})",
+                l.request_memory_bytes_max, l.connection_memory_bytes_max
+            ));
+        }
+        for (name, ms) in [
+            ("connection_idle_ms_max", l.connection_idle_ms_max),
+            ("request_read_ms_max", l.request_read_ms_max),
+            ("response_write_ms_max", l.response_write_ms_max),
+            ("pressure_write_stall_ms", l.pressure_write_stall_ms),
+        ] {
+            if ms == 0 {
+                return Err(format!("limits.{name} must be at least 1"));
+            }
         }
         if self.topic_defaults.partitions == 0 {
             return Err("topic_defaults.partitions must be at least 1".into());

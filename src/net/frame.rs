@@ -72,9 +72,37 @@ impl FrameDecoder {
     /// If `buf` starts with a whole frame, splits it off the front of `buf` (zero-copy) and
     /// returns its contents without the size prefix. `Ok(None)` means more bytes are needed;
     /// then `buf` has been reserved room for the rest of the frame, so one read can complete it.
+    /// That suits a client, whose peer is trusted to send the frame it announced; a broker uses
+    /// [`FrameDecoder::split_frame`], which reserves nothing on the word of a header.
     ///
     /// On error `buf` is left as it was.
     pub fn decode(&self, buf: &mut BytesMut) -> Result<Option<BytesMut>, FrameError> {
+        let frame = self.split_frame(buf)?;
+        if frame.is_none() {
+            if let Some(whole) = self.whole_frame_bytes(buf)? {
+                // Bounded by frame_bytes_max, checked in whole_frame_bytes.
+                buf.reserve(whole - buf.len());
+            }
+        }
+        Ok(frame)
+    }
+
+    /// Like [`FrameDecoder::decode`], but `buf` is left alone when the frame is incomplete.
+    pub fn split_frame(&self, buf: &mut BytesMut) -> Result<Option<BytesMut>, FrameError> {
+        let Some(whole) = self.whole_frame_bytes(buf)? else {
+            return Ok(None);
+        };
+        if buf.len() < whole {
+            return Ok(None);
+        }
+        let mut frame = buf.split_to(whole);
+        frame.advance(SIZE_PREFIX_BYTES);
+        Ok(Some(frame))
+    }
+
+    /// The size of the frame at the start of `buf`, size prefix included, once the prefix is
+    /// there; checked against the limits.
+    pub fn whole_frame_bytes(&self, buf: &[u8]) -> Result<Option<usize>, FrameError> {
         let Some(prefix) = buf.first_chunk::<SIZE_PREFIX_BYTES>() else {
             return Ok(None);
         };
@@ -89,15 +117,7 @@ impl FrameDecoder {
         if size < self.frame_bytes_min {
             return Err(FrameError::TooSmall { size });
         }
-        let whole = SIZE_PREFIX_BYTES + size;
-        if buf.len() < whole {
-            // Bounded by frame_bytes_max, checked above.
-            buf.reserve(whole - buf.len());
-            return Ok(None);
-        }
-        let mut frame = buf.split_to(whole);
-        frame.advance(SIZE_PREFIX_BYTES);
-        Ok(Some(frame))
+        Ok(Some(SIZE_PREFIX_BYTES + size))
     }
 }
 
@@ -232,6 +252,17 @@ mod tests {
         }
         let mut buf = BytesMut::from(&frame(&[0; RESPONSE_FRAME_BYTES_MIN])[..]);
         assert!(responses.decode(&mut buf).unwrap().is_some());
+    }
+
+    #[test]
+    fn split_frame_reserves_nothing_for_an_incomplete_frame() {
+        let decoder = FrameDecoder::new(16 << 20);
+        let mut buf = BytesMut::new();
+        buf.put_u32(16 << 20);
+        buf.put_slice(&[0; 10]);
+        assert_eq!(decoder.split_frame(&mut buf), Ok(None));
+        assert!(buf.capacity() < 1 << 20, "reserved {}", buf.capacity());
+        assert_eq!(decoder.whole_frame_bytes(&buf), Ok(Some((16 << 20) + 4)));
     }
 
     #[test]

@@ -511,3 +511,31 @@ async fn list_offsets(shard: &Rc<Shard>, req: ListOffsetsRequest) -> ListOffsets
     }
     ListOffsetsResponse { topics }
 }
+
+/// The first error a response carries, at the top or in a partition, for the request log.
+pub(crate) fn first_error(response: &Response) -> Option<ErrorCode> {
+    fn first(codes: impl Iterator<Item = ErrorCode>) -> Option<ErrorCode> {
+        let mut codes = codes;
+        codes.find(|c| !c.is_none())
+    }
+    match response {
+        Response::Error { code, .. } => Some(*code),
+        Response::Produce(r) => first(
+            r.topics
+                .iter()
+                .flat_map(|t| t.partitions.iter().map(|p| p.error_code)),
+        ),
+        Response::Fetch(r) => first(
+            r.topics
+                .iter()
+                .flat_map(|t| t.partitions.iter().map(|p| p.error_code)),
+        ),
+        Response::ListOffsets(r) => first(
+            r.topics
+                .iter()
+                .flat_map(|t| t.partitions.iter().map(|p| p.error_code)),
+        ),
+        Response::Metadata(r) => first(r.topics.iter().map(|t| t.error_code)),
+        _ => None,
+    }
+}

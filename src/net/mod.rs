@@ -4,6 +4,7 @@
 //! typed responses into bytes, and never touch a socket; the layout is specified in
 //! `docs/PROTOCOL.md`. The modules that drive them over TCP sit beside them.
 
+pub mod budget;
 pub mod error_code;
 pub mod frame;
 mod handler;

@@ -1,49 +1,138 @@
 //! The TCP side of a shard: accept loops for the common port and the shard's own port, and one
 //! reader and one writer task per connection.
 //!
-//! Pipelining: the reader decodes frames as they arrive and starts a handler task for each; the
+//! Pipelining: the reader cuts frames as they arrive and starts a handler task for each; the
 //! writer awaits those tasks in arrival order, so responses leave in request order while the
-//! requests run concurrently. At most `inflight_requests_max` requests per connection are in
-//! flight; past that the reader stops reading (backpressure). A connection lives on the shard
-//! that accepted it.
+//! requests run concurrently. A connection lives on the shard that accepted it.
+//!
+//! Bounds (`docs/PROTOCOL.md`, "Limits"; `docs/LIMITS.md`):
+//! - at most `inflight_requests_max` requests per connection are read and not yet answered;
+//! - memory: the read buffer grows only as bytes arrive (at most doubling what has arrived, never
+//!   to a size a header merely announced), and every byte of it, of the requests being served and
+//!   of the responses waiting to be written is counted against the connection's quota
+//!   (`connection_memory_bytes_max`) and the shard's (`request_memory_bytes_max`). A Fetch
+//!   reserves its largest response before it starts, in request order, and gives back what it
+//!   did not use. A reader that cannot get memory stops reading: TCP backpressure;
+//! - time: `connection_idle_ms_max` with nothing in flight, `request_read_ms_max` for a frame
+//!   to arrive whole, `response_write_ms_max` for a response to be taken by the peer.
 
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
+use std::time::{Duration, Instant};
 
 use ahash::AHashMap;
 use bytes::{Buf, BytesMut};
 use futures_lite::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
-use glommio::channels::local_channel::{self, LocalSender};
+use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use glommio::net::{TcpListener, TcpStream};
 use glommio::Task;
 
+use super::budget::{Grant, Memory, Quota};
 use super::error_code::ErrorCode;
 use super::frame::{FrameDecoder, FrameError, SIZE_PREFIX_BYTES};
 use super::handler;
 use super::protocol::{
-    decode_request, encode_response, frame_expects_response, Response, ResponseFrame,
+    decode_request, encode_response, frame_expects_response, Request, Response, ResponseFrame,
 };
+use crate::local::Event;
 use crate::shard::Shard;
 
-/// Bytes asked of the socket per read when no larger frame is pending.
+/// Bytes asked of the socket per read while frames are small or their size is not known yet.
 const READ_CHUNK_BYTES: usize = 64 << 10;
+/// The read buffer of a connection that has been quiet for [`QUIET_MS`]: small, so idle
+/// connections hold little memory.
+const IDLE_BUFFER_BYTES: usize = 4 << 10;
+/// After this long without a byte, a connection's read buffer shrinks to [`IDLE_BUFFER_BYTES`].
+const QUIET_MS: u64 = 250;
 /// Response chunks smaller than this are copied together into one write.
 const COALESCE_BYTES_MAX: usize = 16 << 10;
+/// While a reader waits for the shard's memory, how often it looks for a connection to shed.
+const SHED_CHECK: Duration = Duration::from_millis(100);
+/// Memory counted for a Fetch response beyond its records: headers and per-partition fields.
+const FETCH_OVERHEAD_BYTES: usize = 1024;
 
-/// The connections of one shard, so shutdown can stop their readers.
+const _: () = assert!(IDLE_BUFFER_BYTES <= READ_CHUNK_BYTES);
+
+/// The connections of one shard, so shutdown can stop their readers, and the shard's memory
+/// quota for requests and responses. Lives on its shard.
 pub struct Connections {
     connections_max: u32,
     readers: RefCell<AHashMap<u64, Task<()>>>,
+    /// Every open connection, to pick one to close under memory pressure.
+    open: RefCell<AHashMap<u64, Rc<Conn>>>,
     next_id: Cell<u64>,
+    memory: Rc<Quota>,
+    /// `pressure_write_stall_ms`.
+    shed_stall: Duration,
 }
 
 impl Connections {
-    pub fn new(connections_max: u32) -> Self {
+    pub fn new(limits: &crate::config::Limits) -> Self {
         Connections {
-            connections_max,
+            connections_max: limits.connections_per_shard_max,
             readers: RefCell::new(AHashMap::new()),
+            open: RefCell::new(AHashMap::new()),
             next_id: Cell::new(0),
+            memory: Quota::new(
+                usize::try_from(limits.request_memory_bytes_max).unwrap_or(usize::MAX),
+            ),
+            shed_stall: Duration::from_millis(limits.pressure_write_stall_ms),
+        }
+    }
+
+    /// Bytes of request and response memory the shard's connections hold now.
+    pub fn memory_in_use(&self) -> usize {
+        self.memory.used()
+    }
+
+    /// Memory pressure: a reader has waited for the shard's memory. Closes the connection whose
+    /// peer has left a response unread the longest, if for at least `pressure_write_stall_ms`,
+    /// so that peers which do not read cannot keep everyone else waiting. Returns whether one
+    /// was closed.
+    fn shed(&self) -> bool {
+        let now = Instant::now();
+        let victim = self
+            .open
+            .borrow()
+            .values()
+            .filter(|c| !c.closed.get() && c.memory.used() > 0)
+            .filter_map(|c| c.writing_since.get().map(|t| (t, c.clone())))
+            .filter(|(t, _)| now.saturating_duration_since(*t) >= self.shed_stall)
+            .min_by_key(|(t, _)| *t)
+            .map(|(_, c)| c);
+        let Some(victim) = victim else {
+            return false;
+        };
+        tracing::info!(
+            peer = ?victim.peer,
+            held_bytes = victim.memory.used(),
+            unread_ms = victim
+                .writing_since
+                .get()
+                .map_or(0, |t| now.saturating_duration_since(t).as_millis() as u64),
+            "memory pressure: closing a connection that does not read its responses"
+        );
+        victim.shut_down();
+        true
+    }
+
+    /// Gives freed heap memory back to the system once the connections' memory has fallen well
+    /// below what it was (glibc keeps freed blocks in its arenas otherwise, so a burst would
+    /// leave the broker's RSS high for good). Runs until dropped; checks every second.
+    pub async fn trim_loop(self: Rc<Self>) {
+        const TRIM_DROP_BYTES: usize = 16 << 20;
+        let mut high = 0usize;
+        loop {
+            glommio::timer::sleep(Duration::from_secs(1)).await;
+            let used = self.memory.used();
+            high = high.max(used);
+            if high - used >= TRIM_DROP_BYTES && used <= high / 4 {
+                // SAFETY: malloc_trim only walks the allocator's own free lists.
+                unsafe { libc::malloc_trim(0) };
+                high = used;
+            }
         }
     }
 
@@ -59,24 +148,95 @@ impl Connections {
     }
 }
 
-enum Outgoing {
+/// A response for the writer, in request order, with what it holds until written.
+struct Outgoing {
+    what: Item,
+    /// The request's place among `inflight_requests_max`.
+    _slot: Option<Grant>,
+}
+
+enum Item {
     /// A request being served; its response (if any) is written when it completes, then the
     /// connection closes if the flag says so.
-    Pending(Task<(Option<ResponseFrame>, bool)>),
+    Pending(Task<Served>),
     /// A response known at once (an error about the request itself).
-    Ready(ResponseFrame),
+    Ready(ResponseFrame, Memory),
     /// Write what came before, then close.
     Close,
 }
 
+/// What a handler task hands the writer.
+struct Served {
+    frame: Option<ResponseFrame>,
+    /// The response's memory, held until it is written.
+    memory: Memory,
+    close: bool,
+}
+
+/// One connection's state shared by its reader and writer (same shard, same executor).
+struct Conn {
+    peer: Option<SocketAddr>,
+    fd: RawFd,
+    /// Memory this connection holds (`connection_memory_bytes_max`).
+    memory: Rc<Quota>,
+    /// The shard's memory (`request_memory_bytes_max`).
+    shard_memory: Rc<Quota>,
+    /// Requests read and not yet answered (`inflight_requests_max`).
+    inflight: Rc<Quota>,
+    /// When a byte last arrived or a response last left, for the idle timeout.
+    last_active: Cell<Instant>,
+    opened: Instant,
+    requests: Cell<u64>,
+    bytes_in: Cell<u64>,
+    bytes_out: Cell<u64>,
+    /// Why the reader stopped, for the close log line.
+    read_end: Cell<&'static str>,
+    /// Since when a response has been waiting for the peer to take it (none while idle).
+    writing_since: Cell<Option<Instant>>,
+    /// Set (and `closing` notified) when the writer gives up on the peer, so a reader waiting for
+    /// memory or a request slot stops waiting.
+    closed: Cell<bool>,
+    closing: Event,
+}
+
+impl Conn {
+    fn touch(&self) {
+        self.last_active.set(Instant::now());
+    }
+
+    /// Ends the connection from the writer's side: wakes a reader blocked on the socket or on a
+    /// quota.
+    fn shut_down(&self) {
+        self.closed.set(true);
+        self.closing.notify();
+        // SAFETY: shutdown(2) on a descriptor that the connection's halves keep open until
+        // both are dropped; it only changes the socket's state.
+        unsafe { libc::shutdown(self.fd, libc::SHUT_RDWR) };
+    }
+
+    /// Runs `wait` unless the connection is shut down first (`None`).
+    async fn unless_closed<T>(&self, wait: impl std::future::Future<Output = T>) -> Option<T> {
+        let closing = self.closing.listen();
+        if self.closed.get() {
+            return None;
+        }
+        futures_lite::future::or(async { Some(wait.await) }, async {
+            closing.await;
+            None
+        })
+        .await
+    }
+}
+
 /// Accepts connections until the task is dropped.
 pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, conns: Rc<Connections>) {
+    let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
     loop {
         let stream = match listener.accept().await {
             Ok(s) => s,
             Err(e) => {
-                tracing::warn!(error = %e, "accept failed");
-                glommio::timer::sleep(std::time::Duration::from_millis(10)).await;
+                tracing::warn!(error = %e, port, "accept failed");
+                glommio::timer::sleep(Duration::from_millis(10)).await;
                 continue;
             }
         };
@@ -86,6 +246,7 @@ pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, conns: Rc<Conn
         if conns.readers.borrow().len() as u32 >= conns.connections_max {
             tracing::warn!(
                 connections_max = conns.connections_max,
+                peer = ?stream.peer_addr().ok(),
                 "refusing a connection: connections_per_shard_max reached"
             );
             drop(stream);
@@ -96,7 +257,7 @@ pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, conns: Rc<Conn
         let shard2 = shard.clone();
         let conns2 = conns.clone();
         let task = glommio::spawn_local(async move {
-            serve_connection(shard2, stream).await;
+            serve_connection(shard2, stream, &conns2, id, port).await;
             // Forget the task handle without cancelling ourselves.
             if let Some(t) = conns2.readers.borrow_mut().remove(&id) {
                 t.detach();
@@ -106,46 +267,141 @@ pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, conns: Rc<Conn
     }
 }
 
-async fn serve_connection(shard: Rc<Shard>, stream: TcpStream) {
+async fn serve_connection(
+    shard: Rc<Shard>,
+    stream: TcpStream,
+    conns: &Rc<Connections>,
+    id: u64,
+    port: u16,
+) {
     let _ = stream.set_nodelay(true);
-    let peer = stream.peer_addr().ok();
+    let limits = &shard.config.limits;
+    let conn = Rc::new(Conn {
+        peer: stream.peer_addr().ok(),
+        fd: stream.as_raw_fd(),
+        memory: Quota::new(
+            usize::try_from(limits.connection_memory_bytes_max).unwrap_or(usize::MAX),
+        ),
+        shard_memory: conns.memory.clone(),
+        inflight: Quota::new(limits.inflight_requests_max as usize),
+        last_active: Cell::new(Instant::now()),
+        opened: Instant::now(),
+        requests: Cell::new(0),
+        bytes_in: Cell::new(0),
+        bytes_out: Cell::new(0),
+        read_end: Cell::new("stopped"),
+        writing_since: Cell::new(None),
+        closed: Cell::new(false),
+        closing: Event::new(),
+    });
+    tracing::debug!(peer = ?conn.peer, port, shard = %shard.id, "connection opened");
+    let conn2 = conn.clone();
     let (reader, writer) = futures_lite::io::split(stream);
-    let inflight = shard.config.limits.inflight_requests_max as usize;
-    let (tx, rx) = local_channel::new_bounded::<Outgoing>(inflight);
+    // The inflight quota bounds what is queued; one more place for a final Close.
+    let (tx, rx) =
+        local_channel::new_bounded::<Outgoing>(limits.inflight_requests_max as usize + 1);
+    let write_limit = Duration::from_millis(limits.response_write_ms_max);
+    conns.open.borrow_mut().insert(id, conn.clone());
+    let conns2 = conns.clone();
     glommio::spawn_local(async move {
-        let mut writer = writer;
-        while let Some(item) = rx.recv().await {
-            let (frame, close) = match item {
-                Outgoing::Pending(task) => task.await,
-                Outgoing::Ready(f) => (Some(f), false),
-                Outgoing::Close => break,
-            };
-            if let Some(frame) = frame {
-                if let Err(e) = write_frame(&mut writer, frame).await {
-                    tracing::debug!(error = %e, "connection write failed");
+        write_responses(writer, rx, conn2, write_limit).await;
+        conns2.open.borrow_mut().remove(&id);
+    })
+    .detach();
+    let end = read_requests(shard, reader, tx, conn.clone(), conns).await;
+    conn.read_end.set(end);
+}
+
+/// Writes responses in request order until the reader is gone and everything is written, the
+/// peer stops taking bytes, or a handler asks to close.
+async fn write_responses(
+    mut writer: WriteHalf<TcpStream>,
+    rx: LocalReceiver<Outgoing>,
+    conn: Rc<Conn>,
+    write_limit: Duration,
+) {
+    let mut end = "closed";
+    while let Some(item) = rx.recv().await {
+        let (frame, _memory, close) = match item.what {
+            Item::Pending(task) => {
+                let s = task.await;
+                (s.frame, Some(s.memory), s.close)
+            }
+            Item::Ready(f, m) => (Some(f), Some(m), false),
+            Item::Close => break,
+        };
+        if let Some(frame) = frame {
+            let bytes = frame.len() as u64;
+            conn.writing_since.set(Some(Instant::now()));
+            let written = futures_lite::future::or(
+                async { Some(write_frame(&mut writer, frame).await) },
+                async {
+                    glommio::timer::sleep(write_limit).await;
+                    None
+                },
+            )
+            .await;
+            conn.writing_since.set(None);
+            match written {
+                Some(Ok(())) => {
+                    conn.bytes_out.set(conn.bytes_out.get() + bytes);
+                    conn.touch();
+                }
+                Some(Err(e)) => {
+                    tracing::debug!(peer = ?conn.peer, error = %e, "connection write failed");
+                    end = "write failed";
+                    conn.shut_down();
+                    break;
+                }
+                None => {
+                    tracing::info!(peer = ?conn.peer, response_write_ms_max = write_limit.as_millis() as u64,
+                        "closing a connection that does not read its responses");
+                    end = "response_write_ms_max";
+                    conn.shut_down();
                     break;
                 }
             }
-            if close {
-                break;
-            }
         }
-        let _ = writer.close().await;
-    })
-    .detach();
-    read_requests(shard, reader, tx, peer).await;
+        if close {
+            end = "closed after a failed acks=0 produce";
+            conn.shut_down();
+            break;
+        }
+    }
+    let _ = writer.close().await;
+    drop(rx);
+    tracing::debug!(
+        peer = ?conn.peer,
+        reader = conn.read_end.get(),
+        writer = end,
+        requests = conn.requests.get(),
+        bytes_in = conn.bytes_in.get(),
+        bytes_out = conn.bytes_out.get(),
+        open_ms = conn.opened.elapsed().as_millis() as u64,
+        "connection closed"
+    );
 }
 
-/// Reads frames until EOF, an unparseable frame, or cancellation.
+/// Reads requests until EOF, an unparseable frame, a timeout, or cancellation; returns why it
+/// stopped.
 async fn read_requests(
     shard: Rc<Shard>,
     mut reader: ReadHalf<TcpStream>,
     tx: LocalSender<Outgoing>,
-    peer: Option<SocketAddr>,
-) {
-    let decoder = FrameDecoder::new(shard.config.limits.frame_bytes_max as usize);
-    let mut buf = BytesMut::with_capacity(READ_CHUNK_BYTES);
+    conn: Rc<Conn>,
+    conns: &Connections,
+) -> &'static str {
+    let limits = &shard.config.limits;
+    let decoder = FrameDecoder::new(limits.frame_bytes_max as usize);
+    let idle_limit = Duration::from_millis(limits.connection_idle_ms_max);
+    let read_limit = Duration::from_millis(limits.request_read_ms_max);
+    let fetch_reserve_max = limits.fetch_bytes_max as usize;
+    let mut buf = BytesMut::new();
+    let mut buf_memory = Memory::nothing(&conn.memory, &conn.shard_memory);
+    // When the first byte of the frame at the front of `buf` arrived.
+    let mut frame_started: Option<Instant> = None;
     let mut complained = false;
+    let peer = conn.peer;
     let mut complain = |what: &str, detail: &str| {
         // One line per connection at warn level; the rest at debug, so a bad client cannot
         // flood the log.
@@ -157,42 +413,10 @@ async fn read_requests(
         }
     };
     loop {
+        // Serve every whole frame in the buffer.
         loop {
-            match decoder.decode(&mut buf) {
-                Ok(Some(frame)) => {
-                    let answer = frame_expects_response(&frame);
-                    match decode_request(frame) {
-                        Ok((header, request)) => {
-                            let shard = shard.clone();
-                            let guard = shard.begin_request();
-                            let corr = header.correlation_id;
-                            let task = glommio::spawn_local(async move {
-                                let _guard = guard;
-                                let out = handler::handle(shard, request).await;
-                                (out.response.map(|r| encode_response(corr, &r)), out.close)
-                            });
-                            if tx.send(Outgoing::Pending(task)).await.is_err() {
-                                return;
-                            }
-                        }
-                        Err(e) => {
-                            complain(e.code.as_str(), &e.message);
-                            // No header, or a request that gets no answer (acks=0 produce): close.
-                            let Some(header) = e.header.filter(|_| answer) else {
-                                let _ = tx.send(Outgoing::Close).await;
-                                return;
-                            };
-                            let resp = Response::Error {
-                                code: e.code,
-                                message: Some(e.message),
-                            };
-                            let frame = encode_response(header.correlation_id, &resp);
-                            if tx.send(Outgoing::Ready(frame)).await.is_err() {
-                                return;
-                            }
-                        }
-                    }
-                }
+            let frame = match decoder.split_frame(&mut buf) {
+                Ok(Some(frame)) => frame,
                 Ok(None) => break,
                 Err(e) => {
                     complain("frame", &e.to_string());
@@ -208,26 +432,226 @@ async fn read_requests(
                             code: ErrorCode::FrameTooLarge,
                             message: Some(e.to_string()),
                         };
-                        let _ = tx.send(Outgoing::Ready(encode_response(corr, &resp))).await;
+                        let frame = encode_response(corr, &resp);
+                        let memory = buf_memory.split(0);
+                        let _ = send(&tx, Item::Ready(frame, memory), None).await;
                     }
-                    let _ = tx.send(Outgoing::Close).await;
-                    return;
+                    let _ = send(&tx, Item::Close, None).await;
+                    return "bad frame";
+                }
+            };
+            let frame_memory = buf_memory.split(SIZE_PREFIX_BYTES + frame.len());
+            frame_started = (!buf.is_empty()).then(Instant::now);
+            conn.requests.set(conn.requests.get() + 1);
+            // Wait for a place among inflight_requests_max before serving it.
+            let Some(slot) = conn.unless_closed(conn.inflight.take(1)).await else {
+                return "writer gone";
+            };
+            let answer = frame_expects_response(&frame);
+            let request_bytes = frame.len();
+            match decode_request(frame) {
+                Ok((header, request)) => {
+                    // A fetch reserves its largest response now, in request order, so responses
+                    // that wait for the peer are within the connection's quota.
+                    let reserve = match &request {
+                        Request::Fetch(f) => {
+                            (f.max_bytes as usize).min(fetch_reserve_max) + FETCH_OVERHEAD_BYTES
+                        }
+                        _ => 0,
+                    };
+                    let response_memory = if reserve > 0 {
+                        let Some(m) = take_memory(&conn, conns, reserve).await else {
+                            return "writer gone";
+                        };
+                        m
+                    } else {
+                        Memory::nothing(&conn.memory, &conn.shard_memory)
+                    };
+                    let shard = shard.clone();
+                    let guard = shard.begin_request();
+                    let corr = header.correlation_id;
+                    let peer = conn.peer;
+                    let task = glommio::spawn_local(async move {
+                        let _guard = guard;
+                        let started = tracing::enabled!(tracing::Level::DEBUG).then(Instant::now);
+                        let api = request.api_key();
+                        let out = handler::handle(shard, request).await;
+                        // The request's bytes are free once it has been served.
+                        drop(frame_memory);
+                        if let Some(started) = started {
+                            tracing::debug!(
+                                ?peer,
+                                api = api.as_str(),
+                                correlation_id = corr,
+                                request_bytes,
+                                error = out
+                                    .response
+                                    .as_ref()
+                                    .and_then(handler::first_error)
+                                    .map(|c| c.as_str()),
+                                micros = started.elapsed().as_micros() as u64,
+                                "request served"
+                            );
+                        }
+                        let frame = out.response.map(|r| encode_response(corr, &r));
+                        let mut memory = response_memory;
+                        memory.resize(frame.as_ref().map_or(0, ResponseFrame::len));
+                        Served {
+                            frame,
+                            memory,
+                            close: out.close,
+                        }
+                    });
+                    if send(&tx, Item::Pending(task), Some(slot)).await.is_err() {
+                        return "writer gone";
+                    }
+                }
+                Err(e) => {
+                    drop(frame_memory);
+                    complain(e.code.as_str(), &e.message);
+                    // No header, or a request that gets no answer (acks=0 produce): close.
+                    let Some(header) = e.header.filter(|_| answer) else {
+                        let _ = send(&tx, Item::Close, None).await;
+                        return "undecodable request";
+                    };
+                    let resp = Response::Error {
+                        code: e.code,
+                        message: Some(e.message),
+                    };
+                    let frame = encode_response(header.correlation_id, &resp);
+                    let memory = Memory::nothing(&conn.memory, &conn.shard_memory);
+                    if send(&tx, Item::Ready(frame, memory), Some(slot))
+                        .await
+                        .is_err()
+                    {
+                        return "writer gone";
+                    }
                 }
             }
         }
-        // Read at least the rest of a frame whose size is known.
-        let mut want = READ_CHUNK_BYTES;
-        if buf.len() >= SIZE_PREFIX_BYTES {
-            let size = (&buf[..SIZE_PREFIX_BYTES]).get_u32() as usize;
-            want = want.max((SIZE_PREFIX_BYTES + size).saturating_sub(buf.len()));
+        // Make room for the next read, taking its memory first.
+        let (need, grow) = read_room(&decoder, &buf);
+        if buf.capacity() - buf.len() < need {
+            let capacity = buf.len() + grow;
+            let more = capacity.saturating_sub(buf_memory.bytes());
+            let Some(extra) = take_memory(&conn, conns, more).await else {
+                return "writer gone";
+            };
+            buf_memory.merge(extra);
+            let mut grown = BytesMut::with_capacity(capacity);
+            grown.extend_from_slice(&buf);
+            buf = grown;
+            buf_memory.resize(buf.capacity());
         }
+        // Read, within the time limit that applies: the rest of a frame that has started, or the
+        // idle limit while nothing is in flight.
         let start = buf.len();
-        buf.resize(start + want, 0);
-        match reader.read(&mut buf[start..]).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => buf.truncate(start + n),
+        let room = buf.capacity() - start;
+        buf.resize(start + room, 0);
+        let n = loop {
+            let (limit, what) = match frame_started {
+                Some(t) => (t + read_limit, "request_read_ms_max"),
+                None => (
+                    conn.last_active.get() + idle_limit,
+                    "connection_idle_ms_max",
+                ),
+            };
+            let quiet = (start == 0 && buf.capacity() > IDLE_BUFFER_BYTES)
+                .then(|| Instant::now() + Duration::from_millis(QUIET_MS));
+            let wake = quiet.map_or(limit, |q| q.min(limit));
+            let got = futures_lite::future::or(
+                async { Some(reader.read(&mut buf[start..]).await) },
+                async {
+                    glommio::timer::sleep(wake.saturating_duration_since(Instant::now())).await;
+                    None
+                },
+            )
+            .await;
+            match got {
+                Some(Ok(0)) => return "peer closed",
+                Some(Err(_)) => return "read failed",
+                Some(Ok(n)) => break n,
+                None => {}
+            }
+            let now = Instant::now();
+            if quiet.is_some_and(|q| now >= q) && now < limit {
+                // Quiet: keep only a small buffer while waiting.
+                buf = BytesMut::with_capacity(IDLE_BUFFER_BYTES);
+                buf.resize(IDLE_BUFFER_BYTES, 0);
+                buf_memory.resize(buf.capacity());
+                continue;
+            }
+            if now < limit {
+                continue;
+            }
+            if frame_started.is_none() {
+                // Idle only if nothing is in flight and nothing moved meanwhile.
+                let busy = conn.inflight.used() > 0;
+                if busy || conn.last_active.get() + idle_limit > now {
+                    if busy {
+                        conn.touch();
+                    }
+                    continue;
+                }
+            }
+            tracing::debug!(?peer, limit = what, "closing a connection");
+            let _ = send(&tx, Item::Close, None).await;
+            return what;
+        };
+        buf.truncate(start + n);
+        conn.bytes_in.set(conn.bytes_in.get() + n as u64);
+        conn.touch();
+        if start == 0 {
+            frame_started = Some(Instant::now());
         }
     }
+}
+
+/// Takes `bytes` of the connection's and the shard's memory, waiting as long as it takes unless
+/// the connection is shut down (`None`). While it waits for the shard's memory, it asks the
+/// shard to close a connection that does not read ([`Connections::shed`]).
+async fn take_memory(conn: &Conn, conns: &Connections, bytes: usize) -> Option<Memory> {
+    let connection = conn.unless_closed(conn.memory.take(bytes)).await?;
+    let shard = match conn.shard_memory.try_take(bytes) {
+        Some(g) => g,
+        None => loop {
+            let wait = futures_lite::future::or(
+                async { Some(conn.shard_memory.take(bytes).await) },
+                async {
+                    glommio::timer::sleep(SHED_CHECK).await;
+                    None
+                },
+            );
+            match conn.unless_closed(wait).await? {
+                Some(g) => break g,
+                None => {
+                    conns.shed();
+                }
+            }
+        },
+    };
+    Some(Memory::from_grants(connection, shard))
+}
+
+/// The free room the next read needs, and the room to make when the buffer must grow for it:
+/// the rest of a frame whose size is known, but at most as much again as has arrived (memory
+/// grows only with bytes actually received, never to a size a header merely announced), and at
+/// least [`READ_CHUNK_BYTES`] when growing, so small pipelined frames come in together.
+fn read_room(decoder: &FrameDecoder, buf: &BytesMut) -> (usize, usize) {
+    let missing = match decoder.whole_frame_bytes(buf) {
+        Ok(Some(whole)) => whole.saturating_sub(buf.len()),
+        _ => 0,
+    };
+    let need = missing
+        .min(buf.len().max(READ_CHUNK_BYTES))
+        .max(IDLE_BUFFER_BYTES);
+    (need, need.max(READ_CHUNK_BYTES))
+}
+
+async fn send(tx: &LocalSender<Outgoing>, what: Item, slot: Option<Grant>) -> Result<(), ()> {
+    tx.send(Outgoing { what, _slot: slot })
+        .await
+        .map_err(|_| ())
 }
 
 /// Writes one response frame: small chunks are gathered into one write, batch bytes go out as
