@@ -165,7 +165,8 @@ fn garbage_then_normal_client_two_shards() {
 // ---- framing ----
 
 /// PROTOCOL.md, "What closes a connection", 1: a size over `frame_bytes_max` is answered
-/// `FRAME_TOO_LARGE` with the frame's correlation id if its header arrived, then the broker closes.
+/// `FRAME_TOO_LARGE` with the frame's correlation id, then the broker closes; without a header
+/// within `request_read_ms_max` it closes without an answer.
 #[test]
 fn oversized_frame_is_answered_and_closed() {
     let dir = tmpdir();
@@ -183,15 +184,24 @@ fn oversized_frame_is_answered_and_closed() {
         assert_eq!(corr, 0x0BAD_F00D);
         c.expect_closed();
 
-        // Only the size prefix: no header, so correlation id 0.
+        // The size prefix alone, the header later in a separate write: the broker waits for
+        // the header and answers with its correlation id.
         let mut c = Conn::connect(addr);
         c.send_raw(&((16u32 << 20) + 1).to_be_bytes());
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        c.send_raw(&[0, 1, 0, 0, 0, 0, 0, 42]);
         let (corr, resp) = c.recv_raw(ApiKey::Metadata);
         assert_eq!(error_code(&resp), ErrorCode::FrameTooLarge, "{resp:?}");
-        assert_eq!(corr, 0);
+        assert_eq!(corr, 42);
         c.expect_closed();
     }
     assert!(broker.is_alive());
+    // Only the size prefix, ever: closed without an answer once request_read_ms_max passed.
+    let dir = tmpdir();
+    let broker = Broker::start_with_config(dir.path(), 1, "[limits]\nrequest_read_ms_max = 500\n");
+    let mut c = broker.connect();
+    c.send_raw(&((16u32 << 20) + 1).to_be_bytes());
+    c.expect_closed();
 }
 
 /// PROTOCOL.md, "What closes a connection", 2: a size below 8 cannot be answered; the broker

@@ -531,3 +531,97 @@ fn second_broker_on_the_same_data_dir_is_refused() {
     let mut c = again.connect();
     assert_eq!(fetch_all_batches(&mut c, "t", 0).len(), 11);
 }
+
+// ---- One rule per question the document left open ----
+
+/// PROTOCOL.md: a partition named twice in a Produce or Fetch fails the request
+/// (INVALID_REQUEST); ListOffsets and Metadata answer every entry as given, repeats included.
+/// ListOffsets with a negative timestamp other than -1 and -2 fails that partition with
+/// INVALID_REQUEST.
+#[test]
+fn repeated_entries_and_list_offsets_sentinels() {
+    let dir = tmpdir();
+    let broker = Broker::start(dir.path(), 2);
+    let mut c = broker.connect();
+    assert!(matches!(c.call(&create_topic("t", 2)), Response::CreateTopic));
+    produce_ok(c.call(&produce_request("t", 0, batch(1, 3, 10, 5))));
+    let fetch = fetch_many(&[("t", 0, 0), ("t", 0, 0)], 0, 1);
+    assert_eq!(error_code(&c.call(&fetch)), ErrorCode::InvalidRequest);
+    let list = Request::ListOffsets(ListOffsetsRequest {
+        topics: vec![ListOffsetsTopic {
+            name: "t".into(),
+            partitions: vec![
+                ListOffsetsPartition { partition: 0, timestamp: -1 },
+                ListOffsetsPartition { partition: 0, timestamp: -2 },
+                ListOffsetsPartition { partition: 0, timestamp: -3 },
+                ListOffsetsPartition { partition: 0, timestamp: -1 },
+            ],
+        }],
+    });
+    match c.call(&list) {
+        Response::ListOffsets(l) => {
+            let got: Vec<(ErrorCode, i64)> = l.topics[0]
+                .partitions
+                .iter()
+                .map(|p| (p.error_code, p.offset))
+                .collect();
+            assert_eq!(
+                got,
+                vec![
+                    (ErrorCode::None, 3),
+                    (ErrorCode::None, 0),
+                    (ErrorCode::InvalidRequest, -1),
+                    (ErrorCode::None, 3)
+                ]
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    match c.call(&metadata_request(Some(&["t", "t", "nope"]))) {
+        Response::Metadata(m) => {
+            let got: Vec<(&str, ErrorCode, usize)> = m
+                .topics
+                .iter()
+                .map(|t| (t.name.as_str(), t.error_code, t.partitions.len()))
+                .collect();
+            assert_eq!(
+                got,
+                vec![
+                    ("t", ErrorCode::None, 2),
+                    ("t", ErrorCode::None, 2),
+                    ("nope", ErrorCode::UnknownTopicOrPartition, 0)
+                ]
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+/// PROTOCOL.md, "5 Produce": the broker attaches no meaning to the timestamp-type,
+/// transactional and control bits; such batches are stored and served byte for byte as sent
+/// (only `baseOffset` and `partitionLeaderEpoch` are stamped), so a LogAppendTime batch keeps
+/// the `maxTimestamp` its producer wrote.
+#[test]
+fn attribute_bits_are_stored_as_sent() {
+    let dir = tmpdir();
+    let broker = Broker::start(dir.path(), 1);
+    let mut c = broker.connect();
+    assert!(matches!(c.call(&create_topic("t", 1)), Response::CreateTopic));
+    let mut sent = Vec::new();
+    for (i, bits) in [0x08u8, 0x10, 0x20, 0x30].into_iter().enumerate() {
+        let mut b = batch(i as u64, 2, 10, 1_000 + i as i64);
+        b[22] |= bits; // attributes, low byte
+        let crc = quill::record::crc_of(&b);
+        b[17..21].copy_from_slice(&crc.to_be_bytes());
+        sent.push(b.to_vec());
+        produce_ok(c.call(&produce_request("t", 0, b)));
+    }
+    let stored = fetch_all_batches(&mut c, "t", 0);
+    assert_eq!(stored.len(), sent.len());
+    for ((base, got), want) in stored.iter().zip(&sent) {
+        let mut want = want.clone();
+        quill::record::set_base_offset(&mut want, *base);
+        quill::record::set_partition_leader_epoch(&mut want, 0);
+        assert_eq!(&got[..], &want[..], "batch at {base}");
+    }
+}

@@ -44,7 +44,8 @@ pub enum ErrorCode {
     StorageError = 13,
     /// A stored segment failed its CRC check on read; that data is not served.
     CorruptStoredData = 14,
-    /// The request did not complete within its timeout (for Produce, its outcome is unknown).
+    /// The request did not complete within its timeout (for Produce: nothing of that partition
+    /// was appended, so sending it again cannot duplicate it).
     RequestTimedOut = 15,
     /// The broker is shutting down and no longer accepts this request.
     BrokerShuttingDown = 16,

@@ -31,7 +31,7 @@ use glommio::Task;
 
 use super::budget::{Grant, Memory, Quota};
 use super::error_code::ErrorCode;
-use super::frame::{FrameDecoder, FrameError, SIZE_PREFIX_BYTES};
+use super::frame::{FrameDecoder, FrameError, REQUEST_HEADER_BYTES, SIZE_PREFIX_BYTES};
 use super::handler;
 use super::protocol::{
     decode_request, encode_response, frame_expects_response, Request, Response, ResponseFrame,
@@ -419,15 +419,17 @@ async fn read_requests(
                 Ok(Some(frame)) => frame,
                 Ok(None) => break,
                 Err(e) => {
+                    let header_end = SIZE_PREFIX_BYTES + REQUEST_HEADER_BYTES;
+                    if matches!(e, FrameError::TooLarge { .. }) && buf.len() < header_end {
+                        // Read the request header first, so the answer carries its correlation
+                        // id (within request_read_ms_max, like any frame).
+                        break;
+                    }
                     complain("frame", &e.to_string());
                     if let FrameError::TooLarge { .. } = e {
-                        // Answer with the correlation id when the header is already here, then
-                        // close: the rest of the oversized frame cannot be skipped safely.
-                        let corr = if buf.len() >= SIZE_PREFIX_BYTES + 8 {
-                            (&buf[SIZE_PREFIX_BYTES + 4..SIZE_PREFIX_BYTES + 8]).get_u32()
-                        } else {
-                            0
-                        };
+                        // Answer with the correlation id, then close: the rest of the oversized
+                        // frame cannot be skipped safely.
+                        let corr = (&buf[header_end - 4..header_end]).get_u32();
                         let resp = Response::Error {
                             code: ErrorCode::FrameTooLarge,
                             message: Some(e.to_string()),
