@@ -43,9 +43,10 @@ pub struct Limits {
     /// the connection is closed (a peer that does not read holds the memory of its responses).
     pub response_write_ms_max: u64,
     /// Under memory pressure (a connection waits for the shard's `request_memory_bytes_max`), a
-    /// connection whose peer has left a response unread for this long is closed to free its
-    /// memory, oldest first, so peers that do not read cannot stall everyone else.
-    pub pressure_write_stall_ms: u64,
+    /// connection that holds memory and has made no progress for this long (its peer has left a
+    /// response unread, or stopped sending in the middle of a frame) is closed to free it, the
+    /// longest-stalled first, so stalled peers cannot keep everyone else waiting.
+    pub pressure_stall_ms: u64,
 }
 
 impl Default for Limits {
@@ -62,7 +63,7 @@ impl Default for Limits {
             connection_idle_ms_max: 600_000,
             request_read_ms_max: 30_000,
             response_write_ms_max: 60_000,
-            pressure_write_stall_ms: 1_000,
+            pressure_stall_ms: 1_000,
         }
     }
 }
@@ -208,7 +209,7 @@ impl BrokerConfig {
             ("connection_idle_ms_max", l.connection_idle_ms_max),
             ("request_read_ms_max", l.request_read_ms_max),
             ("response_write_ms_max", l.response_write_ms_max),
-            ("pressure_write_stall_ms", l.pressure_write_stall_ms),
+            ("pressure_stall_ms", l.pressure_stall_ms),
         ] {
             if ms == 0 {
                 return Err(format!("limits.{name} must be at least 1"));

@@ -359,3 +359,52 @@ fn hostile_mix_leaves_a_good_client_alone() {
         "RSS stayed at {after} bytes after the attack (base {base})"
     );
 }
+
+/// Under memory pressure, connections that hold memory in frames whose bytes stopped coming are
+/// closed (`pressure_stall_ms`), so a good client does not wait for `request_read_ms_max` (a
+/// minute here) to get memory.
+#[test]
+fn stalled_half_frames_are_shed_under_pressure() {
+    let dir = tmpdir();
+    let config = "[limits]\nframe_bytes_max = 4194304\nfetch_bytes_max = 1048576\n\
+                  connection_memory_bytes_max = 6291456\nrequest_memory_bytes_max = 12582912\n\
+                  request_read_ms_max = 60000\npressure_stall_ms = 500\n";
+    let broker = Broker::start_with_config(dir.path(), 1, config);
+    let mut good = broker.connect();
+    assert!(matches!(
+        good.call(&create_topic("t", 1)),
+        Response::CreateTopic
+    ));
+    round_trip(&mut good, "t", 0);
+    // Six connections each send 3 MiB of a 4 MiB frame, then stall: together more than the
+    // shard's 12 MiB.
+    let mut stalled = Vec::new();
+    for _ in 0..6 {
+        let mut s = announce_and_stall(broker.addr, 4 << 20);
+        s.write_all(&vec![0u8; 3 << 20]).unwrap();
+        stalled.push(s);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    // The good client needs memory too; it must get it well before request_read_ms_max.
+    let started = Instant::now();
+    let mut c = broker.connect();
+    for i in 0..10 {
+        round_trip(&mut c, "t", i + 1);
+    }
+    let took = started.elapsed();
+    println!("good client under read-stall pressure: 10 round trips in {took:?}");
+    assert!(took < Duration::from_secs(30), "hang guard: {took:?}");
+    // Some of the stalled connections were closed to make room.
+    let mut closed = 0;
+    for mut s in stalled {
+        s.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let mut b = [0u8; 16];
+        if matches!(s.read(&mut b), Ok(0))
+            || matches!(s.read(&mut b), Err(ref e) if e.kind() == std::io::ErrorKind::ConnectionReset)
+        {
+            closed += 1;
+        }
+    }
+    assert!(closed > 0, "no stalled connection was shed");
+}

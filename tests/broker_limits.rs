@@ -543,7 +543,10 @@ fn repeated_entries_and_list_offsets_sentinels() {
     let dir = tmpdir();
     let broker = Broker::start(dir.path(), 2);
     let mut c = broker.connect();
-    assert!(matches!(c.call(&create_topic("t", 2)), Response::CreateTopic));
+    assert!(matches!(
+        c.call(&create_topic("t", 2)),
+        Response::CreateTopic
+    ));
     produce_ok(c.call(&produce_request("t", 0, batch(1, 3, 10, 5))));
     let fetch = fetch_many(&[("t", 0, 0), ("t", 0, 0)], 0, 1);
     assert_eq!(error_code(&c.call(&fetch)), ErrorCode::InvalidRequest);
@@ -551,10 +554,22 @@ fn repeated_entries_and_list_offsets_sentinels() {
         topics: vec![ListOffsetsTopic {
             name: "t".into(),
             partitions: vec![
-                ListOffsetsPartition { partition: 0, timestamp: -1 },
-                ListOffsetsPartition { partition: 0, timestamp: -2 },
-                ListOffsetsPartition { partition: 0, timestamp: -3 },
-                ListOffsetsPartition { partition: 0, timestamp: -1 },
+                ListOffsetsPartition {
+                    partition: 0,
+                    timestamp: -1,
+                },
+                ListOffsetsPartition {
+                    partition: 0,
+                    timestamp: -2,
+                },
+                ListOffsetsPartition {
+                    partition: 0,
+                    timestamp: -3,
+                },
+                ListOffsetsPartition {
+                    partition: 0,
+                    timestamp: -1,
+                },
             ],
         }],
     });
@@ -606,7 +621,10 @@ fn attribute_bits_are_stored_as_sent() {
     let dir = tmpdir();
     let broker = Broker::start(dir.path(), 1);
     let mut c = broker.connect();
-    assert!(matches!(c.call(&create_topic("t", 1)), Response::CreateTopic));
+    assert!(matches!(
+        c.call(&create_topic("t", 1)),
+        Response::CreateTopic
+    ));
     let mut sent = Vec::new();
     for (i, bits) in [0x08u8, 0x10, 0x20, 0x30].into_iter().enumerate() {
         let mut b = batch(i as u64, 2, 10, 1_000 + i as i64);

@@ -64,7 +64,7 @@ pub struct Connections {
     open: RefCell<AHashMap<u64, Rc<Conn>>>,
     next_id: Cell<u64>,
     memory: Rc<Quota>,
-    /// `pressure_write_stall_ms`.
+    /// `pressure_stall_ms`.
     shed_stall: Duration,
 }
 
@@ -78,7 +78,7 @@ impl Connections {
             memory: Quota::new(
                 usize::try_from(limits.request_memory_bytes_max).unwrap_or(usize::MAX),
             ),
-            shed_stall: Duration::from_millis(limits.pressure_write_stall_ms),
+            shed_stall: Duration::from_millis(limits.pressure_stall_ms),
         }
     }
 
@@ -87,10 +87,11 @@ impl Connections {
         self.memory.used()
     }
 
-    /// Memory pressure: a reader has waited for the shard's memory. Closes the connection whose
-    /// peer has left a response unread the longest, if for at least `pressure_write_stall_ms`,
-    /// so that peers which do not read cannot keep everyone else waiting. Returns whether one
-    /// was closed.
+    /// Memory pressure: a reader has waited for the shard's memory. Closes the connection that
+    /// holds memory and has been stalled the longest, if for at least `pressure_stall_ms`: its
+    /// peer has left a response unread, or stopped sending in the middle of a frame. So peers
+    /// that hold memory without making progress cannot keep everyone else waiting. Returns
+    /// whether one was closed.
     fn shed(&self) -> bool {
         let now = Instant::now();
         let victim = self
@@ -98,7 +99,7 @@ impl Connections {
             .borrow()
             .values()
             .filter(|c| !c.closed.get() && c.memory.used() > 0)
-            .filter_map(|c| c.writing_since.get().map(|t| (t, c.clone())))
+            .filter_map(|c| c.stalled_since().map(|t| (t, c.clone())))
             .filter(|(t, _)| now.saturating_duration_since(*t) >= self.shed_stall)
             .min_by_key(|(t, _)| *t)
             .map(|(_, c)| c);
@@ -108,11 +109,11 @@ impl Connections {
         tracing::info!(
             peer = ?victim.peer,
             held_bytes = victim.memory.used(),
-            unread_ms = victim
-                .writing_since
-                .get()
+            stalled_ms = victim
+                .stalled_since()
                 .map_or(0, |t| now.saturating_duration_since(t).as_millis() as u64),
-            "memory pressure: closing a connection that does not read its responses"
+            unread_response = victim.writing_since.get().is_some(),
+            "memory pressure: closing a stalled connection"
         );
         victim.shut_down();
         true
@@ -193,6 +194,8 @@ struct Conn {
     read_end: Cell<&'static str>,
     /// Since when a response has been waiting for the peer to take it (none while idle).
     writing_since: Cell<Option<Instant>>,
+    /// While a frame is partly read: when its last byte arrived (none between frames).
+    partial_since: Cell<Option<Instant>>,
     /// Set (and `closing` notified) when the writer gives up on the peer, so a reader waiting for
     /// memory or a request slot stops waiting.
     closed: Cell<bool>,
@@ -202,6 +205,15 @@ struct Conn {
 impl Conn {
     fn touch(&self) {
         self.last_active.set(Instant::now());
+    }
+
+    /// Since when the connection has made no progress while holding work: the older of an
+    /// unread response and a stalled partial frame.
+    fn stalled_since(&self) -> Option<Instant> {
+        match (self.writing_since.get(), self.partial_since.get()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Ends the connection from the writer's side: wakes a reader blocked on the socket or on a
@@ -291,6 +303,7 @@ async fn serve_connection(
         bytes_out: Cell::new(0),
         read_end: Cell::new("stopped"),
         writing_since: Cell::new(None),
+        partial_since: Cell::new(None),
         closed: Cell::new(false),
         closing: Event::new(),
     });
@@ -400,6 +413,8 @@ async fn read_requests(
     let mut buf_memory = Memory::nothing(&conn.memory, &conn.shard_memory);
     // When the first byte of the frame at the front of `buf` arrived.
     let mut frame_started: Option<Instant> = None;
+    // When the last byte arrived.
+    let mut last_byte = Instant::now();
     let mut complained = false;
     let peer = conn.peer;
     let mut complain = |what: &str, detail: &str| {
@@ -531,6 +546,8 @@ async fn read_requests(
                 }
             }
         }
+        conn.partial_since
+            .set((!buf.is_empty()).then_some(last_byte));
         // Make room for the next read, taking its memory first.
         let (need, grow) = read_room(&decoder, &buf);
         if buf.capacity() - buf.len() < need {
@@ -603,8 +620,9 @@ async fn read_requests(
         buf.truncate(start + n);
         conn.bytes_in.set(conn.bytes_in.get() + n as u64);
         conn.touch();
+        last_byte = Instant::now();
         if start == 0 {
-            frame_started = Some(Instant::now());
+            frame_started = Some(last_byte);
         }
     }
 }
