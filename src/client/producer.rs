@@ -509,8 +509,11 @@ async fn run_sender(inner: Rc<Inner>) {
 /// Groups drained units by destination and starts one produce task per request.
 fn dispatch(inner: &Rc<Inner>, units: &mut Vec<ProduceUnit>, now: Instant) {
     let mut by_addr: Vec<(SocketAddr, Vec<ProduceUnit>)> = Vec::new();
+    let mut failed_here = false;
     for unit in units.drain(..) {
-        match inner.client.route(&unit.topic, unit.partition) {
+        let route = inner.client.route(&unit.topic, unit.partition);
+        failed_here |= !matches!(route, Route::To(_));
+        match route {
             Route::To(addr) => match by_addr.iter_mut().find(|(a, _)| *a == addr) {
                 Some((_, v)) => v.push(unit),
                 None => by_addr.push((addr, vec![unit])),
@@ -539,6 +542,12 @@ fn dispatch(inner: &Rc<Inner>, units: &mut Vec<ProduceUnit>, now: Instant) {
                 unit_failed(inner, unit, error, false, now);
             }
         }
+    }
+    if failed_here {
+        // Units failed (or went back for a retry) without a request: wake whoever waits for
+        // a completion (flush) or for buffer room, as a response would have.
+        inner.room.notify();
+        inner.done.notify();
     }
     for (addr, mut group) in by_addr {
         // Request order must be topic by topic (the response mirrors it).
