@@ -161,7 +161,10 @@ fn produce_then_consume_as_text_and_json() {
     let r = quill(&b, &["produce", "kv", "--key-separator", ":", "-v"], input);
     ok(&r);
     assert_eq!(r.stdout, "");
-    assert_eq!(r.stderr, "produced 6 records to topic 'kv'\n");
+    assert_eq!(
+        r.stderr,
+        "quill: 6 records read, 6 acknowledged, 0 not acknowledged\n"
+    );
 
     let r = quill(
         &b,
@@ -402,5 +405,232 @@ fn errors_are_sentences_with_documented_exit_codes() {
     let r = quill_env(&["produce", "--help"], b"", None);
     ok(&r);
     assert!(r.stdout.contains("Exit status:"), "{}", r.stdout);
+    broker.stop();
+}
+
+// ---- Issue 8: hostile clients, operators' mistakes. ----
+
+/// A `quill` process the test feeds over time and may signal.
+struct Running {
+    child: std::process::Child,
+    stdin: Option<std::process::ChildStdin>,
+    out: std::thread::JoinHandle<Vec<u8>>,
+    err: std::thread::JoinHandle<Vec<u8>>,
+    args: Vec<String>,
+}
+
+impl Running {
+    /// Starts `quill ARGS` with `env` added and `QUILL_BROKER` removed.
+    fn start(args: &[&str], env: &[(&str, &str)]) -> Running {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_quill"));
+        cmd.args(args)
+            .env_remove("QUILL_BROKER")
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn quill");
+        let stdin = child.stdin.take();
+        let mut out = child.stdout.take().unwrap();
+        let mut err = child.stderr.take().unwrap();
+        Running {
+            child,
+            stdin,
+            out: std::thread::spawn(move || {
+                let mut v = Vec::new();
+                let _ = out.read_to_end(&mut v);
+                v
+            }),
+            err: std::thread::spawn(move || {
+                let mut v = Vec::new();
+                let _ = err.read_to_end(&mut v);
+                v
+            }),
+            args: args.iter().map(|a| a.to_string()).collect(),
+        }
+    }
+
+    /// Writes one line to the process's stdin; false once it stopped reading.
+    fn line(&mut self, line: &str) -> bool {
+        let Some(stdin) = self.stdin.as_mut() else {
+            return false;
+        };
+        stdin.write_all(format!("{line}\n").as_bytes()).is_ok() && stdin.flush().is_ok()
+    }
+
+    fn close_stdin(&mut self) {
+        self.stdin.take();
+    }
+
+    fn signal(&self, signal: i32) {
+        unsafe { libc::kill(self.child.id() as i32, signal) };
+    }
+
+    /// Waits for the exit, at most `limit` (a hang guard: past it the process is killed and
+    /// the test fails).
+    fn finish(mut self, limit: Duration) -> Run {
+        let deadline = Instant::now() + limit;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!("quill {:?} did not finish within {limit:?}", self.args);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        self.stdin.take();
+        let stdout_bytes = self.out.join().unwrap();
+        let stderr = String::from_utf8_lossy(&self.err.join().unwrap()).into_owned();
+        Run {
+            code: status
+                .code()
+                .unwrap_or_else(|| panic!("killed by a signal: {status:?}; stderr: {stderr}")),
+            stdout: String::from_utf8_lossy(&stdout_bytes).into_owned(),
+            stderr,
+            stdout_bytes,
+        }
+    }
+}
+
+/// Sum of the high watermarks of `topic`'s partitions, per `quill topic describe`.
+fn records_in(b: &str, topic: &str) -> i64 {
+    let r = quill(b, &["topic", "describe", topic], b"");
+    ok(&r);
+    r.stdout
+        .lines()
+        .skip(2)
+        .map(|l| l.split_whitespace().nth(5).unwrap().parse::<i64>().unwrap())
+        .sum()
+}
+
+/// Waits (at most 30 s) until `topic` holds `n` records.
+fn wait_for_records(b: &str, topic: &str, n: i64) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while records_in(b, topic) < n {
+        assert!(Instant::now() < deadline, "{topic} never held {n} records");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The numbers of a summary line `quill: R records read, A acknowledged, M not acknowledged`.
+fn summary_of(stderr: &str) -> (u64, u64, u64) {
+    let line = stderr
+        .lines()
+        .find(|l| l.contains(" read, "))
+        .unwrap_or_else(|| panic!("no summary line in: {stderr}"));
+    let numbers: Vec<u64> = line
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|w| !w.is_empty())
+        .map(|w| w.parse().unwrap())
+        .collect();
+    assert_eq!(numbers.len(), 3, "{line}");
+    assert_eq!(numbers[0], numbers[1] + numbers[2], "{line}");
+    (numbers[0], numbers[1], numbers[2])
+}
+
+/// Finding 10: a topic deleted while `quill produce --acks leader` streams into it. The
+/// records the broker no longer takes fail with "unknown topic", the command ends (it used to
+/// hang for ever) and its summary counts them as not acknowledged, exit status 1.
+#[test]
+fn produce_into_a_topic_deleted_mid_stream_fails_and_accounts() {
+    let dir = tmpdir();
+    let broker = Broker::start(dir.path(), 2);
+    let b = broker.addr.to_string();
+    ok(&quill(
+        &b,
+        &["topic", "create", "vanish", "--partitions", "2"],
+        b"",
+    ));
+    let mut p = Running::start(&["produce", "vanish", "-b", &b], &[]);
+    for i in 0..10 {
+        assert!(p.line(&format!("before {i}")));
+    }
+    wait_for_records(&b, "vanish", 10);
+    ok(&quill(&b, &["topic", "delete", "vanish"], b""));
+    // Keep feeding until the command stops reading (it gives up on the topic), at most 10 s.
+    for i in 0..1000 {
+        if !p.line(&format!("after {i}")) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    p.close_stdin();
+    let r = p.finish(Duration::from_secs(30));
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr.starts_with("quill: unknown topic 'vanish'\n"),
+        "{}",
+        r.stderr
+    );
+    let (read, acked, missing) = summary_of(&r.stderr);
+    assert!(acked >= 10 && missing >= 1 && read > 10, "{}", r.stderr);
+    assert!(r.stderr.contains(" not acknowledged"), "{}", r.stderr);
+    broker.stop();
+}
+
+/// Finding 10: SIGINT ends `quill produce` with its summary and exit status 130.
+#[test]
+fn produce_interrupted_prints_its_summary() {
+    let dir = tmpdir();
+    let broker = Broker::start(dir.path(), 1);
+    let b = broker.addr.to_string();
+    ok(&quill(
+        &b,
+        &["topic", "create", "int", "--partitions", "1"],
+        b"",
+    ));
+    let mut p = Running::start(&["produce", "int", "-b", &b], &[]);
+    for i in 0..3 {
+        assert!(p.line(&format!("r{i}")));
+    }
+    wait_for_records(&b, "int", 3);
+    p.signal(libc::SIGINT);
+    let r = p.finish(Duration::from_secs(30));
+    assert_eq!(r.code, 130, "{}", r.stderr);
+    assert_eq!(
+        r.stderr,
+        "quill: interrupted by SIGINT\nquill: 3 records read, 3 acknowledged, 0 not acknowledged\n"
+    );
+    broker.stop();
+}
+
+/// Finding 10: SIGTERM while the broker does not answer (it is stopped with SIGSTOP): the
+/// command waits a bounded time for the records already sent, then counts them as not
+/// acknowledged and exits 143.
+#[test]
+fn produce_interrupted_while_the_broker_is_stopped_counts_the_unacknowledged() {
+    let dir = tmpdir();
+    let broker = Broker::start(dir.path(), 1);
+    let b = broker.addr.to_string();
+    ok(&quill(
+        &b,
+        &["topic", "create", "stuck", "--partitions", "1"],
+        b"",
+    ));
+    let mut p = Running::start(&["produce", "stuck", "-b", &b], &[]);
+    assert!(p.line("acknowledged"));
+    wait_for_records(&b, "stuck", 1);
+    unsafe { libc::kill(broker.child.id() as i32, libc::SIGSTOP) };
+    assert!(p.line("never acknowledged 1"));
+    assert!(p.line("never acknowledged 2"));
+    std::thread::sleep(Duration::from_millis(300));
+    p.signal(libc::SIGTERM);
+    let r = p.finish(Duration::from_secs(15));
+    unsafe { libc::kill(broker.child.id() as i32, libc::SIGCONT) };
+    assert_eq!(r.code, 143, "{}", r.stderr);
+    assert!(
+        r.stderr.starts_with("quill: interrupted by SIGTERM\n"),
+        "{}",
+        r.stderr
+    );
+    let (read, acked, missing) = summary_of(&r.stderr);
+    assert_eq!((acked, missing), (1, read - 1), "{}", r.stderr);
+    assert!(read >= 2, "{}", r.stderr);
     broker.stop();
 }

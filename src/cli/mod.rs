@@ -29,8 +29,11 @@ pub const EXIT_USAGE: u8 = 2;
 /// Exit status 3: the broker could not be reached.
 pub const EXIT_UNREACHABLE: u8 = 3;
 
-/// Shown at the end of each client command's `--help`.
-pub const EXIT_STATUS_HELP: &str = "\
+/// The text of [`EXIT_STATUS_HELP`], as a literal so commands can `concat!` their own notes
+/// before it.
+macro_rules! exit_status_help {
+    () => {
+        "\
 Broker: -b/--broker HOST:PORT, else $QUILL_BROKER, else 127.0.0.1:9092.
 
 Exit status:
@@ -38,7 +41,13 @@ Exit status:
   1  the broker refused or failed the operation (unknown topic, topic exists,
      a record not acknowledged, ...)
   2  bad command line (unknown flag, bad value, bad broker address)
-  3  the broker could not be reached (connection refused, timed out or lost)";
+  3  the broker could not be reached (connection refused, timed out or lost)"
+    };
+}
+pub(crate) use exit_status_help;
+
+/// Shown at the end of each client command's `--help`.
+pub const EXIT_STATUS_HELP: &str = exit_status_help!();
 
 /// The `-b/--broker` option shared by every client command.
 #[derive(clap::Args, Clone, Debug, Default)]
