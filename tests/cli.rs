@@ -634,3 +634,47 @@ fn produce_interrupted_while_the_broker_is_stopped_counts_the_unacknowledged() {
     assert!(read >= 2, "{}", r.stderr);
     broker.stop();
 }
+
+/// Finding 10 with `--acks none`: the broker closes the connection when such a produce fails;
+/// the command notices, learns the topic is gone, fails the rest and never calls the records
+/// it sent "acknowledged".
+#[test]
+fn produce_acks_none_into_a_topic_deleted_mid_stream_fails() {
+    let dir = tmpdir();
+    let broker = Broker::start(dir.path(), 1);
+    let b = broker.addr.to_string();
+    ok(&quill(
+        &b,
+        &["topic", "create", "vanish0", "--partitions", "1"],
+        b"",
+    ));
+    let mut p = Running::start(&["produce", "vanish0", "--acks", "none", "-b", &b], &[]);
+    for i in 0..10 {
+        assert!(p.line(&format!("before {i}")));
+    }
+    wait_for_records(&b, "vanish0", 10);
+    ok(&quill(&b, &["topic", "delete", "vanish0"], b""));
+    for i in 0..1000 {
+        if !p.line(&format!("after {i}")) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    p.close_stdin();
+    let r = p.finish(Duration::from_secs(30));
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr.starts_with("quill: unknown topic 'vanish0'\n"),
+        "{}",
+        r.stderr
+    );
+    let (_, sent, not_sent) = summary_of(&r.stderr);
+    assert!(sent >= 10 && not_sent >= 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("sent (not acknowledged: --acks none)"),
+        "{}",
+        r.stderr
+    );
+    assert!(!r.stderr.contains(" acknowledged,"), "{}", r.stderr);
+    broker.stop();
+}

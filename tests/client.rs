@@ -992,3 +992,54 @@ fn a_topic_deleted_under_the_producer_fails_its_records() {
     });
     broker.stop();
 }
+
+/// With acks none the broker answers nothing, not even a failed produce: it closes the
+/// connection. A producer that finds the connection its earlier produces went over closed
+/// refreshes metadata before sending more, so records for a topic deleted meanwhile fail with
+/// `UnknownTopic` instead of resolving as written (issue 8, finding 10).
+#[test]
+fn acks_none_notices_a_deleted_topic() {
+    let dir = tmpdir();
+    let broker = Broker::start(dir.path(), 1);
+    let addr = broker.addr;
+    run(move || async move {
+        let client = Client::connect(config(addr)).await.unwrap();
+        client
+            .admin()
+            .create_topic(NewTopic::new("gone0", 1))
+            .await
+            .unwrap();
+        let producer = client
+            .producer(ProducerConfig {
+                acks: Acks::None,
+                ..ProducerConfig::default()
+            })
+            .unwrap();
+        producer
+            .send_and_wait(ProducerRecord::new("gone0", "before"))
+            .await
+            .unwrap();
+        let other = Client::connect(config(addr)).await.unwrap();
+        other.admin().delete_topic("gone0").await.unwrap();
+        let mut error = None;
+        for i in 0..250 {
+            let outcome = match producer.send(ProducerRecord::new("gone0", "after")).await {
+                Ok(d) => within(Duration::from_secs(30), d)
+                    .await
+                    .expect("delivered within 30 s"),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = outcome {
+                error = Some((i, e));
+                break;
+            }
+            glommio::timer::sleep(Duration::from_millis(20)).await;
+        }
+        let (i, e) = error.expect("a record for the deleted topic failed");
+        assert!(
+            matches!(e, ClientError::UnknownTopic { .. }),
+            "record {i}: {e}"
+        );
+    });
+    broker.stop();
+}

@@ -205,6 +205,11 @@ impl Connection {
         self.shared.limits.get()
     }
 
+    /// Whether both handles are of the same connection.
+    pub(crate) fn is_same(&self, other: &Connection) -> bool {
+        Rc::ptr_eq(&self.shared, &other.shared)
+    }
+
     /// Whether the connection can still carry requests.
     pub(crate) fn is_open(&self) -> bool {
         self.shared.state.borrow().closed.is_none()

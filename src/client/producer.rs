@@ -19,6 +19,7 @@
 //! its retry appends it again.
 
 use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -34,6 +35,7 @@ use super::accumulator::{
 };
 use super::cluster::Client;
 use super::config::ProducerConfig;
+use super::connection::Connection;
 use super::error::ClientError;
 use super::metadata::Route;
 use super::partitioner::Partitioner;
@@ -200,6 +202,9 @@ struct Inner {
     done: Event,
     counters: Counters,
     wall_clock: WallClock,
+    /// With acks none: the connection the last produce to each address went over. The broker
+    /// answers no acks=0 produce, not even a failed one; it closes the connection instead.
+    unanswered_on: RefCell<HashMap<SocketAddr, Connection>>,
 }
 
 impl Drop for Inner {
@@ -324,6 +329,7 @@ impl Producer {
             done: Event::new(),
             counters: Counters::default(),
             wall_clock: WallClock::default(),
+            unanswered_on: RefCell::new(HashMap::new()),
         });
         let sender = glommio::spawn_local(run_sender(inner.clone()));
         Ok(Producer {
@@ -611,6 +617,28 @@ fn unit_failed(
     }
 }
 
+/// With acks none, whether the connection earlier produces to `addr` went over was closed
+/// since (`conn` is its replacement): the broker closes it when an acks=0 produce fails, for
+/// example because the topic was deleted. The error sends these units back for a retry after
+/// a metadata refresh, so records for a topic that is gone fail instead of being written to
+/// a broker that drops them.
+fn broker_closed_unanswered(
+    inner: &Inner,
+    addr: SocketAddr,
+    conn: &Connection,
+) -> Option<ClientError> {
+    let previous = inner.unanswered_on.borrow_mut().insert(addr, conn.clone());
+    match previous {
+        Some(p) if !p.is_open() && !p.is_same(conn) => Some(ClientError::ConnectionLost {
+            addr: addr.to_string(),
+            reason: "the broker closed the connection earlier acks=0 produces went over \
+                     (it does so when one fails)"
+                .to_string(),
+        }),
+        _ => None,
+    }
+}
+
 /// One Produce request to `addr` carrying `units`, and the handling of its outcome.
 async fn produce(inner: Rc<Inner>, addr: SocketAddr, mut units: Vec<ProduceUnit>) {
     let acks = inner.config.acks;
@@ -638,7 +666,10 @@ async fn produce(inner: Rc<Inner>, addr: SocketAddr, mut units: Vec<ProduceUnit>
     let outcome = match inner.client.connection(addr).await {
         Err(e) => Err(e),
         Ok(conn) => match acks {
-            Acks::None => conn.send_unanswered(&request, timeout).await.map(|()| None),
+            Acks::None => match broker_closed_unanswered(&inner, addr, &conn) {
+                Some(error) => Err(error),
+                None => conn.send_unanswered(&request, timeout).await.map(|()| None),
+            },
             Acks::Leader => conn.call(&request, timeout + PRODUCE_GRACE).await.map(Some),
         },
     };
