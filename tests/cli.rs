@@ -6,6 +6,8 @@ mod common;
 
 use std::io::{Read, Write};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::broker::Broker;
@@ -677,4 +679,118 @@ fn produce_acks_none_into_a_topic_deleted_mid_stream_fails() {
     );
     assert!(!r.stderr.contains(" acknowledged,"), "{}", r.stderr);
     broker.stop();
+}
+
+/// A TCP server on 127.0.0.1 that is not a Quill broker: it accepts connections, reads
+/// whatever comes, and answers each connection's first bytes with `answer` (nothing at all
+/// when `answer` is `None`), keeping the connection open. Lives as long as the test process.
+/// Returns its address and the count of connections it accepted.
+fn fake_server(answer: Option<&'static [u8]>) -> (String, Arc<AtomicUsize>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            count.fetch_add(1, Ordering::SeqCst);
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                let mut answered = false;
+                while let Ok(n) = stream.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    if let (Some(a), false) = (answer, answered) {
+                        let _ = stream.write_all(a);
+                        answered = true;
+                    }
+                }
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+/// Runs `quill ARGS`; returns its result and how long it took.
+fn timed(addr: &str, args: &[&str]) -> (Run, Duration) {
+    let started = Instant::now();
+    let r = quill(addr, args, b"x\n");
+    (r, started.elapsed())
+}
+
+/// Finding 11: a server that accepts but never answers. Every client command fails with
+/// exit status 3 after its request timeout (`--timeout-ms` on topic and produce,
+/// `--request-timeout-ms` everywhere), which is not retried. The bounds are hang guards with
+/// a wide margin, not latency targets: the old behaviour was 4 x 30 s.
+#[test]
+fn an_unresponsive_broker_fails_after_the_request_timeout() {
+    let (silent, accepted) = fake_server(None);
+    for args in [
+        &["topic", "list", "--timeout-ms", "300"][..],
+        &["topic", "describe", "t", "--request-timeout-ms", "300"][..],
+        &["produce", "t", "--timeout-ms", "300"][..],
+        &[
+            "consume",
+            "t",
+            "--request-timeout-ms",
+            "300",
+            "--timeout-ms",
+            "100",
+        ][..],
+    ] {
+        let (r, took) = timed(&silent, args);
+        assert_eq!(r.code, 3, "{args:?}: {}", r.stderr);
+        assert_eq!(
+            r.stderr,
+            format!("quill: request to broker {silent} timed out after 300 ms\n"),
+            "{args:?}"
+        );
+        assert!(took < Duration::from_secs(10), "{args:?} took {took:?}");
+        // One attempt: a timeout is not retried.
+        assert_eq!(accepted.swap(0, Ordering::SeqCst), 1, "{args:?}");
+    }
+    // The default is short enough for a person: well under the old two minutes.
+    let (r, took) = timed(&silent, &["topic", "list"]);
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("timed out after 10000 ms"),
+        "{}",
+        r.stderr
+    );
+    assert!(took < Duration::from_secs(40), "took {took:?}");
+    // The flags are checked like any other.
+    let (r, _) = timed(&silent, &["topic", "list", "--timeout-ms", "0"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    let (r, _) = timed(
+        &silent,
+        &[
+            "topic",
+            "list",
+            "--timeout-ms",
+            "5",
+            "--request-timeout-ms",
+            "5",
+        ],
+    );
+    assert_eq!(r.code, 2, "{}", r.stderr);
+}
+
+/// `--connect-timeout-ms`: a listener whose accept queue is full (backlog 0, never
+/// accepting) drops further connection attempts, so connecting times out.
+#[test]
+fn a_broker_that_never_accepts_fails_after_the_connect_timeout() {
+    use std::os::fd::AsRawFd;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    assert_eq!(unsafe { libc::listen(listener.as_raw_fd(), 0) }, 0);
+    let addr = listener.local_addr().unwrap().to_string();
+    // Fills the queue of one.
+    let _queued = std::net::TcpStream::connect(&addr).unwrap();
+    let (r, took) = timed(&addr, &["topic", "list", "--connect-timeout-ms", "300"]);
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    assert_eq!(
+        r.stderr,
+        format!("quill: broker {addr} unreachable: no connection within 300 ms\n")
+    );
+    assert!(took < Duration::from_secs(10), "took {took:?}");
 }

@@ -59,6 +59,10 @@ pub struct ProduceArgs {
     /// record was acknowledged.
     #[arg(short, long)]
     pub verbose: bool,
+    /// Same as --request-timeout-ms: a record not acknowledged within MS ms fails
+    #[arg(long, value_name = "MS", conflicts_with = "request_timeout_ms",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub timeout_ms: Option<u64>,
 }
 
 const PRODUCE_HELP: &str = concat!(
@@ -310,7 +314,7 @@ pub fn run(args: ProduceArgs) -> ExitCode {
             return ExitCode::from(EXIT_FAILED);
         }
     };
-    let client = match args.broker.connect() {
+    let client = match args.broker.with_timeout_ms(args.timeout_ms).connect() {
         Ok(c) => c,
         Err(e) => return super::fail(&e),
     };

@@ -136,7 +136,17 @@ impl Connection {
         };
         let stream = TcpStream::connect_timeout(addr, settings.connect_timeout)
             .await
-            .map_err(|e| unreachable(e.into()))?;
+            .map_err(|e| {
+                let e: io::Error = e.into();
+                if e.kind() == io::ErrorKind::TimedOut {
+                    ClientError::ConnectTimedOut {
+                        addr: addr.to_string(),
+                        timeout_ms: settings.connect_timeout.as_millis() as u64,
+                    }
+                } else {
+                    unreachable(e)
+                }
+            })?;
         stream
             .set_nodelay(true)
             .map_err(|e| unreachable(e.into()))?;

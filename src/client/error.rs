@@ -28,6 +28,9 @@ pub enum ClientError {
     /// connection cannot skip one response.
     #[error("request to broker {addr} timed out after {timeout_ms} ms")]
     TimedOut { addr: String, timeout_ms: u64 },
+    /// The TCP connection was not established within `connect_timeout_ms`.
+    #[error("broker {addr} unreachable: no connection within {timeout_ms} ms")]
+    ConnectTimedOut { addr: String, timeout_ms: u64 },
     /// The broker sent something the protocol does not allow (an undecodable frame, a response
     /// out of order); the connection was closed.
     #[error("broker {addr} broke the protocol: {reason}")]
@@ -106,7 +109,8 @@ impl ClientError {
         match self {
             ClientError::Unreachable { .. }
             | ClientError::ConnectionLost { .. }
-            | ClientError::TimedOut { .. } => true,
+            | ClientError::TimedOut { .. }
+            | ClientError::ConnectTimedOut { .. } => true,
             ClientError::Broker { code, .. } => code.is_retriable(),
             _ => false,
         }
@@ -120,6 +124,17 @@ impl ClientError {
             ClientError::Unreachable { .. }
                 | ClientError::ConnectionLost { .. }
                 | ClientError::TimedOut { .. }
+                | ClientError::ConnectTimedOut { .. }
+        )
+    }
+
+    /// Whether the client gave up waiting (to connect, or for a response). The client does
+    /// not retry these within the same call: a broker that let a whole timeout pass is
+    /// unlikely to answer the next attempt sooner, and retrying would multiply the wait.
+    pub fn is_timeout(&self) -> bool {
+        matches!(
+            self,
+            ClientError::TimedOut { .. } | ClientError::ConnectTimedOut { .. }
         )
     }
 
@@ -219,6 +234,29 @@ mod tests {
         };
         assert_eq!(e.to_string(), "produce to t-0: STORAGE_ERROR");
         assert!(e.is_retriable());
+    }
+
+    #[test]
+    fn timeouts_are_connection_errors_not_retried_within_a_call() {
+        let e = ClientError::ConnectTimedOut {
+            addr: "127.0.0.1:9092".into(),
+            timeout_ms: 300,
+        };
+        assert_eq!(
+            e.to_string(),
+            "broker 127.0.0.1:9092 unreachable: no connection within 300 ms"
+        );
+        assert!(e.is_connection() && e.is_timeout());
+        let e = ClientError::TimedOut {
+            addr: "127.0.0.1:9092".into(),
+            timeout_ms: 300,
+        };
+        assert!(e.is_connection() && e.is_timeout());
+        let e = ClientError::ConnectionLost {
+            addr: "127.0.0.1:9092".into(),
+            reason: "reset".into(),
+        };
+        assert!(!e.is_timeout());
     }
 
     #[test]

@@ -595,7 +595,9 @@ fn unit_failed(
     retriable: bool,
     now: Instant,
 ) {
-    if retriable && unit.attempts < inner.client.config().retries_max {
+    // A client-side timeout is final (see `ClientError::is_timeout`): the broker had a whole
+    // request timeout, and a retry would multiply the wait for every record behind it.
+    if retriable && !error.is_timeout() && unit.attempts < inner.client.config().retries_max {
         if matches!(
             error.code(),
             Some(ErrorCode::UnknownTopicOrPartition | ErrorCode::StaleLeaderEpoch)
