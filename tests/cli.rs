@@ -794,3 +794,40 @@ fn a_broker_that_never_accepts_fails_after_the_connect_timeout() {
     );
     assert!(took < Duration::from_secs(10), "took {took:?}");
 }
+
+/// Finding 11: a peer that is not a Quill broker is named as such, at once and without
+/// retrying (it used to be "frame of 1213486160 bytes is over the limit"), exit status 3.
+#[test]
+fn a_peer_that_is_not_a_quill_broker_is_named() {
+    let (http, accepted) = fake_server(Some(b"HTTP/1.1 400 Bad Request\r\n\r\n"));
+    for args in [
+        &["topic", "list"][..],
+        &["produce", "t"][..],
+        &["consume", "t", "--timeout-ms", "100"][..],
+    ] {
+        let (r, took) = timed(&http, args);
+        assert_eq!(r.code, 3, "{args:?}: {}", r.stderr);
+        assert_eq!(
+            r.stderr,
+            format!(
+                "quill: the peer at {http} is not a Quill broker: it answered \
+                 \"HTTP/1.1 400 Bad Request\"\n"
+            ),
+            "{args:?}"
+        );
+        assert!(took < Duration::from_secs(10), "{args:?} took {took:?}");
+        assert_eq!(accepted.swap(0, Ordering::SeqCst), 1, "{args:?}");
+    }
+    // A well-sized frame that is no answer to ApiVersions (correlation id 0x99, not 1).
+    let (odd, _) = fake_server(Some(b"\x00\x00\x00\x08\x00\x00\x00\x99\x00\x00\xff\xff"));
+    let (r, _) = timed(&odd, &["topic", "list"]);
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    assert!(
+        r.stderr.starts_with(&format!(
+            "quill: the peer at {odd} is not a Quill broker: its first answer is not a Quill \
+             response ("
+        )),
+        "{}",
+        r.stderr
+    );
+}

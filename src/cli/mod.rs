@@ -43,7 +43,8 @@ Exit status:
   1  the broker refused or failed the operation (unknown topic, topic exists,
      a record not acknowledged, ...)
   2  bad command line (unknown flag, bad value, bad broker address)
-  3  the broker could not be reached (connection refused, timed out or lost)"
+  3  the broker could not be reached (connection refused, timed out or lost),
+     or the address is not a Quill broker's"
     };
 }
 pub(crate) use exit_status_help;

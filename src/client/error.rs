@@ -31,6 +31,10 @@ pub enum ClientError {
     /// The TCP connection was not established within `connect_timeout_ms`.
     #[error("broker {addr} unreachable: no connection within {timeout_ms} ms")]
     ConnectTimedOut { addr: String, timeout_ms: u64 },
+    /// The peer at `addr` does not speak the protocol: its first answer (to ApiVersions) is
+    /// not a Quill response, for example an HTTP server's "400 Bad Request". Not retried.
+    #[error("the peer at {addr} is not a Quill broker: {reason}")]
+    NotQuill { addr: String, reason: String },
     /// The broker sent something the protocol does not allow (an undecodable frame, a response
     /// out of order); the connection was closed.
     #[error("broker {addr} broke the protocol: {reason}")]
@@ -116,12 +120,14 @@ impl ClientError {
         }
     }
 
-    /// Whether this is about reaching the broker at all (unreachable, connection lost, timed
-    /// out), as opposed to the broker refusing the operation.
+    /// Whether this is about reaching a broker at all (unreachable, connection lost, timed
+    /// out, or the peer is not a Quill broker), as opposed to the broker refusing the
+    /// operation.
     pub fn is_connection(&self) -> bool {
         matches!(
             self,
             ClientError::Unreachable { .. }
+                | ClientError::NotQuill { .. }
                 | ClientError::ConnectionLost { .. }
                 | ClientError::TimedOut { .. }
                 | ClientError::ConnectTimedOut { .. }
