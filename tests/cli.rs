@@ -348,11 +348,15 @@ fn errors_are_sentences_with_documented_exit_codes() {
         "{}",
         r.stderr
     );
-    let r = quill(&b, &["consume", "e", "--offset", "7", "--count", "1"], b"");
+    let r = quill(
+        &b,
+        &["consume", "e", "-p", "0", "--offset", "7", "--count", "1"],
+        b"",
+    );
     assert_eq!(r.code, 1);
     assert_eq!(
         r.stderr,
-        "quill: offset 7 is out of range for e-0: the log holds offsets 0 to 0\n"
+        "quill: offset 7 is out of range for e-0: the log is empty\n"
     );
 
     let down = format!("127.0.0.1:{}", closed_port());
@@ -417,7 +421,9 @@ struct Running {
     child: std::process::Child,
     stdin: Option<std::process::ChildStdin>,
     out: std::thread::JoinHandle<Vec<u8>>,
-    err: std::thread::JoinHandle<Vec<u8>>,
+    /// Stderr so far; complete once `err` ends.
+    stderr: Arc<std::sync::Mutex<Vec<u8>>>,
+    err: std::thread::JoinHandle<()>,
     args: Vec<String>,
 }
 
@@ -438,6 +444,8 @@ impl Running {
         let stdin = child.stdin.take();
         let mut out = child.stdout.take().unwrap();
         let mut err = child.stderr.take().unwrap();
+        let stderr = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let collected = stderr.clone();
         Running {
             child,
             stdin,
@@ -446,10 +454,15 @@ impl Running {
                 let _ = out.read_to_end(&mut v);
                 v
             }),
+            stderr,
             err: std::thread::spawn(move || {
-                let mut v = Vec::new();
-                let _ = err.read_to_end(&mut v);
-                v
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = err.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    collected.lock().unwrap().extend_from_slice(&buf[..n]);
+                }
             }),
             args: args.iter().map(|a| a.to_string()).collect(),
         }
@@ -465,6 +478,23 @@ impl Running {
 
     fn close_stdin(&mut self) {
         self.stdin.take();
+    }
+
+    /// Waits (at most 30 s) until the process wrote `text` to stderr.
+    fn wait_for_stderr(&self, text: &str) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let so_far = String::from_utf8_lossy(&self.stderr.lock().unwrap()).into_owned();
+            if so_far.contains(text) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "quill {:?} never wrote {text:?}; stderr: {so_far}",
+                self.args
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     fn signal(&self, signal: i32) {
@@ -488,7 +518,8 @@ impl Running {
         };
         self.stdin.take();
         let stdout_bytes = self.out.join().unwrap();
-        let stderr = String::from_utf8_lossy(&self.err.join().unwrap()).into_owned();
+        self.err.join().unwrap();
+        let stderr = String::from_utf8_lossy(&self.stderr.lock().unwrap()).into_owned();
         Run {
             code: status
                 .code()
@@ -830,4 +861,84 @@ fn a_peer_that_is_not_a_quill_broker_is_named() {
         "{}",
         r.stderr
     );
+}
+
+/// Finding 12: `consume --offset N`. With --partition it applies to that partition only, and
+/// an N outside its log is an error naming the offsets the log really holds. Without it, N
+/// applies to every partition, and a partition whose log does not hold N (here one shorter
+/// and one empty) starts at its end with a note, instead of failing the whole command.
+#[test]
+fn consume_offset_applies_per_partition() {
+    let dir = tmpdir();
+    let broker = Broker::start(dir.path(), 2);
+    let b = broker.addr.to_string();
+    ok(&quill(
+        &b,
+        &["topic", "create", "o3", "--partitions", "3"],
+        b"",
+    ));
+    ok(&quill(
+        &b,
+        &["produce", "o3", "-p", "0"],
+        b"a0\na1\na2\na3\na4\n",
+    ));
+    ok(&quill(&b, &["produce", "o3", "-p", "1"], b"b0\nb1\n"));
+
+    let r = quill(
+        &b,
+        &["consume", "o3", "-p", "0", "--offset", "3", "-c", "2"],
+        b"",
+    );
+    ok(&r);
+    assert_eq!(r.stdout, "a3\na4\n");
+    let r = quill(
+        &b,
+        &["consume", "o3", "-p", "1", "--offset", "3", "-c", "1"],
+        b"",
+    );
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert_eq!(
+        r.stderr,
+        "quill: offset 3 is out of range for o3-1: the log holds offsets 0 to 1\n"
+    );
+    let r = quill(
+        &b,
+        &["consume", "o3", "-p", "2", "--offset", "3", "-c", "1"],
+        b"",
+    );
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert_eq!(
+        r.stderr,
+        "quill: offset 3 is out of range for o3-2: the log is empty\n"
+    );
+
+    let r = quill(
+        &b,
+        &["consume", "o3", "--offset", "3", "--timeout-ms", "1000"],
+        b"",
+    );
+    ok(&r);
+    assert_eq!(r.stdout, "a3\na4\n");
+    assert_eq!(
+        r.stderr,
+        "quill: offset 3 is past the end of o3-1 (it holds offsets 0 to 1): reading it from \
+         offset 2\n\
+         quill: offset 3 is past the end of o3-2 (it is empty): reading it from offset 0\n"
+    );
+    // Records produced afterwards to the moved partitions are read.
+    let mut c = Running::start(
+        &["consume", "o3", "--offset", "3", "-c", "4", "-b", &b],
+        &[],
+    );
+    c.close_stdin();
+    // The positions are chosen once the notes are out; produce only then.
+    c.wait_for_stderr("o3-2 (it is empty)");
+    ok(&quill(&b, &["produce", "o3", "-p", "1"], b"b2\n"));
+    ok(&quill(&b, &["produce", "o3", "-p", "2"], b"c0\n"));
+    let r = c.finish(Duration::from_secs(30));
+    ok(&r);
+    let mut lines: Vec<&str> = r.stdout.lines().collect();
+    lines.sort_unstable();
+    assert_eq!(lines, ["a3", "a4", "b2", "c0"]);
+    broker.stop();
 }

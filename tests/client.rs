@@ -599,7 +599,7 @@ fn offset_out_of_range_policies() {
         );
         assert_eq!(
             e.to_string(),
-            "offset 1000 is out of range for o-0: the log holds offsets 0 to 5"
+            "offset 1000 is out of range for o-0: the log holds offsets 0 to 4"
         );
         let c = client.consumer(ConsumerConfig::default()).unwrap();
         c.assign("o", None, StartOffset::Offset(1000))

@@ -59,7 +59,8 @@ pub enum ClientError {
     #[error("record of {bytes} bytes is too large: batches are limited to {max} bytes")]
     RecordTooLarge { bytes: usize, max: usize },
     /// A consumer position is outside the partition's log and the reset policy is `Error`.
-    #[error("offset {offset} is out of range for {topic}-{partition}: the log holds offsets {log_start_offset} to {log_end_offset}")]
+    /// `log_end_offset` is the offset the next record will get, one past the last.
+    #[error("offset {offset} is out of range for {topic}-{partition}: {}", describe_log_range(*.log_start_offset, *.log_end_offset))]
     OffsetOutOfRange {
         topic: String,
         partition: u32,
@@ -173,6 +174,16 @@ impl ClientError {
     }
 }
 
+/// What offsets a log of `[start, end)` holds, for a person: "the log holds offsets 0 to 2",
+/// "the log is empty", or "the log is empty (its next offset is 7)" after retention.
+pub(crate) fn describe_log_range(start: i64, end: i64) -> String {
+    match end {
+        0 => "the log is empty".to_string(),
+        end if end <= start => format!("the log is empty (its next offset is {end})"),
+        end => format!("the log holds offsets {start} to {}", end - 1),
+    }
+}
+
 /// A short lower-case description of an I/O error, without the "(os error N)" suffix.
 pub(crate) fn describe_io(e: &io::Error) -> String {
     use io::ErrorKind::*;
@@ -263,6 +274,33 @@ mod tests {
             reason: "reset".into(),
         };
         assert!(!e.is_timeout());
+    }
+
+    #[test]
+    fn out_of_range_names_the_last_offset_that_exists() {
+        let e = |start, end| ClientError::OffsetOutOfRange {
+            topic: "t".into(),
+            partition: 1,
+            offset: 9,
+            log_start_offset: start,
+            log_end_offset: end,
+        };
+        assert_eq!(
+            e(0, 3).to_string(),
+            "offset 9 is out of range for t-1: the log holds offsets 0 to 2"
+        );
+        assert_eq!(
+            e(0, 0).to_string(),
+            "offset 9 is out of range for t-1: the log is empty"
+        );
+        assert_eq!(
+            e(7, 7).to_string(),
+            "offset 9 is out of range for t-1: the log is empty (its next offset is 7)"
+        );
+        assert_eq!(
+            e(10, 11).to_string(),
+            "offset 9 is out of range for t-1: the log holds offsets 10 to 10"
+        );
     }
 
     #[test]
