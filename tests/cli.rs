@@ -942,3 +942,94 @@ fn consume_offset_applies_per_partition() {
     assert_eq!(lines, ["a3", "a4", "b2", "c0"]);
     broker.stop();
 }
+
+/// Finding 13: `--log-level` refuses what is not a level or a directive (`verbose` used to
+/// be taken as a module name, silencing everything else), exit status 2; `RUST_LOG` is
+/// honoured and checked the same way; the flag wins over it.
+#[test]
+fn log_level_flag_and_rust_log() {
+    let down = format!("127.0.0.1:{}", closed_port());
+    let run = |args: &[&str], env: &[(&str, &str)]| {
+        let mut all = args.to_vec();
+        all.extend(["-b", &down]);
+        Running::start(&all, env).finish(Duration::from_secs(30))
+    };
+    let r = run(&["--log-level", "verbose", "topic", "list"], &[]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("'verbose' is not a log level"),
+        "{}",
+        r.stderr
+    );
+    let r = run(&["topic", "list"], &[("RUST_LOG", "verbose")]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .starts_with("quill: RUST_LOG: 'verbose' is not a log level"),
+        "{}",
+        r.stderr
+    );
+    // The client's retries of a refused connection are logged at debug level.
+    let r = run(&["topic", "list"], &[("RUST_LOG", "debug")]);
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    assert!(r.stderr.contains(" DEBUG "), "{}", r.stderr);
+    let r = run(&["topic", "list", "--log-level", "quill=debug"], &[]);
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    assert!(r.stderr.contains(" DEBUG "), "{}", r.stderr);
+    let r = run(
+        &["topic", "list", "--log-level", "warn"],
+        &[("RUST_LOG", "debug")],
+    );
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    assert!(!r.stderr.contains(" DEBUG "), "{}", r.stderr);
+    let r = run(&["topic", "list"], &[]);
+    assert!(!r.stderr.contains(" DEBUG "), "{}", r.stderr);
+}
+
+/// Finding 13 for the broker: `RUST_LOG=debug quill serve` logs at debug level. The second
+/// bad request on a connection is logged at debug (the first at warn).
+#[test]
+fn serve_honours_rust_log() {
+    use std::io::BufRead;
+    let dir = tmpdir();
+    let mut serve = Command::new(env!("CARGO_BIN_EXE_quill"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--shards", "1"])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .env("RUST_LOG", "debug")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(serve.stdout.take().unwrap()).lines();
+    let line = lines.next().expect("a listening line").unwrap();
+    let addr: std::net::SocketAddr = line.split_whitespace().nth(3).unwrap().parse().unwrap();
+    let mut err = serve.stderr.take().unwrap();
+    let stderr = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let mut conn = common::broker::Conn::connect(addr);
+    for corr in 1u32..=2 {
+        // api_key 999 does not exist: an error response, and a log line.
+        let mut frame = 8u32.to_be_bytes().to_vec();
+        frame.extend(999u16.to_be_bytes());
+        frame.extend(0u16.to_be_bytes());
+        frame.extend(corr.to_be_bytes());
+        conn.send_raw(&frame);
+        conn.read_frame().expect("an error response");
+    }
+    drop(conn);
+    unsafe { libc::kill(serve.id() as i32, libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while serve.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = serve.kill();
+            panic!("the broker did not stop within 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let stderr = stderr.join().unwrap();
+    assert!(stderr.contains(" DEBUG "), "{stderr}");
+}

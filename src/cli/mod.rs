@@ -7,6 +7,7 @@
 //! exit status says what kind ([`EXIT_STATUS_HELP`]).
 
 pub mod consume;
+pub mod logging;
 pub mod produce;
 pub mod topic;
 
