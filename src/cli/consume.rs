@@ -33,7 +33,8 @@ pub struct ConsumeArgs {
     /// Exit after printing N records.
     #[arg(short = 'c', long, value_name = "N")]
     pub count: Option<u64>,
-    /// Exit after T ms without a new record [default: wait for records forever]
+    /// Exit after T ms without a new record, as kafka-console-consumer's --timeout-ms (the
+    /// broker's request timeout is --request-timeout-ms) [default: wait for records forever]
     #[arg(long, value_name = "T")]
     pub timeout_ms: Option<u64>,
     /// text: each value on its own line (raw bytes; a null value prints an empty line).
