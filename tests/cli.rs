@@ -1033,3 +1033,27 @@ fn serve_honours_rust_log() {
     let stderr = stderr.join().unwrap();
     assert!(stderr.contains(" DEBUG "), "{stderr}");
 }
+
+/// SIGINT while `quill produce` is still waiting for a broker that never answers: nothing
+/// was read, so there is nothing to wait for; it reports at once instead of after the
+/// (here one-minute) request timeout.
+#[test]
+fn produce_interrupted_before_connecting_exits_at_once() {
+    let (silent, accepted) = fake_server(None);
+    let p = Running::start(
+        &["produce", "t", "--timeout-ms", "60000", "-b", &silent],
+        &[],
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while accepted.load(Ordering::SeqCst) == 0 {
+        assert!(Instant::now() < deadline, "never connected");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    p.signal(libc::SIGINT);
+    let r = p.finish(Duration::from_secs(30));
+    assert_eq!(r.code, 130, "{}", r.stderr);
+    assert_eq!(
+        r.stderr,
+        "quill: interrupted by SIGINT\nquill: 0 records read, 0 acknowledged, 0 not acknowledged\n"
+    );
+}

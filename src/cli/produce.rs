@@ -161,7 +161,14 @@ impl Interrupts {
                     return;
                 };
                 seen.store(first, Ordering::SeqCst);
-                let deadline = Instant::now() + INTERRUPT_GRACE + INTERRUPT_WATCHER_MARGIN;
+                // Nothing sent yet (still connecting, say): nothing to wait for, beyond a
+                // couple of ticks for the main thread to notice and report itself.
+                let wait = if tally.read.load(Ordering::SeqCst) == 0 {
+                    2 * TICK
+                } else {
+                    INTERRUPT_GRACE + INTERRUPT_WATCHER_MARGIN
+                };
+                let deadline = Instant::now() + wait;
                 while Instant::now() < deadline {
                     if signals.pending().next().is_some() {
                         break;
