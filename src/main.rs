@@ -13,9 +13,11 @@ use quill::disk::Durability;
     about = "Quill: a durable, thread-per-core message broker"
 )]
 struct Cli {
-    /// Log level: error, warn, info, debug, trace (or a tracing filter).
-    #[arg(long, global = true, default_value = "info")]
-    log_level: String,
+    /// Log level: off, error, warn, info, debug, trace, or directives such as
+    /// quill=debug,glommio=warn [default: $RUST_LOG, else info]
+    #[arg(long, global = true, value_name = "LEVEL",
+          value_parser = quill::cli::logging::check_log_filter)]
+    log_level: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -122,8 +124,16 @@ enum DebugCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log_level)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let env =
+        std::env::var_os(quill::cli::logging::LOG_ENV).map(|v| v.to_string_lossy().into_owned());
+    let filter =
+        match quill::cli::logging::choose_log_filter(cli.log_level.as_deref(), env.as_deref()) {
+            Ok(spec) => tracing_subscriber::EnvFilter::new(spec),
+            Err(e) => {
+                eprintln!("quill: {e}");
+                return ExitCode::from(quill::cli::EXIT_USAGE);
+            }
+        };
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -599,7 +599,7 @@ fn offset_out_of_range_policies() {
         );
         assert_eq!(
             e.to_string(),
-            "offset 1000 is out of range for o-0: the log holds offsets 0 to 5"
+            "offset 1000 is out of range for o-0: the log holds offsets 0 to 4"
         );
         let c = client.consumer(ConsumerConfig::default()).unwrap();
         c.assign("o", None, StartOffset::Offset(1000))
@@ -937,4 +937,109 @@ fn unreachable_broker_is_reported() {
         .err()
         .unwrap();
     assert!(matches!(e, ClientError::BadAddress { .. }), "{e}");
+}
+
+/// Waits for `f` at most `limit`; `None` if it did not finish (a hang guard, not a latency
+/// target).
+async fn within<T>(limit: Duration, f: impl std::future::Future<Output = T>) -> Option<T> {
+    futures_lite::future::or(async { Some(f.await) }, async {
+        glommio::timer::sleep(limit).await;
+        None
+    })
+    .await
+}
+
+/// A topic deleted while records are queued (issue 8, finding 10): the broker answers
+/// UNKNOWN_TOPIC_OR_PARTITION, the producer refreshes metadata, learns the topic is gone and
+/// fails the records with `UnknownTopic`; `flush` returns instead of waiting for ever, and
+/// the next `send` is refused.
+#[test]
+fn a_topic_deleted_under_the_producer_fails_its_records() {
+    let dir = tmpdir();
+    let broker = Broker::start(dir.path(), 2);
+    let addr = broker.addr;
+    run(move || async move {
+        let client = Client::connect(config(addr)).await.unwrap();
+        let admin = client.admin();
+        admin.create_topic(NewTopic::new("gone", 2)).await.unwrap();
+        let producer = client.producer(ProducerConfig::default()).unwrap();
+        for p in 0..2 {
+            let r = ProducerRecord::new("gone", "before").with_partition(p);
+            producer.send_and_wait(r).await.unwrap();
+        }
+        // Deleted by someone else: this client's cache still knows the topic.
+        let other = Client::connect(config(addr)).await.unwrap();
+        other.admin().delete_topic("gone").await.unwrap();
+        let mut deliveries = Vec::new();
+        for p in 0..2 {
+            let r = ProducerRecord::new("gone", "after").with_partition(p);
+            deliveries.push(producer.send(r).await.unwrap());
+        }
+        within(Duration::from_secs(30), producer.flush())
+            .await
+            .expect("flush returned within 30 s")
+            .unwrap();
+        for d in deliveries {
+            let e = d.await.unwrap_err();
+            assert_eq!(e.to_string(), "unknown topic 'gone'");
+        }
+        let e = producer
+            .send(ProducerRecord::new("gone", "later"))
+            .await
+            .err()
+            .unwrap();
+        assert_eq!(e.to_string(), "unknown topic 'gone'");
+    });
+    broker.stop();
+}
+
+/// With acks none the broker answers nothing, not even a failed produce: it closes the
+/// connection. A producer that finds the connection its earlier produces went over closed
+/// refreshes metadata before sending more, so records for a topic deleted meanwhile fail with
+/// `UnknownTopic` instead of resolving as written (issue 8, finding 10).
+#[test]
+fn acks_none_notices_a_deleted_topic() {
+    let dir = tmpdir();
+    let broker = Broker::start(dir.path(), 1);
+    let addr = broker.addr;
+    run(move || async move {
+        let client = Client::connect(config(addr)).await.unwrap();
+        client
+            .admin()
+            .create_topic(NewTopic::new("gone0", 1))
+            .await
+            .unwrap();
+        let producer = client
+            .producer(ProducerConfig {
+                acks: Acks::None,
+                ..ProducerConfig::default()
+            })
+            .unwrap();
+        producer
+            .send_and_wait(ProducerRecord::new("gone0", "before"))
+            .await
+            .unwrap();
+        let other = Client::connect(config(addr)).await.unwrap();
+        other.admin().delete_topic("gone0").await.unwrap();
+        let mut error = None;
+        for i in 0..250 {
+            let outcome = match producer.send(ProducerRecord::new("gone0", "after")).await {
+                Ok(d) => within(Duration::from_secs(30), d)
+                    .await
+                    .expect("delivered within 30 s"),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = outcome {
+                error = Some((i, e));
+                break;
+            }
+            glommio::timer::sleep(Duration::from_millis(20)).await;
+        }
+        let (i, e) = error.expect("a record for the deleted topic failed");
+        assert!(
+            matches!(e, ClientError::UnknownTopic { .. }),
+            "record {i}: {e}"
+        );
+    });
+    broker.stop();
 }

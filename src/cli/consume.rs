@@ -5,7 +5,8 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use super::{fail, is_broken_pipe, usage, BrokerArgs, EXIT_STATUS_HELP};
-use crate::client::{AutoReset, ConsumedRecord, ConsumerConfig, StartOffset};
+use crate::client::blocking;
+use crate::client::{AutoReset, ClientError, ConsumedRecord, ConsumerConfig, StartOffset};
 
 /// The longest one poll waits, so `--timeout-ms` and `--count` are checked regularly.
 const POLL_MS_MAX: u64 = 500;
@@ -23,13 +24,17 @@ pub struct ConsumeArgs {
     /// Start at the oldest record still stored [default: start after the newest record]
     #[arg(long, conflicts_with = "offset")]
     pub from_beginning: bool,
-    /// Start at this offset (in every partition read). An offset outside the log is an error.
+    /// Start at offset N. With --partition, in that partition, and an N outside its log is
+    /// an error. Without, in every partition (as kcat's -o), where a partition whose log does
+    /// not hold N starts at the nearer end of its log instead (its first offset if N is
+    /// below it, its end if N is past it), with a note on stderr.
     #[arg(long, value_name = "N")]
     pub offset: Option<i64>,
     /// Exit after printing N records.
     #[arg(short = 'c', long, value_name = "N")]
     pub count: Option<u64>,
-    /// Exit after T ms without a new record [default: wait for records forever]
+    /// Exit after T ms without a new record, as kafka-console-consumer's --timeout-ms (the
+    /// broker's request timeout is --request-timeout-ms) [default: wait for records forever]
     #[arg(long, value_name = "T")]
     pub timeout_ms: Option<u64>,
     /// text: each value on its own line (raw bytes; a null value prints an empty line).
@@ -109,6 +114,66 @@ pub fn json_line(r: &ConsumedRecord) -> String {
     )
 }
 
+/// Where a partition whose log is `[log_start, end)` starts for `--offset N` without
+/// `--partition`: N if the log holds it (or N is its end, the next offset), else the nearer end
+/// of the log, with the note to print.
+pub fn offset_or_nearest(
+    offset: i64,
+    log_start: i64,
+    end: i64,
+    topic: &str,
+    partition: u32,
+) -> (i64, Option<String>) {
+    if (log_start..=end).contains(&offset) {
+        return (offset, None);
+    }
+    let (at, where_) = if offset < log_start {
+        (log_start, "before the start")
+    } else {
+        (end, "past the end")
+    };
+    let holds = if end <= log_start {
+        "it is empty".to_string()
+    } else {
+        format!("it holds offsets {log_start} to {}", end - 1)
+    };
+    let note =
+        format!("quill: offset {offset} is {where_} of {topic}-{partition} ({holds}): reading it from offset {at}");
+    (at, Some(note))
+}
+
+/// `--offset N` on every partition of `topic` (kcat's `-o N`): a partition whose log does
+/// not hold N starts at the nearer end of it, with a note on stderr, rather than failing the
+/// whole command because one partition is empty or shorter.
+fn assign_offset_everywhere(
+    client: &blocking::Client,
+    consumer: &blocking::Consumer,
+    topic: &str,
+    offset: i64,
+) -> Result<(), ClientError> {
+    let description = client.admin().describe_topic(topic)?;
+    for p in &description.partitions {
+        let start = if p.error_code.is_none() {
+            let (at, note) = offset_or_nearest(
+                offset,
+                p.log_start_offset,
+                p.high_watermark,
+                topic,
+                p.partition,
+            );
+            if let Some(note) = note {
+                eprintln!("{note}");
+            }
+            at
+        } else {
+            // Its fetch will report what is wrong with it.
+            offset
+        };
+        consumer.assign(topic, Some(vec![p.partition]), StartOffset::Offset(start))?;
+    }
+    Ok(())
+}
+
 /// Runs `quill consume ...`.
 pub fn run(args: ConsumeArgs) -> ExitCode {
     if args.offset.is_some_and(|o| o < 0) {
@@ -135,7 +200,11 @@ pub fn run(args: ConsumeArgs) -> ExitCode {
         Ok(c) => c,
         Err(e) => return fail(&e),
     };
-    if let Err(e) = consumer.assign(&args.topic, args.partition.map(|p| vec![p]), start) {
+    let assigned = match (args.offset, args.partition) {
+        (Some(offset), None) => assign_offset_everywhere(&client, &consumer, &args.topic, offset),
+        _ => consumer.assign(&args.topic, args.partition.map(|p| vec![p]), start),
+    };
+    if let Err(e) = assigned {
         return fail(&e);
     }
     let stdout = std::io::stdout();
@@ -219,6 +288,38 @@ mod tests {
             assert_eq!(base64(input.as_bytes()), want);
         }
         assert_eq!(base64(&[0xff, 0xfe]), "//4=");
+    }
+
+    #[test]
+    fn an_offset_outside_a_log_moves_to_its_nearer_end() {
+        assert_eq!(offset_or_nearest(3, 0, 5, "t", 0), (3, None));
+        assert_eq!(
+            offset_or_nearest(5, 0, 5, "t", 0),
+            (5, None),
+            "the end is valid"
+        );
+        let note = |s: &str| Some(s.to_string());
+        assert_eq!(
+            offset_or_nearest(3, 0, 2, "t", 1),
+            (
+                2,
+                note("quill: offset 3 is past the end of t-1 (it holds offsets 0 to 1): reading it from offset 2")
+            )
+        );
+        assert_eq!(
+            offset_or_nearest(3, 0, 0, "t", 2),
+            (
+                0,
+                note("quill: offset 3 is past the end of t-2 (it is empty): reading it from offset 0")
+            )
+        );
+        assert_eq!(
+            offset_or_nearest(3, 10, 12, "t", 0),
+            (
+                10,
+                note("quill: offset 3 is before the start of t-0 (it holds offsets 10 to 11): reading it from offset 10")
+            )
+        );
     }
 
     #[test]

@@ -10,6 +10,10 @@ use crate::client::{Durability, NewTopic, Retention};
 pub struct TopicArgs {
     #[command(flatten)]
     pub broker: BrokerArgs,
+    /// Same as --request-timeout-ms
+    #[arg(long, value_name = "MS", global = true, conflicts_with = "request_timeout_ms",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub timeout_ms: Option<u64>,
     #[command(subcommand)]
     pub command: TopicCommand,
 }
@@ -103,7 +107,7 @@ pub fn run(args: TopicArgs) -> ExitCode {
         }
         _ => None,
     };
-    let client = match args.broker.connect() {
+    let client = match args.broker.with_timeout_ms(args.timeout_ms).connect() {
         Ok(c) => c,
         Err(e) => return fail(&e),
     };

@@ -247,6 +247,23 @@ impl DeliveryHandle {
             }
         }
     }
+
+    /// Waits at most `timeout` for the outcome; `None` if it is not known yet. Once it has
+    /// returned an outcome, the handle is spent: call it no more.
+    pub fn wait_timeout(&self, timeout: Duration) -> Option<Result<RecordMetadata, ClientError>> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(DeliveryMsg::Done(result)) => return Some(result),
+                Ok(DeliveryMsg::Accepted) => continue,
+                Err(mpsc::RecvTimeoutError::Timeout) => return None,
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    return Some(Err(ClientError::Closed { what: "producer" }))
+                }
+            }
+        }
+    }
 }
 
 impl Producer {

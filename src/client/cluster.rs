@@ -324,7 +324,9 @@ impl Client {
     }
 
     /// Sends `request` to a bootstrap broker, retrying per `retry` up to `retries_max` times
-    /// with backoff. The final answer may be a `Response::Error`.
+    /// with backoff; a timeout is not retried ([`ClientError::is_timeout`]), so an
+    /// unresponsive broker costs one timeout, not `retries_max + 1` of them. The final answer
+    /// may be a `Response::Error`.
     pub(crate) async fn call_any(
         &self,
         request: &Request,
@@ -344,6 +346,7 @@ impl Client {
                     ),
                 },
                 Ok(_) => false,
+                Err(e) if e.is_timeout() => false,
                 Err(e) => match retry {
                     Retry::Idempotent => e.is_retriable(),
                     Retry::NotIdempotent => matches!(e, ClientError::Unreachable { .. }),

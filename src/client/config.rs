@@ -22,7 +22,9 @@ pub struct ClientConfig {
     pub connect_timeout_ms: u64,
     /// How many times a failed request is sent again when the failure is retriable
     /// (connection trouble, [`ErrorCode::is_retriable`](crate::net::error_code::ErrorCode::is_retriable)).
-    /// 0 disables retries. Default 10.
+    /// A timeout (connecting, or waiting for a response) is not retried: the worst case for an
+    /// unresponsive broker is one `connect_timeout_ms` or `request_timeout_ms`, plus the fast
+    /// failures retried before it. 0 disables retries. Default 10.
     pub retries_max: u32,
     /// Pause before each retry. Default 100.
     pub retry_backoff_ms: u64,

@@ -33,6 +33,14 @@ use crate::net::protocol::{ApiVersionsRequest, Limits, Request, Response};
 
 /// Bytes asked of the socket per read.
 const READ_CHUNK_BYTES: usize = 256 << 10;
+/// Largest first response frame (the ApiVersions answer, about 100 bytes) a Quill broker
+/// would send. A peer that announces more is not one: text protocols start with ASCII, and
+/// 4 ASCII bytes read as a size are 0x20202020 (538 MB) or more, e.g. "HTTP" = 1213486160.
+const HELLO_FRAME_BYTES_MAX: u32 = 64 << 10;
+/// Smallest response frame: correlation id, error code, null error message.
+const RESPONSE_FRAME_BYTES_MIN: u32 = 8;
+/// Bytes of a foreign peer's answer quoted in the error.
+const QUOTED_BYTES_MAX: usize = 60;
 
 type Answer = Result<Response, ClientError>;
 
@@ -74,6 +82,10 @@ struct State {
     inflight_requests_max: usize,
     /// Why the connection closed, once it has.
     closed: Option<String>,
+    /// A response has been decoded: the peer speaks the protocol.
+    greeted: bool,
+    /// Why the peer is not a Quill broker, when its first answer showed it.
+    not_quill: Option<String>,
 }
 
 impl State {
@@ -136,7 +148,17 @@ impl Connection {
         };
         let stream = TcpStream::connect_timeout(addr, settings.connect_timeout)
             .await
-            .map_err(|e| unreachable(e.into()))?;
+            .map_err(|e| {
+                let e: io::Error = e.into();
+                if e.kind() == io::ErrorKind::TimedOut {
+                    ClientError::ConnectTimedOut {
+                        addr: addr.to_string(),
+                        timeout_ms: settings.connect_timeout.as_millis() as u64,
+                    }
+                } else {
+                    unreachable(e)
+                }
+            })?;
         stream
             .set_nodelay(true)
             .map_err(|e| unreachable(e.into()))?;
@@ -153,6 +175,8 @@ impl Connection {
                 unanswered: VecDeque::new(),
                 inflight_requests_max: settings.inflight_requests_max.max(1) as usize,
                 closed: None,
+                greeted: false,
+                not_quill: None,
             }),
             writable: Event::new(),
             written: Event::new(),
@@ -203,6 +227,11 @@ impl Connection {
     /// The limits the broker announced in ApiVersions.
     pub(crate) fn limits(&self) -> Limits {
         self.shared.limits.get()
+    }
+
+    /// Whether both handles are of the same connection.
+    pub(crate) fn is_same(&self, other: &Connection) -> bool {
+        Rc::ptr_eq(&self.shared, &other.shared)
     }
 
     /// Whether the connection can still carry requests.
@@ -371,16 +400,32 @@ impl Connection {
 impl Shared {
     /// The error for a request on a closed connection.
     fn lost(&self) -> ClientError {
-        let reason = self
-            .state
-            .borrow()
-            .closed
-            .clone()
-            .unwrap_or_else(|| "closed".to_string());
+        let st = self.state.borrow();
+        if let Some(reason) = &st.not_quill {
+            return ClientError::NotQuill {
+                addr: self.addr.to_string(),
+                reason: reason.clone(),
+            };
+        }
+        let reason = st.closed.clone().unwrap_or_else(|| "closed".to_string());
+        drop(st);
         ClientError::ConnectionLost {
             addr: self.addr.to_string(),
             reason,
         }
+    }
+
+    /// Closes the connection because the peer's first answer is not the protocol's: everything
+    /// outstanding fails with [`ClientError::NotQuill`].
+    fn close_not_quill(&self, reason: String) {
+        {
+            let mut st = self.state.borrow_mut();
+            if st.closed.is_some() {
+                return;
+            }
+            st.not_quill = Some(reason.clone());
+        }
+        self.close(format!("not a Quill broker: {reason}"));
     }
 
     /// Marks the connection closed (the first reason wins) and fails everything outstanding.
@@ -446,14 +491,28 @@ async fn read_loop(shared: Rc<Shared>, mut socket: Half) {
     let mut buf = BytesMut::with_capacity(READ_CHUNK_BYTES);
     let mut scratch = vec![0u8; READ_CHUNK_BYTES];
     loop {
+        let greeted = shared.state.borrow().greeted;
+        if !greeted {
+            if let Some(reason) = foreign_first_frame(&buf) {
+                shared.close_not_quill(reason);
+                return;
+            }
+        }
         loop {
             let decoded = shared.state.borrow_mut().correlator.decode(&mut buf);
             match decoded {
                 Ok(Some((resolver, response))) => {
+                    shared.state.borrow_mut().greeted = true;
                     resolver.resolve(Ok(response));
                     shared.room.notify();
                 }
                 Ok(None) => break,
+                Err(reason) if !shared.state.borrow().greeted => {
+                    shared.close_not_quill(format!(
+                        "its first answer is not a Quill response ({reason})"
+                    ));
+                    return;
+                }
                 Err(reason) => {
                     shared.close(format!("protocol error: {reason}"));
                     return;
@@ -464,6 +523,12 @@ async fn read_loop(shared: Rc<Shared>, mut socket: Half) {
         // a frame whose size is known, so appending does not reallocate, and nothing is
         // zero-filled in proportion to a large frame.
         match socket.read(&mut scratch).await {
+            Ok(0) if !shared.state.borrow().greeted && !buf.is_empty() => {
+                // A Quill broker closing early (shutting down, too many connections) sends
+                // nothing or whole frames; a fragment is someone else's goodbye.
+                shared.close_not_quill(format!("it answered {} and closed", quote(&buf)));
+                return;
+            }
             Ok(0) => {
                 shared.close("the broker closed the connection".to_string());
                 return;
@@ -474,5 +539,51 @@ async fn read_loop(shared: Rc<Shared>, mut socket: Half) {
                 return;
             }
         }
+    }
+}
+
+/// Why the start of a peer's first answer cannot be a Quill response frame, if it cannot:
+/// its size prefix is outside what an ApiVersions answer can be.
+fn foreign_first_frame(buf: &[u8]) -> Option<String> {
+    let size = u32::from_be_bytes(buf.get(..4)?.try_into().expect("4 bytes"));
+    if (RESPONSE_FRAME_BYTES_MIN..=HELLO_FRAME_BYTES_MAX).contains(&size) {
+        return None;
+    }
+    Some(format!("it answered {}", quote(buf)))
+}
+
+/// The first line of `bytes` (at most [`QUOTED_BYTES_MAX`]), quoted, non-printable bytes
+/// escaped: `"HTTP/1.1 400 Bad Request"`.
+fn quote(bytes: &[u8]) -> String {
+    let line = bytes
+        .split(|&b| b == b'\r' || b == b'\n')
+        .next()
+        .unwrap_or_default();
+    let cut = &line[..line.len().min(QUOTED_BYTES_MAX)];
+    let more = if cut.len() < line.len() { "..." } else { "" };
+    format!("\"{}{more}\"", cut.escape_ascii())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_first_answer_in_text_is_not_a_quill_frame() {
+        assert_eq!(foreign_first_frame(b"HTT"), None, "too short to tell");
+        assert_eq!(
+            foreign_first_frame(b"HTTP/1.1 400 Bad Request\r\n\r\n").as_deref(),
+            Some("it answered \"HTTP/1.1 400 Bad Request\"")
+        );
+        assert_eq!(
+            foreign_first_frame(b"SSH-2.0-OpenSSH_9.6\r\n").as_deref(),
+            Some("it answered \"SSH-2.0-OpenSSH_9.6\"")
+        );
+        // A plausible ApiVersions answer size passes; 0 or a huge one does not.
+        assert_eq!(foreign_first_frame(&[0, 0, 0, 0x56, 0, 0]), None);
+        assert!(foreign_first_frame(&[0, 0, 0, 0]).is_some());
+        assert!(foreign_first_frame(&[0, 1, 0, 1]).is_some());
+        assert_eq!(quote(&[0xff, b'a']), "\"\\xffa\"");
+        assert_eq!(quote(&[b'x'; 70]), format!("\"{}...\"", "x".repeat(60)));
     }
 }

@@ -615,7 +615,7 @@ impl Consumer {
                 refreshed.push(topic);
             }
         }
-        if give_up || !e.is_retriable() {
+        if give_up || !e.is_retriable() || e.is_timeout() {
             self.keep_error(e);
         }
     }
@@ -720,7 +720,7 @@ impl Consumer {
                             reason: format!("ListOffsets answered with {:?}", other.api_key()),
                         })
                     }
-                    Err(e) if e.is_retriable() => last_error = Some(e),
+                    Err(e) if e.is_retriable() && !e.is_timeout() => last_error = Some(e),
                     Err(e) => return Err(e),
                 }
             }

@@ -28,6 +28,13 @@ pub enum ClientError {
     /// connection cannot skip one response.
     #[error("request to broker {addr} timed out after {timeout_ms} ms")]
     TimedOut { addr: String, timeout_ms: u64 },
+    /// The TCP connection was not established within `connect_timeout_ms`.
+    #[error("broker {addr} unreachable: no connection within {timeout_ms} ms")]
+    ConnectTimedOut { addr: String, timeout_ms: u64 },
+    /// The peer at `addr` does not speak the protocol: its first answer (to ApiVersions) is
+    /// not a Quill response, for example an HTTP server's "400 Bad Request". Not retried.
+    #[error("the peer at {addr} is not a Quill broker: {reason}")]
+    NotQuill { addr: String, reason: String },
     /// The broker sent something the protocol does not allow (an undecodable frame, a response
     /// out of order); the connection was closed.
     #[error("broker {addr} broke the protocol: {reason}")]
@@ -52,7 +59,8 @@ pub enum ClientError {
     #[error("record of {bytes} bytes is too large: batches are limited to {max} bytes")]
     RecordTooLarge { bytes: usize, max: usize },
     /// A consumer position is outside the partition's log and the reset policy is `Error`.
-    #[error("offset {offset} is out of range for {topic}-{partition}: the log holds offsets {log_start_offset} to {log_end_offset}")]
+    /// `log_end_offset` is the offset the next record will get, one past the last.
+    #[error("offset {offset} is out of range for {topic}-{partition}: {}", describe_log_range(*.log_start_offset, *.log_end_offset))]
     OffsetOutOfRange {
         topic: String,
         partition: u32,
@@ -106,20 +114,34 @@ impl ClientError {
         match self {
             ClientError::Unreachable { .. }
             | ClientError::ConnectionLost { .. }
-            | ClientError::TimedOut { .. } => true,
+            | ClientError::TimedOut { .. }
+            | ClientError::ConnectTimedOut { .. } => true,
             ClientError::Broker { code, .. } => code.is_retriable(),
             _ => false,
         }
     }
 
-    /// Whether this is about reaching the broker at all (unreachable, connection lost, timed
-    /// out), as opposed to the broker refusing the operation.
+    /// Whether this is about reaching a broker at all (unreachable, connection lost, timed
+    /// out, or the peer is not a Quill broker), as opposed to the broker refusing the
+    /// operation.
     pub fn is_connection(&self) -> bool {
         matches!(
             self,
             ClientError::Unreachable { .. }
+                | ClientError::NotQuill { .. }
                 | ClientError::ConnectionLost { .. }
                 | ClientError::TimedOut { .. }
+                | ClientError::ConnectTimedOut { .. }
+        )
+    }
+
+    /// Whether the client gave up waiting (to connect, or for a response). The client does
+    /// not retry these within the same call: a broker that let a whole timeout pass is
+    /// unlikely to answer the next attempt sooner, and retrying would multiply the wait.
+    pub fn is_timeout(&self) -> bool {
+        matches!(
+            self,
+            ClientError::TimedOut { .. } | ClientError::ConnectTimedOut { .. }
         )
     }
 
@@ -149,6 +171,16 @@ impl ClientError {
                 context: context(),
             },
         }
+    }
+}
+
+/// What offsets a log of `[start, end)` holds, for a person: "the log holds offsets 0 to 2",
+/// "the log is empty", or "the log is empty (its next offset is 7)" after retention.
+pub(crate) fn describe_log_range(start: i64, end: i64) -> String {
+    match end {
+        0 => "the log is empty".to_string(),
+        end if end <= start => format!("the log is empty (its next offset is {end})"),
+        end => format!("the log holds offsets {start} to {}", end - 1),
     }
 }
 
@@ -219,6 +251,56 @@ mod tests {
         };
         assert_eq!(e.to_string(), "produce to t-0: STORAGE_ERROR");
         assert!(e.is_retriable());
+    }
+
+    #[test]
+    fn timeouts_are_connection_errors_not_retried_within_a_call() {
+        let e = ClientError::ConnectTimedOut {
+            addr: "127.0.0.1:9092".into(),
+            timeout_ms: 300,
+        };
+        assert_eq!(
+            e.to_string(),
+            "broker 127.0.0.1:9092 unreachable: no connection within 300 ms"
+        );
+        assert!(e.is_connection() && e.is_timeout());
+        let e = ClientError::TimedOut {
+            addr: "127.0.0.1:9092".into(),
+            timeout_ms: 300,
+        };
+        assert!(e.is_connection() && e.is_timeout());
+        let e = ClientError::ConnectionLost {
+            addr: "127.0.0.1:9092".into(),
+            reason: "reset".into(),
+        };
+        assert!(!e.is_timeout());
+    }
+
+    #[test]
+    fn out_of_range_names_the_last_offset_that_exists() {
+        let e = |start, end| ClientError::OffsetOutOfRange {
+            topic: "t".into(),
+            partition: 1,
+            offset: 9,
+            log_start_offset: start,
+            log_end_offset: end,
+        };
+        assert_eq!(
+            e(0, 3).to_string(),
+            "offset 9 is out of range for t-1: the log holds offsets 0 to 2"
+        );
+        assert_eq!(
+            e(0, 0).to_string(),
+            "offset 9 is out of range for t-1: the log is empty"
+        );
+        assert_eq!(
+            e(7, 7).to_string(),
+            "offset 9 is out of range for t-1: the log is empty (its next offset is 7)"
+        );
+        assert_eq!(
+            e(10, 11).to_string(),
+            "offset 9 is out of range for t-1: the log holds offsets 10 to 10"
+        );
     }
 
     #[test]

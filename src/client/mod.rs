@@ -21,8 +21,11 @@
 //!
 //! Retriable failures (lost connections, and the wire codes marked retriable such as
 //! `UNKNOWN_TOPIC_OR_PARTITION` or `BROKER_SHUTTING_DOWN`) are retried up to `retries_max`
-//! times, `retry_backoff_ms` apart, refreshing metadata when a leader may have moved. Other
-//! failures surface as a typed [`ClientError`]. Producing is at least once: a batch whose
+//! times, `retry_backoff_ms` apart, refreshing metadata when a leader may have moved. A
+//! timeout (`connect_timeout_ms`, `request_timeout_ms`) is not retried, so an unresponsive
+//! broker fails a call in about one timeout. A peer whose first answer is not the protocol's
+//! is reported at once as [`ClientError::NotQuill`]. Other failures surface as a typed
+//! [`ClientError`]. Producing is at least once: a batch whose
 //! connection broke mid-request may have been appended before it is sent again.
 //!
 //! # Layout

@@ -19,6 +19,7 @@
 //! its retry appends it again.
 
 use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -34,6 +35,7 @@ use super::accumulator::{
 };
 use super::cluster::Client;
 use super::config::ProducerConfig;
+use super::connection::Connection;
 use super::error::ClientError;
 use super::metadata::Route;
 use super::partitioner::Partitioner;
@@ -200,6 +202,9 @@ struct Inner {
     done: Event,
     counters: Counters,
     wall_clock: WallClock,
+    /// With acks none: the connection the last produce to each address went over. The broker
+    /// answers no acks=0 produce, not even a failed one; it closes the connection instead.
+    unanswered_on: RefCell<HashMap<SocketAddr, Connection>>,
 }
 
 impl Drop for Inner {
@@ -324,6 +329,7 @@ impl Producer {
             done: Event::new(),
             counters: Counters::default(),
             wall_clock: WallClock::default(),
+            unanswered_on: RefCell::new(HashMap::new()),
         });
         let sender = glommio::spawn_local(run_sender(inner.clone()));
         Ok(Producer {
@@ -509,8 +515,11 @@ async fn run_sender(inner: Rc<Inner>) {
 /// Groups drained units by destination and starts one produce task per request.
 fn dispatch(inner: &Rc<Inner>, units: &mut Vec<ProduceUnit>, now: Instant) {
     let mut by_addr: Vec<(SocketAddr, Vec<ProduceUnit>)> = Vec::new();
+    let mut failed_here = false;
     for unit in units.drain(..) {
-        match inner.client.route(&unit.topic, unit.partition) {
+        let route = inner.client.route(&unit.topic, unit.partition);
+        failed_here |= !matches!(route, Route::To(_));
+        match route {
             Route::To(addr) => match by_addr.iter_mut().find(|(a, _)| *a == addr) {
                 Some((_, v)) => v.push(unit),
                 None => by_addr.push((addr, vec![unit])),
@@ -539,6 +548,12 @@ fn dispatch(inner: &Rc<Inner>, units: &mut Vec<ProduceUnit>, now: Instant) {
                 unit_failed(inner, unit, error, false, now);
             }
         }
+    }
+    if failed_here {
+        // Units failed (or went back for a retry) without a request: wake whoever waits for
+        // a completion (flush) or for buffer room, as a response would have.
+        inner.room.notify();
+        inner.done.notify();
     }
     for (addr, mut group) in by_addr {
         // Request order must be topic by topic (the response mirrors it).
@@ -580,7 +595,9 @@ fn unit_failed(
     retriable: bool,
     now: Instant,
 ) {
-    if retriable && unit.attempts < inner.client.config().retries_max {
+    // A client-side timeout is final (see `ClientError::is_timeout`): the broker had a whole
+    // request timeout, and a retry would multiply the wait for every record behind it.
+    if retriable && !error.is_timeout() && unit.attempts < inner.client.config().retries_max {
         if matches!(
             error.code(),
             Some(ErrorCode::UnknownTopicOrPartition | ErrorCode::StaleLeaderEpoch)
@@ -599,6 +616,28 @@ fn unit_failed(
     bump(&inner.counters.batches_failed, batches.len() as u64);
     for b in batches {
         b.handle.resolve(Err(error.clone()));
+    }
+}
+
+/// With acks none, whether the connection earlier produces to `addr` went over was closed
+/// since (`conn` is its replacement): the broker closes it when an acks=0 produce fails, for
+/// example because the topic was deleted. The error sends these units back for a retry after
+/// a metadata refresh, so records for a topic that is gone fail instead of being written to
+/// a broker that drops them.
+fn broker_closed_unanswered(
+    inner: &Inner,
+    addr: SocketAddr,
+    conn: &Connection,
+) -> Option<ClientError> {
+    let previous = inner.unanswered_on.borrow_mut().insert(addr, conn.clone());
+    match previous {
+        Some(p) if !p.is_open() && !p.is_same(conn) => Some(ClientError::ConnectionLost {
+            addr: addr.to_string(),
+            reason: "the broker closed the connection earlier acks=0 produces went over \
+                     (it does so when one fails)"
+                .to_string(),
+        }),
+        _ => None,
     }
 }
 
@@ -629,7 +668,10 @@ async fn produce(inner: Rc<Inner>, addr: SocketAddr, mut units: Vec<ProduceUnit>
     let outcome = match inner.client.connection(addr).await {
         Err(e) => Err(e),
         Ok(conn) => match acks {
-            Acks::None => conn.send_unanswered(&request, timeout).await.map(|()| None),
+            Acks::None => match broker_closed_unanswered(&inner, addr, &conn) {
+                Some(error) => Err(error),
+                None => conn.send_unanswered(&request, timeout).await.map(|()| None),
+            },
             Acks::Leader => conn.call(&request, timeout + PRODUCE_GRACE).await.map(Some),
         },
     };
