@@ -615,7 +615,10 @@ impl Consumer {
                 refreshed.push(topic);
             }
         }
-        if give_up || !e.is_retriable() || e.is_timeout() {
+        // A fetch is idempotent: a timeout is retried like any connection failure (a consumer
+        // rides out a pause of its broker, as Kafka's does) and reported after retries_max in a
+        // row.
+        if give_up || !e.is_retriable() {
             self.keep_error(e);
         }
     }
