@@ -45,7 +45,7 @@ pub struct Limits {
     /// Under memory pressure (a connection waits for the shard's `request_memory_bytes_max`), a
     /// connection that holds memory and has made no progress for this long (its peer has left a
     /// response unread, or stopped sending in the middle of a frame) is closed to free it, the
-    /// longest-stalled first, so stalled peers cannot keep everyone else waiting.
+    /// one holding the most first, so stalled peers cannot keep everyone else waiting.
     pub pressure_stall_ms: u64,
 }
 

@@ -408,3 +408,59 @@ fn stalled_half_frames_are_shed_under_pressure() {
     }
     assert!(closed > 0, "no stalled connection was shed");
 }
+
+/// Long polls hold none of the shard's memory: many consumers waiting on an empty partition with
+/// large `max_bytes` do not make producers wait, and nobody is shed.
+#[test]
+fn long_polls_do_not_starve_producers() {
+    let dir = tmpdir();
+    let config = "[limits]\nframe_bytes_max = 4194304\nfetch_bytes_max = 4194304\n\
+                  connection_memory_bytes_max = 8519680\nrequest_memory_bytes_max = 12582912\n\
+                  pressure_stall_ms = 300\n";
+    let broker = Broker::start_with_config(dir.path(), 1, config);
+    let mut c = broker.connect();
+    assert!(matches!(
+        c.call(&create_topic("idle", 1)),
+        Response::CreateTopic
+    ));
+    assert!(matches!(
+        c.call(&create_topic("t", 1)),
+        Response::CreateTopic
+    ));
+    // Eight long polls of 4 MiB each: 32 MiB if they held the shard's memory (its quota: 12).
+    let mut polls = Vec::new();
+    for _ in 0..8 {
+        let mut p = broker.connect();
+        p.send(&Request::Fetch(FetchRequest {
+            max_wait_ms: 8_000,
+            min_bytes: 1,
+            max_bytes: 4 << 20,
+            topics: vec![FetchTopic {
+                name: "idle".into(),
+                partitions: vec![FetchPartition {
+                    partition: 0,
+                    fetch_offset: 0,
+                    partition_max_bytes: 4 << 20,
+                }],
+            }],
+        }));
+        polls.push(p);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    // A producer of ~900 KiB frames needs its read buffer to grow: it must not wait for them.
+    let started = Instant::now();
+    for i in 0..5 {
+        produce_ok(c.call(&produce_request("t", 0, batch(i, 9, 100_000, 1))));
+    }
+    let took = started.elapsed();
+    println!("5 produces of 900 KiB beside 8 long polls: {took:?}");
+    assert!(
+        took < Duration::from_secs(6),
+        "the producer waited for the long polls: {took:?}"
+    );
+    // Every long poll is answered (empty) at its deadline: none was shed.
+    for mut p in polls {
+        let part = fetch_partition(p.recv().1);
+        assert_eq!(part.error_code, ErrorCode::None);
+    }
+}

@@ -11,6 +11,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use bytes::BytesMut;
 use common::broker::*;
 use common::{batch, tmpdir};
 use quill::net::error_code::ErrorCode;
@@ -642,4 +643,53 @@ fn attribute_bits_are_stored_as_sent() {
         quill::record::set_partition_leader_epoch(&mut want, 0);
         assert_eq!(&got[..], &want[..], "batch at {base}");
     }
+}
+
+/// Time the broker spends not reading a connection (waiting for a request slot or memory) does
+/// not count against `request_read_ms_max`: here a second Fetch waits for the connection's
+/// memory behind a 5 s long poll while the bytes of a produce sit unread behind it, longer than
+/// the 2 s read limit; the produce is still served.
+#[test]
+fn broker_waits_do_not_count_against_request_read_ms_max() {
+    let dir = tmpdir();
+    let config = "[limits]\nframe_bytes_max = 2097152\nfetch_bytes_max = 2097152\n\
+                  connection_memory_bytes_max = 4325376\nrequest_read_ms_max = 2000\n\
+                  [topic_defaults]\nbatch_bytes_max = 1048576\n";
+    let broker = Broker::start_with_config(dir.path(), 1, config);
+    let mut c = broker.connect();
+    assert!(matches!(
+        c.call(&create_topic("t", 1)),
+        Response::CreateTopic
+    ));
+    let long_poll = Request::Fetch(FetchRequest {
+        max_wait_ms: 5_000,
+        min_bytes: 1,
+        max_bytes: 2 << 20,
+        topics: vec![FetchTopic {
+            name: "t".into(),
+            partitions: vec![FetchPartition {
+                partition: 0,
+                fetch_offset: 0,
+                partition_max_bytes: 2 << 20,
+            }],
+        }],
+    });
+    let mut out = BytesMut::new();
+    long_poll.encode(1, &mut out);
+    long_poll.encode(2, &mut out);
+    produce_request("t", 0, batch(7, 9, 100_000, 1)).encode(3, &mut out);
+    let started = Instant::now();
+    c.send_raw(&out);
+    for corr in 1..=2 {
+        let (got, resp) = c.recv_raw(ApiKey::Fetch);
+        assert_eq!(got, corr);
+        assert!(matches!(resp, Response::Fetch(_)), "{resp:?}");
+    }
+    let (got, resp) = c.recv_raw(ApiKey::Produce);
+    assert_eq!(got, 3);
+    assert_eq!(produce_partition(resp).error_code, ErrorCode::None);
+    assert!(
+        started.elapsed() > Duration::from_secs(4),
+        "the long poll did wait"
+    );
 }

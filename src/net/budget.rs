@@ -3,9 +3,10 @@
 //!
 //! A [`Quota`] hands out [`Grant`]s of units (bytes or requests) and takes them back when a grant
 //! is dropped. A waiter takes its units as soon as they fit, whoever waited longer: under memory
-//! pressure a small request of one client is not held behind a large one of another (a large
-//! one may wait longer; its own time limits still apply). Everything lives on one shard: `Rc` and
-//! `Cell`, no atomics.
+//! pressure a small request of one client is not held behind a large one of another. A large one
+//! may therefore wait longer, with no bound of its own: the shard sheds stalled connections to
+//! make room (`server::Connections::shed`). Everything lives on one shard: `Rc` and `Cell`, no
+//! atomics.
 
 use std::cell::Cell;
 use std::rc::Rc;
@@ -55,6 +56,22 @@ impl Quota {
             let freed = self.freed.listen();
             if let Some(g) = self.try_take(units) {
                 return g;
+            }
+            freed.await;
+        }
+    }
+
+    /// Whether less than `max` is held: room for at least one more unit.
+    pub fn has_room(&self) -> bool {
+        self.used.get() < self.max
+    }
+
+    /// Waits until [`Quota::has_room`].
+    pub async fn until_room(&self) {
+        loop {
+            let freed = self.freed.listen();
+            if self.has_room() {
+                return;
             }
             freed.await;
         }

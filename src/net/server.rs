@@ -66,6 +66,10 @@ pub struct Connections {
     memory: Rc<Quota>,
     /// `pressure_stall_ms`.
     shed_stall: Duration,
+    /// When the open connections were last scanned for one to shed, and the last one shed while
+    /// it still holds memory: one victim at a time, one scan per [`SHED_CHECK`].
+    last_shed_scan: Cell<Option<Instant>>,
+    shedding: RefCell<Option<Rc<Conn>>>,
 }
 
 impl Connections {
@@ -79,6 +83,8 @@ impl Connections {
                 usize::try_from(limits.request_memory_bytes_max).unwrap_or(usize::MAX),
             ),
             shed_stall: Duration::from_millis(limits.pressure_stall_ms),
+            last_shed_scan: Cell::new(None),
+            shedding: RefCell::new(None),
         }
     }
 
@@ -87,22 +93,49 @@ impl Connections {
         self.memory.used()
     }
 
-    /// Memory pressure: a reader has waited for the shard's memory. Closes the connection that
-    /// holds memory and has been stalled the longest, if for at least `pressure_stall_ms`: its
-    /// peer has left a response unread, or stopped sending in the middle of a frame. So peers
-    /// that hold memory without making progress cannot keep everyone else waiting. Returns
-    /// whether one was closed.
-    fn shed(&self) -> bool {
+    /// Memory pressure: `waiter`'s reader has waited for the shard's memory. Among the
+    /// connections stalled for at least `pressure_stall_ms` (a response their peer has left
+    /// unread, or a frame whose bytes stopped coming; time the broker itself spent not reading
+    /// does not count), closes the one holding the most memory. So peers
+    /// that hold memory without making progress cannot keep everyone else waiting. One victim at
+    /// a time (the next only once the last has given its memory back), one scan per
+    /// [`SHED_CHECK`] however many readers wait. Returns whether one was closed.
+    fn shed(&self, waiter: &Conn) -> bool {
         let now = Instant::now();
+        if self
+            .last_shed_scan
+            .get()
+            .is_some_and(|t| now.saturating_duration_since(t) < SHED_CHECK)
+        {
+            return false;
+        }
+        self.last_shed_scan.set(Some(now));
+        let pending = self.shedding.borrow().clone();
+        if let Some(last) = pending {
+            if last.memory.used() > 0 && self.open.borrow().values().any(|c| Rc::ptr_eq(c, &last)) {
+                return false;
+            }
+            *self.shedding.borrow_mut() = None;
+        }
         let victim = self
             .open
             .borrow()
             .values()
             .filter(|c| !c.closed.get() && c.memory.used() > 0)
-            .filter_map(|c| c.stalled_since().map(|t| (t, c.clone())))
-            .filter(|(t, _)| now.saturating_duration_since(*t) >= self.shed_stall)
-            .min_by_key(|(t, _)| *t)
-            .map(|(_, c)| c);
+            .filter(|c| !std::ptr::eq(Rc::as_ptr(c), waiter))
+            .filter_map(|c| {
+                // Stalled by its peer first; then waiting for memory itself.
+                let (class, since) = match (c.stalled_since(), c.memory_wait_since.get()) {
+                    (Some(t), _) => (1, t),
+                    (None, Some(t)) => (0, t),
+                    (None, None) => return None,
+                };
+                Some((class, since, c.clone()))
+            })
+            .filter(|(_, t, _)| now.saturating_duration_since(*t) >= self.shed_stall)
+            // The one that frees the most, the longest stalled among equals.
+            .max_by_key(|(class, t, c)| (*class, c.memory.used(), std::cmp::Reverse(*t)))
+            .map(|(_, _, c)| c);
         let Some(victim) = victim else {
             return false;
         };
@@ -116,6 +149,7 @@ impl Connections {
             "memory pressure: closing a stalled connection"
         );
         victim.shut_down();
+        *self.shedding.borrow_mut() = Some(victim);
         true
     }
 
@@ -196,6 +230,13 @@ struct Conn {
     writing_since: Cell<Option<Instant>>,
     /// While a frame is partly read: when its last byte arrived (none between frames).
     partial_since: Cell<Option<Instant>>,
+    /// Set while the reader waits for the broker (a request slot, memory): the peer is not
+    /// stalled then, the broker is.
+    reader_blocked: Cell<bool>,
+    /// Since when the reader has waited for the shard's memory to grow its buffer. Readers
+    /// that all wait for memory held by each other's partial frames would wait for ever, so
+    /// under pressure such a waiter can be shed too, after those stalled by their peers.
+    memory_wait_since: Cell<Option<Instant>>,
     /// Set (and `closing` notified) when the writer gives up on the peer, so a reader waiting for
     /// memory or a request slot stops waiting.
     closed: Cell<bool>,
@@ -210,7 +251,11 @@ impl Conn {
     /// Since when the connection has made no progress while holding work: the older of an
     /// unread response and a stalled partial frame.
     fn stalled_since(&self) -> Option<Instant> {
-        match (self.writing_since.get(), self.partial_since.get()) {
+        let partial = self
+            .partial_since
+            .get()
+            .filter(|_| !self.reader_blocked.get());
+        match (self.writing_since.get(), partial) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
@@ -255,7 +300,8 @@ pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, conns: Rc<Conn
         if shard.is_shutting_down() {
             return;
         }
-        if conns.readers.borrow().len() as u32 >= conns.connections_max {
+        // Open sockets, counting connections whose writer still drains after the reader ended.
+        if conns.open.borrow().len() as u32 >= conns.connections_max {
             tracing::warn!(
                 connections_max = conns.connections_max,
                 peer = ?stream.peer_addr().ok(),
@@ -304,6 +350,8 @@ async fn serve_connection(
         read_end: Cell::new("stopped"),
         writing_since: Cell::new(None),
         partial_since: Cell::new(None),
+        reader_blocked: Cell::new(false),
+        memory_wait_since: Cell::new(None),
         closed: Cell::new(false),
         closing: Event::new(),
     });
@@ -347,7 +395,7 @@ async fn write_responses(
             let bytes = frame.len() as u64;
             conn.writing_since.set(Some(Instant::now()));
             let written = futures_lite::future::or(
-                async { Some(write_frame(&mut writer, frame).await) },
+                async { Some(write_frame(&mut writer, frame, &conn).await) },
                 async {
                     glommio::timer::sleep(write_limit).await;
                     None
@@ -461,15 +509,20 @@ async fn read_requests(
             frame_started = (!buf.is_empty()).then(Instant::now);
             conn.requests.set(conn.requests.get() + 1);
             // Wait for a place among inflight_requests_max before serving it.
-            let Some(slot) = conn.unless_closed(conn.inflight.take(1)).await else {
+            let slot = conn.inflight.take(1);
+            let Some(slot) = broker_wait(&conn, conn.unless_closed(slot)).await else {
                 return "writer gone";
             };
+            resume_clocks(&mut frame_started, &mut last_byte);
             let answer = frame_expects_response(&frame);
             let request_bytes = frame.len();
             match decode_request(frame) {
                 Ok((header, request)) => {
-                    // A fetch reserves its largest response now, in request order, so responses
-                    // that wait for the peer are within the connection's quota.
+                    // A fetch reserves its largest response of the connection's quota now, in
+                    // request order, so responses that wait for the peer stay within it. Of the
+                    // shard's quota it takes only what it really returns, once built: a long poll
+                    // holds nothing of the shard's, and it waits to start while the shard is
+                    // over its quota.
                     let reserve = match &request {
                         Request::Fetch(f) => {
                             (f.max_bytes as usize).min(fetch_reserve_max) + FETCH_OVERHEAD_BYTES
@@ -477,9 +530,11 @@ async fn read_requests(
                         _ => 0,
                     };
                     let response_memory = if reserve > 0 {
-                        let Some(m) = take_memory(&conn, conns, reserve).await else {
+                        let wait = reserve_response(&conn, conns, reserve);
+                        let Some(m) = broker_wait(&conn, wait).await else {
                             return "writer gone";
                         };
+                        resume_clocks(&mut frame_started, &mut last_byte);
                         m
                     } else {
                         Memory::nothing(&conn.memory, &conn.shard_memory)
@@ -553,9 +608,10 @@ async fn read_requests(
         if buf.capacity() - buf.len() < need {
             let capacity = buf.len() + grow;
             let more = capacity.saturating_sub(buf_memory.bytes());
-            let Some(extra) = take_memory(&conn, conns, more).await else {
+            let Some(extra) = broker_wait(&conn, take_memory(&conn, conns, more)).await else {
                 return "writer gone";
             };
+            resume_clocks(&mut frame_started, &mut last_byte);
             buf_memory.merge(extra);
             let mut grown = BytesMut::with_capacity(capacity);
             grown.extend_from_slice(&buf);
@@ -627,14 +683,36 @@ async fn read_requests(
     }
 }
 
+/// Runs a wait of the reader on the broker (a request slot, memory): meanwhile the connection
+/// does not count as stalled by its peer ([`Conn::stalled_since`]).
+async fn broker_wait<T>(conn: &Conn, wait: impl std::future::Future<Output = T>) -> T {
+    conn.reader_blocked.set(true);
+    let out = wait.await;
+    conn.reader_blocked.set(false);
+    out
+}
+
+/// After the reader waited for the broker, the peer's clocks restart: time the broker spent not
+/// reading does not count against `request_read_ms_max` or as a stall.
+fn resume_clocks(frame_started: &mut Option<Instant>, last_byte: &mut Instant) {
+    let now = Instant::now();
+    if frame_started.is_some() {
+        *frame_started = Some(now);
+    }
+    *last_byte = now;
+}
+
 /// Takes `bytes` of the connection's and the shard's memory, waiting as long as it takes unless
 /// the connection is shut down (`None`). While it waits for the shard's memory, it asks the
-/// shard to close a connection that does not read ([`Connections::shed`]).
+/// shard to close a stalled connection ([`Connections::shed`]).
 async fn take_memory(conn: &Conn, conns: &Connections, bytes: usize) -> Option<Memory> {
     let connection = conn.unless_closed(conn.memory.take(bytes)).await?;
     let shard = match conn.shard_memory.try_take(bytes) {
         Some(g) => g,
         None => loop {
+            if conn.memory_wait_since.get().is_none() {
+                conn.memory_wait_since.set(Some(Instant::now()));
+            }
             let wait = futures_lite::future::or(
                 async { Some(conn.shard_memory.take(bytes).await) },
                 async {
@@ -642,15 +720,43 @@ async fn take_memory(conn: &Conn, conns: &Connections, bytes: usize) -> Option<M
                     None
                 },
             );
-            match conn.unless_closed(wait).await? {
-                Some(g) => break g,
+            match conn.unless_closed(wait).await {
                 None => {
-                    conns.shed();
+                    conn.memory_wait_since.set(None);
+                    return None;
+                }
+                Some(Some(g)) => break g,
+                Some(None) => {
+                    conns.shed(conn);
                 }
             }
         },
     };
+    conn.memory_wait_since.set(None);
     Some(Memory::from_grants(connection, shard))
+}
+
+/// A Fetch's reservation: `bytes` of the connection's quota (waiting), and nothing yet of the
+/// shard's, but it starts only while the shard is within its quota (shedding a stalled
+/// connection while it waits). Its response is charged to the shard once built.
+async fn reserve_response(conn: &Conn, conns: &Connections, bytes: usize) -> Option<Memory> {
+    let connection = conn.unless_closed(conn.memory.take(bytes)).await?;
+    while !conn.shard_memory.has_room() {
+        let wait = futures_lite::future::or(
+            async {
+                conn.shard_memory.until_room().await;
+                true
+            },
+            async {
+                glommio::timer::sleep(SHED_CHECK).await;
+                false
+            },
+        );
+        if !conn.unless_closed(wait).await? {
+            conns.shed(conn);
+        }
+    }
+    Some(Memory::from_grants(connection, conn.shard_memory.nothing()))
 }
 
 /// The free room the next read needs, and the room to make when the buffer must grow for it:
@@ -679,6 +785,7 @@ async fn send(tx: &LocalSender<Outgoing>, what: Item, slot: Option<Grant>) -> Re
 async fn write_frame(
     writer: &mut WriteHalf<TcpStream>,
     frame: ResponseFrame,
+    conn: &Conn,
 ) -> std::io::Result<()> {
     let mut small = BytesMut::new();
     for chunk in frame.chunks {
@@ -691,6 +798,8 @@ async fn write_frame(
             small.clear();
         }
         writer.write_all(&chunk).await?;
+        // Progress: a slow but reading peer is not stalled.
+        conn.writing_since.set(Some(Instant::now()));
     }
     if !small.is_empty() {
         writer.write_all(&small).await?;
