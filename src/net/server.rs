@@ -48,6 +48,8 @@ const IDLE_BUFFER_BYTES: usize = 4 << 10;
 const QUIET_MS: u64 = 250;
 /// Response chunks smaller than this are copied together into one write.
 const COALESCE_BYTES_MAX: usize = 16 << 10;
+/// Frames smaller than this are copied out of the read buffer (see where it is used).
+const FRAME_COPY_BYTES_MAX: usize = 16 << 10;
 /// While a reader waits for the shard's memory, how often it looks for a connection to shed.
 const SHED_CHECK: Duration = Duration::from_millis(100);
 /// Memory counted for a Fetch response beyond its records: headers and per-partition fields.
@@ -506,6 +508,14 @@ async fn read_requests(
                 }
             };
             let frame_memory = buf_memory.split(SIZE_PREFIX_BYTES + frame.len());
+            // A small frame gets an allocation of its own: the log's batch cache keeps produced
+            // batches as slices of their frame, and a slice of the read buffer would keep the
+            // whole 64 KiB buffer alive for a batch of a few hundred bytes.
+            let frame = if frame.len() < FRAME_COPY_BYTES_MAX {
+                BytesMut::from(&frame[..])
+            } else {
+                frame
+            };
             frame_started = (!buf.is_empty()).then(Instant::now);
             conn.requests.set(conn.requests.get() + 1);
             // Wait for a place among inflight_requests_max before serving it.
