@@ -1,0 +1,345 @@
+//! Damage *inside* a log (issue 9, findings 1 and 2): one flipped bit in a batch that was
+//! acknowledged and durable must never make the log reuse an offset, drop intact batches, or
+//! stop appends for good. The damaged batch is not served; every intact batch before and after
+//! it is; appends continue after the true log end.
+//!
+//! Each test writes a log with the engine, closes it cleanly (so everything is below the
+//! recovery point), flips one bit in a copy of its files and reopens the copy.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use common::*;
+use quill::disk::{LogConfig, LogError, PartitionLog};
+use quill::types::{Epoch, Offset};
+
+/// One batch as the log holds it, and where it is on disk.
+#[derive(Clone, Debug)]
+struct Stored {
+    base: u64,
+    next: u64,
+    bytes: Vec<u8>,
+    segment: u64,
+    position: u64,
+}
+
+struct Written {
+    _dir: tempfile::TempDir,
+    path: PathBuf,
+    config: LogConfig,
+    model: Vec<Stored>,
+    bases: Vec<u64>,
+}
+
+fn config(segment_bytes: u64, index_interval_bytes: u64) -> LogConfig {
+    LogConfig {
+        segment_bytes,
+        index_interval_bytes,
+        batch_bytes_max: (segment_bytes as usize).min(32 << 10),
+        retention_ms: None,
+        ..small_config()
+    }
+}
+
+fn seg_log(dir: &Path, base: u64) -> PathBuf {
+    dir.join(format!("{base:020}.log"))
+}
+
+/// Appends `n` batches of 1 to 10 records (epoch `epoch` for all), closes the log.
+fn write_log(config: LogConfig, n: usize, epoch: i32, seed: u64) -> Written {
+    let dir = tmpdir();
+    let path = dir.path().join("pristine");
+    let (p, cfg) = (path.clone(), config.clone());
+    let (mut model, bases) = run(move || async move {
+        let (log, _) = PartitionLog::open(&p, options_no_cache(cfg)).await.unwrap();
+        let mut model = Vec::new();
+        for i in 0..n {
+            let records = 1 + (seed as usize + i * 7) % 10;
+            let b = batch(seed * 10_000 + i as u64, records, 200, 1_000 + i as i64);
+            let info = log.append(b.clone(), Epoch(epoch)).await.unwrap();
+            model.push(Stored {
+                base: info.base_offset.0,
+                next: info.last_offset.0 + 1,
+                bytes: stamped(b, info.base_offset.0, epoch),
+                segment: 0,
+                position: 0,
+            });
+        }
+        let bases: Vec<u64> = log.segment_bases().iter().map(|o| o.0).collect();
+        log.close().await.unwrap();
+        (model, bases)
+    });
+    let mut pos = 0;
+    let mut seg = bases[0];
+    for b in model.iter_mut() {
+        let s = *bases.iter().rev().find(|&&s| s <= b.base).unwrap();
+        if s != seg {
+            seg = s;
+            pos = 0;
+        }
+        b.segment = s;
+        b.position = pos;
+        pos += b.bytes.len() as u64;
+    }
+    Written {
+        _dir: dir,
+        path,
+        config,
+        model,
+        bases,
+    }
+}
+
+fn copy_log(src: &Path, dst: &Path) {
+    std::fs::create_dir_all(dst).unwrap();
+    for e in std::fs::read_dir(src).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), dst.join(e.file_name())).unwrap();
+    }
+}
+
+fn flip_bit(path: &Path, position: u64, bit: u32) {
+    let mut bytes = std::fs::read(path).unwrap();
+    bytes[position as usize] ^= 1 << bit;
+    std::fs::write(path, bytes).unwrap();
+}
+
+/// Reads every batch from offset 0 as a consumer that skips a damaged range would: on
+/// `CorruptSegment` it continues at the offset after the range. Returns the batches read and
+/// the ranges skipped.
+async fn read_skipping(log: &PartitionLog) -> (Vec<Bytes>, Vec<(u64, u64)>) {
+    let end = log.high_watermark().0;
+    let mut from = 0;
+    let mut got = Vec::new();
+    let mut skipped = Vec::new();
+    for _ in 0..100_000 {
+        if from >= end {
+            return (got, skipped);
+        }
+        match log.read(Offset(from), 8_000).await {
+            Ok(r) => {
+                assert!(!r.batches.is_empty(), "empty read at {from} below {end}");
+                for b in r.batches {
+                    let h = quill::record::BatchHeader::parse(&b).unwrap();
+                    from = h.last_offset() as u64 + 1;
+                    got.push(b);
+                }
+            }
+            Err(LogError::CorruptSegment { first, last, .. }) => {
+                assert!(
+                    first.0 <= from && from <= last.0,
+                    "the error names a range holding {from}: {first}..{last}"
+                );
+                skipped.push((first.0, last.0));
+                from = last.0 + 1;
+            }
+            Err(e) => panic!("read at {from}: {e}"),
+        }
+    }
+    panic!("no progress");
+}
+
+/// Asserts that every intact batch reads back (alone and in sequence) and that the damaged one
+/// (index `m`) is refused with an error naming exactly its offsets.
+async fn check_served_around(log: &PartitionLog, model: &[Stored], m: usize, ctx: &str) {
+    let (got, skipped) = read_skipping(log).await;
+    let intact: Vec<&Stored> = model
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != m)
+        .map(|(_, b)| b)
+        .collect();
+    assert_eq!(
+        skipped,
+        vec![(model[m].base, model[m].next - 1)],
+        "{ctx}: exactly the damaged batch is skipped"
+    );
+    assert_eq!(got.len(), intact.len(), "{ctx}: every intact batch is read");
+    for (g, w) in got.iter().zip(&intact) {
+        assert!(g[..] == w.bytes[..], "{ctx}: batch {} differs", w.base);
+    }
+    for w in &intact {
+        let r = log.read(Offset(w.base), 1).await;
+        assert!(
+            matches!(&r, Ok(r) if r.batches.len() == 1 && r.batches[0][..] == w.bytes[..]),
+            "{ctx}: read of intact batch {}: {:?}",
+            w.base,
+            r.map(|r| r.batches.len())
+        );
+    }
+    let r = log.read(Offset(model[m].base), 1).await;
+    assert!(
+        matches!(&r, Err(LogError::CorruptSegment { first, last, .. })
+            if first.0 == model[m].base && last.0 == model[m].next - 1),
+        "{ctx}: the damaged batch is refused naming its range: {r:?}"
+    );
+}
+
+/// Appends one batch and checks it lands at the old log end (no offset is reused), then
+/// reopens and checks again.
+async fn append_continues(path: &Path, cfg: &LogConfig, log: PartitionLog, end: u64, ctx: &str) {
+    let info = log
+        .append(batch(77, 2, 50, 5_000), Epoch(0))
+        .await
+        .unwrap_or_else(|e| panic!("{ctx}: append after recovery: {e}"));
+    assert_eq!(
+        info.base_offset,
+        Offset(end),
+        "{ctx}: the append lands at the old log end"
+    );
+    log.close().await.unwrap();
+    let (log, _) = PartitionLog::open(path, options_no_cache(cfg.clone()))
+        .await
+        .unwrap();
+    assert_eq!(log.log_end_offset(), Offset(end + 2), "{ctx}: after reopen");
+    let info = log
+        .append(batch(78, 1, 50, 5_001), Epoch(0))
+        .await
+        .unwrap_or_else(|e| panic!("{ctx}: append after the second reopen: {e}"));
+    assert_eq!(info.base_offset, Offset(end + 2), "{ctx}");
+    log.close().await.unwrap();
+}
+
+/// Finding 1: a flipped bit in `partitionLeaderEpoch` of the last batch (outside the CRC) made
+/// its epoch 16777216 the log's current epoch, so every later append failed with
+/// `STALE_LEADER_EPOCH`, also after restarts. Now the epoch is checked against the leader-epoch
+/// checkpoint: the batch is damage, not the new epoch.
+#[test]
+fn flipped_epoch_bit_in_the_last_batch_does_not_block_appends() {
+    let w = write_log(config(1 << 20, 1024), 12, 0, 1);
+    let (src, cfg, model) = (w.path.clone(), w.config.clone(), w.model.clone());
+    let root = w._dir.path().to_path_buf();
+    run(move || async move {
+        // Every bit of the epoch field in turn; byte 12 bit 0 gives 16777216.
+        for bit in [24u32, 0, 7, 31, 15] {
+            let ctx = format!("epoch bit {bit} of the last batch");
+            let dir = root.join(format!("case-{bit}"));
+            copy_log(&src, &dir);
+            let last = model.last().unwrap();
+            let byte = last.position + 12 + (3 - u64::from(bit / 8));
+            flip_bit(&seg_log(&dir, last.segment), byte, bit % 8);
+            let (log, _) = PartitionLog::open(&dir, options_no_cache(cfg.clone()))
+                .await
+                .unwrap();
+            assert_eq!(log.last_epoch(), Epoch(0), "{ctx}: current epoch");
+            assert_eq!(log.log_end_offset(), Offset(last.next), "{ctx}: log end");
+            check_served_around(&log, &model, model.len() - 1, &ctx).await;
+            append_continues(&dir, &cfg, log, last.next, &ctx).await;
+        }
+    });
+}
+
+/// Finding 2, 9/12 trials: a flipped bit in an earlier batch of the active segment, before the
+/// last index entry. Reads stopped at it, and every later intact batch was unreadable.
+#[test]
+fn flipped_bit_before_the_last_index_entry_is_skipped_not_fatal() {
+    // 1 KiB index interval, ~1-2 KiB batches: most batches have an entry.
+    let w = write_log(config(1 << 20, 1024), 30, 0, 2);
+    assert_eq!(w.bases.len(), 1);
+    let (src, cfg, model) = (w.path.clone(), w.config.clone(), w.model.clone());
+    let root = w._dir.path().to_path_buf();
+    run(move || async move {
+        for (m, at) in [(5usize, 40u64), (9, 21), (12, 200), (3, 17)] {
+            let ctx = format!("batch {m}, byte {at}");
+            let dir = root.join(format!("case-{m}"));
+            copy_log(&src, &dir);
+            flip_bit(&seg_log(&dir, 0), model[m].position + at, 3);
+            let (log, _) = PartitionLog::open(&dir, options_no_cache(cfg.clone()))
+                .await
+                .unwrap();
+            let end = model.last().unwrap().next;
+            assert_eq!(log.log_end_offset(), Offset(end), "{ctx}: log end");
+            check_served_around(&log, &model, m, &ctx).await;
+            // Once found, the range is reported again after a reopen.
+            log.close().await.unwrap();
+            let (log, _) = PartitionLog::open(&dir, options_no_cache(cfg.clone()))
+                .await
+                .unwrap();
+            check_served_around(&log, &model, m, &format!("{ctx}, reopened")).await;
+            append_continues(&dir, &cfg, log, end, &ctx).await;
+        }
+    });
+}
+
+/// Finding 2, 3/12 trials: a flipped bit after the last index entry. Recovery truncated the
+/// segment at the damaged batch, silently dropping the intact batches after it, and the next
+/// append reused their offsets.
+#[test]
+fn flipped_bit_after_the_last_index_entry_never_truncates() {
+    // No index entries at all: recovery scans the whole segment.
+    let w = write_log(config(1 << 20, 1 << 20), 20, 0, 3);
+    let (src, cfg, model) = (w.path.clone(), w.config.clone(), w.model.clone());
+    let root = w._dir.path().to_path_buf();
+    run(move || async move {
+        let n = model.len();
+        // A middle batch, the one before the last, and the last one; the CRC field, the body,
+        // the magic byte and the batch length.
+        for (m, at) in [
+            (10usize, 30u64),
+            (n - 2, 18),
+            (n - 1, 100),
+            (n - 1, 16),
+            (7, 10),
+        ] {
+            let ctx = format!("batch {m}, byte {at}");
+            let dir = root.join(format!("case-{m}-{at}"));
+            copy_log(&src, &dir);
+            flip_bit(&seg_log(&dir, 0), model[m].position + at, 5);
+            let (log, _) = PartitionLog::open(&dir, options_no_cache(cfg.clone()))
+                .await
+                .unwrap();
+            let end = model.last().unwrap().next;
+            assert_eq!(
+                log.log_end_offset(),
+                Offset(end),
+                "{ctx}: the log end is unchanged (nothing truncated)"
+            );
+            check_served_around(&log, &model, m, &ctx).await;
+            append_continues(&dir, &cfg, log, end, &ctx).await;
+        }
+    });
+}
+
+/// Finding 2, sealed segment: one flipped bit made every later offset of the segment
+/// unreadable. Only the damaged batch is refused now.
+#[test]
+fn flipped_bit_in_a_sealed_segment_loses_only_its_batch() {
+    let w = write_log(config(16 << 10, 1024), 60, 0, 4);
+    assert!(w.bases.len() >= 3, "the log rolls");
+    let (src, cfg, model) = (w.path.clone(), w.config.clone(), w.model.clone());
+    let root = w._dir.path().to_path_buf();
+    let seg = w.bases[1];
+    let in_seg: Vec<usize> = (0..model.len())
+        .filter(|&i| model[i].segment == seg)
+        .collect();
+    assert!(in_seg.len() >= 4);
+    run(move || async move {
+        for (case, (m, at)) in [
+            (in_seg[1], 50u64),
+            (in_seg[in_seg.len() - 1], 25),
+            (in_seg[2], 9),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            for drop_index in [false, true] {
+                let ctx = format!("sealed batch {m}, byte {at}, index deleted: {drop_index}");
+                let dir = root.join(format!("case-{case}-{drop_index}"));
+                copy_log(&src, &dir);
+                flip_bit(&seg_log(&dir, seg), model[m].position + at, 1);
+                if drop_index {
+                    std::fs::remove_file(dir.join(format!("{seg:020}.index"))).unwrap();
+                }
+                let (log, _) = PartitionLog::open(&dir, options_no_cache(cfg.clone()))
+                    .await
+                    .unwrap();
+                let end = model.last().unwrap().next;
+                assert_eq!(log.log_end_offset(), Offset(end), "{ctx}: log end");
+                check_served_around(&log, &model, m, &ctx).await;
+                log.close().await.unwrap();
+            }
+        }
+    });
+}
