@@ -117,6 +117,9 @@ enum DebugCommand {
         /// sync or interval
         #[arg(long, default_value = "sync")]
         durability: Durability,
+        /// How often the recovery point is checkpointed.
+        #[arg(long, default_value_t = 5_000)]
+        recovery_point_interval_ms: u64,
     },
 }
 
@@ -153,6 +156,7 @@ fn main() -> ExitCode {
             epoch,
             segment_bytes,
             durability,
+            recovery_point_interval_ms,
         }) => quill::tools::append_loop(quill::tools::AppendLoop {
             dir,
             seed,
@@ -162,6 +166,7 @@ fn main() -> ExitCode {
             epoch,
             segment_bytes,
             durability,
+            recovery_point_interval_ms,
         }),
     };
     match result {

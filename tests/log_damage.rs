@@ -49,15 +49,27 @@ fn seg_log(dir: &Path, base: u64) -> PathBuf {
 
 /// Appends `n` batches of 1 to 10 records (epoch `epoch` for all), closes the log.
 fn write_log(config: LogConfig, n: usize, epoch: i32, seed: u64) -> Written {
+    let plan = (0..n)
+        .map(|i| (1 + (seed as usize + i * 7) % 10, 200))
+        .collect();
+    write_plan(config, plan, epoch, seed)
+}
+
+/// Appends one batch per `(records, value bytes)` of `plan`, closes the log.
+fn write_plan(config: LogConfig, plan: Vec<(usize, usize)>, epoch: i32, seed: u64) -> Written {
     let dir = tmpdir();
     let path = dir.path().join("pristine");
     let (p, cfg) = (path.clone(), config.clone());
     let (mut model, bases) = run(move || async move {
         let (log, _) = PartitionLog::open(&p, options_no_cache(cfg)).await.unwrap();
         let mut model = Vec::new();
-        for i in 0..n {
-            let records = 1 + (seed as usize + i * 7) % 10;
-            let b = batch(seed * 10_000 + i as u64, records, 200, 1_000 + i as i64);
+        for (i, (records, value_bytes)) in plan.into_iter().enumerate() {
+            let b = batch(
+                seed * 10_000 + i as u64,
+                records,
+                value_bytes,
+                1_000 + i as i64,
+            );
             let info = log.append(b.clone(), Epoch(epoch)).await.unwrap();
             model.push(Stored {
                 base: info.base_offset.0,
@@ -109,7 +121,7 @@ fn flip_bit(path: &Path, position: u64, bit: u32) {
 /// Reads every batch from offset 0 as a consumer that skips a damaged range would: on
 /// `CorruptSegment` it continues at the offset after the range. Returns the batches read and
 /// the ranges skipped.
-async fn read_skipping(log: &PartitionLog) -> (Vec<Bytes>, Vec<(u64, u64)>) {
+async fn read_skipping(log: &PartitionLog, ctx: &str) -> (Vec<Bytes>, Vec<(u64, u64)>) {
     let end = log.high_watermark().0;
     let mut from = 0;
     let mut got = Vec::new();
@@ -120,7 +132,11 @@ async fn read_skipping(log: &PartitionLog) -> (Vec<Bytes>, Vec<(u64, u64)>) {
         }
         match log.read(Offset(from), 8_000).await {
             Ok(r) => {
-                assert!(!r.batches.is_empty(), "empty read at {from} below {end}");
+                assert!(
+                    !r.batches.is_empty(),
+                    "{ctx}: empty read at {from} below {end}: {:?}",
+                    log.damaged_ranges()
+                );
                 for b in r.batches {
                     let h = quill::record::BatchHeader::parse(&b).unwrap();
                     from = h.last_offset() as u64 + 1;
@@ -144,7 +160,7 @@ async fn read_skipping(log: &PartitionLog) -> (Vec<Bytes>, Vec<(u64, u64)>) {
 /// Asserts that every intact batch reads back (alone and in sequence) and that the damaged one
 /// (index `m`) is refused with an error naming exactly its offsets.
 async fn check_served_around(log: &PartitionLog, model: &[Stored], m: usize, ctx: &str) {
-    let (got, skipped) = read_skipping(log).await;
+    let (got, skipped) = read_skipping(log, ctx).await;
     let intact: Vec<&Stored> = model
         .iter()
         .enumerate()
@@ -342,4 +358,82 @@ fn flipped_bit_in_a_sealed_segment_loses_only_its_batch() {
             }
         }
     });
+}
+
+/// Models a crash before any recovery-point checkpoint past `offset`.
+fn set_recovery_point(dir: &Path, offset: u64) {
+    std::fs::write(
+        dir.join(quill::disk::checkpoint::RECOVERY_POINT_FILE),
+        quill::disk::checkpoint::encode_recovery_point(Offset(offset)),
+    )
+    .unwrap();
+}
+
+/// A bit flipped at every byte of a small batch with batches after it, in the active segment
+/// (found by recovery when no index entry follows it, by reads when one does) and in a sealed
+/// segment, below and past the recovery point: exactly that batch becomes a damaged range,
+/// every other batch is served, and the log end never moves.
+#[test]
+fn bit_flips_at_every_byte_of_a_batch_damage_exactly_that_batch() {
+    // 4 KiB segments of ~1 KiB batches, with a one-record batch (~90 bytes) as the third of
+    // each segment: the batch every byte of which is flipped.
+    let plan: Vec<(usize, usize)> = (0..16)
+        .map(|i| if i % 4 == 2 { (1, 10) } else { (3, 300) })
+        .collect();
+    // Index every batch (the damage is behind an entry) or none (recovery scans it).
+    for (interval, label) in [(64u64, "indexed"), (1 << 20, "unindexed")] {
+        let w = write_plan(config(4096, interval), plan.clone(), 0, 5);
+        assert!(w.bases.len() >= 3, "the log rolls: {:?}", w.bases);
+        let small = |seg: u64| {
+            (0..w.model.len())
+                .find(|&i| w.model[i].segment == seg && w.model[i].bytes.len() < 200)
+                .filter(|&i| w.model.get(i + 1).is_some_and(|n| n.segment == seg))
+                .unwrap_or_else(|| panic!("{label}: a small batch inside segment {seg}"))
+        };
+        let active = *w.bases.last().unwrap();
+        let cases = [
+            (small(active), "active", vec![false, true]),
+            (small(w.bases[1]), "sealed", vec![false]),
+        ];
+        let (src, cfg, model) = (w.path.clone(), w.config.clone(), w.model.clone());
+        let root = w._dir.path().to_path_buf();
+        run(move || async move {
+            let end = model.last().unwrap().next;
+            let mut n = 0;
+            for (m, kind, sides) in cases {
+                let b = &model[m];
+                for at in 0..b.bytes.len() as u64 {
+                    for &past in &sides {
+                        n += 1;
+                        let ctx = format!(
+                            "{label} {kind} batch {m} ({} bytes), byte {at}, {} the recovery point",
+                            b.bytes.len(),
+                            if past { "past" } else { "below" }
+                        );
+                        let dir = root.join(format!("every-{n}"));
+                        copy_log(&src, &dir);
+                        flip_bit(&seg_log(&dir, b.segment), b.position + at, (at % 8) as u32);
+                        if past {
+                            set_recovery_point(&dir, b.base);
+                        }
+                        let (log, _) = PartitionLog::open(&dir, options_no_cache(cfg.clone()))
+                            .await
+                            .unwrap_or_else(|e| panic!("{ctx}: open: {e}"));
+                        assert_eq!(log.log_end_offset(), Offset(end), "{ctx}: log end");
+                        check_served_around(&log, &model, m, &ctx).await;
+                        let ranges = log.damaged_ranges();
+                        assert_eq!(ranges.len(), 1, "{ctx}: {ranges:?}");
+                        assert_eq!(
+                            (ranges[0].first.0, ranges[0].last.0),
+                            (b.base, b.next - 1),
+                            "{ctx}"
+                        );
+                        // Dropped, not closed: nothing to sync.
+                        drop(log);
+                        std::fs::remove_dir_all(&dir).unwrap();
+                    }
+                }
+            }
+        });
+    }
 }

@@ -38,7 +38,7 @@ use super::appender::{self, Boundary, WriteJob};
 use super::config::Durability;
 use super::error::{LogError, Result};
 use super::index;
-use super::log::{remove_segment_files, Inner, State};
+use super::log::{remove_segment_files, schedule_checkpoint, Inner, State};
 use super::segment;
 use crate::types::Offset;
 
@@ -350,6 +350,8 @@ async fn sync(inner: Rc<Inner>, base: Offset, file: Rc<DmaFile>, target: Offset)
         }
     }
     let started = pump(&inner, true);
+    // One flag check per sync; the checkpoint task is started once per interval.
+    schedule_checkpoint(&inner);
     resolve_after(&inner, started).await;
     write_index(&inner, base).await;
     inner.state.borrow_mut().io.in_flight -= 1;
@@ -493,6 +495,7 @@ async fn finalize(inner: Rc<Inner>, base: Offset) {
         st.stats.fdatasyncs += 1;
     }
     let started = pump(&inner, true);
+    schedule_checkpoint(&inner);
     resolve_after(&inner, started).await;
 }
 

@@ -20,12 +20,18 @@ pub enum LogError {
         earliest: Offset,
         latest: Offset,
     },
-    /// A sealed segment failed validation (bad CRC, torn batch) and is not served.
-    #[error("segment {path} is corrupt: offsets {first} to {last} are lost ({reason})")]
+    /// Offsets `first` to `last` are a damaged range: their bytes in `path` failed their checks
+    /// (CRC, length, offset or epoch) when read back. They are not served; reading resumes at
+    /// `next`. Replication will repair the range from a replica.
+    #[error(
+        "offsets {first} to {last} of {path} are damaged and not served ({reason}); \
+         the next readable offset is {next}"
+    )]
     CorruptSegment {
         path: PathBuf,
         first: Offset,
         last: Offset,
+        next: Offset,
         reason: String,
     },
     /// A disk operation failed. Appends that were not acknowledged before it were rolled back.
