@@ -437,3 +437,86 @@ fn bit_flips_at_every_byte_of_a_batch_damage_exactly_that_batch() {
         });
     }
 }
+
+/// The replication hook: `repair_range` refuses bytes whose offsets do not match the damaged
+/// range (or that are invalid, or carry another epoch) and writes nothing; given the batches as
+/// a replica holds them, it repairs the range in place, in a sealed and in the active segment,
+/// and the repair survives a reopen.
+#[test]
+fn repair_range_rejects_mismatched_bytes_and_repairs_in_place() {
+    let w = write_log(config(32 << 10, 1024), 75, 0, 6);
+    assert!(w.bases.len() >= 3);
+    let sealed_m = (0..w.model.len())
+        .find(|&i| w.model[i].segment == w.bases[1] && w.model[i].position > 0)
+        .unwrap();
+    // In the active segment, in blocks the appender no longer writes.
+    let active = *w.bases.last().unwrap();
+    let active_end = w.model.last().unwrap().position + w.model.last().unwrap().bytes.len() as u64;
+    let active_m = (0..w.model.len())
+        .find(|&i| {
+            let b = &w.model[i];
+            b.segment == active && b.position > 0 && b.position + 10_000 < active_end
+        })
+        .expect("a batch early in the active segment");
+    let (src, cfg, model) = (w.path.clone(), w.config.clone(), w.model.clone());
+    let root = w._dir.path().to_path_buf();
+    run(move || async move {
+        for (n, m) in [sealed_m, active_m].into_iter().enumerate() {
+            let b = &model[m];
+            let ctx = format!("batch {m} in segment {}", b.segment);
+            let dir = root.join(format!("repair-{n}"));
+            copy_log(&src, &dir);
+            flip_bit(&seg_log(&dir, b.segment), b.position + 40, 2);
+            let (log, _) = PartitionLog::open(&dir, options_no_cache(cfg.clone()))
+                .await
+                .unwrap();
+            // Found by the read.
+            assert!(log.read(Offset(b.base), 1).await.is_err(), "{ctx}");
+            let range = log.damaged_ranges()[0].clone();
+            assert_eq!((range.first.0, range.last.0), (b.base, b.next - 1), "{ctx}");
+            let good = Bytes::from(b.bytes.clone());
+            // Offsets that do not match the range.
+            let shifted = Bytes::from(stamped(bytes::BytesMut::from(&b.bytes[..]), b.base + 1, 0));
+            let neighbour = Bytes::from(model[m - 1].bytes.clone());
+            let mut bad_crc = b.bytes.clone();
+            bad_crc[70] ^= 1;
+            let other_epoch = Bytes::from(stamped(bytes::BytesMut::from(&b.bytes[..]), b.base, 3));
+            for (what, bytes) in [
+                ("shifted offsets", vec![shifted]),
+                ("another batch first", vec![neighbour, good.clone()]),
+                ("nothing", vec![]),
+                ("a bad CRC", vec![Bytes::from(bad_crc)]),
+                ("another epoch", vec![other_epoch]),
+            ] {
+                let r = log.repair_range(range.first, &bytes).await;
+                assert!(
+                    matches!(r, Err(LogError::Repair { .. })),
+                    "{ctx}: {what} must be refused: {r:?}"
+                );
+            }
+            let r = log
+                .repair_range(Offset(b.base + 1), std::slice::from_ref(&good))
+                .await;
+            assert!(
+                matches!(r, Err(LogError::Repair { .. })),
+                "{ctx}: not a range start"
+            );
+            assert_eq!(log.damaged_ranges().len(), 1, "{ctx}: nothing changed");
+            log.repair_range(range.first, std::slice::from_ref(&good))
+                .await
+                .unwrap_or_else(|e| panic!("{ctx}: repair: {e}"));
+            assert!(log.damaged_ranges().is_empty(), "{ctx}");
+            let got = log.read(Offset(b.base), 1).await.unwrap();
+            assert_eq!(got.batches[0][..], b.bytes[..], "{ctx}: repaired");
+            log.close().await.unwrap();
+            let (log, report) = PartitionLog::open(&dir, options_no_cache(cfg.clone()))
+                .await
+                .unwrap();
+            assert!(report.damaged.is_empty(), "{ctx}: {:?}", report.damaged);
+            let (got, skipped) = read_skipping(&log, &ctx).await;
+            assert!(skipped.is_empty(), "{ctx}");
+            assert_eq!(got.len(), model.len(), "{ctx}");
+            log.close().await.unwrap();
+        }
+    });
+}

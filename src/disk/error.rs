@@ -58,6 +58,9 @@ pub enum LogError {
     /// An append carried a leader epoch below the newest batch's.
     #[error("leader epoch {epoch} is older than the log's current epoch {current}")]
     StaleEpoch { epoch: Epoch, current: Epoch },
+    /// [`crate::disk::PartitionLog::repair_range`] refused the replacement bytes.
+    #[error("cannot repair the damaged range at offset {first}: {reason}")]
+    Repair { first: Offset, reason: String },
     /// The log was closed while the operation waited.
     #[error("the log is closed")]
     Closed,

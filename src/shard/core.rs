@@ -91,6 +91,7 @@ pub(crate) fn log_error(e: &LogError) -> CallError {
         LogError::Truncated { .. }
         | LogError::TruncateBelowHighWatermark { .. }
         | LogError::TruncateInsideBatch { .. }
+        | LogError::Repair { .. }
         | LogError::Config(_) => ErrorCode::UnknownServerError,
     };
     CallError::new(code, e.to_string())
