@@ -51,6 +51,7 @@ pub fn serve(mut config: BrokerConfig, on_ready: impl FnOnce(&Listening)) -> Res
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|e| format!("cannot create data dir {}: {e}", config.data_dir.display()))?;
     config.data_dir = absolute(&config.data_dir)?;
+    check_catalog(&config)?;
     let cpus = choose_cpus(&config)?;
     let shards = cpus.len();
     check_memlock(config.io_memory_bytes, shards);
@@ -288,6 +289,14 @@ async fn run_shard(
     }
     shard.close().await;
     Ok(())
+}
+
+/// Refuses to start on a missing catalog with partition directories on disk (or rebuilds it
+/// with `--rebuild-catalog`), before any shard reads it.
+fn check_catalog(config: &BrokerConfig) -> Result<(), String> {
+    let defaults =
+        crate::shard::catalog::TopicConfig::from_log_config(&config.default_log_config()?);
+    crate::shard::catalog::check_at_start(&config.data_dir, config.rebuild_catalog, &defaults)
 }
 
 fn absolute(p: &std::path::Path) -> Result<PathBuf, String> {

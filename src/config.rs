@@ -100,6 +100,10 @@ pub struct BrokerConfig {
     pub retention_check_ms: u64,
     pub limits: Limits,
     pub topic_defaults: TopicDefaults,
+    /// Rebuild a missing `catalog.json` from the partition directories at start (the
+    /// `--rebuild-catalog` flag; never read from a file).
+    #[serde(skip)]
+    pub rebuild_catalog: bool,
 }
 
 impl Default for BrokerConfig {
@@ -117,6 +121,7 @@ impl Default for BrokerConfig {
             retention_check_ms: 300_000,
             limits: Limits::default(),
             topic_defaults: TopicDefaults::default(),
+            rebuild_catalog: false,
         }
     }
 }

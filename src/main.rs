@@ -61,6 +61,10 @@ struct ServeArgs {
     /// Host name clients are told to connect to.
     #[arg(long)]
     advertised_host: Option<String>,
+    /// Rebuild a missing catalog.json from the partition directories (topic settings become
+    /// the defaults). Without it, a missing catalog with data on disk stops the start.
+    #[arg(long)]
+    rebuild_catalog: bool,
 }
 
 impl ServeArgs {
@@ -90,6 +94,7 @@ impl ServeArgs {
         if let Some(v) = self.advertised_host {
             c.advertised_host = Some(v);
         }
+        c.rebuild_catalog = self.rebuild_catalog;
         Ok(c)
     }
 }

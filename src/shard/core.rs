@@ -160,7 +160,8 @@ impl Shard {
                 .map_err(|e| e.message)?;
         }
         if id.0 == 0 {
-            shard.remove_orphan_dirs(&catalog);
+            shard.remove_deleted_dirs();
+            shard.report_unexplained_dirs();
         }
         tracing::info!(shard = %id, partitions = shard.logs.borrow().len(), "shard opened");
         Ok(shard)
@@ -174,25 +175,51 @@ impl Shard {
         self.mesh.borrow().clone().expect("mesh connected at start")
     }
 
-    /// Partition directories of topics no longer in the catalog (a crash during delete).
-    fn remove_orphan_dirs(&self, catalog: &Catalog) {
-        let topics_dir = self.data_dir.join("topics");
-        let Ok(rd) = std::fs::read_dir(&topics_dir) else {
-            return;
-        };
-        let mut live = std::collections::HashSet::new();
-        for t in catalog.topics.values() {
-            for p in 0..t.partitions {
-                live.insert(t.partition_dir(&self.data_dir, p));
+    /// Removes the directories of deleted topics (the catalog's tombstones: a crash or an
+    /// error interrupted the delete), then forgets the tombstones whose directories are gone.
+    /// Controller only. Never removes anything else.
+    fn remove_deleted_dirs(&self) {
+        let deleted = self.catalog.borrow().deleted.clone();
+        let mut changed = false;
+        for t in deleted {
+            let mut all_gone = true;
+            for dir in t.partition_dirs(&self.data_dir) {
+                if !dir.exists() {
+                    continue;
+                }
+                tracing::warn!(path = %dir.display(), "removing a partition directory of a deleted topic");
+                if let Err(e) = std::fs::remove_dir_all(&dir) {
+                    tracing::error!(path = %dir.display(), error = %e, "cannot remove");
+                    all_gone = false;
+                }
+            }
+            if all_gone {
+                changed |= self.catalog.borrow_mut().forget_deleted(t.id);
             }
         }
-        for entry in rd.flatten() {
-            let path = entry.path();
-            if path.is_dir() && !live.contains(&path) {
-                tracing::warn!(path = %path.display(), "removing partition directory of a deleted topic");
-                if let Err(e) = std::fs::remove_dir_all(&path) {
-                    tracing::error!(path = %path.display(), error = %e, "cannot remove");
-                }
+        if changed {
+            if let Err(e) = self.catalog.borrow().store(&self.data_dir) {
+                tracing::warn!(error = %e, "cannot persist the catalog; deleted topics stay listed");
+            }
+        }
+    }
+
+    /// Partition directories the catalog does not explain are kept (they may be data put back
+    /// by hand, or an older topic's): reported once at start.
+    fn report_unexplained_dirs(&self) {
+        let Ok(dirs) = super::catalog::list_partition_dirs(&self.data_dir) else {
+            return;
+        };
+        let catalog = self.catalog.borrow();
+        for d in dirs {
+            let explained = super::catalog::parse_partition_dir(&d).is_some_and(|(t, id, p)| {
+                catalog
+                    .topics
+                    .get(&t)
+                    .is_some_and(|m| m.id == id && p < m.partitions)
+            });
+            if !explained {
+                tracing::warn!(dir = %d, "partition directory not in the catalog; kept, not served");
             }
         }
     }
@@ -564,10 +591,14 @@ impl Shard {
             .map_err(|_| gone(self.id))?;
         let mut next = self.catalog.borrow().clone();
         let meta = next.delete(&name).map_err(catalog_error)?;
+        // The tombstone is durable before any directory goes: only recorded deletions remove
+        // data, also after a crash in the middle.
         next.store(&self.data_dir).map_err(catalog_error)?;
+        self.catalog.borrow_mut().deleted = next.deleted.clone();
         tracing::info!(topic = %name, "deleting topic");
         self.broadcast(|| Call::DropTopic(meta.clone())).await?;
         self.drop_owned_partitions(&meta).await;
+        self.remove_deleted_dirs();
         Ok(())
     }
 
