@@ -527,6 +527,31 @@ impl Started {
     }
 }
 
+/// Waits at most `limit` for a spawned `quill serve` (stdout and stderr piped) to exit or to
+/// print its listening line; a broker that listens is killed (the caller wanted a refusal).
+pub fn wait_exit_or_listen(mut child: Child, limit: Duration) -> Started {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            let mut stderr = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                let _ = e.read_to_string(&mut stderr);
+            }
+            eprint!("{stderr}");
+            return Started::Exited {
+                code: status.code(),
+                stderr,
+            };
+        }
+        if std::time::Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("quill serve neither exited nor was refused within {limit:?}: it runs");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 impl Broker {
     /// Starts `quill serve` with `shards` shards and `args` on top of the usual flags, and waits
     /// at most `limit` for it to listen or exit (a hang guard: past it the process is killed
