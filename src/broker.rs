@@ -54,6 +54,7 @@ pub fn serve(mut config: BrokerConfig, on_ready: impl FnOnce(&Listening)) -> Res
     check_catalog(&config)?;
     let cpus = choose_cpus(&config)?;
     let shards = cpus.len();
+    config.check_shard_ports(shards)?;
     check_memlock(config.io_memory_bytes, shards);
     let config = Arc::new(config);
     let stop = Arc::new(AtomicBool::new(false));

@@ -8,6 +8,20 @@ use serde::{Deserialize, Serialize};
 
 use crate::disk::{Durability, LogConfig};
 
+/// Most shards one broker runs.
+pub const SHARDS_MAX: usize = 1024;
+
+/// `shards` from a file: 0 is not "one per CPU" there (that is leaving it out), it is a mistake.
+fn deserialize_shards<'de, D: serde::Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    let n = usize::deserialize(d)?;
+    if n == 0 || n > SHARDS_MAX {
+        return Err(serde::de::Error::custom(format!(
+            "shards must be 1 to {SHARDS_MAX} (leave it out for one shard per CPU), got {n}"
+        )));
+    }
+    Ok(n)
+}
+
 /// Limits the broker enforces on clients; sent to them in `ApiVersions`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -84,7 +98,9 @@ pub struct BrokerConfig {
     pub listen: SocketAddr,
     /// Shard `i` also listens on `shard_port_base + i`; 0 picks free ports.
     pub shard_port_base: u16,
-    /// Number of shards (one pinned executor each); 0 means one per available CPU.
+    /// Number of shards (one pinned executor each), 1 to [`SHARDS_MAX`]; left out (0 inside)
+    /// means one per available CPU. An explicit 0 is refused.
+    #[serde(deserialize_with = "deserialize_shards")]
     pub shards: usize,
     /// CPUs to pin shards to, in shard order; empty means the first `shards` available CPUs.
     pub cpus: Vec<usize>,
@@ -170,6 +186,36 @@ impl BrokerConfig {
         if self.topic_defaults.partitions == 0 {
             return Err("topic_defaults.partitions must be at least 1".into());
         }
+        self.validate_counts()
+    }
+
+    /// Counts and sizes no broker can run with (issue 9): each is refused with its name.
+    fn validate_counts(&self) -> Result<(), String> {
+        if self.shards > SHARDS_MAX {
+            return Err(format!(
+                "shards must be 1 to {SHARDS_MAX}, got {}",
+                self.shards
+            ));
+        }
+        if self.limits.fetch_bytes_max == 0 {
+            return Err("limits.fetch_bytes_max must be at least 1".into());
+        }
+        if self.limits.connections_per_shard_max == 0 {
+            return Err("limits.connections_per_shard_max must be at least 1".into());
+        }
+        self.check_shard_ports(self.shards.max(self.cpus.len()).max(1))
+    }
+
+    /// Shard `i` listens on `shard_port_base + i`: every one must be a port.
+    pub fn check_shard_ports(&self, shards: usize) -> Result<(), String> {
+        let base = usize::from(self.shard_port_base);
+        if base != 0 && base + shards - 1 > usize::from(u16::MAX) {
+            return Err(format!(
+                "shard_port_base {base} leaves no port for shard {} of {shards}: ports end at {}",
+                usize::from(u16::MAX) + 1 - base,
+                u16::MAX
+            ));
+        }
         Ok(())
     }
 
@@ -211,6 +257,15 @@ mod tests {
     #[test]
     fn unknown_keys_and_bad_values_are_rejected() {
         assert!(toml::from_str::<BrokerConfig>("shardz = 2").is_err());
+        let e = toml::from_str::<BrokerConfig>("shards = 0").unwrap_err();
+        assert!(e.to_string().contains("shards must be 1 to 1024"), "{e}");
+        let ports = BrokerConfig {
+            shard_port_base: 65_000,
+            shards: 600,
+            ..BrokerConfig::default()
+        };
+        assert!(ports.validate().unwrap_err().contains("shard_port_base"));
+        assert!(ports.check_shard_ports(536).is_ok());
         let c = BrokerConfig {
             topic_defaults: TopicDefaults {
                 durability: "sometimes".into(),

@@ -49,9 +49,9 @@ struct ServeArgs {
     /// Shard i also listens on this port + i (default: any free port).
     #[arg(long)]
     shard_port_base: Option<u16>,
-    /// Number of shards (default: one per available CPU).
-    #[arg(long)]
-    shards: Option<usize>,
+    /// Number of shards, 1 to 1024 (default: one per available CPU).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    shards: Option<u64>,
     /// CPUs to pin the shards to, e.g. 0,1.
     #[arg(long, value_delimiter = ',')]
     cpus: Option<Vec<usize>>,
@@ -83,7 +83,7 @@ impl ServeArgs {
             c.shard_port_base = v;
         }
         if let Some(v) = self.shards {
-            c.shards = v;
+            c.shards = v as usize;
         }
         if let Some(v) = self.cpus {
             c.cpus = v;
