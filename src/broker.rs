@@ -52,6 +52,7 @@ pub fn serve(mut config: BrokerConfig, on_ready: impl FnOnce(&Listening)) -> Res
         .map_err(|e| format!("cannot create data dir {}: {e}", config.data_dir.display()))?;
     config.data_dir = absolute(&config.data_dir)?;
     check_catalog(&config)?;
+    raise_nofile_limit();
     let cpus = choose_cpus(&config)?;
     let shards = cpus.len();
     config.check_shard_ports(shards)?;
@@ -336,6 +337,41 @@ fn choose_cpus(config: &BrokerConfig) -> Result<Vec<usize>, String> {
     }
     // More shards than CPUs share CPUs round-robin (useful for tests on small machines).
     Ok((0..n).map(|i| online[i % online.len()]).collect())
+}
+
+/// Raises the soft `RLIMIT_NOFILE` to the hard limit and logs both: partitions hold file
+/// descriptors (3 each), and the soft limit a shell hands down (often 1024) is far below what the
+/// administrator allows. Each shard then sizes its share (`shard::FdBudget`).
+fn raise_nofile_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit read and write the struct we pass.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        tracing::warn!(error = %std::io::Error::last_os_error(), "cannot read RLIMIT_NOFILE");
+        return;
+    }
+    let soft = lim.rlim_cur;
+    if soft < lim.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: lim.rlim_max,
+            rlim_max: lim.rlim_max,
+        };
+        // SAFETY: as above.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            lim.rlim_cur = lim.rlim_max;
+        } else {
+            tracing::warn!(error = %std::io::Error::last_os_error(), soft, hard = lim.rlim_max,
+                "cannot raise the file descriptor limit");
+        }
+    }
+    tracing::info!(
+        soft_was = soft,
+        soft = lim.rlim_cur,
+        hard = lim.rlim_max,
+        "file descriptor limit (RLIMIT_NOFILE)"
+    );
 }
 
 /// glommio registers `io_memory` in three rings per executor; over the memlock limit it runs

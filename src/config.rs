@@ -120,6 +120,15 @@ pub struct BrokerConfig {
     /// `--rebuild-catalog` flag; never read from a file).
     #[serde(skip)]
     pub rebuild_catalog: bool,
+    /// Sealed-segment files each shard keeps open for reads (an LRU; the active segment and its
+    /// two index files of every partition stay open besides). Lower it if descriptors are short.
+    pub open_segment_files_max: usize,
+    /// Disk space each partition's active segment reserves ahead of its writes, in steps of this
+    /// many bytes (`fallocate`), so writes do not extend the file. Costs up to this much disk per
+    /// partition that has been written to since it was opened; `0` turns it off.
+    pub preallocate_bytes: u64,
+    /// How often each partition checkpoints its recovery point while appends make it move.
+    pub recovery_point_interval_ms: u64,
 }
 
 impl Default for BrokerConfig {
@@ -138,6 +147,9 @@ impl Default for BrokerConfig {
             limits: Limits::default(),
             topic_defaults: TopicDefaults::default(),
             rebuild_catalog: false,
+            open_segment_files_max: 256,
+            preallocate_bytes: LogConfig::default().preallocate_bytes,
+            recovery_point_interval_ms: LogConfig::default().recovery_point_interval_ms,
         }
     }
 }
@@ -167,6 +179,15 @@ impl BrokerConfig {
         };
         cfg.validate()
             .map_err(|e| format!("invalid topic_defaults: {e}"))?;
+        Ok(cfg)
+    }
+
+    /// A topic's log settings with the broker-wide storage settings applied (these are not
+    /// per-topic: they size the broker's use of disk space and sync work).
+    pub fn log_config_for(&self, mut cfg: LogConfig) -> Result<LogConfig, String> {
+        cfg.preallocate_bytes = self.preallocate_bytes;
+        cfg.recovery_point_interval_ms = self.recovery_point_interval_ms;
+        cfg.validate()?;
         Ok(cfg)
     }
 
@@ -203,6 +224,11 @@ impl BrokerConfig {
         if self.limits.connections_per_shard_max == 0 {
             return Err("limits.connections_per_shard_max must be at least 1".into());
         }
+        if self.open_segment_files_max == 0 {
+            return Err("open_segment_files_max must be at least 1".into());
+        }
+        // preallocate_bytes and recovery_point_interval_ms are checked with the log settings.
+        self.log_config_for(self.default_log_config()?)?;
         self.check_shard_ports(self.shards.max(self.cpus.len()).max(1))
     }
 

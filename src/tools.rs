@@ -53,6 +53,7 @@ async fn run_append_loop(args: AppendLoop) -> Result<(), String> {
     let options = LogOptions {
         config,
         cache: Rc::new(BatchCache::new(16 << 20)),
+        files: Rc::new(crate::disk::FileCache::new(256)),
         clock: system_clock(),
     };
     let (log, report) = PartitionLog::open(&args.dir, options)

@@ -145,7 +145,7 @@ fn next_action(inner: &Inner, st: &mut State, allow_tail: bool, now: Instant) ->
         let at = seg.appender.as_ref().expect("checked").written();
         st.io.rollback_in_flight = true;
         st.io.in_flight += 1;
-        return Some(Action::Rollback(seg.base, seg.file.clone(), at));
+        return Some(Action::Rollback(seg.base, seg.active_file(), at));
     }
     let i = st.segments.iter().position(|s| s.appender.is_some())?;
     let cfg = &inner.config;
@@ -168,13 +168,13 @@ fn next_action(inner: &Inner, st: &mut State, allow_tail: bool, now: Instant) ->
     {
         st.io.sync_in_flight = true;
         st.io.in_flight += 1;
-        return Some(Action::Sync(base, seg.file.clone(), st.written));
+        return Some(Action::Sync(base, seg.active_file(), st.written));
     }
 
     // Full buffers (and a cut tail) go out as soon as nothing overlapping is in flight.
     if let Some(job) = app.next_write() {
         st.io.in_flight += 1;
-        return Some(Action::Write(base, seg.file.clone(), job));
+        return Some(Action::Write(base, seg.active_file(), job));
     }
 
     // The end of a group: the staged bytes after the last full buffer, when an append waits for
@@ -197,7 +197,7 @@ fn next_action(inner: &Inner, st: &mut State, allow_tail: bool, now: Instant) ->
         st.stats.tail_writes += 1;
         if let Some(job) = app.next_write() {
             st.io.in_flight += 1;
-            return Some(Action::Write(base, seg.file.clone(), job));
+            return Some(Action::Write(base, seg.active_file(), job));
         }
     }
 
@@ -205,7 +205,7 @@ fn next_action(inner: &Inner, st: &mut State, allow_tail: bool, now: Instant) ->
         let target = app.preallocate_target(cfg.preallocate_bytes, cfg.segment_bytes)?;
         app.preallocate_started();
         st.io.in_flight += 1;
-        return Some(Action::Preallocate(base, seg.file.clone(), target));
+        return Some(Action::Preallocate(base, seg.active_file(), target));
     }
     if app.fully_written() && st.io.in_flight == 0 && !st.io.finalizing {
         st.io.finalizing = true;
@@ -449,7 +449,7 @@ async fn finalize(inner: Rc<Inner>, base: Offset) {
             .iter()
             .find(|s| s.base == base)
             .expect("a segment being finalized stays");
-        (s.file.clone(), s.log_path(), s.size)
+        (s.active_file(), s.log_path(), s.size)
     };
     let outcome: Result<()> = async {
         file.truncate(size)
@@ -486,6 +486,8 @@ async fn finalize(inner: Rc<Inner>, base: Offset) {
             .expect("a segment being finalized stays");
         s.appender = None;
         s.index_files = None;
+        // A sealed segment's file is reopened on read, through the shard's file cache.
+        s.file = None;
         s.index_persisted = s.index.len();
         s.time_persisted = s.time_index.len();
         let end = s.next_offset;

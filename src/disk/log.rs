@@ -23,6 +23,7 @@ use super::config::{Durability, LogConfig};
 use super::damage::{DamageTable, DamagedRange, DAMAGED_RANGES_FILE};
 use super::epochs::{EpochCache, EPOCH_CHECKPOINT_FILE};
 use super::error::{LogError, Result};
+use super::files::FileCache;
 use super::probe;
 use super::recovery::ScanEnd;
 use super::segment::{
@@ -52,6 +53,8 @@ pub struct LogOptions {
     pub config: LogConfig,
     /// The shard's batch cache, shared by all logs of the shard.
     pub cache: Rc<BatchCache>,
+    /// The shard's cache of open sealed-segment files, shared by all logs of the shard.
+    pub files: Rc<FileCache>,
     pub clock: Clock,
 }
 
@@ -158,6 +161,7 @@ pub(super) struct Inner {
     pub(super) config: LogConfig,
     pub(super) cache: Rc<BatchCache>,
     pub(super) cache_key: CacheKey,
+    pub(super) files: Rc<FileCache>,
     pub(super) clock: Clock,
     /// The staging buffers of all the log's segments.
     pub(super) pool: Rc<BufferPool>,
@@ -183,6 +187,7 @@ pub struct PartitionLog {
 
 impl Drop for PartitionLog {
     fn drop(&mut self) {
+        self.inner.files.forget_dir(&self.inner.dir);
         self.inner.state.borrow_mut().closed = true;
         self.inner.flush_wanted.notify();
         self.inner.progress.notify();
@@ -291,6 +296,7 @@ impl PartitionLog {
             config,
             cache: options.cache,
             cache_key,
+            files: options.files,
             clock: options.clock,
             pool,
             state: RefCell::new(State {
@@ -601,6 +607,10 @@ impl PartitionLog {
                 (plan, out)
             };
             let (file, path, seg_base, readable, req) = plan;
+            let file = match file {
+                Some(f) => f,
+                None => inner.files.get(&path).await?,
+            };
             let epochs = req.epochs.clone();
             let got = read_batches(&file, &path, req).await?;
             let Some(fault) = got.fault else {
@@ -839,7 +849,7 @@ impl PartitionLog {
                 seg.appender.is_some(),
             )
         };
-        let file = if writable {
+        let file = if let (true, Some(file)) = (writable, file) {
             file
         } else {
             Rc::new(
@@ -966,13 +976,14 @@ impl PartitionLog {
             let seg = &st.segments[i];
             (
                 seg.base,
-                seg.appender.is_some().then(|| seg.file.clone()),
+                seg.file.clone(),
                 seg.log_path(),
                 seg.read_start(offset),
                 st.damage.in_segment(seg.base).cloned().collect::<Vec<_>>(),
             )
         };
         // A finalized segment may be open read-only; it becomes the active one again.
+        inner.files.forget(&path);
         let file = match file {
             Some(f) => f,
             None => Rc::new(
@@ -1022,7 +1033,7 @@ impl PartitionLog {
             let seg = st.segments.back_mut().expect("a segment");
             seg.truncate_memory(offset, position);
             seg.sealed = false;
-            seg.file = file.clone();
+            seg.file = Some(file.clone());
             seg.appender = Some(appender::Appender::resume(
                 inner.pool.clone(),
                 position,
@@ -1055,6 +1066,7 @@ impl PartitionLog {
         }
         inner.cache.truncate_from(inner.cache_key, offset);
         for base in removed {
+            inner.files.forget(&segment::log_path(&inner.dir, base));
             remove_segment_files(&inner.dir, base);
         }
         let (base, seg_files) = {
@@ -1136,6 +1148,7 @@ impl PartitionLog {
         }
         for base in &removed {
             tracing::info!(dir = %inner.dir.display(), base = %base, "retention deleted segment");
+            inner.files.forget(&segment::log_path(&inner.dir, *base));
             remove_segment_files(&inner.dir, *base);
         }
         segment::sync_dir(&inner.dir).await?;
@@ -1156,7 +1169,7 @@ impl PartitionLog {
         let (file, path, size) = {
             let st = inner.state.borrow();
             let s = st.segments.back().expect("a segment");
-            (s.file.clone(), s.log_path(), s.size)
+            (s.active_file(), s.log_path(), s.size)
         };
         // Drop the zero padding of the last block and any preallocated space, so a clean restart
         // finds an exact end.
@@ -1177,6 +1190,7 @@ impl PartitionLog {
         // Everything is durable: the next open starts from the end.
         write_recovery_point(&inner).await?;
         inner.cache.unregister(inner.cache_key);
+        inner.files.forget_dir(&inner.dir);
         inner.flush_wanted.notify();
         inner.progress.notify();
         Ok(())

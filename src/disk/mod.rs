@@ -16,6 +16,7 @@ pub mod config;
 pub mod damage;
 pub mod epochs;
 pub mod error;
+pub mod files;
 pub mod index;
 pub mod log;
 pub mod probe;
@@ -27,6 +28,7 @@ pub use cache::{BatchCache, CacheStats};
 pub use config::{Durability, LogConfig, DIO_ALIGN_BYTES, SEGMENT_BYTES_LIMIT};
 pub use damage::DamagedRange;
 pub use error::LogError;
+pub use files::{FileCache, FileCacheStats};
 pub use log::{
     system_clock, AppendInfo, Clock, LogOptions, LogStats, OpenReport, PartitionLog, ReadBatches,
 };

@@ -111,7 +111,9 @@ pub(crate) struct Segment {
     /// Logical bytes appended (staged included).
     pub(crate) size: u64,
     pub(crate) dir: PathBuf,
-    pub(crate) file: Rc<DmaFile>,
+    /// Open while the segment has an appender (until it is finalized). A sealed segment's file
+    /// is opened on read through the shard's [`super::files::FileCache`].
+    pub(crate) file: Option<Rc<DmaFile>>,
     pub(crate) index: OffsetIndex,
     pub(crate) time_index: TimeIndex,
     /// Entries of each index already in its file.
@@ -139,13 +141,20 @@ impl Segment {
         log_path(&self.dir, self.base)
     }
 
+    /// The file of a segment that still has an appender.
+    pub(crate) fn active_file(&self) -> Rc<DmaFile> {
+        self.file
+            .clone()
+            .expect("a segment keeps its file open while it has an appender")
+    }
+
     fn empty(dir: &Path, base: Offset, file: Rc<DmaFile>, now_ms: TimestampMs) -> Segment {
         Segment {
             base,
             next_offset: base,
             size: 0,
             dir: dir.to_path_buf(),
-            file,
+            file: Some(file),
             index: OffsetIndex::new(),
             time_index: TimeIndex::new(),
             index_persisted: 0,
@@ -340,13 +349,15 @@ impl Segment {
         let path = log_path(dir, base);
         let file = Rc::new(open_dma(&path).await?);
         let file_bytes = file_size(&file, &path).await?;
-        let mut seg = Segment::empty(dir, base, file, NO_TIMESTAMP);
+        let mut seg = Segment::empty(dir, base, file.clone(), NO_TIMESTAMP);
+        // Opened only to check it: it is closed when this returns, and reopened on read.
+        seg.file = None;
         seg.sealed = true;
         seg.size = file_bytes;
         let policy = ctx.policy(base, file_bytes, next_base, Some(next_base), cfg);
         if let Some((ix, ti)) = load_indexes(dir, base, file_bytes) {
             match verify_sealed_indexes(
-                &seg.file, &path, base, next_base, file_bytes, &ix, &ti, &policy,
+                &file, &path, base, next_base, file_bytes, &ix, &ti, &policy,
             )
             .await?
             {
@@ -367,7 +378,9 @@ impl Segment {
             tracing::warn!(path = %path.display(), "index missing or invalid; rebuilding from the log");
         }
         // Rebuild: scan the whole segment from its base offset.
-        let report = seg.rebuild(0, policy, cfg.index_interval_bytes).await?;
+        let report = seg
+            .rebuild(&file, 0, policy, cfg.index_interval_bytes)
+            .await?;
         if seg.next_offset != next_base {
             tracing::error!(path = %path.display(), end = %seg.next_offset, %next_base,
                 "sealed segment holds offsets past the next segment's base");
@@ -444,7 +457,7 @@ impl Segment {
         let rp = ctx.recovery_point.max(base);
         let policy = ctx.policy(base, file_bytes, rp, None, cfg);
         let report = seg
-            .rebuild(start_pos, policy, cfg.index_interval_bytes)
+            .rebuild(&file, start_pos, policy, cfg.index_interval_bytes)
             .await?;
         let valid_end = seg.size;
         for d in &report.damaged {
@@ -499,20 +512,20 @@ impl Segment {
     /// what the scan accepted (valid batches and damaged ranges).
     async fn rebuild(
         &mut self,
+        file: &DmaFile,
         start_pos: u64,
         policy: ScanPolicy,
         index_interval_bytes: u64,
     ) -> Result<RecoveryReport> {
         let path = self.log_path();
-        let file = self.file.clone();
-        let file_bytes = file_size(&file, &path).await?;
+        let file_bytes = file_size(file, &path).await?;
         let mut scanner = Scanner::new(start_pos, self.next_offset, policy);
         self.bytes_since_index = 0;
         let interval = index_interval_bytes;
         let base = self.base;
         let end = {
             let seg = &mut *self;
-            scan_file(&file, &path, &mut scanner, file_bytes, &mut |b, _| {
+            scan_file(file, &path, &mut scanner, file_bytes, &mut |b, _| {
                 let rel = index::relative(base, b.base()).unwrap_or(u32::MAX);
                 seg.account_batch(&b.header, rel, b.position as u32, interval);
                 seg.next_offset = b.next_offset();

@@ -164,6 +164,17 @@ async fn metadata(shard: &Shard, req: MetadataRequest) -> MetadataResponse {
                         let info = infos.iter().find(|i| i.topic == name && i.partition == p);
                         let owner = shard.owner(&name, p);
                         match info {
+                            // Not opened (file descriptors, disk): the reason's code.
+                            Some(i) if i.error.is_some() => PartitionMetadata {
+                                partition: p,
+                                error_code: i.error.as_ref().map_or(ErrorCode::None, |e| e.code),
+                                leader_node: node,
+                                leader_shard: owner.0,
+                                leader_epoch: -1,
+                                log_start_offset: -1,
+                                high_watermark: -1,
+                                log_end_offset: -1,
+                            },
                             Some(i) => PartitionMetadata {
                                 partition: p,
                                 error_code: ErrorCode::None,
