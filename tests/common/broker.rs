@@ -20,6 +20,8 @@ pub struct Broker {
     pub shard_ports: Vec<u16>,
     pub data_dir: PathBuf,
     pub shards: usize,
+    /// What the broker wrote on stderr so far, when started with [`Broker::try_start`].
+    pub stderr: Option<std::sync::Arc<std::sync::Mutex<String>>>,
 }
 
 impl Broker {
@@ -62,7 +64,16 @@ impl Broker {
             shard_ports: ports,
             data_dir: data_dir.to_path_buf(),
             shards,
+            stderr: None,
         }
+    }
+
+    /// What the broker wrote on stderr so far (started with [`Broker::try_start`]).
+    pub fn stderr_text(&self) -> String {
+        self.stderr
+            .as_ref()
+            .map(|s| s.lock().unwrap().clone())
+            .unwrap_or_default()
     }
 
     pub fn connect(&self) -> Conn {
@@ -612,6 +623,7 @@ impl Broker {
                     shard_ports: ports,
                     data_dir: data_dir.to_path_buf(),
                     shards,
+                    stderr: Some(err_buf),
                 });
             }
             if let Some(status) = child.try_wait().expect("try_wait") {
