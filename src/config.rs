@@ -129,6 +129,8 @@ pub struct BrokerConfig {
     pub preallocate_bytes: u64,
     /// How often each partition checkpoints its recovery point while appends make it move.
     pub recovery_point_interval_ms: u64,
+    /// Free space on the data directory's file system that preallocation leaves alone.
+    pub disk_reserve_bytes: u64,
 }
 
 impl Default for BrokerConfig {
@@ -150,6 +152,7 @@ impl Default for BrokerConfig {
             open_segment_files_max: 256,
             preallocate_bytes: LogConfig::default().preallocate_bytes,
             recovery_point_interval_ms: LogConfig::default().recovery_point_interval_ms,
+            disk_reserve_bytes: LogConfig::default().disk_reserve_bytes,
         }
     }
 }
@@ -187,6 +190,7 @@ impl BrokerConfig {
     pub fn log_config_for(&self, mut cfg: LogConfig) -> Result<LogConfig, String> {
         cfg.preallocate_bytes = self.preallocate_bytes;
         cfg.recovery_point_interval_ms = self.recovery_point_interval_ms;
+        cfg.disk_reserve_bytes = self.disk_reserve_bytes;
         cfg.validate()?;
         Ok(cfg)
     }

@@ -62,8 +62,14 @@ pub struct LogConfig {
     /// ext4, io_uring hands every O_DIRECT write that extends a file to a worker thread, and
     /// those serialize. The file is sized to the reservation, so until a segment is sealed or the
     /// log is closed it ends with zeros past its last batch (recovery drops them). `0` turns it
-    /// off. At most `segment_bytes` is reserved per segment.
+    /// off. At most `segment_bytes` is reserved per segment. Steps start at 1 MiB and grow with
+    /// the segment, so a partition holds at most `max(1 MiB, min(preallocate_bytes, bytes in
+    /// its active segment))` of preallocated space beyond its data.
     pub preallocate_bytes: u64,
+    /// Preallocation never takes the file system's free space below this: it shrinks, then
+    /// stops, as the disk fills, so space freed for one partition is not taken by another's
+    /// reservation (appends themselves may still use it).
+    pub disk_reserve_bytes: u64,
     /// How often the recovery point (the durable offset) is checkpointed while it moves
     /// (Kafka's `log.flush.offset.checkpoint.interval.ms`). Recovery never truncates below it;
     /// between checkpoints it tells a torn tail from damage by what follows (`recovery.rs`).
@@ -90,6 +96,7 @@ impl Default for LogConfig {
             write_buffer_bytes: 512 << 10,
             pending_bytes_max: 64 << 20,
             preallocate_bytes: 32 << 20,
+            disk_reserve_bytes: 256 << 20,
             recovery_point_interval_ms: 5_000,
         }
     }

@@ -276,8 +276,13 @@ impl PartitionLog {
         }
         report.damaged = damage.ranges().to_vec();
         if damage != known {
-            checkpoint::replace_file(&dir, DAMAGED_RANGES_FILE, damage.encode().into_bytes())
-                .await?;
+            // The ranges are found again by the next open if this cannot be written (full disk).
+            if let Err(e) =
+                checkpoint::replace_file(&dir, DAMAGED_RANGES_FILE, damage.encode().into_bytes())
+                    .await
+            {
+                tracing::warn!(dir = %dir.display(), error = %e, "cannot persist damaged ranges");
+            }
         }
         // The checkpoint knows the newest epoch even when the batches that carried it were cut
         // off by recovery; entries past the recovered end are dropped.
@@ -1159,42 +1164,58 @@ impl PartitionLog {
     /// flusher. Appends after this fail with [`LogError::Closed`].
     pub async fn close(self) -> Result<()> {
         let inner = self.inner.clone();
-        let _permit = inner
-            .io_lock
-            .acquire_permit(1)
-            .await
-            .map_err(|_| LogError::Closed)?;
+        let outcome = close_files(&inner).await;
+        // Whatever failed, the log is closed now: the flusher ends and the files are released
+        // (a deleted partition's space is only freed once its files are closed).
         inner.state.borrow_mut().closed = true;
-        let _quiet = commit::quiesce(&inner, false).await?;
-        let (file, path, size) = {
-            let st = inner.state.borrow();
-            let s = st.segments.back().expect("a segment");
-            (s.active_file(), s.log_path(), s.size)
-        };
-        // Drop the zero padding of the last block and any preallocated space, so a clean restart
-        // finds an exact end.
-        file.truncate(size)
-            .await
-            .map_err(|e| LogError::glommio("truncate", &path, e))?;
-        file.fdatasync()
-            .await
-            .map_err(|e| LogError::glommio("fdatasync", &path, e))?;
-        let image = inner
-            .state
-            .borrow()
-            .segments
-            .back()
-            .expect("a segment")
-            .index_image();
-        segment::write_index_files(image).await?;
-        // Everything is durable: the next open starts from the end.
-        write_recovery_point(&inner).await?;
         inner.cache.unregister(inner.cache_key);
         inner.files.forget_dir(&inner.dir);
         inner.flush_wanted.notify();
         inner.progress.notify();
-        Ok(())
+        outcome
     }
+}
+
+/// The I/O of [`PartitionLog::close`]: everything staged written and synced, the active file cut
+/// to its exact size, its index files and the recovery point written (both best effort: derived
+/// data, rebuilt or rescanned at the next open, e.g. when the disk is full).
+async fn close_files(inner: &Rc<Inner>) -> Result<()> {
+    let _permit = inner
+        .io_lock
+        .acquire_permit(1)
+        .await
+        .map_err(|_| LogError::Closed)?;
+    inner.state.borrow_mut().closed = true;
+    let _quiet = commit::quiesce(inner, false).await?;
+    let (file, path, size) = {
+        let st = inner.state.borrow();
+        let s = st.segments.back().expect("a segment");
+        (s.active_file(), s.log_path(), s.size)
+    };
+    // Drop the zero padding of the last block and any preallocated space, so a clean restart
+    // finds an exact end.
+    file.truncate(size)
+        .await
+        .map_err(|e| LogError::glommio("truncate", &path, e))?;
+    file.fdatasync()
+        .await
+        .map_err(|e| LogError::glommio("fdatasync", &path, e))?;
+    let image = inner
+        .state
+        .borrow()
+        .segments
+        .back()
+        .expect("a segment")
+        .index_image();
+    if let Err(e) = segment::write_index_files(image).await {
+        tracing::warn!(path = %path.display(), error = %e, "cannot write the index at close");
+    }
+    // Everything is durable: the next open starts from the end.
+    if let Err(e) = write_recovery_point(inner).await {
+        tracing::warn!(path = %path.display(), error = %e,
+            "cannot checkpoint the recovery point at close");
+    }
+    Ok(())
 }
 
 pub(super) fn hw_of(st: &State, cfg: &LogConfig) -> Offset {

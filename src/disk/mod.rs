@@ -22,6 +22,7 @@ pub mod log;
 pub mod probe;
 pub mod recovery;
 mod segment;
+mod space;
 pub mod synthetic;
 
 pub use cache::{BatchCache, CacheStats};

@@ -391,7 +391,11 @@ impl Segment {
         }
         seg.next_offset = next_base;
         seg.seal_time_index();
-        write_index_files(seg.index_image()).await?;
+        // Derived data: on a full disk the segment is served from the index in memory, and the
+        // files are rebuilt at the next open.
+        if let Err(e) = write_index_files(seg.index_image()).await {
+            tracing::warn!(path = %path.display(), error = %e, "cannot write the rebuilt index");
+        }
         Ok((seg, Some(report)))
     }
 
@@ -481,12 +485,20 @@ impl Segment {
         file.fdatasync()
             .await
             .map_err(|e| LogError::glommio("fdatasync", &path, e))?;
-        // Rewrite the index files whole: the kept prefix plus the rebuilt entries.
+        // Rewrite the index files whole: the kept prefix plus the rebuilt entries. Derived data:
+        // on a full disk they are written again with the next sync's entries.
         seg.index_persisted = 0;
         seg.time_persisted = 0;
-        write_index_files(seg.index_image()).await?;
-        seg.index_persisted = seg.index.len();
-        seg.time_persisted = seg.time_index.len();
+        match write_index_files(seg.index_image()).await {
+            Ok(()) => {
+                seg.index_persisted = seg.index.len();
+                seg.time_persisted = seg.time_index.len();
+            }
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "cannot write the index");
+                seg.index_files_stale = true;
+            }
+        }
         if seg.created_ms == NO_TIMESTAMP {
             seg.created_ms = now_ms;
         }
