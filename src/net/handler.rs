@@ -7,11 +7,11 @@ use std::time::{Duration, Instant};
 
 use super::error_code::ErrorCode;
 use super::protocol::{
-    Acks, ApiVersionsResponse, BrokerMetadata, CreateTopicRequest, Durability as WireDurability,
-    FetchPartitionResponse, FetchRequest, FetchResponse, FetchTopicResponse, Limits,
-    ListOffsetsPartitionResponse, ListOffsetsRequest, ListOffsetsResponse,
-    ListOffsetsTopicResponse, ListTopicsResponse, MetadataRequest, MetadataResponse,
-    PartitionMetadata, ProducePartitionResponse, ProduceRequest, ProduceResponse,
+    Acks, ApiVersionsResponse, BrokerMetadata, CreateTopicRequest, DamagedRangeMetadata,
+    Durability as WireDurability, FetchPartitionResponse, FetchRequest, FetchResponse,
+    FetchTopicResponse, Limits, ListOffsetsPartitionResponse, ListOffsetsRequest,
+    ListOffsetsResponse, ListOffsetsTopicResponse, ListTopicsResponse, MetadataRequest,
+    MetadataResponse, PartitionMetadata, ProducePartitionResponse, ProduceRequest, ProduceResponse,
     ProduceTopicResponse, Request, Response, Retention, ShardPort, TopicListing, TopicMetadata,
 };
 use crate::local::Event;
@@ -207,7 +207,25 @@ async fn metadata(shard: &Shard, req: MetadataRequest) -> MetadataResponse {
             }
         })
         .collect();
-    MetadataResponse { brokers, topics }
+    // Version 1: the damaged ranges of the partitions described.
+    let damaged_ranges = req.damaged_ranges.then(|| {
+        infos
+            .iter()
+            .flat_map(|i| {
+                i.damaged.iter().map(|&(first, last)| DamagedRangeMetadata {
+                    topic: i.topic.clone(),
+                    partition: i.partition,
+                    first_offset: first,
+                    last_offset: last,
+                })
+            })
+            .collect()
+    });
+    MetadataResponse {
+        brokers,
+        topics,
+        damaged_ranges,
+    }
 }
 
 /// Applies the broker defaults to what the client left unset.

@@ -408,9 +408,9 @@ pub fn list_offsets_request(topic: &str, partition: u32, timestamp: i64) -> Requ
 }
 
 pub fn metadata_request(topics: Option<&[&str]>) -> Request {
-    Request::Metadata(MetadataRequest {
-        topics: topics.map(|t| t.iter().map(|s| s.to_string()).collect()),
-    })
+    Request::Metadata(MetadataRequest::new(
+        topics.map(|t| t.iter().map(|s| s.to_string()).collect()),
+    ))
 }
 
 pub fn delete_topic(name: &str) -> Request {
