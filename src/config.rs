@@ -295,6 +295,31 @@ mod tests {
             ..BrokerConfig::default()
         };
         assert!(ports.validate().unwrap_err().contains("shard_port_base"));
+        for (c, what) in [
+            (
+                BrokerConfig {
+                    open_segment_files_max: 0,
+                    ..BrokerConfig::default()
+                },
+                "open_segment_files_max",
+            ),
+            (
+                BrokerConfig {
+                    recovery_point_interval_ms: 0,
+                    ..BrokerConfig::default()
+                },
+                "recovery_point_interval_ms",
+            ),
+            (
+                BrokerConfig {
+                    preallocate_bytes: 1000,
+                    ..BrokerConfig::default()
+                },
+                "preallocate_bytes",
+            ),
+        ] {
+            assert!(c.validate().unwrap_err().contains(what), "{what}");
+        }
         assert!(ports.check_shard_ports(536).is_ok());
         let c = BrokerConfig {
             topic_defaults: TopicDefaults {
