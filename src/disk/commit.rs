@@ -77,6 +77,11 @@ impl IoState {
         self.write_error.is_none() && !self.truncating
     }
 
+    /// No I/O of the log is in flight.
+    pub(super) fn idle(&self) -> bool {
+        self.in_flight == 0
+    }
+
     /// The error of the last failed write that was rolled back.
     pub(super) fn last_write_error(&self) -> Option<LogError> {
         self.last_write_error.clone()

@@ -113,8 +113,9 @@ impl FileCache {
         }
     }
 
-    /// Closes every file under `dir` (its log was closed or deleted).
-    pub(crate) fn forget_dir(&self, dir: &Path) {
+    /// Forgets every file under `dir` (its log was closed or deleted) and hands them back, for
+    /// the caller to close (dropped, each closes at glommio's next I/O cycle).
+    pub(crate) fn forget_dir(&self, dir: &Path) -> Vec<Rc<DmaFile>> {
         let mut l = self.lru.borrow_mut();
         let gone: Vec<(PathBuf, u64)> = l
             .files
@@ -122,9 +123,13 @@ impl FileCache {
             .filter(|(p, _)| p.starts_with(dir))
             .map(|(p, (_, t))| (p.clone(), *t))
             .collect();
+        let mut files = Vec::new();
         for (p, t) in gone {
-            l.files.remove(&p);
+            if let Some((f, _)) = l.files.remove(&p) {
+                files.push(f);
+            }
             l.order.remove(&t);
         }
+        files
     }
 }

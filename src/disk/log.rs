@@ -187,7 +187,7 @@ pub struct PartitionLog {
 
 impl Drop for PartitionLog {
     fn drop(&mut self) {
-        self.inner.files.forget_dir(&self.inner.dir);
+        drop(self.inner.files.forget_dir(&self.inner.dir));
         self.inner.state.borrow_mut().closed = true;
         self.inner.flush_wanted.notify();
         self.inner.progress.notify();
@@ -1165,11 +1165,37 @@ impl PartitionLog {
     pub async fn close(self) -> Result<()> {
         let inner = self.inner.clone();
         let outcome = close_files(&inner).await;
-        // Whatever failed, the log is closed now: the flusher ends and the files are released
-        // (a deleted partition's space is only freed once its files are closed).
+        // Whatever failed, the log is closed now: the flusher ends and the files are closed
+        // before this returns (a deleted partition's space is only freed once they are).
         inner.state.borrow_mut().closed = true;
         inner.cache.unregister(inner.cache_key);
-        inner.files.forget_dir(&inner.dir);
+        let mut files = inner.files.forget_dir(&inner.dir);
+        let index = {
+            let mut st = inner.state.borrow_mut();
+            let mut index = Vec::new();
+            // Only with no I/O in flight (its tasks need their segment's appender); after a
+            // failed close the files close when the flusher, done with that I/O, drops them.
+            if st.io.idle() {
+                for seg in st.segments.iter_mut() {
+                    // No I/O of the log starts once no segment has an appender.
+                    seg.appender = None;
+                    files.extend(seg.file.take());
+                    index.extend(seg.index_files.take());
+                }
+            }
+            index
+        };
+        for f in files {
+            // Unique unless a read still holds it; that one closes when it drops it.
+            if let Ok(f) = Rc::try_unwrap(f) {
+                let _ = f.close().await;
+            }
+        }
+        for f in index {
+            if let Ok(f) = Rc::try_unwrap(f) {
+                f.close().await;
+            }
+        }
         inner.flush_wanted.notify();
         inner.progress.notify();
         outcome

@@ -746,6 +746,12 @@ impl IndexFiles {
         })
     }
 
+    /// Closes both files (awaited, so their descriptors are gone when this returns).
+    pub(crate) async fn close(self) {
+        let _ = self.index.close().await;
+        let _ = self.time.close().await;
+    }
+
     /// Writes the entries of `delta` (from [`Segment::index_delta`]) at their positions; with
     /// `truncate`, also cuts the files there (after a rollback or truncation removed entries).
     /// Index files are derived data: not synced on the append path, checked against the log by
