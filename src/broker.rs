@@ -53,8 +53,11 @@ pub fn serve(mut config: BrokerConfig, on_ready: impl FnOnce(&Listening)) -> Res
     config.data_dir = absolute(&config.data_dir)?;
     // Held until this function returns: the process owns the directory until then.
     let _lock = DataDirLock::acquire(&config.data_dir)?;
+    check_catalog(&config)?;
+    raise_nofile_limit();
     let cpus = choose_cpus(&config)?;
     let shards = cpus.len();
+    config.check_shard_ports(shards)?;
     check_addresses_free(&config, shards)?;
     check_memlock(config.io_memory_bytes, shards);
     let config = Arc::new(config);
@@ -382,6 +385,14 @@ fn check_addresses_free(config: &BrokerConfig, shards: usize) -> Result<(), Stri
     Ok(())
 }
 
+/// Refuses to start on a missing catalog with partition directories on disk (or rebuilds it
+/// with `--rebuild-catalog`), before any shard reads it.
+fn check_catalog(config: &BrokerConfig) -> Result<(), String> {
+    let defaults =
+        crate::shard::catalog::TopicConfig::from_log_config(&config.default_log_config()?);
+    crate::shard::catalog::check_at_start(&config.data_dir, config.rebuild_catalog, &defaults)
+}
+
 fn absolute(p: &std::path::Path) -> Result<PathBuf, String> {
     std::fs::canonicalize(p).map_err(|e| format!("cannot resolve {}: {e}", p.display()))
 }
@@ -418,6 +429,41 @@ fn choose_cpus(config: &BrokerConfig) -> Result<Vec<usize>, String> {
     }
     // More shards than CPUs share CPUs round-robin (useful for tests on small machines).
     Ok((0..n).map(|i| online[i % online.len()]).collect())
+}
+
+/// Raises the soft `RLIMIT_NOFILE` to the hard limit and logs both: partitions hold file
+/// descriptors (3 each), and the soft limit a shell hands down (often 1024) is far below what the
+/// administrator allows. Each shard then sizes its share (`shard::FdBudget`).
+fn raise_nofile_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit read and write the struct we pass.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        tracing::warn!(error = %std::io::Error::last_os_error(), "cannot read RLIMIT_NOFILE");
+        return;
+    }
+    let soft = lim.rlim_cur;
+    if soft < lim.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: lim.rlim_max,
+            rlim_max: lim.rlim_max,
+        };
+        // SAFETY: as above.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            lim.rlim_cur = lim.rlim_max;
+        } else {
+            tracing::warn!(error = %std::io::Error::last_os_error(), soft, hard = lim.rlim_max,
+                "cannot raise the file descriptor limit");
+        }
+    }
+    tracing::info!(
+        soft_was = soft,
+        soft = lim.rlim_cur,
+        hard = lim.rlim_max,
+        "file descriptor limit (RLIMIT_NOFILE)"
+    );
 }
 
 /// glommio registers `io_memory` in three rings per executor; over the memlock limit it runs

@@ -8,6 +8,20 @@ use serde::{Deserialize, Serialize};
 
 use crate::disk::{Durability, LogConfig};
 
+/// Most shards one broker runs.
+pub const SHARDS_MAX: usize = 1024;
+
+/// `shards` from a file: 0 is not "one per CPU" there (that is leaving it out), it is a mistake.
+fn deserialize_shards<'de, D: serde::Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    let n = usize::deserialize(d)?;
+    if n == 0 || n > SHARDS_MAX {
+        return Err(serde::de::Error::custom(format!(
+            "shards must be 1 to {SHARDS_MAX} (leave it out for one shard per CPU), got {n}"
+        )));
+    }
+    Ok(n)
+}
+
 /// Limits the broker enforces on clients; sent to them in `ApiVersions`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -112,7 +126,9 @@ pub struct BrokerConfig {
     pub listen: SocketAddr,
     /// Shard `i` also listens on `shard_port_base + i`; 0 picks free ports.
     pub shard_port_base: u16,
-    /// Number of shards (one pinned executor each); 0 means one per available CPU.
+    /// Number of shards (one pinned executor each), 1 to [`SHARDS_MAX`]; left out (0 inside)
+    /// means one per available CPU. An explicit 0 is refused.
+    #[serde(deserialize_with = "deserialize_shards")]
     pub shards: usize,
     /// CPUs to pin shards to, in shard order; empty means the first `shards` available CPUs.
     pub cpus: Vec<usize>,
@@ -128,6 +144,21 @@ pub struct BrokerConfig {
     pub retention_check_ms: u64,
     pub limits: Limits,
     pub topic_defaults: TopicDefaults,
+    /// Rebuild a missing `catalog.json` from the partition directories at start (the
+    /// `--rebuild-catalog` flag; never read from a file).
+    #[serde(skip)]
+    pub rebuild_catalog: bool,
+    /// Sealed-segment files each shard keeps open for reads (an LRU; the active segment and its
+    /// two index files of every partition stay open besides). Lower it if descriptors are short.
+    pub open_segment_files_max: usize,
+    /// Disk space each partition's active segment reserves ahead of its writes, in steps of this
+    /// many bytes (`fallocate`), so writes do not extend the file. Costs up to this much disk per
+    /// partition that has been written to since it was opened; `0` turns it off.
+    pub preallocate_bytes: u64,
+    /// How often each partition checkpoints its recovery point while appends make it move.
+    pub recovery_point_interval_ms: u64,
+    /// Free space on the data directory's file system that preallocation leaves alone.
+    pub disk_reserve_bytes: u64,
 }
 
 impl Default for BrokerConfig {
@@ -145,6 +176,11 @@ impl Default for BrokerConfig {
             retention_check_ms: 10_000,
             limits: Limits::default(),
             topic_defaults: TopicDefaults::default(),
+            rebuild_catalog: false,
+            open_segment_files_max: 256,
+            preallocate_bytes: LogConfig::default().preallocate_bytes,
+            recovery_point_interval_ms: LogConfig::default().recovery_point_interval_ms,
+            disk_reserve_bytes: LogConfig::default().disk_reserve_bytes,
         }
     }
 }
@@ -174,6 +210,16 @@ impl BrokerConfig {
         };
         cfg.validate()
             .map_err(|e| format!("invalid topic_defaults: {e}"))?;
+        Ok(cfg)
+    }
+
+    /// A topic's log settings with the broker-wide storage settings applied (these are not
+    /// per-topic: they size the broker's use of disk space and sync work).
+    pub fn log_config_for(&self, mut cfg: LogConfig) -> Result<LogConfig, String> {
+        cfg.preallocate_bytes = self.preallocate_bytes;
+        cfg.recovery_point_interval_ms = self.recovery_point_interval_ms;
+        cfg.disk_reserve_bytes = self.disk_reserve_bytes;
+        cfg.validate()?;
         Ok(cfg)
     }
 
@@ -218,6 +264,41 @@ impl BrokerConfig {
         if self.topic_defaults.partitions == 0 {
             return Err("topic_defaults.partitions must be at least 1".into());
         }
+        self.validate_counts()
+    }
+
+    /// Counts and sizes no broker can run with (issue 9): each is refused with its name.
+    fn validate_counts(&self) -> Result<(), String> {
+        if self.shards > SHARDS_MAX {
+            return Err(format!(
+                "shards must be 1 to {SHARDS_MAX}, got {}",
+                self.shards
+            ));
+        }
+        if self.limits.fetch_bytes_max == 0 {
+            return Err("limits.fetch_bytes_max must be at least 1".into());
+        }
+        if self.limits.connections_per_shard_max == 0 {
+            return Err("limits.connections_per_shard_max must be at least 1".into());
+        }
+        if self.open_segment_files_max == 0 {
+            return Err("open_segment_files_max must be at least 1".into());
+        }
+        // preallocate_bytes and recovery_point_interval_ms are checked with the log settings.
+        self.log_config_for(self.default_log_config()?)?;
+        self.check_shard_ports(self.shards.max(self.cpus.len()).max(1))
+    }
+
+    /// Shard `i` listens on `shard_port_base + i`: every one must be a port.
+    pub fn check_shard_ports(&self, shards: usize) -> Result<(), String> {
+        let base = usize::from(self.shard_port_base);
+        if base != 0 && base + shards - 1 > usize::from(u16::MAX) {
+            return Err(format!(
+                "shard_port_base {base} leaves no port for shard {} of {shards}: ports end at {}",
+                usize::from(u16::MAX) + 1 - base,
+                u16::MAX
+            ));
+        }
         Ok(())
     }
 
@@ -259,6 +340,40 @@ mod tests {
     #[test]
     fn unknown_keys_and_bad_values_are_rejected() {
         assert!(toml::from_str::<BrokerConfig>("shardz = 2").is_err());
+        let e = toml::from_str::<BrokerConfig>("shards = 0").unwrap_err();
+        assert!(e.to_string().contains("shards must be 1 to 1024"), "{e}");
+        let ports = BrokerConfig {
+            shard_port_base: 65_000,
+            shards: 600,
+            ..BrokerConfig::default()
+        };
+        assert!(ports.validate().unwrap_err().contains("shard_port_base"));
+        for (c, what) in [
+            (
+                BrokerConfig {
+                    open_segment_files_max: 0,
+                    ..BrokerConfig::default()
+                },
+                "open_segment_files_max",
+            ),
+            (
+                BrokerConfig {
+                    recovery_point_interval_ms: 0,
+                    ..BrokerConfig::default()
+                },
+                "recovery_point_interval_ms",
+            ),
+            (
+                BrokerConfig {
+                    preallocate_bytes: 1000,
+                    ..BrokerConfig::default()
+                },
+                "preallocate_bytes",
+            ),
+        ] {
+            assert!(c.validate().unwrap_err().contains(what), "{what}");
+        }
+        assert!(ports.check_shard_ports(536).is_ok());
         let c = BrokerConfig {
             topic_defaults: TopicDefaults {
                 durability: "sometimes".into(),

@@ -51,9 +51,9 @@ struct ServeArgs {
     /// Shard i also listens on this port + i (default: any free port).
     #[arg(long)]
     shard_port_base: Option<u16>,
-    /// Number of shards (default: one per available CPU).
-    #[arg(long)]
-    shards: Option<usize>,
+    /// Number of shards, 1 to 1024 (default: one per available CPU).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    shards: Option<u64>,
     /// CPUs to pin the shards to, e.g. 0,1.
     #[arg(long, value_delimiter = ',')]
     cpus: Option<Vec<usize>>,
@@ -63,6 +63,10 @@ struct ServeArgs {
     /// Host name clients are told to connect to.
     #[arg(long)]
     advertised_host: Option<String>,
+    /// Rebuild a missing catalog.json from the partition directories (topic settings become
+    /// the defaults). Without it, a missing catalog with data on disk stops the start.
+    #[arg(long)]
+    rebuild_catalog: bool,
 }
 
 impl ServeArgs {
@@ -81,7 +85,7 @@ impl ServeArgs {
             c.shard_port_base = v;
         }
         if let Some(v) = self.shards {
-            c.shards = v;
+            c.shards = v as usize;
         }
         if let Some(v) = self.cpus {
             c.cpus = v;
@@ -92,6 +96,7 @@ impl ServeArgs {
         if let Some(v) = self.advertised_host {
             c.advertised_host = Some(v);
         }
+        c.rebuild_catalog = self.rebuild_catalog;
         Ok(c)
     }
 }
@@ -119,6 +124,9 @@ enum DebugCommand {
         /// sync or interval
         #[arg(long, default_value = "sync")]
         durability: Durability,
+        /// How often the recovery point is checkpointed.
+        #[arg(long, default_value_t = 5_000)]
+        recovery_point_interval_ms: u64,
     },
 }
 
@@ -163,6 +171,7 @@ fn main() -> ExitCode {
             epoch,
             segment_bytes,
             durability,
+            recovery_point_interval_ms,
         }) => quill::tools::append_loop(quill::tools::AppendLoop {
             dir,
             seed,
@@ -172,6 +181,7 @@ fn main() -> ExitCode {
             epoch,
             segment_bytes,
             durability,
+            recovery_point_interval_ms,
         }),
     };
     match result {

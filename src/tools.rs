@@ -24,6 +24,7 @@ pub struct AppendLoop {
     pub epoch: i32,
     pub segment_bytes: u64,
     pub durability: Durability,
+    pub recovery_point_interval_ms: u64,
 }
 
 /// Appends synthetic batches to the log in `dir` from several tasks and prints
@@ -46,11 +47,13 @@ async fn run_append_loop(args: AppendLoop) -> Result<(), String> {
             .batch_bytes_max
             .min(args.segment_bytes as usize),
         durability: args.durability,
+        recovery_point_interval_ms: args.recovery_point_interval_ms,
         ..LogConfig::default()
     };
     let options = LogOptions {
         config,
         cache: Rc::new(BatchCache::new(16 << 20)),
+        files: Rc::new(crate::disk::FileCache::new(256)),
         clock: system_clock(),
     };
     let (log, report) = PartitionLog::open(&args.dir, options)

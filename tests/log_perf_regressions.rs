@@ -206,10 +206,12 @@ fn preallocated_space_is_never_read_and_is_dropped_on_recovery_and_close() {
             }
             glommio::timer::sleep(Duration::from_millis(10)).await;
         }
+        // Steps start at 1 MiB and grow with the segment (up to `preallocate_bytes`), so a
+        // partition that was written little reserves little.
         assert!(
-            on_disk >= logical + (2 << 20),
-            "the segment is preallocated ahead of the writes: {on_disk} bytes on disk, \
-             {logical} logical"
+            on_disk >= logical + (1 << 20) && on_disk <= logical + (2 << 20),
+            "the segment is preallocated one minimum step ahead of the writes: {on_disk} bytes \
+             on disk, {logical} logical"
         );
         // Reads stop at the last batch, not at the end of the file.
         assert_eq!(read_all(&log).await, acked);

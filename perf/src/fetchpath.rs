@@ -570,6 +570,7 @@ async fn setup(
         &dir,
         LogOptions {
             cache: cold_cache.clone(),
+            files: Rc::new(quill::disk::FileCache::new(256)),
             ..options(config, 0)
         },
     )
@@ -584,6 +585,7 @@ async fn setup(
             &hot_dir,
             LogOptions {
                 cache: cache.clone(),
+                files: Rc::new(quill::disk::FileCache::new(256)),
                 ..options(config, 0)
             },
         )
@@ -636,6 +638,7 @@ fn options(config: &LogConfig, cache_bytes: usize) -> LogOptions {
     LogOptions {
         config: config.clone(),
         cache: Rc::new(BatchCache::new(cache_bytes)),
+        files: Rc::new(quill::disk::FileCache::new(256)),
         clock: system_clock(),
     }
 }

@@ -688,6 +688,7 @@ async fn run_case(case: Case, dir: &Path, plan: &Plan, raw_mb_per_s: f64) -> Res
                 ..plan.config.clone()
             },
             cache: cache.clone(),
+            files: Rc::new(quill::disk::FileCache::new(256)),
             clock: system_clock(),
         };
         let log_dir = if case.partitions == 1 {

@@ -212,6 +212,8 @@ pub fn run(args: ConsumeArgs) -> ExitCode {
     let inactivity = args.timeout_ms.map(Duration::from_millis);
     let mut last_record = Instant::now();
     let mut printed = 0u64;
+    // Damaged ranges skipped: noted on stderr as they come, and the exit status says so.
+    let mut skipped = 0u64;
     let sep = args.key_separator.as_deref().map(str::as_bytes);
     loop {
         if args.count.is_some_and(|c| printed >= c) {
@@ -227,6 +229,12 @@ pub fn run(args: ConsumeArgs) -> ExitCode {
         }
         let records = match consumer.poll(wait) {
             Ok(r) => r,
+            Err(e @ crate::client::ClientError::DamagedRange { .. }) => {
+                let _ = out.flush();
+                eprintln!("quill: {e}");
+                skipped += 1;
+                continue;
+            }
             Err(e) => {
                 let _ = out.flush();
                 return fail(&e);
@@ -266,6 +274,10 @@ pub fn run(args: ConsumeArgs) -> ExitCode {
             eprintln!("quill: cannot write to standard output: {e}");
             return ExitCode::from(super::EXIT_FAILED);
         }
+    }
+    if skipped > 0 {
+        eprintln!("quill: {skipped} damaged range(s) skipped: their records were not printed");
+        return ExitCode::from(super::EXIT_FAILED);
     }
     ExitCode::SUCCESS
 }

@@ -147,6 +147,19 @@ pub fn run(args: TopicArgs) -> ExitCode {
                     "LOG-END",
                 );
                 for p in d.partitions {
+                    // Damaged ranges: offsets stored but not served (consumers skip them).
+                    let status = if !p.error_code.is_none() {
+                        p.error_code.as_str().to_string()
+                    } else if !p.damaged_ranges.is_empty() {
+                        let ranges: Vec<String> = p
+                            .damaged_ranges
+                            .iter()
+                            .map(|(first, last)| format!("{first}-{last}"))
+                            .collect();
+                        format!("damaged {}", ranges.join(","))
+                    } else {
+                        "ok".to_string()
+                    };
                     println!(
                         "{:>9}  {:>6}  {:>5}  {:>5}  {:>12}  {:>14}  {:>12}  {}",
                         p.partition,
@@ -156,11 +169,7 @@ pub fn run(args: TopicArgs) -> ExitCode {
                         p.log_start_offset,
                         p.high_watermark,
                         p.log_end_offset,
-                        if p.error_code.is_none() {
-                            "ok"
-                        } else {
-                            p.error_code.as_str()
-                        }
+                        status
                     );
                 }
                 ExitCode::SUCCESS

@@ -89,7 +89,7 @@ pub struct TopicSummary {
 }
 
 /// One partition of a described topic.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PartitionDescription {
     pub partition: u32,
     /// `NONE`, or why the fields below are meaningless (for example the owning shard is
@@ -106,6 +106,9 @@ pub struct PartitionDescription {
     pub high_watermark: i64,
     /// The offset the next record appended gets.
     pub log_end_offset: i64,
+    /// Damaged ranges `(first, last)`: offsets the broker holds but cannot serve (a consumer
+    /// skips them); empty from a broker without Metadata version 1.
+    pub damaged_ranges: Vec<(i64, i64)>,
 }
 
 /// A topic and its partitions, as Metadata reports them now.
@@ -246,9 +249,32 @@ impl Admin {
         check_name(name)?;
         let request = Request::Metadata(MetadataRequest {
             topics: Some(vec![name.to_string()]),
+            damaged_ranges: true,
         });
         let response = match self.client.call_any(&request, Retry::Idempotent).await? {
             Response::Metadata(m) => m,
+            // A broker without version 1: describe without damaged ranges.
+            Response::Error {
+                code: ErrorCode::UnsupportedVersion,
+                ..
+            } => match self
+                .client
+                .call_any(
+                    &Request::Metadata(MetadataRequest::new(Some(vec![name.to_string()]))),
+                    Retry::Idempotent,
+                )
+                .await?
+            {
+                Response::Metadata(m) => m,
+                Response::Error { code, message } => {
+                    return Err(ClientError::Broker {
+                        code,
+                        message,
+                        context: format!("describe topic '{name}'"),
+                    })
+                }
+                other => return Err(unexpected("Metadata", &other)),
+            },
             Response::Error { code, message } => {
                 return Err(ClientError::Broker {
                     code,
@@ -258,6 +284,7 @@ impl Admin {
             }
             other => return Err(unexpected("Metadata", &other)),
         };
+        let damaged = response.damaged_ranges.unwrap_or_default();
         let Some(t) = response.topics.into_iter().find(|t| t.name == name) else {
             return Err(ClientError::UnknownTopic {
                 topic: name.to_string(),
@@ -286,6 +313,11 @@ impl Admin {
                     log_start_offset: p.log_start_offset,
                     high_watermark: p.high_watermark,
                     log_end_offset: p.log_end_offset,
+                    damaged_ranges: damaged
+                        .iter()
+                        .filter(|d| d.topic == name && d.partition == p.partition)
+                        .map(|d| (d.first_offset, d.last_offset))
+                        .collect(),
                 })
                 .collect(),
         })

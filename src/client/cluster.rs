@@ -366,7 +366,7 @@ impl Client {
         &self,
         topics: Option<Vec<String>>,
     ) -> Result<MetadataResponse, ClientError> {
-        let request = Request::Metadata(MetadataRequest { topics });
+        let request = Request::Metadata(MetadataRequest::new(topics));
         match self.call_any(&request, Retry::Idempotent).await? {
             Response::Metadata(m) => {
                 self.inner

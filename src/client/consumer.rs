@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use glommio::Task;
 
-use super::cluster::{Client, Lane};
+use super::cluster::{Client, Lane, Retry};
 use super::config::{AutoReset, ConsumerConfig};
 use super::decode::decode_records;
 use super::error::ClientError;
@@ -34,7 +34,8 @@ use crate::local::Event;
 use crate::net::error_code::ErrorCode;
 use crate::net::protocol::{
     FetchPartition, FetchRequest, FetchTopic, ListOffsetsPartition, ListOffsetsRequest,
-    ListOffsetsTopic, Request, Response, OFFSET_NONE, TIMESTAMP_EARLIEST, TIMESTAMP_LATEST,
+    ListOffsetsTopic, MetadataRequest, Request, Response, OFFSET_NONE, TIMESTAMP_EARLIEST,
+    TIMESTAMP_LATEST,
 };
 
 /// Where a newly assigned partition starts.
@@ -86,6 +87,8 @@ struct State {
     failures: HashMap<SocketAddr, (u32, Instant)>,
     /// An error met while records were already collected; returned by the next poll.
     pending_error: Option<ClientError>,
+    /// Damaged ranges skipped, each returned once by a poll ([`ClientError::DamagedRange`]).
+    skipped: VecDeque<ClientError>,
 }
 
 /// Reads records from assigned partitions of a Quill cluster. Lives on the executor of its
@@ -272,8 +275,12 @@ impl Consumer {
 
     /// Waits up to `timeout` for records and returns those that arrived (possibly none). A
     /// fetch still waiting at the broker when the time is up keeps waiting, for the next poll.
+    ///
+    /// A damaged range on the broker (records stored but unreadable there) is skipped: the poll
+    /// after the records before it returns [`ClientError::DamagedRange`] naming it, once, and
+    /// the next polls go on after it.
     pub async fn poll(&self, timeout: Duration) -> Result<Vec<ConsumedRecord>, ClientError> {
-        if let Some(e) = self.state.borrow_mut().pending_error.take() {
+        if let Some(e) = self.take_error() {
             return Err(e);
         }
         let deadline = Instant::now() + timeout;
@@ -291,7 +298,7 @@ impl Consumer {
                 }
                 return Ok(out);
             }
-            if let Some(e) = self.state.borrow_mut().pending_error.take() {
+            if let Some(e) = self.take_error() {
                 return Err(e);
             }
             let retry_at = self.start_fetches()?;
@@ -545,6 +552,10 @@ impl Consumer {
                     Err(e) => self.keep_error(e),
                 }
             }
+            ErrorCode::CorruptStoredData => {
+                self.skip_damaged(topic, partition, offset, p.error_message)
+                    .await
+            }
             code if code.is_retriable() => {
                 if code == ErrorCode::UnknownTopicOrPartition {
                     // Refresh: a topic deleted meanwhile is an error, not a retry.
@@ -573,6 +584,56 @@ impl Consumer {
         }
     }
 
+    /// The fetch at `offset` hit a damaged range (`docs/PROTOCOL.md`, "Damaged ranges"): asks
+    /// Metadata version 1 for the range holding `offset`, moves past it and reports it once
+    /// (the next poll returns [`ClientError::DamagedRange`]). Without a range to skip (a broker
+    /// without version 1, or none reported) the error stands, as before.
+    async fn skip_damaged(
+        &self,
+        topic: &Arc<str>,
+        partition: u32,
+        offset: i64,
+        message: Option<String>,
+    ) {
+        let stand = |message: Option<String>| ClientError::Broker {
+            code: ErrorCode::CorruptStoredData,
+            message,
+            context: format!("fetch from {topic}-{partition} at offset {offset}"),
+        };
+        let request = Request::Metadata(MetadataRequest {
+            topics: Some(vec![topic.to_string()]),
+            damaged_ranges: true,
+        });
+        let ranges = match self.client.call_any(&request, Retry::Idempotent).await {
+            Ok(Response::Metadata(m)) => m.damaged_ranges.unwrap_or_default(),
+            _ => Vec::new(),
+        };
+        let Some(range) = ranges.into_iter().find(|d| {
+            *d.topic == **topic
+                && d.partition == partition
+                && d.first_offset <= offset
+                && offset <= d.last_offset
+        }) else {
+            self.keep_error(stand(message));
+            return;
+        };
+        if self.position(topic, partition) == Some(offset) {
+            self.set_position(topic, partition, range.last_offset + 1);
+        }
+        tracing::warn!(%topic, partition, first = range.first_offset, last = range.last_offset,
+            "skipping a damaged range");
+        self.state
+            .borrow_mut()
+            .skipped
+            .push_back(ClientError::DamagedRange {
+                topic: topic.to_string(),
+                partition,
+                first: range.first_offset,
+                last: range.last_offset,
+                reason: message.unwrap_or_default(),
+            });
+    }
+
     fn set_position(&self, topic: &str, partition: u32, position: i64) {
         let mut st = self.state.borrow_mut();
         if let Some(a) = st
@@ -582,6 +643,12 @@ impl Consumer {
         {
             a.position = position;
         }
+    }
+
+    /// The error the next poll returns, if any: a kept error first, then skipped ranges.
+    fn take_error(&self) -> Option<ClientError> {
+        let mut st = self.state.borrow_mut();
+        st.pending_error.take().or_else(|| st.skipped.pop_front())
     }
 
     fn keep_error(&self, e: ClientError) {

@@ -89,6 +89,17 @@ pub enum ClientError {
     /// The producer, consumer or client was closed or dropped before the call completed.
     #[error("the {what} was closed before the call completed")]
     Closed { what: &'static str },
+    /// Offsets `first` to `last` of a partition are damaged on the broker (stored, but failed
+    /// their checks when read) and are not served. A consumer returns this once per range and
+    /// continues at `last + 1`: those records are lost on this broker.
+    #[error("{topic}-{partition}: offsets {first} to {last} are damaged on the broker and were skipped ({reason})")]
+    DamagedRange {
+        topic: String,
+        partition: u32,
+        first: i64,
+        last: i64,
+        reason: String,
+    },
 }
 
 impl ClientError {
@@ -102,6 +113,7 @@ impl ClientError {
             ClientError::InvalidTopicName { .. } => Some(ErrorCode::InvalidTopicName),
             ClientError::RecordTooLarge { .. } => Some(ErrorCode::MessageTooLarge),
             ClientError::OffsetOutOfRange { .. } => Some(ErrorCode::OffsetOutOfRange),
+            ClientError::DamagedRange { .. } => Some(ErrorCode::CorruptStoredData),
             ClientError::Broker { code, .. } => Some(*code),
             _ => None,
         }

@@ -225,6 +225,7 @@ mod tests {
                 ],
             }],
             topics,
+            damaged_ranges: None,
         }
     }
 

@@ -139,6 +139,10 @@ pub(crate) struct Advance {
     pub(crate) written: Boundary,
 }
 
+/// The first preallocation step of a segment: steps grow with the bytes the segment holds, up
+/// to `preallocate_bytes`, so a partition that is written little reserves little.
+pub(crate) const PREALLOCATE_MIN_BYTES: u64 = 1 << 20;
+
 /// Preallocation of file space ahead of the writes.
 #[derive(Default)]
 struct Prealloc {
@@ -147,6 +151,9 @@ struct Prealloc {
     in_flight: bool,
     /// The file system does not support it.
     disabled: bool,
+    /// After a step that failed or was cut short (the disk is short of space), the next is
+    /// tried once the staged bytes reach here, not at every append.
+    retry_at: u64,
 }
 
 pub(crate) struct Appender {
@@ -442,12 +449,20 @@ impl Appender {
     }
 
     /// Where to preallocate the file up to, when it is time to: the space ahead of the current
-    /// staging buffer has dropped under half of `step`. `cap` is the largest useful size.
+    /// staging buffer has dropped under half of the step. The step is `step`, or less while the
+    /// segment is small (it grows with the segment from [`PREALLOCATE_MIN_BYTES`]). `cap` is the
+    /// largest useful size.
     pub(crate) fn preallocate_target(&self, step: u64, cap: u64) -> Option<u64> {
         let p = &self.prealloc;
-        if step == 0 || p.in_flight || p.disabled || self.staged.pos <= self.written_pos {
+        if step == 0
+            || p.in_flight
+            || p.disabled
+            || self.staged.pos <= self.written_pos
+            || self.staged.pos < p.retry_at
+        {
             return None;
         }
+        let step = step.min(align_up(self.staged.pos).max(PREALLOCATE_MIN_BYTES));
         let ahead = self.current.as_ref().expect(CURRENT).file_pos + self.buffer_bytes as u64;
         if ahead + step / 2 <= p.end {
             return None;
@@ -460,12 +475,23 @@ impl Appender {
         self.prealloc.in_flight = true;
     }
 
-    /// Records the outcome of preallocating up to `target`. After a failure the step is skipped
-    /// (writes extend the file as usual); `unsupported` turns preallocation off for this file.
-    pub(crate) fn preallocate_done(&mut self, target: u64, unsupported: bool) {
-        self.prealloc.in_flight = false;
-        self.prealloc.end = self.prealloc.end.max(target);
-        self.prealloc.disabled |= unsupported;
+    /// The file is preallocated up to here.
+    pub(crate) fn preallocated_end(&self) -> u64 {
+        self.prealloc.end
+    }
+
+    /// Records the outcome of preallocating: the file is allocated up to `reached` (where it
+    /// was, when the step failed). A step that failed or fell `short` of what was asked is tried
+    /// again only after [`PREALLOCATE_MIN_BYTES`] more bytes are staged; meanwhile writes extend
+    /// the file as usual. `unsupported` turns preallocation off for this file.
+    pub(crate) fn preallocate_done(&mut self, reached: u64, short: bool, unsupported: bool) {
+        let p = &mut self.prealloc;
+        p.in_flight = false;
+        p.end = p.end.max(reached);
+        p.disabled |= unsupported;
+        if short {
+            p.retry_at = self.staged.pos + PREALLOCATE_MIN_BYTES;
+        }
     }
 }
 
@@ -728,11 +754,32 @@ mod tests {
                 None,
                 "one at a time"
             );
-            app.preallocate_done(target, false);
+            app.preallocate_done(target, false, false);
             assert_eq!(
                 app.preallocate_target(1 << 20, 1 << 30),
                 None,
                 "far enough ahead"
+            );
+            // A small segment preallocates the minimum step, not all of `step`.
+            let mut young = Appender::resume(BufferPool::new(8192, 4), 0, Offset(0), &[]);
+            young.stage(&bytes(100, 1), Offset(1));
+            assert_eq!(
+                young.preallocate_target(32 << 20, 1 << 30),
+                Some(8192 + PREALLOCATE_MIN_BYTES)
+            );
+            // Short of space: nothing reached, no retry until a step's worth more is staged.
+            young.preallocate_started();
+            young.preallocate_done(0, true, false);
+            assert_eq!(young.preallocated_end(), 0);
+            assert_eq!(
+                young.preallocate_target(32 << 20, 1 << 30),
+                None,
+                "backing off"
+            );
+            young.stage(&bytes(PREALLOCATE_MIN_BYTES as usize, 2), Offset(2));
+            assert!(
+                young.preallocate_target(32 << 20, 1 << 30).is_some(),
+                "retried"
             );
             assert_eq!(app.preallocate_target(0, 1 << 30), None, "turned off");
             let mut small = Appender::resume(BufferPool::new(8192, 4), 0, Offset(0), &[]);

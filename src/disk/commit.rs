@@ -38,8 +38,9 @@ use super::appender::{self, Boundary, WriteJob};
 use super::config::Durability;
 use super::error::{LogError, Result};
 use super::index;
-use super::log::{remove_segment_files, Inner, State};
+use super::log::{remove_segment_files, schedule_checkpoint, Inner, State};
 use super::segment;
+use super::space;
 use crate::types::Offset;
 
 /// The commit pipeline's part of the log state.
@@ -51,6 +52,10 @@ pub(super) struct IoState {
     sync_in_flight: bool,
     finalizing: bool,
     index_writing: bool,
+    /// Index writes failed this many times in a row (a full disk): they back off until
+    /// `index_retry_at`, and are reported when they start failing and when they recover.
+    index_failures: u32,
+    index_retry_at: Option<Instant>,
     /// The first failed write not yet rolled back.
     write_error: Option<LogError>,
     rollback_in_flight: bool,
@@ -72,6 +77,11 @@ impl IoState {
         self.write_error.is_none() && !self.truncating
     }
 
+    /// No I/O of the log is in flight.
+    pub(super) fn idle(&self) -> bool {
+        self.in_flight == 0
+    }
+
     /// The error of the last failed write that was rolled back.
     pub(super) fn last_write_error(&self) -> Option<LogError> {
         self.last_write_error.clone()
@@ -82,7 +92,8 @@ impl IoState {
 enum Action {
     Write(Offset, Rc<DmaFile>, WriteJob),
     Sync(Offset, Rc<DmaFile>, Offset),
-    Preallocate(Offset, Rc<DmaFile>, u64),
+    /// Segment, file, allocated up to, target.
+    Preallocate(Offset, Rc<DmaFile>, u64, u64),
     Finalize(Offset),
     Rollback(Offset, Rc<DmaFile>, Boundary),
 }
@@ -115,8 +126,8 @@ fn pump_at(inner: &Rc<Inner>, allow_tail: bool, now: Instant) -> usize {
             Action::Sync(base, file, target) => {
                 glommio::spawn_local(sync(task, base, file, target)).detach();
             }
-            Action::Preallocate(base, file, target) => {
-                glommio::spawn_local(preallocate(task, base, file, target)).detach();
+            Action::Preallocate(base, file, from, target) => {
+                glommio::spawn_local(preallocate(task, base, file, from, target)).detach();
             }
             Action::Finalize(base) => {
                 glommio::spawn_local(finalize(task, base)).detach();
@@ -145,7 +156,7 @@ fn next_action(inner: &Inner, st: &mut State, allow_tail: bool, now: Instant) ->
         let at = seg.appender.as_ref().expect("checked").written();
         st.io.rollback_in_flight = true;
         st.io.in_flight += 1;
-        return Some(Action::Rollback(seg.base, seg.file.clone(), at));
+        return Some(Action::Rollback(seg.base, seg.active_file(), at));
     }
     let i = st.segments.iter().position(|s| s.appender.is_some())?;
     let cfg = &inner.config;
@@ -168,13 +179,13 @@ fn next_action(inner: &Inner, st: &mut State, allow_tail: bool, now: Instant) ->
     {
         st.io.sync_in_flight = true;
         st.io.in_flight += 1;
-        return Some(Action::Sync(base, seg.file.clone(), st.written));
+        return Some(Action::Sync(base, seg.active_file(), st.written));
     }
 
     // Full buffers (and a cut tail) go out as soon as nothing overlapping is in flight.
     if let Some(job) = app.next_write() {
         st.io.in_flight += 1;
-        return Some(Action::Write(base, seg.file.clone(), job));
+        return Some(Action::Write(base, seg.active_file(), job));
     }
 
     // The end of a group: the staged bytes after the last full buffer, when an append waits for
@@ -197,15 +208,16 @@ fn next_action(inner: &Inner, st: &mut State, allow_tail: bool, now: Instant) ->
         st.stats.tail_writes += 1;
         if let Some(job) = app.next_write() {
             st.io.in_flight += 1;
-            return Some(Action::Write(base, seg.file.clone(), job));
+            return Some(Action::Write(base, seg.active_file(), job));
         }
     }
 
     if !sealed {
         let target = app.preallocate_target(cfg.preallocate_bytes, cfg.segment_bytes)?;
+        let from = app.preallocated_end();
         app.preallocate_started();
         st.io.in_flight += 1;
-        return Some(Action::Preallocate(base, seg.file.clone(), target));
+        return Some(Action::Preallocate(base, seg.active_file(), from, target));
     }
     if app.fully_written() && st.io.in_flight == 0 && !st.io.finalizing {
         st.io.finalizing = true;
@@ -350,6 +362,8 @@ async fn sync(inner: Rc<Inner>, base: Offset, file: Rc<DmaFile>, target: Offset)
         }
     }
     let started = pump(&inner, true);
+    // One flag check per sync; the checkpoint task is started once per interval.
+    schedule_checkpoint(&inner);
     resolve_after(&inner, started).await;
     write_index(&inner, base).await;
     inner.state.borrow_mut().io.in_flight -= 1;
@@ -367,7 +381,7 @@ async fn write_index(inner: &Rc<Inner>, base: Offset) {
     let job = {
         let mut guard = inner.state.borrow_mut();
         let st = &mut *guard;
-        if st.io.index_writing {
+        if st.io.index_writing || st.io.index_retry_at.is_some_and(|t| Instant::now() < t) {
             return;
         }
         let Some(seg) = st.segments.iter_mut().find(|s| s.base == base) else {
@@ -388,37 +402,74 @@ async fn write_index(inner: &Rc<Inner>, base: Offset) {
     let n_index = delta.0.len() / index::OFFSET_ENTRY_BYTES;
     let n_time = delta.2.len() / index::TIME_ENTRY_BYTES;
     let outcome = files.write_delta(delta, stale).await;
-    let mut st = inner.state.borrow_mut();
+    let mut guard = inner.state.borrow_mut();
+    let st = &mut *guard;
     st.io.index_writing = false;
+    match &outcome {
+        Ok(()) => {
+            if st.io.index_failures > 0 {
+                tracing::info!(dir = %inner.dir.display(), failures = st.io.index_failures,
+                    "index writes resumed");
+            }
+            st.io.index_failures = 0;
+            st.io.index_retry_at = None;
+        }
+        Err(e) => {
+            // Index files are derived data (rebuilt from the log if needed): back off instead of
+            // failing at every sync, 100 ms doubling to about 13 s.
+            st.io.index_failures += 1;
+            let n = st.io.index_failures;
+            st.io.index_retry_at =
+                Some(Instant::now() + Duration::from_millis(100 << (n - 1).min(7)));
+            if n == 1 {
+                tracing::warn!(dir = %inner.dir.display(), error = %e,
+                    "index write failed; retrying with backoff (the log itself is unaffected)");
+            } else if n.is_power_of_two() {
+                tracing::warn!(dir = %inner.dir.display(), error = %e, failures = n,
+                    "index writes still failing");
+            }
+        }
+    }
     if let Some(s) = st.segments.iter_mut().find(|s| s.base == base) {
         match &outcome {
             Ok(()) => {
                 s.index_persisted = (s.index_persisted + n_index).min(s.index.len());
                 s.time_persisted = (s.time_persisted + n_time).min(s.time_index.len());
             }
-            Err(e) => {
-                tracing::warn!(dir = %inner.dir.display(), error = %e,
-                    "index write failed; retried with the next sync");
-                s.index_files_stale |= stale;
-            }
+            Err(_) => s.index_files_stale |= stale,
         }
     }
 }
 
-/// Reserves file space of segment `base` up to `target` (see `LogConfig::preallocate_bytes`).
-/// Best effort: on failure the writes extend the file as they would without it.
-async fn preallocate(inner: Rc<Inner>, base: Offset, file: Rc<DmaFile>, target: u64) {
-    // Sizing the file (not FALLOC_FL_KEEP_SIZE): a write past the file size still counts as
-    // extending it and is handed to an io_uring worker, allocated or not.
-    let outcome = file.pre_allocate(target, false).await;
-    let unsupported = match outcome {
-        Ok(()) => false,
-        Err(e) => {
-            let err = LogError::glommio("fallocate", segment::log_path(&inner.dir, base), e);
-            let unsupported = err.raw_os_error() == Some(libc::EOPNOTSUPP);
-            tracing::debug!(dir = %inner.dir.display(), error = %err, target,
-                "could not preallocate segment space");
-            unsupported
+/// Reserves file space of segment `base` from `from` up to `target` (see
+/// `LogConfig::preallocate_bytes`), within the file system's free space less
+/// `disk_reserve_bytes`: the step shrinks as the disk fills and is skipped (and retried after
+/// more appends) once nothing is left above the reserve. Best effort: without it the writes
+/// extend the file as they would anyway.
+async fn preallocate(inner: Rc<Inner>, base: Offset, file: Rc<DmaFile>, from: u64, target: u64) {
+    let allowed = match space::available_bytes(&inner.dir) {
+        Ok(free) => free.saturating_sub(inner.config.disk_reserve_bytes),
+        Err(_) => u64::MAX,
+    };
+    let capped = target.min(appender::align_down(from.saturating_add(allowed)));
+    let (reached, short, unsupported) = if capped <= from {
+        tracing::debug!(dir = %inner.dir.display(), from, target, allowed,
+            "no space above disk_reserve_bytes: not preallocating");
+        (from, true, false)
+    } else {
+        // Sizing the file (not FALLOC_FL_KEEP_SIZE): a write past the file size still counts as
+        // extending it and is handed to an io_uring worker, allocated or not.
+        match file.pre_allocate(capped, false).await {
+            Ok(()) => (capped, capped < target, false),
+            Err(e) => {
+                let err = LogError::glommio("fallocate", segment::log_path(&inner.dir, base), e);
+                let unsupported = err.raw_os_error() == Some(libc::EOPNOTSUPP);
+                tracing::debug!(dir = %inner.dir.display(), error = %err, target = capped,
+                    "could not preallocate segment space");
+                // Never count a failed step as allocated: the next one would start past it and
+                // take whatever space is freed next, all at once.
+                (from, true, unsupported)
+            }
         }
     };
     {
@@ -430,7 +481,7 @@ async fn preallocate(inner: Rc<Inner>, base: Offset, file: Rc<DmaFile>, target: 
             .find(|s| s.base == base)
             .and_then(|s| s.appender.as_mut())
         {
-            app.preallocate_done(target, unsupported);
+            app.preallocate_done(reached, short, unsupported);
         }
     }
     pump(&inner, true);
@@ -447,7 +498,7 @@ async fn finalize(inner: Rc<Inner>, base: Offset) {
             .iter()
             .find(|s| s.base == base)
             .expect("a segment being finalized stays");
-        (s.file.clone(), s.log_path(), s.size)
+        (s.active_file(), s.log_path(), s.size)
     };
     let outcome: Result<()> = async {
         file.truncate(size)
@@ -484,6 +535,8 @@ async fn finalize(inner: Rc<Inner>, base: Offset) {
             .expect("a segment being finalized stays");
         s.appender = None;
         s.index_files = None;
+        // A sealed segment's file is reopened on read, through the shard's file cache.
+        s.file = None;
         s.index_persisted = s.index.len();
         s.time_persisted = s.time_index.len();
         let end = s.next_offset;
@@ -493,6 +546,7 @@ async fn finalize(inner: Rc<Inner>, base: Offset) {
         st.stats.fdatasyncs += 1;
     }
     let started = pump(&inner, true);
+    schedule_checkpoint(&inner);
     resolve_after(&inner, started).await;
 }
 

@@ -62,8 +62,19 @@ pub struct LogConfig {
     /// ext4, io_uring hands every O_DIRECT write that extends a file to a worker thread, and
     /// those serialize. The file is sized to the reservation, so until a segment is sealed or the
     /// log is closed it ends with zeros past its last batch (recovery drops them). `0` turns it
-    /// off. At most `segment_bytes` is reserved per segment.
+    /// off. At most `segment_bytes` is reserved per segment. Steps start at 1 MiB and grow with
+    /// the segment, so a partition holds at most `max(1 MiB, min(preallocate_bytes, bytes in
+    /// its active segment))` of preallocated space beyond its data.
     pub preallocate_bytes: u64,
+    /// Preallocation never takes the file system's free space below this: it shrinks, then
+    /// stops, as the disk fills, so space freed for one partition is not taken by another's
+    /// reservation (appends themselves may still use it).
+    pub disk_reserve_bytes: u64,
+    /// How often the recovery point (the durable offset) is checkpointed while it moves
+    /// (Kafka's `log.flush.offset.checkpoint.interval.ms`). Recovery never truncates below it;
+    /// between checkpoints it tells a torn tail from damage by what follows (`recovery.rs`).
+    /// Costs one small synced file write per active partition per interval, off the append path.
+    pub recovery_point_interval_ms: u64,
 }
 
 /// Index entries store file positions as `u32`, so a segment cannot be larger.
@@ -85,6 +96,8 @@ impl Default for LogConfig {
             write_buffer_bytes: 512 << 10,
             pending_bytes_max: 64 << 20,
             preallocate_bytes: 32 << 20,
+            disk_reserve_bytes: 256 << 20,
+            recovery_point_interval_ms: 5_000,
         }
     }
 }
@@ -134,6 +147,9 @@ impl LogConfig {
                 "preallocate_bytes must be a multiple of {DIO_ALIGN_BYTES} (or 0), got {}",
                 self.preallocate_bytes
             ));
+        }
+        if self.recovery_point_interval_ms == 0 {
+            return Err("recovery_point_interval_ms must be positive".into());
         }
         if self.durability == Durability::Interval && self.flush_ms == 0 {
             return Err("flush_ms must be positive in interval mode".into());

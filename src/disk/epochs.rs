@@ -58,6 +58,53 @@ impl EpochCache {
         changed
     }
 
+    /// The epoch the batch starting at `offset` must carry: that of the newest entry starting
+    /// at or before it. `None` when no entry does (no checkpoint, or an offset before it).
+    pub fn epoch_at(&self, offset: Offset) -> Option<Epoch> {
+        let i = self.entries.partition_point(|e| e.1 <= offset);
+        i.checked_sub(1).map(|i| self.entries[i].0)
+    }
+
+    /// Checks the leader epoch of a batch read back from disk (the field lies outside the CRC):
+    /// a batch at `base` carries exactly the epoch that started at or before it, since the
+    /// checkpoint is written durably before the first batch of an epoch is staged. Where the
+    /// checkpoint says nothing (missing, or an older part of the log) the epoch must not be
+    /// newer than the checkpoint's first epoch nor older than the previous batch's (`prev`).
+    pub fn check_batch(
+        &self,
+        base: Offset,
+        epoch: Epoch,
+        prev: Option<Epoch>,
+    ) -> Result<(), String> {
+        if let Some(want) = self.epoch_at(base) {
+            if epoch != want {
+                return Err(format!(
+                    "leader epoch {epoch} of the batch at offset {base} is impossible: the \
+                     leader-epoch checkpoint says offsets from {} on have epoch {want}",
+                    self.entries[self.entries.partition_point(|e| e.1 <= base) - 1].1
+                ));
+            }
+            return Ok(());
+        }
+        if let Some(&(first, start)) = self.entries.first() {
+            if epoch > first {
+                return Err(format!(
+                    "leader epoch {epoch} of the batch at offset {base} is newer than epoch \
+                     {first}, which starts later, at offset {start}"
+                ));
+            }
+        }
+        if let Some(p) = prev {
+            if epoch < p {
+                return Err(format!(
+                    "leader epoch {epoch} of the batch at offset {base} is older than the \
+                     previous batch's ({p})"
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// The end offset of `epoch` on this log: the start of the next newer epoch, or `log_end`
     /// when `epoch` is the newest; for an epoch this log never had, the answer for the newest
     /// epoch below it (Kafka's OffsetsForLeaderEpoch). `None` when every epoch here is newer.
@@ -142,6 +189,35 @@ mod tests {
         assert!(c.truncate_to(Offset(20)));
         assert_eq!(c.latest(), Some(Epoch(1)));
         assert!(!c.truncate_to(Offset(20)));
+    }
+
+    #[test]
+    fn batch_epochs_are_checked_against_the_checkpoint() {
+        let mut c = EpochCache::default();
+        assert!(
+            c.check_batch(Offset(5), Epoch(7), None).is_ok(),
+            "no checkpoint"
+        );
+        assert!(c.check_batch(Offset(5), Epoch(6), Some(Epoch(7))).is_err());
+        c.assign(Epoch(2), Offset(10));
+        c.assign(Epoch(5), Offset(20));
+        assert_eq!(c.epoch_at(Offset(9)), None);
+        assert_eq!(c.epoch_at(Offset(19)), Some(Epoch(2)));
+        assert_eq!(c.epoch_at(Offset(20)), Some(Epoch(5)));
+        assert!(c.check_batch(Offset(12), Epoch(2), None).is_ok());
+        assert!(
+            c.check_batch(Offset(12), Epoch(5), None).is_err(),
+            "too new"
+        );
+        assert!(c.check_batch(Offset(25), Epoch(5 | 1 << 24), None).is_err());
+        assert!(
+            c.check_batch(Offset(25), Epoch(4), None).is_err(),
+            "too old"
+        );
+        // Before the first entry: not newer than it, not older than the previous batch.
+        assert!(c.check_batch(Offset(3), Epoch(1), Some(Epoch(1))).is_ok());
+        assert!(c.check_batch(Offset(3), Epoch(3), None).is_err());
+        assert!(c.check_batch(Offset(3), Epoch(0), Some(Epoch(1))).is_err());
     }
 
     #[test]

@@ -21,12 +21,18 @@ pub enum LogError {
         earliest: Offset,
         latest: Offset,
     },
-    /// A sealed segment failed validation (bad CRC, torn batch) and is not served.
-    #[error("segment {path} is corrupt: offsets {first} to {last} are lost ({reason})")]
+    /// Offsets `first` to `last` are a damaged range: their bytes in `path` failed their checks
+    /// (CRC, length, offset or epoch) when read back. They are not served; reading resumes at
+    /// `next`. Replication will repair the range from a replica.
+    #[error(
+        "offsets {first} to {last} of {path} are damaged and not served ({reason}); \
+         the next readable offset is {next}"
+    )]
     CorruptSegment {
         path: PathBuf,
         first: Offset,
         last: Offset,
+        next: Offset,
         reason: String,
     },
     /// A disk operation failed. Appends that were not acknowledged before it were rolled back.
@@ -53,6 +59,9 @@ pub enum LogError {
     /// An append carried a leader epoch below the newest batch's.
     #[error("leader epoch {epoch} is older than the log's current epoch {current}")]
     StaleEpoch { epoch: Epoch, current: Epoch },
+    /// [`crate::disk::PartitionLog::repair_range`] refused the replacement bytes.
+    #[error("cannot repair the damaged range at offset {first}: {reason}")]
+    Repair { first: Offset, reason: String },
     /// The log was closed while the operation waited.
     #[error("the log is closed")]
     Closed,

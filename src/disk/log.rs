@@ -9,22 +9,26 @@
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
-use std::time::Instant;
+use std::rc::{Rc, Weak};
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use glommio::sync::Semaphore;
 
 use super::appender::{self, BufferPool};
 use super::cache::{BatchCache, CacheKey};
+use super::checkpoint::{self, RECOVERY_POINT_FILE};
 use super::commit;
 use super::config::{Durability, LogConfig};
+use super::damage::{DamageTable, DamagedRange, DAMAGED_RANGES_FILE};
 use super::epochs::{EpochCache, EPOCH_CHECKPOINT_FILE};
 use super::error::{LogError, Result};
+use super::files::FileCache;
 use super::probe;
 use super::recovery::ScanEnd;
 use super::segment::{
-    self, read_batches, DiskRead, ReadFault, RecoveryReport, Segment, NO_TIMESTAMP,
+    self, locate_damage, read_batches, DiskRead, RecoveryContext, RecoveryReport, Segment,
+    NO_TIMESTAMP,
 };
 use crate::local::{promise, Event, Resolver};
 use crate::record;
@@ -49,6 +53,8 @@ pub struct LogOptions {
     pub config: LogConfig,
     /// The shard's batch cache, shared by all logs of the shard.
     pub cache: Rc<BatchCache>,
+    /// The shard's cache of open sealed-segment files, shared by all logs of the shard.
+    pub files: Rc<FileCache>,
     pub clock: Clock,
 }
 
@@ -81,8 +87,13 @@ pub struct OpenReport {
     pub active: Option<RecoveryReport>,
     /// Sealed segments whose indexes had to be rebuilt.
     pub rebuilt: Vec<RecoveryReport>,
-    /// Sealed segments found corrupt: path and the offset range that is not served.
+    /// Damaged ranges found by this open (media damage below the log end: kept, not served),
+    /// as the segment's path and the offset range.
     pub corrupt: Vec<(PathBuf, Offset, Offset)>,
+    /// Every damaged range of the log after the open, found now or known before.
+    pub damaged: Vec<DamagedRange>,
+    /// The recovery point the open started from (see `checkpoint.rs`).
+    pub recovery_point: Offset,
 }
 
 /// Counters for the metrics hook.
@@ -95,6 +106,10 @@ pub struct LogStats {
     pub tail_writes: u64,
     pub fdatasyncs: u64,
     pub appends: u64,
+    /// Damaged ranges not served (see [`PartitionLog::damaged_ranges`]).
+    pub damaged_ranges: usize,
+    /// Recovery-point checkpoints written.
+    pub checkpoints: u64,
 }
 
 /// An append waiting to be acknowledged: once everything before `next` is written or durable (as
@@ -120,6 +135,12 @@ pub(super) struct State {
     pub(super) last_epoch: Epoch,
     /// First offset of every leader epoch, persisted in `leader-epoch-checkpoint`.
     pub(super) epochs: EpochCache,
+    /// Damaged ranges, persisted in `damaged-ranges`.
+    pub(super) damage: DamageTable,
+    /// The recovery point last written to `recovery-point-checkpoint`.
+    pub(super) recovery_point: Offset,
+    /// A checkpoint task waits to write the recovery point.
+    pub(super) checkpoint_scheduled: bool,
     pub(super) written_waiters: VecDeque<Waiter>,
     pub(super) durable_waiters: VecDeque<Waiter>,
     /// Bytes staged and not yet written (backpressure).
@@ -140,6 +161,7 @@ pub(super) struct Inner {
     pub(super) config: LogConfig,
     pub(super) cache: Rc<BatchCache>,
     pub(super) cache_key: CacheKey,
+    pub(super) files: Rc<FileCache>,
     pub(super) clock: Clock,
     /// The staging buffers of all the log's segments.
     pub(super) pool: Rc<BufferPool>,
@@ -151,6 +173,8 @@ pub(super) struct Inner {
     pub(super) progress: Event,
     /// Held by `close` and `truncate_to`, so they never interleave.
     pub(super) io_lock: Semaphore,
+    /// Held while a checkpoint file (recovery point, damaged ranges) is replaced.
+    pub(super) files_lock: Semaphore,
 }
 
 /// A partition log. Lives on the shard that owns the partition; wrap it in an `Rc` to share it
@@ -163,6 +187,7 @@ pub struct PartitionLog {
 
 impl Drop for PartitionLog {
     fn drop(&mut self) {
+        drop(self.inner.files.forget_dir(&self.inner.dir));
         self.inner.state.borrow_mut().closed = true;
         self.inner.flush_wanted.notify();
         self.inner.progress.notify();
@@ -206,37 +231,61 @@ impl PartitionLog {
             }
             bases.pop();
         }
+        let mut epochs = load_epochs(&dir);
+        let known = load_damage(&dir);
+        let ctx = RecoveryContext {
+            recovery_point: checkpoint::load_recovery_point(&dir),
+            epochs: epochs.clone(),
+            known: known.ranges().to_vec(),
+        };
+        report.recovery_point = ctx.recovery_point;
+        let mut damage = known.clone();
+        let mut found = Vec::new();
         let mut segments = VecDeque::new();
         if bases.is_empty() {
             segments.push_back(Segment::create(&dir, Offset::ZERO, &pool, now).await?);
         } else {
             for w in bases.windows(2) {
-                let (seg, rebuilt) = Segment::open_sealed(&dir, w[0], w[1], &config).await?;
-                if let Some(c) = &seg.corrupt {
-                    report.corrupt.push((
-                        seg.log_path(),
-                        c.first,
-                        Offset(w[1].0.saturating_sub(1)),
-                    ));
-                }
+                let (seg, rebuilt) = Segment::open_sealed(&dir, w[0], w[1], &config, &ctx).await?;
                 if let Some(r) = rebuilt {
+                    found.extend(r.damaged.iter().map(|d| (r.path.clone(), d.clone())));
                     report.rebuilt.push(r);
                 }
                 segments.push_back(seg);
             }
             let last = *bases.last().expect("non-empty");
-            let (seg, r) = Segment::recover_active(&dir, last, &config, &pool, now).await?;
+            let (seg, r) = Segment::recover_active(&dir, last, &config, &ctx, &pool, now).await?;
             if r.truncated_bytes > 0 || matches!(r.end, ScanEnd::Invalid { .. }) {
                 tracing::warn!(path = %r.path.display(), truncated_bytes = r.truncated_bytes,
                     end = ?r.end, "recovered log tail");
             }
+            found.extend(r.damaged.iter().map(|d| (r.path.clone(), d.clone())));
             report.active = Some(r);
             segments.push_back(seg);
         }
         let next_offset = segments.back().expect("one segment").next_offset;
+        // Ranges of segments that are gone (retention) or past the end are forgotten; the ones
+        // found now are added.
+        damage.retain_segments(|b| segments.iter().any(|s| s.base == b));
+        damage.truncate_to(next_offset);
+        for (path, d) in found {
+            if !known.ranges().contains(&d) {
+                report.corrupt.push((path, d.first, d.last));
+            }
+            damage.insert(d);
+        }
+        report.damaged = damage.ranges().to_vec();
+        if damage != known {
+            // The ranges are found again by the next open if this cannot be written (full disk).
+            if let Err(e) =
+                checkpoint::replace_file(&dir, DAMAGED_RANGES_FILE, damage.encode().into_bytes())
+                    .await
+            {
+                tracing::warn!(dir = %dir.display(), error = %e, "cannot persist damaged ranges");
+            }
+        }
         // The checkpoint knows the newest epoch even when the batches that carried it were cut
         // off by recovery; entries past the recovered end are dropped.
-        let mut epochs = load_epochs(&dir);
         if epochs.truncate_to(next_offset) {
             store_epochs(&dir, &epochs)?;
         }
@@ -252,6 +301,7 @@ impl PartitionLog {
             config,
             cache: options.cache,
             cache_key,
+            files: options.files,
             clock: options.clock,
             pool,
             state: RefCell::new(State {
@@ -262,6 +312,9 @@ impl PartitionLog {
                 replication_bound: None,
                 last_epoch,
                 epochs,
+                damage,
+                recovery_point: ctx.recovery_point.min(next_offset),
+                checkpoint_scheduled: false,
                 written_waiters: VecDeque::new(),
                 durable_waiters: VecDeque::new(),
                 staged_bytes: 0,
@@ -275,8 +328,11 @@ impl PartitionLog {
             flush_wanted: Event::new(),
             progress: Event::new(),
             io_lock: Semaphore::new(1),
+            files_lock: Semaphore::new(1),
         });
         glommio::spawn_local(commit::flusher(inner.clone())).detach();
+        // Recovery synced what it kept: checkpoint it in a while.
+        schedule_checkpoint(&inner);
         Ok((PartitionLog { inner }, report))
     }
 
@@ -508,6 +564,11 @@ impl PartitionLog {
 
     /// As [`PartitionLog::read`], but bounded by `upper` instead of the high watermark (a leader
     /// serving a follower reads up to the log end). `upper` is clamped to what is written.
+    ///
+    /// A read at an offset inside a damaged range fails with [`LogError::CorruptSegment`] naming
+    /// the range and the next readable offset; a read before it returns the batches up to it. A
+    /// batch found damaged here is located (where valid batches resume), recorded as a damaged
+    /// range and persisted, so every later read steps over it.
     pub async fn read_upto(
         &self,
         from: Offset,
@@ -515,89 +576,124 @@ impl PartitionLog {
         upper: Offset,
     ) -> Result<ReadBatches> {
         let inner = &*self.inner;
-        let (plan, mut out) = {
-            let st = inner.state.borrow();
-            let start = st.segments.front().expect("a segment").base;
-            let upper = upper.min(st.written);
-            let mut out = ReadBatches {
-                batches: Vec::new(),
-                high_watermark: hw_of(&st, &inner.config),
-                log_start_offset: start,
-                log_end_offset: st.next_offset,
-            };
-            if from < start || from > st.next_offset {
-                return Err(LogError::OffsetOutOfRange {
-                    requested: from,
-                    earliest: start,
-                    latest: st.next_offset,
-                });
-            }
-            if from >= upper {
-                return Ok(out);
-            }
-            let cached = inner.cache.read(inner.cache_key, from, upper, max_bytes);
-            if !cached.is_empty() {
-                out.batches = cached;
-                return Ok(out);
-            }
-            let i = st.segments.partition_point(|s| s.base <= from) - 1;
-            let seg = &st.segments[i];
-            if let Some(c) = &seg.corrupt {
-                if from >= c.first {
-                    return Err(corrupt_error(seg, c.first, &c.reason));
-                }
-            }
-            let (start_pos, start_offset) = seg.read_start_entry(from);
-            let plan = (
-                seg.file.clone(),
-                seg.log_path(),
-                seg.base,
-                start_pos,
-                start_offset,
-                seg.readable_bytes(),
-                upper,
-            );
-            (plan, out)
-        };
-        let (file, path, seg_base, start_pos, start_offset, readable_end, upper) = plan;
-        let req = DiskRead {
-            start_pos,
-            start_offset,
-            readable_end,
-            from,
-            upper,
-            max_bytes,
-            index_interval_bytes: inner.config.index_interval_bytes,
-            batch_bytes_max: inner.config.batch_bytes_max,
-        };
-        match read_batches(&file, &path, req).await {
-            Ok(batches) => {
-                out.batches = batches;
-                Ok(out)
-            }
-            Err(ReadFault::Io(e)) => Err(e),
-            Err(ReadFault::Corrupt {
-                position,
-                first,
-                reason,
-            }) => {
-                // Offsets from `first` on (the batch that failed) are not served; the valid
-                // batches before it still are.
-                let reason = format!("invalid batch at byte {position}: {reason}");
-                tracing::error!(path = %path.display(), %first, %reason, "corrupt segment");
-                let mut st = inner.state.borrow_mut();
-                let Some(seg) = st.segments.iter_mut().find(|s| s.base == seg_base) else {
-                    return Err(LogError::Closed);
+        // Each round either returns or records a new damaged range before `from`; a segment
+        // holds finitely many, but bound it anyway.
+        for _ in 0..16 {
+            let (plan, mut out) = {
+                let st = inner.state.borrow();
+                let start = st.segments.front().expect("a segment").base;
+                let upper = upper.min(st.written);
+                let out = ReadBatches {
+                    batches: Vec::new(),
+                    high_watermark: hw_of(&st, &inner.config),
+                    log_start_offset: start,
+                    log_end_offset: st.next_offset,
                 };
-                if seg.corrupt.as_ref().is_none_or(|c| c.first > first) {
-                    seg.corrupt = Some(segment::Corrupt {
-                        first,
-                        reason: reason.clone(),
+                if from < start || from > st.next_offset {
+                    return Err(LogError::OffsetOutOfRange {
+                        requested: from,
+                        earliest: start,
+                        latest: st.next_offset,
                     });
                 }
-                Err(corrupt_error(seg, first, &reason))
+                if from >= upper {
+                    return Ok(out);
+                }
+                let cached = inner.cache.read(inner.cache_key, from, upper, max_bytes);
+                if !cached.is_empty() {
+                    return Ok(ReadBatches {
+                        batches: cached,
+                        ..out
+                    });
+                }
+                if let Some(r) = st.damage.containing(from) {
+                    return Err(damaged_error(&inner.dir, r));
+                }
+                let i = st.segments.partition_point(|s| s.base <= from) - 1;
+                let seg = &st.segments[i];
+                let skips: Vec<DamagedRange> = st.damage.in_segment(seg.base).cloned().collect();
+                let (mut start_pos, mut start_offset) = seg.read_start_entry(from);
+                for k in &skips {
+                    // Start after the last range that ends before `from` (an index entry may
+                    // even point into one).
+                    if k.last < from && k.end_pos > start_pos {
+                        (start_pos, start_offset) = (k.end_pos, k.next());
+                    }
+                }
+                let req = DiskRead {
+                    start_pos,
+                    start_offset,
+                    readable_end: seg.readable_bytes(),
+                    from,
+                    upper,
+                    max_bytes,
+                    index_interval_bytes: inner.config.index_interval_bytes,
+                    batch_bytes_max: inner.config.batch_bytes_max,
+                    skips,
+                    epochs: st.epochs.clone(),
+                };
+                let plan = (
+                    seg.file.clone(),
+                    seg.log_path(),
+                    seg.base,
+                    seg.readable_end(),
+                    req,
+                );
+                (plan, out)
+            };
+            let (file, path, seg_base, readable, req) = plan;
+            let file = match file {
+                Some(f) => f,
+                None => inner.files.get(&path).await?,
+            };
+            let epochs = req.epochs.clone();
+            let got = read_batches(&file, &path, req).await?;
+            let Some(fault) = got.fault else {
+                out.batches = got.batches;
+                return Ok(out);
+            };
+            let range = locate_damage(
+                &file,
+                &path,
+                seg_base,
+                &fault,
+                readable,
+                epochs,
+                &inner.config,
+            )
+            .await?;
+            tracing::error!(path = %path.display(), first = %range.first, last = %range.last,
+                reason = %range.reason, "damaged range found by a read: not served");
+            let changed = {
+                let mut st = inner.state.borrow_mut();
+                // The segment may be gone (retention, truncation) while the search ran.
+                let exists = st
+                    .segments
+                    .iter()
+                    .any(|s| s.base == seg_base && s.next_offset > range.last);
+                exists && st.damage.insert(range.clone())
+            };
+            if changed {
+                if let Err(e) = store_damage(&self.inner).await {
+                    tracing::warn!(dir = %inner.dir.display(), error = %e,
+                        "cannot persist damaged ranges; they are found again on the next read");
+                }
+            }
+            if !got.batches.is_empty() {
+                out.batches = got.batches;
+                return Ok(out);
+            }
+            if range.contains(from) {
+                return Err(damaged_error(&inner.dir, &range));
             }
         }
+        Err(LogError::CorruptSegment {
+            path: inner.dir.clone(),
+            first: from,
+            last: from,
+            next: from,
+            reason: "too many damaged ranges before this offset".into(),
+        })
     }
 
     /// The first offset whose record timestamp is `>= timestamp_ms`, among offsets below the high
@@ -620,7 +716,15 @@ impl PartitionLog {
         };
         let mut from = start;
         loop {
-            let got = self.read(from, 1 << 20).await?;
+            let got = match self.read(from, 1 << 20).await {
+                Ok(got) => got,
+                // Damaged batches are not looked at; the answer comes from what can be read.
+                Err(LogError::CorruptSegment { next, .. }) if next > from => {
+                    from = next;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             if got.batches.is_empty() {
                 return Ok(None);
             }
@@ -670,6 +774,170 @@ impl PartitionLog {
         self.inner.progress.notify();
     }
 
+    /// The damaged ranges of the log, oldest first: offsets that were written but failed their
+    /// checks when read back, never served and never truncated away. Replication will re-fetch
+    /// them from a replica with [`PartitionLog::repair_range`].
+    pub fn damaged_ranges(&self) -> Vec<DamagedRange> {
+        self.inner.state.borrow().damage.ranges().to_vec()
+    }
+
+    /// The recovery point last checkpointed: every offset below it was durable then.
+    pub fn recovery_point(&self) -> Offset {
+        self.inner.state.borrow().recovery_point
+    }
+
+    /// Writes the recovery-point checkpoint now (it is otherwise written every
+    /// `recovery_point_interval_ms` while the durable offset moves, and on close).
+    pub async fn checkpoint(&self) -> Result<()> {
+        write_recovery_point(&self.inner).await
+    }
+
+    /// Replaces the damaged range that starts at `first` with `batches`: **replication will fill
+    /// this from a replica** (the leader's copy of the same offsets). The batches must be whole
+    /// and valid (CRC, records), carry the epochs the leader-epoch checkpoint says, and hold
+    /// exactly the range's offsets, contiguous; anything else is refused with
+    /// [`LogError::Repair`] and nothing is written.
+    ///
+    /// Today the bytes are written in place, which needs them to fill the damaged byte span
+    /// exactly (a replica's copy of a batch with flipped bits does; a range whose bytes are gone
+    /// does not, and is refused until segment rewriting exists), and, in the active segment, to
+    /// lie in blocks the appender no longer writes. The write is synced and read back before
+    /// the range is forgotten.
+    pub async fn repair_range(&self, first: Offset, batches: &[Bytes]) -> Result<()> {
+        let inner = &*self.inner;
+        fn refuse<T>(first: Offset, reason: String) -> Result<T> {
+            Err(LogError::Repair { first, reason })
+        }
+        let (range, epochs) = {
+            let st = inner.state.borrow();
+            match st.damage.containing(first) {
+                Some(r) if r.first == first => (r.clone(), st.epochs.clone()),
+                _ => return refuse(first, "no damaged range starts there".into()),
+            }
+        };
+        let mut expect = range.first;
+        let mut prev = None;
+        let mut bytes = Vec::new();
+        for b in batches {
+            let h = record::validate_batch(b, inner.config.segment_bytes as usize)
+                .or_else(|e| refuse(first, format!("invalid batch at offset {expect}: {e}")))?;
+            if h.base_offset < 0 || Offset(h.base_offset as u64) != expect {
+                return refuse(
+                    first,
+                    format!(
+                        "a batch starts at offset {}, expected {expect}",
+                        h.base_offset
+                    ),
+                );
+            }
+            let epoch = Epoch(h.partition_leader_epoch);
+            if let Err(e) = epochs.check_batch(expect, epoch, prev) {
+                return refuse(first, e);
+            }
+            prev = Some(epoch);
+            expect = Offset(h.last_offset() as u64 + 1);
+            bytes.extend_from_slice(b);
+        }
+        if expect != range.next() {
+            return refuse(
+                first,
+                format!(
+                    "the batches end at offset {expect}, the range at {}",
+                    range.next()
+                ),
+            );
+        }
+        let span = range.end_pos - range.start_pos;
+        if bytes.len() as u64 != span {
+            return refuse(
+                first,
+                format!(
+                "the batches are {} bytes, the damaged span {span}: rewriting a segment around \
+                 them is not implemented yet",
+                bytes.len()
+            ),
+            );
+        }
+        let _permit = inner
+            .io_lock
+            .acquire_permit(1)
+            .await
+            .map_err(|_| LogError::Closed)?;
+        let (file, path, size, writable) = {
+            let st = inner.state.borrow();
+            let Some(seg) = st.segments.iter().find(|s| s.base == range.segment) else {
+                return refuse(first, "its segment is gone".into());
+            };
+            if let Some(app) = &seg.appender {
+                // The appender rewrites the partial block at its written end.
+                if appender::align_up(range.end_pos) > appender::align_down(app.written().pos) {
+                    return refuse(
+                        first,
+                        "it shares a block with the appender; retry once more is written".into(),
+                    );
+                }
+            }
+            (
+                seg.file.clone(),
+                seg.log_path(),
+                seg.size,
+                seg.appender.is_some(),
+            )
+        };
+        let file = if let (true, Some(file)) = (writable, file) {
+            file
+        } else {
+            Rc::new(
+                glommio::io::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .dma_open(&path)
+                    .await
+                    .map_err(|e| LogError::glommio("open", &path, e))?,
+            )
+        };
+        let a0 = appender::align_down(range.start_pos);
+        let a1 = appender::align_up(range.end_pos);
+        let old = file
+            .read_at(a0, (a1 - a0) as usize)
+            .await
+            .map_err(|e| LogError::glommio("read", &path, e))?;
+        let mut buf = file.alloc_dma_buffer((a1 - a0) as usize);
+        buf.as_bytes_mut().fill(0);
+        buf.as_bytes_mut()[..old.len()].copy_from_slice(&old);
+        let at = (range.start_pos - a0) as usize;
+        buf.as_bytes_mut()[at..at + bytes.len()].copy_from_slice(&bytes);
+        file.write_at(buf, a0)
+            .await
+            .map_err(|e| LogError::glommio("write", &path, e))?;
+        if !writable && a1 > size {
+            // The last block of a sealed segment: keep its exact size.
+            file.truncate(size)
+                .await
+                .map_err(|e| LogError::glommio("truncate", &path, e))?;
+        }
+        file.fdatasync()
+            .await
+            .map_err(|e| LogError::glommio("fdatasync", &path, e))?;
+        let back = file
+            .read_at(range.start_pos, bytes.len())
+            .await
+            .map_err(|e| LogError::glommio("read", &path, e))?;
+        if back[..] != bytes[..] {
+            return refuse(
+                first,
+                "the bytes read back differ from the bytes written".into(),
+            );
+        }
+        if !writable {
+            let _ = file.close_rc().await;
+        }
+        inner.state.borrow_mut().damage.remove(range.first);
+        tracing::info!(path = %path.display(), first = %range.first, last = %range.last,
+            "damaged range repaired");
+        store_damage(&self.inner).await
+    }
+
     /// Leader epoch of the newest batch.
     pub fn last_epoch(&self) -> Epoch {
         self.inner.state.borrow().last_epoch
@@ -685,6 +953,7 @@ impl PartitionLog {
         LogStats {
             segments: st.segments.len(),
             size_bytes: st.segments.iter().map(|s| s.size).sum(),
+            damaged_ranges: st.damage.ranges().len(),
             ..st.stats
         }
     }
@@ -712,7 +981,7 @@ impl PartitionLog {
         // Write out and sync everything staged first, so the files hold the whole log; then no
         // I/O starts and no append is staged until the truncation is done.
         let _quiet = commit::quiesce(&self.inner, true).await?;
-        let (seg_base, file, path, start_pos, seg_next) = {
+        let (seg_base, file, path, start_pos, skips) = {
             let st = inner.state.borrow();
             let hw = hw_of(&st, &inner.config);
             if offset < hw {
@@ -731,17 +1000,25 @@ impl PartitionLog {
             if offset == st.next_offset {
                 return Ok(());
             }
+            if st
+                .damage
+                .containing(offset)
+                .is_some_and(|r| r.first != offset)
+            {
+                return Err(LogError::TruncateInsideBatch { requested: offset });
+            }
             let i = st.segments.partition_point(|s| s.base <= offset) - 1;
             let seg = &st.segments[i];
             (
                 seg.base,
-                seg.appender.is_some().then(|| seg.file.clone()),
+                seg.file.clone(),
                 seg.log_path(),
                 seg.read_start(offset),
-                seg.next_offset,
+                st.damage.in_segment(seg.base).cloned().collect::<Vec<_>>(),
             )
         };
         // A finalized segment may be open read-only; it becomes the active one again.
+        inner.files.forget(&path);
         let file = match file {
             Some(f) => f,
             None => Rc::new(
@@ -757,8 +1034,24 @@ impl PartitionLog {
         let position = if offset == seg_base {
             0
         } else {
-            find_batch_position(&file, &path, start_pos, offset, seg_next).await?
+            find_batch_position(&file, &path, start_pos, offset, &skips).await?
         };
+        // Never leave a recovery point past the end: lower it durably before cutting, and keep
+        // the checkpoint task out until the durable offset is lowered too.
+        let _files = inner
+            .files_lock
+            .acquire_permit(1)
+            .await
+            .map_err(|_| LogError::Closed)?;
+        if offset < inner.state.borrow().recovery_point {
+            checkpoint::replace_file(
+                &inner.dir,
+                RECOVERY_POINT_FILE,
+                checkpoint::encode_recovery_point(offset).into_bytes(),
+            )
+            .await?;
+            inner.state.borrow_mut().recovery_point = offset;
+        }
         file.truncate(position)
             .await
             .map_err(|e| LogError::glommio("truncate", &path, e))?;
@@ -766,7 +1059,7 @@ impl PartitionLog {
             .await
             .map_err(|e| LogError::glommio("fdatasync", &path, e))?;
         let tail = appender::read_tail(&file, &path, position).await?;
-        let removed: Vec<Offset> = {
+        let removed = {
             let mut st = inner.state.borrow_mut();
             let mut removed = Vec::new();
             while st.segments.back().expect("a segment").base > seg_base {
@@ -775,7 +1068,7 @@ impl PartitionLog {
             let seg = st.segments.back_mut().expect("a segment");
             seg.truncate_memory(offset, position);
             seg.sealed = false;
-            seg.file = file.clone();
+            seg.file = Some(file.clone());
             seg.appender = Some(appender::Appender::resume(
                 inner.pool.clone(),
                 position,
@@ -786,6 +1079,7 @@ impl PartitionLog {
                 store_epochs(&inner.dir, &st.epochs)?;
             }
             st.last_epoch = st.epochs.latest().unwrap_or(Epoch(-1));
+            let damage_changed = st.damage.truncate_to(offset);
             st.next_offset = offset;
             st.written = offset;
             st.durable = st.durable.min(offset);
@@ -799,10 +1093,15 @@ impl PartitionLog {
                     w.resolver.resolve(Err(LogError::Truncated { offset }));
                 }
             }
-            removed
+            (removed, damage_changed)
         };
+        let (removed, damage_changed) = removed;
+        if damage_changed {
+            write_damage_file(&self.inner).await?;
+        }
         inner.cache.truncate_from(inner.cache_key, offset);
         for base in removed {
+            inner.files.forget(&segment::log_path(&inner.dir, base));
             remove_segment_files(&inner.dir, base);
         }
         let (base, seg_files) = {
@@ -872,8 +1171,19 @@ impl PartitionLog {
         }
         let start = self.log_start_offset();
         inner.cache.evict_before(inner.cache_key, start);
+        let damage_changed = {
+            let mut st = inner.state.borrow_mut();
+            let st = &mut *st;
+            let segments = &st.segments;
+            st.damage
+                .retain_segments(|b| segments.iter().any(|s| s.base == b))
+        };
+        if damage_changed {
+            store_damage(&self.inner).await?;
+        }
         for base in &removed {
             tracing::info!(dir = %inner.dir.display(), base = %base, "retention deleted segment");
+            inner.files.forget(&segment::log_path(&inner.dir, *base));
             remove_segment_files(&inner.dir, *base);
         }
         segment::sync_dir(&inner.dir).await?;
@@ -884,39 +1194,84 @@ impl PartitionLog {
     /// flusher. Appends after this fail with [`LogError::Closed`].
     pub async fn close(self) -> Result<()> {
         let inner = self.inner.clone();
-        let _permit = inner
-            .io_lock
-            .acquire_permit(1)
-            .await
-            .map_err(|_| LogError::Closed)?;
+        let outcome = close_files(&inner).await;
+        // Whatever failed, the log is closed now: the flusher ends and the files are closed
+        // before this returns (a deleted partition's space is only freed once they are).
         inner.state.borrow_mut().closed = true;
-        let _quiet = commit::quiesce(&inner, false).await?;
-        let (file, path, size) = {
-            let st = inner.state.borrow();
-            let s = st.segments.back().expect("a segment");
-            (s.file.clone(), s.log_path(), s.size)
-        };
-        // Drop the zero padding of the last block and any preallocated space, so a clean restart
-        // finds an exact end.
-        file.truncate(size)
-            .await
-            .map_err(|e| LogError::glommio("truncate", &path, e))?;
-        file.fdatasync()
-            .await
-            .map_err(|e| LogError::glommio("fdatasync", &path, e))?;
-        let image = inner
-            .state
-            .borrow()
-            .segments
-            .back()
-            .expect("a segment")
-            .index_image();
-        segment::write_index_files(image).await?;
         inner.cache.unregister(inner.cache_key);
+        let mut files = inner.files.forget_dir(&inner.dir);
+        let index = {
+            let mut st = inner.state.borrow_mut();
+            let mut index = Vec::new();
+            // Only with no I/O in flight (its tasks need their segment's appender); after a
+            // failed close the files close when the flusher, done with that I/O, drops them.
+            if st.io.idle() {
+                for seg in st.segments.iter_mut() {
+                    // No I/O of the log starts once no segment has an appender.
+                    seg.appender = None;
+                    files.extend(seg.file.take());
+                    index.extend(seg.index_files.take());
+                }
+            }
+            index
+        };
+        for f in files {
+            // Unique unless a read still holds it; that one closes when it drops it.
+            if let Ok(f) = Rc::try_unwrap(f) {
+                let _ = f.close().await;
+            }
+        }
+        for f in index {
+            if let Ok(f) = Rc::try_unwrap(f) {
+                f.close().await;
+            }
+        }
         inner.flush_wanted.notify();
         inner.progress.notify();
-        Ok(())
+        outcome
     }
+}
+
+/// The I/O of [`PartitionLog::close`]: everything staged written and synced, the active file cut
+/// to its exact size, its index files and the recovery point written (both best effort: derived
+/// data, rebuilt or rescanned at the next open, e.g. when the disk is full).
+async fn close_files(inner: &Rc<Inner>) -> Result<()> {
+    let _permit = inner
+        .io_lock
+        .acquire_permit(1)
+        .await
+        .map_err(|_| LogError::Closed)?;
+    inner.state.borrow_mut().closed = true;
+    let _quiet = commit::quiesce(inner, false).await?;
+    let (file, path, size) = {
+        let st = inner.state.borrow();
+        let s = st.segments.back().expect("a segment");
+        (s.active_file(), s.log_path(), s.size)
+    };
+    // Drop the zero padding of the last block and any preallocated space, so a clean restart
+    // finds an exact end.
+    file.truncate(size)
+        .await
+        .map_err(|e| LogError::glommio("truncate", &path, e))?;
+    file.fdatasync()
+        .await
+        .map_err(|e| LogError::glommio("fdatasync", &path, e))?;
+    let image = inner
+        .state
+        .borrow()
+        .segments
+        .back()
+        .expect("a segment")
+        .index_image();
+    if let Err(e) = segment::write_index_files(image).await {
+        tracing::warn!(path = %path.display(), error = %e, "cannot write the index at close");
+    }
+    // Everything is durable: the next open starts from the end.
+    if let Err(e) = write_recovery_point(inner).await {
+        tracing::warn!(path = %path.display(), error = %e,
+            "cannot checkpoint the recovery point at close");
+    }
+    Ok(())
 }
 
 pub(super) fn hw_of(st: &State, cfg: &LogConfig) -> Offset {
@@ -930,13 +1285,103 @@ pub(super) fn hw_of(st: &State, cfg: &LogConfig) -> Offset {
     }
 }
 
-fn corrupt_error(seg: &Segment, first: Offset, reason: &str) -> LogError {
+fn damaged_error(dir: &Path, r: &DamagedRange) -> LogError {
     LogError::CorruptSegment {
-        path: seg.log_path(),
-        first,
-        last: Offset(seg.next_offset.0.saturating_sub(1)),
-        reason: reason.to_string(),
+        path: segment::log_path(dir, r.segment),
+        first: r.first,
+        last: r.last,
+        next: r.next(),
+        reason: r.reason.clone(),
     }
+}
+
+fn load_damage(dir: &Path) -> DamageTable {
+    let path = dir.join(DAMAGED_RANGES_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => DamageTable::decode(&text).unwrap_or_else(|e| {
+            // The ranges are found again by recovery and reads.
+            tracing::warn!(path = %path.display(), error = %e, "ignoring a damaged damaged-ranges file");
+            DamageTable::default()
+        }),
+        Err(_) => DamageTable::default(),
+    }
+}
+
+/// Persists the damaged ranges (serialized with the other checkpoint files).
+async fn store_damage(inner: &Rc<Inner>) -> Result<()> {
+    let _files = inner
+        .files_lock
+        .acquire_permit(1)
+        .await
+        .map_err(|_| LogError::Closed)?;
+    write_damage_file(inner).await
+}
+
+/// Writes `damaged-ranges`; the caller holds `files_lock`.
+async fn write_damage_file(inner: &Rc<Inner>) -> Result<()> {
+    let text = inner.state.borrow().damage.encode();
+    checkpoint::replace_file(&inner.dir, DAMAGED_RANGES_FILE, text.into_bytes()).await
+}
+
+/// Starts the checkpoint task once the durable offset has passed the recovery point, unless one
+/// waits already: it writes the recovery point `recovery_point_interval_ms` later. The task
+/// holds only a weak handle while it waits, so a dropped log is not kept open.
+pub(super) fn schedule_checkpoint(inner: &Rc<Inner>) {
+    {
+        let mut st = inner.state.borrow_mut();
+        if st.checkpoint_scheduled || st.closed || st.durable <= st.recovery_point {
+            return;
+        }
+        st.checkpoint_scheduled = true;
+    }
+    let weak: Weak<Inner> = Rc::downgrade(inner);
+    let delay = Duration::from_millis(inner.config.recovery_point_interval_ms);
+    glommio::spawn_local(async move {
+        glommio::timer::sleep(delay).await;
+        let Some(inner) = weak.upgrade() else {
+            return;
+        };
+        inner.state.borrow_mut().checkpoint_scheduled = false;
+        if inner.state.borrow().closed {
+            return;
+        }
+        if let Err(e) = write_recovery_point(&inner).await {
+            tracing::warn!(dir = %inner.dir.display(), error = %e,
+                "cannot write the recovery-point checkpoint; retried later");
+        }
+        schedule_checkpoint(&inner);
+    })
+    .detach();
+}
+
+/// Writes the durable offset as the recovery point, if it moved.
+async fn write_recovery_point(inner: &Rc<Inner>) -> Result<()> {
+    let _files = inner
+        .files_lock
+        .acquire_permit(1)
+        .await
+        .map_err(|_| LogError::Closed)?;
+    write_recovery_point_locked(inner).await
+}
+
+async fn write_recovery_point_locked(inner: &Rc<Inner>) -> Result<()> {
+    let target = {
+        let st = inner.state.borrow();
+        if st.durable <= st.recovery_point {
+            return Ok(());
+        }
+        st.durable
+    };
+    checkpoint::replace_file(
+        &inner.dir,
+        RECOVERY_POINT_FILE,
+        checkpoint::encode_recovery_point(target).into_bytes(),
+    )
+    .await?;
+    let mut st = inner.state.borrow_mut();
+    st.recovery_point = st.recovery_point.max(target);
+    st.stats.checkpoints += 1;
+    Ok(())
 }
 
 fn load_epochs(dir: &Path) -> EpochCache {
@@ -993,15 +1438,32 @@ pub(super) fn remove_segment_files(dir: &Path, base: Offset) {
     }
 }
 
-/// Walks batch headers from `start_pos` to find where the batch starting at `offset` is.
+/// Walks batch headers from `start_pos` to find where the batch starting at `offset` is,
+/// stepping over the segment's damaged ranges (`skips`).
 async fn find_batch_position(
     file: &glommio::io::DmaFile,
     path: &Path,
     mut pos: u64,
     offset: Offset,
-    seg_next: Offset,
+    skips: &[DamagedRange],
 ) -> Result<u64> {
+    for k in skips {
+        // The index entry may point into a range that ends before `offset`.
+        if k.start_pos <= pos && pos < k.end_pos && k.last < offset {
+            pos = k.end_pos;
+        }
+    }
     loop {
+        if let Some(k) = skips.iter().find(|k| k.start_pos == pos) {
+            if k.first == offset {
+                return Ok(pos);
+            }
+            if k.contains(offset) {
+                return Err(LogError::TruncateInsideBatch { requested: offset });
+            }
+            pos = k.end_pos;
+            continue;
+        }
         let got = file
             .read_at(pos, record::BATCH_HEADER_BYTES)
             .await
@@ -1011,10 +1473,7 @@ async fn find_batch_position(
         if base == offset {
             return Ok(pos);
         }
-        if base > offset || base >= seg_next {
-            return Err(LogError::TruncateInsideBatch { requested: offset });
-        }
-        if Offset(h.last_offset() as u64) >= offset {
+        if base > offset || Offset(h.last_offset() as u64) >= offset {
             return Err(LogError::TruncateInsideBatch { requested: offset });
         }
         pos += h.total_bytes() as u64;

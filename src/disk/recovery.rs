@@ -1,13 +1,34 @@
-//! The recovery scan (sans-I/O): walks the bytes of a segment batch by batch and says where the
-//! valid prefix ends.
+//! The recovery scan (sans-I/O): walks the bytes of a segment batch by batch, tells a torn tail
+//! (cut off, as after any crash) from damage inside the log (kept and reported, never cut), and
+//! says where the log ends.
 //!
-//! The driver in `segment.rs` reads the file in chunks and feeds them to a [`Scanner`]; the
-//! scanner validates every batch in full (length, magic, CRC-32C, record count, contiguous
-//! offsets) and stops at the first one that fails. Everything after
-//! that point is a torn or corrupt tail and is truncated by the caller.
+//! The driver in `segment.rs` reads the file in chunks and feeds them to a [`Scanner`]. Every
+//! batch is validated in full (length, magic, CRC-32C, records, contiguous offsets) and its
+//! leader epoch, which lies outside the CRC, is checked against the leader-epoch checkpoint.
+//!
+//! When a batch fails, the scanner *resyncs*: it searches forward for the next position where a
+//! whole, valid batch with a later base offset starts. What it finds decides:
+//!
+//! - **Below the recovery point** (offsets known durable before the crash) a failure is always
+//!   damage: the offsets up to the next valid batch, or up to the recovery point when none
+//!   follows, become a [`DamagedRange`]; nothing is cut.
+//! - **At or past the recovery point** a failure followed by nothing valid is a torn tail and is
+//!   cut, as before. A failure followed by a valid batch is damage too, unless the bytes in
+//!   between hold a whole 512-byte sector of zeros: writes of one segment complete out of order,
+//!   so a crash can leave an unwritten (zero) stretch with later, never acknowledged batches
+//!   after it; media damage flips bits, it does not zero whole aligned sectors.
+//! - A batch that is whole and CRC-valid but carries an impossible epoch is damage wherever it
+//!   is: a torn write cannot produce it.
 
 use crate::record::{self, BatchHeader, BATCH_HEADER_BYTES};
 use crate::types::{Epoch, Offset};
+
+use super::damage::DamagedRange;
+use super::epochs::EpochCache;
+
+/// A sector of zeros inside a failed stretch is the mark of a torn write (see the module
+/// comment). 512 bytes is the smallest sector of any device.
+pub const SECTOR_BYTES: u64 = 512;
 
 /// One valid batch found by the scan.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,11 +59,12 @@ impl ScannedBatch {
 /// Why the scan stopped.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ScanEnd {
-    /// The bytes ended exactly after a batch.
+    /// The bytes ended exactly after a batch (or a damaged range).
     Clean,
-    /// Only zero bytes follow: the padding of the last direct-I/O block, not damage.
+    /// Only zero bytes follow: the padding of the last direct-I/O block or preallocated space,
+    /// not damage.
     ZeroPadding,
-    /// A torn or corrupt batch starts at `position`; the reason says what failed.
+    /// A torn tail starts at `position` (the caller cuts it); the reason says what failed.
     Invalid { position: u64, reason: String },
 }
 
@@ -51,146 +73,473 @@ pub enum ScanEnd {
 pub enum Feed {
     /// Feed bytes again starting at file position `from`, at least `at_least` of them.
     NeedMore { from: u64, at_least: usize },
-    /// The scan is over: the valid prefix ends at [`Scanner::position`].
+    /// The scan is over: the log ends at [`Scanner::position`] and [`Scanner::next_offset`].
     Done(ScanEnd),
 }
 
-/// Walks concatenated batches. `position` is the end of the valid prefix so far.
+/// What the scanner knows and assumes about the segment it walks.
+#[derive(Clone, Debug)]
+pub struct ScanPolicy {
+    /// Base offset of the segment (named in the damaged ranges found).
+    pub segment: Offset,
+    pub batch_bytes_max: usize,
+    /// Offsets below this were durable before the crash: a failure there is damage, never a
+    /// torn tail, and the log ends no earlier. A sealed segment is durable whole (its next
+    /// segment's base); a read of written bytes passes `Offset(u64::MAX)`.
+    pub recovery_point: Offset,
+    /// The leader epochs batches must carry.
+    pub epochs: EpochCache,
+    /// Damaged ranges of this segment already known (from the `damaged-ranges` file), oldest
+    /// first: the walk steps over them without searching again.
+    pub known: Vec<DamagedRange>,
+    /// Where the segment's offsets end, when known (a sealed segment: the next segment's base):
+    /// a resync accepts no batch at or past it.
+    pub end_offset: Option<Offset>,
+    /// A damaged range that reaches the end of the data ends at the last non-zero byte (the
+    /// active segment at open, whose file may end with preallocated zeros) rather than at the
+    /// end of the bytes fed.
+    pub trim_zero_tail: bool,
+    /// End the scan as soon as one damaged range is found (a read locating the damage it hit).
+    pub stop_after_damage: bool,
+}
+
+/// A search for the next valid batch after a failed one.
+#[derive(Clone, Debug)]
+struct Resync {
+    /// Where the failed batch starts, and the offset it should have started at.
+    start: u64,
+    expected: Offset,
+    reason: String,
+    /// The next candidate position to test.
+    search: u64,
+    /// Sectors were checked for zeros up to here.
+    sectors_upto: u64,
+    /// The first aligned sector of zeros at or after `start`.
+    zero_sector: Option<u64>,
+    /// The end of the last non-zero byte seen at or after `start`.
+    nonzero_end: u64,
+    /// Bytes at or after `start` were looked at up to here (for `nonzero_end`).
+    seen_upto: u64,
+}
+
+/// Walks concatenated batches. `position` is the end of what is accepted so far: valid batches
+/// and damaged ranges.
 #[derive(Clone, Debug)]
 pub struct Scanner {
+    policy: ScanPolicy,
     position: u64,
-    next_offset: Option<Offset>,
-    last_epoch: Epoch,
-    batch_bytes_max: usize,
+    next_offset: Offset,
+    last_epoch: Option<Epoch>,
+    /// The file position the next buffer fed must start at.
+    cursor: u64,
+    resync: Option<Resync>,
+    damaged: Vec<DamagedRange>,
+    known_next: usize,
+}
+
+/// What one batch position holds.
+enum Check {
+    Valid(BatchHeader),
+    /// Whole and CRC-valid at the right offset, but its epoch is impossible.
+    BadEpoch(BatchHeader, String),
+    Invalid(String),
+    NeedMore(usize),
 }
 
 impl Scanner {
-    /// Starts at file `position`; the first batch must start at offset `next_offset` when given.
-    pub fn new(position: u64, next_offset: Option<Offset>, batch_bytes_max: usize) -> Self {
+    /// Starts at file `position`, where the batch with offset `next_offset` must start.
+    pub fn new(position: u64, next_offset: Offset, policy: ScanPolicy) -> Self {
         Scanner {
+            policy,
             position,
             next_offset,
-            last_epoch: Epoch(-1),
-            batch_bytes_max,
+            last_epoch: None,
+            cursor: position,
+            resync: None,
+            damaged: Vec::new(),
+            known_next: 0,
         }
     }
 
-    /// End of the valid prefix.
+    /// Starts with the batch at `position` (expected to start at `next_offset`) already known to
+    /// fail for `reason`: the scan searches for where valid batches resume.
+    pub fn resyncing(
+        position: u64,
+        next_offset: Offset,
+        reason: String,
+        policy: ScanPolicy,
+    ) -> Self {
+        let mut s = Scanner::new(position, next_offset, policy);
+        s.start_resync(reason);
+        s
+    }
+
+    /// End of what the scan accepted: the log's bytes end here.
     pub fn position(&self) -> u64 {
         self.position
     }
 
-    /// Leader epoch of the last valid batch (-1 before the first).
-    pub fn last_epoch(&self) -> Epoch {
-        self.last_epoch
-    }
-
-    /// Offset after the last valid batch, once one was seen (or the starting expectation).
-    pub fn next_offset(&self) -> Option<Offset> {
+    /// The offset after what the scan accepted: the log end.
+    pub fn next_offset(&self) -> Offset {
         self.next_offset
     }
 
-    /// Feeds `buf`, which holds the file's bytes from [`Scanner::position`] on; `at_eof` says the
-    /// file ends at the end of `buf`. Calls `on_batch` for each valid batch.
+    /// Leader epoch of the last valid batch, once one was seen.
+    pub fn last_epoch(&self) -> Option<Epoch> {
+        self.last_epoch
+    }
+
+    /// Where the first buffer fed must start.
+    pub fn cursor(&self) -> u64 {
+        self.cursor
+    }
+
+    /// The damaged ranges found (and known ranges stepped over), oldest first.
+    pub fn damaged(&self) -> &[DamagedRange] {
+        &self.damaged
+    }
+
+    fn need(&mut self, from: u64, at_least: usize) -> Feed {
+        self.cursor = from;
+        Feed::NeedMore { from, at_least }
+    }
+
+    fn start_resync(&mut self, reason: String) {
+        self.resync = Some(Resync {
+            start: self.position,
+            expected: self.next_offset,
+            reason,
+            search: self.position + 1,
+            sectors_upto: self.position,
+            zero_sector: None,
+            nonzero_end: self.position,
+            seen_upto: self.position,
+        });
+    }
+
+    fn record(&mut self, range: DamagedRange) {
+        self.position = range.end_pos;
+        self.next_offset = range.next();
+        self.damaged.push(range);
+    }
+
+    /// Feeds `buf`, which holds the file's bytes from the position the last [`Feed::NeedMore`]
+    /// named (or [`Scanner::cursor`] at first); `at_eof` says the file ends at the end of `buf`.
+    /// Calls `on_batch` for each valid batch.
     pub fn feed(
         &mut self,
         buf: &[u8],
         at_eof: bool,
         on_batch: &mut dyn FnMut(&ScannedBatch, &[u8]),
     ) -> Feed {
-        let mut at = 0usize;
         loop {
-            let rest = &buf[at..];
-            if rest.is_empty() {
-                if at_eof {
-                    return Feed::Done(ScanEnd::Clean);
+            if self.resync.is_some() {
+                match self.resync_step(buf, at_eof) {
+                    Some(feed) => return feed,
+                    None => {
+                        if self.policy.stop_after_damage && !self.damaged.is_empty() {
+                            return Feed::Done(ScanEnd::Clean);
+                        }
+                        continue;
+                    }
                 }
-                return Feed::NeedMore {
-                    from: self.position,
-                    at_least: BATCH_HEADER_BYTES,
-                };
             }
+            let end = self.cursor + buf.len() as u64;
+            // Step over a damaged range known from the file.
+            while self
+                .policy
+                .known
+                .get(self.known_next)
+                .is_some_and(|k| k.start_pos < self.position)
+            {
+                self.known_next += 1;
+            }
+            if let Some(k) = self.policy.known.get(self.known_next) {
+                if k.start_pos == self.position
+                    && k.first == self.next_offset
+                    && !(at_eof && k.end_pos > end)
+                {
+                    let k = k.clone();
+                    self.known_next += 1;
+                    self.record(k);
+                    continue;
+                }
+            }
+            if self.position > end || self.position < self.cursor {
+                return self.need(self.position, BATCH_HEADER_BYTES);
+            }
+            let rest = &buf[(self.position - self.cursor) as usize..];
+            if rest.is_empty() {
+                if !at_eof {
+                    return self.need(self.position, BATCH_HEADER_BYTES);
+                }
+                return Feed::Done(self.end_of_bytes());
+            }
+            match self.check(rest, at_eof) {
+                Check::NeedMore(n) => return self.need(self.position, n),
+                Check::Invalid(reason) => self.start_resync(reason),
+                Check::BadEpoch(h, reason) => {
+                    let range = DamagedRange {
+                        first: self.next_offset,
+                        last: Offset(h.last_offset() as u64),
+                        segment: self.policy.segment,
+                        start_pos: self.position,
+                        end_pos: self.position + h.total_bytes() as u64,
+                        reason,
+                    };
+                    self.record(range);
+                    if self.policy.stop_after_damage {
+                        return Feed::Done(ScanEnd::Clean);
+                    }
+                }
+                Check::Valid(header) => {
+                    let total = header.total_bytes();
+                    let scanned = ScannedBatch {
+                        position: self.position,
+                        header,
+                    };
+                    on_batch(&scanned, &rest[..total]);
+                    self.last_epoch = Some(Epoch(header.partition_leader_epoch));
+                    self.next_offset = scanned.next_offset();
+                    self.position += total as u64;
+                }
+            }
+        }
+    }
+
+    /// Checks the batch at the start of `rest` (at `self.position`).
+    fn check(&self, rest: &[u8], at_eof: bool) -> Check {
+        if rest.len() < BATCH_HEADER_BYTES {
+            if !at_eof {
+                return Check::NeedMore(BATCH_HEADER_BYTES);
+            }
+            return Check::Invalid("truncated batch header".into());
+        }
+        let header = match BatchHeader::parse(rest) {
+            Ok(h) => h,
+            Err(e) => return Check::Invalid(e.to_string()),
+        };
+        let total = header.total_bytes();
+        if total > self.policy.batch_bytes_max {
+            return Check::Invalid(format!(
+                "batch of {total} bytes is over the {} byte limit",
+                self.policy.batch_bytes_max
+            ));
+        }
+        if rest.len() < total {
+            if !at_eof {
+                return Check::NeedMore(total);
+            }
+            return Check::Invalid(format!(
+                "torn batch: {total} bytes declared, {} present",
+                rest.len()
+            ));
+        }
+        if let Err(e) = record::validate_batch(&rest[..total], self.policy.batch_bytes_max) {
+            return Check::Invalid(e.to_string());
+        }
+        if header.base_offset < 0 || Offset(header.base_offset as u64) != self.next_offset {
+            return Check::Invalid(format!(
+                "batch starts at offset {}, expected {}",
+                header.base_offset, self.next_offset
+            ));
+        }
+        let epoch = Epoch(header.partition_leader_epoch);
+        match self
+            .policy
+            .epochs
+            .check_batch(self.next_offset, epoch, self.last_epoch)
+        {
+            Ok(()) => Check::Valid(header),
+            Err(reason) => Check::BadEpoch(header, reason),
+        }
+    }
+
+    /// The bytes ended exactly after a batch (or damaged range). If that is before the recovery
+    /// point, the durable offsets after it are gone: a damaged range with no bytes.
+    fn end_of_bytes(&mut self) -> ScanEnd {
+        let rp = self.policy.recovery_point;
+        if self.next_offset < rp && rp != Offset(u64::MAX) {
+            let range = DamagedRange {
+                first: self.next_offset,
+                last: rp.prev(),
+                segment: self.policy.segment,
+                start_pos: self.position,
+                end_pos: self.position,
+                reason: format!(
+                    "the segment ends at offset {}, before offset {rp} that was durable",
+                    self.next_offset
+                ),
+            };
+            self.record(range);
+        }
+        ScanEnd::Clean
+    }
+
+    /// One step of the search for the next valid batch; `None` once it is over and the walk goes
+    /// on (a damaged range was recorded), `Some` to return.
+    fn resync_step(&mut self, buf: &[u8], at_eof: bool) -> Option<Feed> {
+        let cursor = self.cursor;
+        let end = cursor + buf.len() as u64;
+        let policy = &self.policy;
+        let r = self.resync.as_mut().expect("resyncing");
+        if r.search < cursor {
+            let from = r.search;
+            return Some(self.need(from, BATCH_HEADER_BYTES));
+        }
+        // Look at the bytes not seen yet: sectors of zeros, and the last non-zero byte.
+        if end > r.seen_upto && r.seen_upto >= cursor {
+            let from = (r.seen_upto - cursor) as usize;
+            if let Some(i) = buf[from..].iter().rposition(|&b| b != 0) {
+                r.nonzero_end = r.nonzero_end.max(r.seen_upto + i as u64 + 1);
+            }
+            r.seen_upto = end;
+        }
+        if r.zero_sector.is_none() {
+            let mut z = align_up(r.sectors_upto.max(cursor).max(r.start), SECTOR_BYTES);
+            while z + SECTOR_BYTES <= end {
+                let i = (z - cursor) as usize;
+                if buf[i..i + SECTOR_BYTES as usize].iter().all(|&b| b == 0) {
+                    r.zero_sector = Some(z);
+                    break;
+                }
+                z += SECTOR_BYTES;
+            }
+            r.sectors_upto = r.sectors_upto.max(z);
+        }
+        // Candidates: a batch's magic byte (2) lies 16 bytes into it.
+        let mut at = r.search;
+        loop {
+            let magic_at = at + 16;
+            let found = if magic_at < end {
+                memchr::memchr(2, &buf[(magic_at - cursor) as usize..])
+            } else {
+                None
+            };
+            let Some(d) = found else {
+                if at_eof {
+                    return Some(self.resync_failed(end));
+                }
+                let from = at.max(end.saturating_sub(16)).max(cursor + 1);
+                self.resync.as_mut().expect("resyncing").search = from;
+                return Some(self.need(from, BATCH_HEADER_BYTES));
+            };
+            let c = magic_at + d as u64 - 16;
+            let ci = (c - cursor) as usize;
+            let rest = &buf[ci..];
             if rest.len() < BATCH_HEADER_BYTES {
                 if at_eof {
-                    return Feed::Done(self.invalid_or_padding(rest, "truncated batch header"));
+                    at = c + 1;
+                    continue;
                 }
-                return Feed::NeedMore {
-                    from: self.position,
-                    at_least: BATCH_HEADER_BYTES,
-                };
+                self.resync.as_mut().expect("resyncing").search = c;
+                return Some(self.need(c, BATCH_HEADER_BYTES));
             }
-            let header = match BatchHeader::parse(rest) {
-                Ok(h) => h,
-                Err(e) => return Feed::Done(self.invalid_or_padding(rest, &e.to_string())),
+            let plausible = BatchHeader::parse(rest).ok().filter(|h| {
+                h.base_offset >= 0
+                    && Offset(h.base_offset as u64) > r.expected
+                    && policy
+                        .end_offset
+                        .is_none_or(|e| Offset(h.last_offset() as u64) < e)
+                    && h.total_bytes() <= policy.batch_bytes_max
+            });
+            let Some(h) = plausible else {
+                at = c + 1;
+                continue;
             };
-            let total = header.total_bytes();
-            if total > self.batch_bytes_max {
-                return Feed::Done(self.invalid(format!(
-                    "batch of {total} bytes is over the {} byte limit",
-                    self.batch_bytes_max
-                )));
-            }
+            let total = h.total_bytes();
             if rest.len() < total {
                 if at_eof {
-                    return Feed::Done(self.invalid(format!(
-                        "torn batch: {total} bytes declared, {} present",
-                        rest.len()
-                    )));
+                    at = c + 1;
+                    continue;
                 }
-                return Feed::NeedMore {
-                    from: self.position,
-                    at_least: total,
-                };
+                self.resync.as_mut().expect("resyncing").search = c;
+                return Some(self.need(c, total));
             }
-            let bytes = &rest[..total];
-            if let Err(e) = record::validate_batch(bytes, self.batch_bytes_max) {
-                return Feed::Done(self.invalid(e.to_string()));
+            let base = Offset(h.base_offset as u64);
+            let valid = record::validate_batch(&rest[..total], policy.batch_bytes_max).is_ok()
+                && policy
+                    .epochs
+                    .check_batch(base, Epoch(h.partition_leader_epoch), None)
+                    .is_ok();
+            if !valid {
+                at = c + 1;
+                continue;
             }
-            if header.base_offset < 0 {
-                return Feed::Done(
-                    self.invalid(format!("negative base offset {}", header.base_offset)),
-                );
+            // A valid batch resumes at `c`.
+            let torn = r.expected >= policy.recovery_point
+                && r.zero_sector.is_some_and(|z| z + SECTOR_BYTES <= c);
+            let r = self.resync.take().expect("resyncing");
+            if torn {
+                self.position = r.start;
+                return Some(Feed::Done(ScanEnd::Invalid {
+                    position: r.start,
+                    reason: format!(
+                        "{} (torn write: zero sectors before later batches)",
+                        r.reason
+                    ),
+                }));
             }
-            let base = Offset(header.base_offset as u64);
-            if let Some(expected) = self.next_offset {
-                if base != expected {
-                    return Feed::Done(self.invalid(format!(
-                        "batch starts at offset {base}, expected {expected}"
-                    )));
-                }
-            }
-            let scanned = ScannedBatch {
-                position: self.position,
-                header,
+            let range = DamagedRange {
+                first: r.expected,
+                last: base.prev(),
+                segment: self.policy.segment,
+                start_pos: r.start,
+                end_pos: c,
+                reason: format!("invalid batch at byte {}: {}", r.start, r.reason),
             };
-            self.last_epoch = Epoch(header.partition_leader_epoch);
-            on_batch(&scanned, bytes);
-            self.next_offset = Some(scanned.next_offset());
-            self.position += total as u64;
-            at += total;
+            self.record(range);
+            return None;
         }
     }
 
-    fn invalid(&self, reason: String) -> ScanEnd {
-        ScanEnd::Invalid {
-            position: self.position,
-            reason,
+    /// No valid batch follows the failed one up to `end`, the end of the file.
+    fn resync_failed(&mut self, end: u64) -> Feed {
+        let r = self.resync.take().expect("resyncing");
+        let rp = self.policy.recovery_point;
+        let tail_end = self.policy.end_offset.map_or(rp, |e| e.min(rp));
+        if r.expected < tail_end {
+            // Durable offsets: keep the bytes, the log end stays.
+            let end_pos = if self.policy.trim_zero_tail {
+                r.nonzero_end
+            } else {
+                end
+            };
+            let range = DamagedRange {
+                first: r.expected,
+                last: tail_end.prev(),
+                segment: self.policy.segment,
+                start_pos: r.start,
+                end_pos: end_pos.max(r.start),
+                reason: format!("invalid batch at byte {}: {}", r.start, r.reason),
+            };
+            self.record(range);
+            return Feed::Done(if self.position < end {
+                ScanEnd::ZeroPadding
+            } else {
+                ScanEnd::Clean
+            });
         }
-    }
-
-    fn invalid_or_padding(&self, rest: &[u8], reason: &str) -> ScanEnd {
-        if rest.iter().all(|&b| b == 0) {
-            ScanEnd::ZeroPadding
+        self.position = r.start;
+        if r.nonzero_end == r.start {
+            Feed::Done(ScanEnd::ZeroPadding)
         } else {
-            self.invalid(reason.to_string())
+            Feed::Done(ScanEnd::Invalid {
+                position: r.start,
+                reason: r.reason,
+            })
         }
     }
+}
+
+fn align_up(v: u64, to: u64) -> u64 {
+    v.div_ceil(to) * to
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::{set_base_offset, BatchBuilder};
+    use crate::record::{set_base_offset, set_partition_leader_epoch, BatchBuilder};
 
     fn batch(base: u64, n: usize) -> Vec<u8> {
         let mut b = BatchBuilder::new(1000);
@@ -199,70 +548,397 @@ mod tests {
         }
         let mut bytes = b.finish().to_vec();
         set_base_offset(&mut bytes, base as i64);
+        set_partition_leader_epoch(&mut bytes, 0);
         bytes
     }
 
-    fn scan_all(buf: &[u8]) -> (Vec<ScannedBatch>, ScanEnd, u64) {
-        let mut s = Scanner::new(0, Some(Offset(0)), 1 << 20);
-        let mut seen = Vec::new();
-        match s.feed(buf, true, &mut |b, _| seen.push(*b)) {
-            Feed::Done(end) => (seen, end, s.position()),
-            other => panic!("unexpected {other:?}"),
+    /// `count` batches of `n` records each from offset 0, and their positions.
+    fn log_of(count: usize, n: usize) -> (Vec<u8>, Vec<u64>) {
+        let mut log = Vec::new();
+        let mut pos = Vec::new();
+        for i in 0..count {
+            pos.push(log.len() as u64);
+            log.extend(batch((i * n) as u64, n));
         }
+        (log, pos)
+    }
+
+    fn policy(recovery_point: u64) -> ScanPolicy {
+        let mut epochs = EpochCache::default();
+        epochs.assign(Epoch(0), Offset(0));
+        ScanPolicy {
+            segment: Offset(0),
+            batch_bytes_max: 1 << 20,
+            recovery_point: Offset(recovery_point),
+            epochs,
+            known: Vec::new(),
+            end_offset: None,
+            trim_zero_tail: true,
+            stop_after_damage: false,
+        }
+    }
+
+    struct Scan {
+        batches: Vec<ScannedBatch>,
+        end: ScanEnd,
+        position: u64,
+        next: Offset,
+        damaged: Vec<DamagedRange>,
+    }
+
+    /// Scans `buf` feeding at most `chunk` bytes at a time, as the driver does.
+    fn scan_chunked(buf: &[u8], p: ScanPolicy, chunk: usize) -> Scan {
+        let mut s = Scanner::new(0, Offset(0), p);
+        let mut seen = Vec::new();
+        let mut from = s.cursor();
+        let mut want = chunk;
+        for _ in 0..100_000 {
+            let to = (from as usize + want.max(chunk)).min(buf.len());
+            let slice = &buf[from as usize..to];
+            match s.feed(slice, to == buf.len(), &mut |b, _| seen.push(*b)) {
+                Feed::Done(end) => {
+                    return Scan {
+                        batches: seen,
+                        end,
+                        position: s.position(),
+                        next: s.next_offset(),
+                        damaged: s.damaged().to_vec(),
+                    }
+                }
+                Feed::NeedMore { from: f, at_least } => {
+                    assert!(
+                        !(f == from && slice.len() >= at_least && to < buf.len()),
+                        "asked again for bytes it had"
+                    );
+                    from = f;
+                    want = at_least;
+                }
+            }
+        }
+        panic!("the scan does not end");
+    }
+
+    fn scan(buf: &[u8], p: ScanPolicy) -> Scan {
+        scan_chunked(buf, p, usize::MAX / 4)
     }
 
     #[test]
     fn clean_log_scans_to_the_end() {
-        let mut log = batch(0, 3);
-        log.extend(batch(3, 2));
-        let (seen, end, pos) = scan_all(&log);
-        assert_eq!(seen.len(), 2);
-        assert_eq!(end, ScanEnd::Clean);
-        assert_eq!(pos, log.len() as u64);
+        let (log, _) = log_of(2, 3);
+        let s = scan(&log, policy(0));
+        assert_eq!(s.batches.len(), 2);
+        assert_eq!(s.end, ScanEnd::Clean);
+        assert_eq!(s.position, log.len() as u64);
+        assert!(s.damaged.is_empty());
     }
 
     #[test]
     fn zero_padding_is_not_damage() {
-        let mut log = batch(0, 3);
+        let (mut log, _) = log_of(1, 3);
         let len = log.len();
         log.resize(4096, 0);
-        let (seen, end, pos) = scan_all(&log);
-        assert_eq!(seen.len(), 1);
-        assert_eq!(end, ScanEnd::ZeroPadding);
-        assert_eq!(pos, len as u64);
+        let s = scan(&log, policy(0));
+        assert_eq!(s.batches.len(), 1);
+        assert_eq!(s.end, ScanEnd::ZeroPadding);
+        assert_eq!(s.position, len as u64);
     }
 
     #[test]
-    fn gap_in_offsets_stops_the_scan() {
+    fn gap_in_offsets_is_a_torn_tail_past_the_recovery_point() {
         let mut log = batch(0, 3);
         let first = log.len() as u64;
         log.extend(batch(7, 2));
-        let (seen, end, pos) = scan_all(&log);
-        assert_eq!(seen.len(), 1);
-        assert!(matches!(end, ScanEnd::Invalid { position, .. } if position == first));
-        assert_eq!(pos, first);
+        let s = scan(&log, policy(3));
+        assert_eq!(s.batches.len(), 1);
+        assert!(matches!(s.end, ScanEnd::Invalid { position, .. } if position == first));
+        assert_eq!(s.position, first);
     }
 
     #[test]
-    fn torn_tail_and_need_more() {
-        let mut log = batch(0, 3);
-        let first = log.len();
-        log.extend(batch(3, 2));
-        let (seen, end, _) = scan_all(&log[..log.len() - 5]);
-        assert_eq!(seen.len(), 1);
-        assert!(matches!(end, ScanEnd::Invalid { .. }));
-        // Not at EOF: the scanner asks for the rest of the batch.
-        let mut s = Scanner::new(0, None, 1 << 20);
-        let feed = s.feed(&log[..first + 70], false, &mut |_, _| {});
+    fn torn_tail_past_the_recovery_point_is_cut() {
+        let (log, pos) = log_of(4, 2);
+        for cut in [pos[3] + 1, pos[3] + 61, log.len() as u64 - 1] {
+            let s = scan(&log[..cut as usize], policy(6));
+            assert_eq!(s.batches.len(), 3);
+            assert_eq!((s.position, s.next), (pos[3], Offset(6)));
+            // A cut inside the zero high bytes of the base offset leaves only zeros.
+            assert!(matches!(
+                s.end,
+                ScanEnd::Invalid { .. } | ScanEnd::ZeroPadding
+            ));
+            assert!(s.damaged.is_empty());
+        }
+    }
+
+    #[test]
+    fn torn_tail_below_the_recovery_point_is_a_damaged_range() {
+        let (log, pos) = log_of(4, 2);
+        let cut = pos[2] + 30;
+        let mut p = policy(8);
+        p.trim_zero_tail = false;
+        let s = scan(&log[..cut as usize], p);
+        assert_eq!(s.batches.len(), 2);
+        assert_eq!(s.next, Offset(8), "the log end stays at the recovery point");
+        assert_eq!(s.damaged.len(), 1);
+        let d = &s.damaged[0];
+        assert_eq!((d.first, d.last), (Offset(4), Offset(7)));
+        assert_eq!((d.start_pos, d.end_pos), (pos[2], cut));
+        // Cut exactly at a batch boundary: the range has no bytes.
+        let s = scan(&log[..pos[3] as usize], policy(8));
+        assert_eq!(s.batches.len(), 3);
+        assert_eq!(s.next, Offset(8));
+        let d = &s.damaged[0];
         assert_eq!(
-            feed,
-            Feed::NeedMore {
-                from: first as u64,
-                at_least: log.len() - first
-            }
+            (d.first, d.last, d.start_pos, d.end_pos),
+            (Offset(6), Offset(7), pos[3], pos[3])
         );
-        let feed = s.feed(&log[first..], true, &mut |_, _| {});
-        assert_eq!(feed, Feed::Done(ScanEnd::Clean));
-        assert_eq!(s.next_offset(), Some(Offset(5)));
+    }
+
+    #[test]
+    fn a_flipped_bit_followed_by_valid_batches_is_damage_even_past_the_recovery_point() {
+        let (log, pos) = log_of(6, 3);
+        for rp in [0u64, 18] {
+            for at in [0usize, 9, 16, 17, 30, 70] {
+                let mut bad = log.clone();
+                bad[pos[2] as usize + at] ^= 0x10;
+                for chunk in [64usize, 100, 1 << 20] {
+                    let s = scan_chunked(&bad, policy(rp), chunk);
+                    let ctx = format!("rp {rp}, byte {at}, chunk {chunk}");
+                    assert_eq!(s.end, ScanEnd::Clean, "{ctx}");
+                    assert_eq!(s.next, Offset(18), "{ctx}");
+                    assert_eq!(s.batches.len(), 5, "{ctx}");
+                    assert_eq!(s.damaged.len(), 1, "{ctx}");
+                    let d = &s.damaged[0];
+                    assert_eq!((d.first, d.last), (Offset(6), Offset(8)), "{ctx}");
+                    assert_eq!((d.start_pos, d.end_pos), (pos[2], pos[3]), "{ctx}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn zero_sectors_before_later_batches_are_a_torn_write_past_the_recovery_point() {
+        // Batches big enough that one spans whole sectors; zero a sector in batch 2.
+        let mut log = Vec::new();
+        let mut pos = Vec::new();
+        for i in 0..4u64 {
+            pos.push(log.len() as u64);
+            let mut b = BatchBuilder::new(1000);
+            b.push(1000, None, Some(&[7u8; 1500]), &[]);
+            let mut bytes = b.finish().to_vec();
+            set_base_offset(&mut bytes, i as i64);
+            set_partition_leader_epoch(&mut bytes, 0);
+            log.extend(bytes);
+        }
+        let z = align_up(pos[2] + 1, SECTOR_BYTES) as usize;
+        log[z..z + SECTOR_BYTES as usize].fill(0);
+        let s = scan(&log, policy(2));
+        assert!(matches!(s.end, ScanEnd::Invalid { position, .. } if position == pos[2]));
+        assert_eq!(s.next, Offset(2));
+        assert!(s.damaged.is_empty());
+        // Below the recovery point the same bytes are damage.
+        let s = scan(&log, policy(3));
+        assert_eq!(s.next, Offset(4));
+        assert_eq!(s.damaged[0].first, Offset(2));
+        assert_eq!(s.damaged[0].last, Offset(2));
+    }
+
+    #[test]
+    fn an_impossible_epoch_is_damage_and_the_walk_goes_on() {
+        let (mut log, pos) = log_of(3, 2);
+        log[pos[1] as usize + 12] ^= 1; // epoch 16777216
+        let s = scan(&log, policy(0));
+        assert_eq!(s.next, Offset(6));
+        assert_eq!(s.batches.len(), 2);
+        assert_eq!(s.damaged.len(), 1);
+        assert_eq!(
+            (s.damaged[0].first, s.damaged[0].last),
+            (Offset(2), Offset(3))
+        );
+        assert_eq!(s.last_epoch_of(&log), Some(Epoch(0)));
+        // The last batch too, past the recovery point: a whole, CRC-valid batch is not torn.
+        let (mut log, pos) = log_of(3, 2);
+        log[pos[2] as usize + 12] ^= 1;
+        let s = scan(&log, policy(0));
+        assert_eq!(s.next, Offset(6));
+        assert_eq!(
+            (s.damaged[0].first, s.damaged[0].last),
+            (Offset(4), Offset(5))
+        );
+    }
+
+    impl Scan {
+        fn last_epoch_of(&self, _log: &[u8]) -> Option<Epoch> {
+            self.batches
+                .last()
+                .map(|b| Epoch(b.header.partition_leader_epoch))
+        }
+    }
+
+    #[test]
+    fn known_ranges_are_stepped_over() {
+        let (mut log, pos) = log_of(4, 2);
+        log[pos[1] as usize + 40] ^= 0xff;
+        let mut p = policy(8);
+        p.known.push(DamagedRange {
+            first: Offset(2),
+            last: Offset(3),
+            segment: Offset(0),
+            start_pos: pos[1],
+            end_pos: pos[2],
+            reason: "x".into(),
+        });
+        let s = scan_chunked(&log, p, 70);
+        assert_eq!(s.next, Offset(8));
+        assert_eq!(s.batches.len(), 3);
+        assert_eq!(s.damaged.len(), 1);
+    }
+
+    #[test]
+    fn garbage_after_the_end_is_cut() {
+        let (mut log, _) = log_of(2, 2);
+        let len = log.len() as u64;
+        log.extend(batch(9, 2)); // a valid batch that leaves a gap
+        let s = scan(&log, policy(4));
+        assert_eq!(s.position, len);
+        assert!(matches!(s.end, ScanEnd::Invalid { .. }));
+        let (mut log, _) = log_of(2, 2);
+        log.extend([0xab; 300]);
+        let s = scan(&log, policy(4));
+        assert_eq!(s.position, len);
+        assert!(matches!(s.end, ScanEnd::Invalid { .. }));
+    }
+
+    #[test]
+    fn stop_after_damage_locates_one_range() {
+        let (mut log, pos) = log_of(5, 2);
+        log[pos[1] as usize + 30] ^= 1;
+        log[pos[3] as usize + 30] ^= 1;
+        let mut p = policy(u64::MAX);
+        p.stop_after_damage = true;
+        p.trim_zero_tail = false;
+        let mut s = Scanner::resyncing(pos[1], Offset(2), "bad crc".into(), p);
+        match s.feed(&log[pos[1] as usize..], true, &mut |_, _| {}) {
+            Feed::Done(ScanEnd::Clean) => {}
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(s.damaged().len(), 1);
+        assert_eq!(
+            (s.damaged()[0].first, s.damaged()[0].last),
+            (Offset(2), Offset(3))
+        );
+        assert_eq!(s.position(), pos[2]);
+    }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// A log of batches of 1 to 4 records with values of varied sizes, epoch 0.
+        fn varied_log(sizes: &[(usize, usize)]) -> (Vec<u8>, Vec<(u64, u64, u64)>) {
+            let mut log = Vec::new();
+            let mut model = Vec::new();
+            let mut next = 0u64;
+            for (i, &(n, value)) in sizes.iter().enumerate() {
+                let mut b = BatchBuilder::new(1000);
+                for r in 0..n {
+                    let v: Vec<u8> = (0..value).map(|k| (k * 31 + i * 7 + r) as u8 | 1).collect();
+                    b.push(1000 + r as i64, None, Some(&v), &[]);
+                }
+                let mut bytes = b.finish().to_vec();
+                set_base_offset(&mut bytes, next as i64);
+                set_partition_leader_epoch(&mut bytes, 0);
+                model.push((log.len() as u64, next, next + n as u64));
+                next += n as u64;
+                log.extend(bytes);
+            }
+            (log, model)
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(400))]
+
+            /// One flipped bit anywhere in a batch that has valid batches after it, whatever the
+            /// recovery point and the chunking: the scan ends at the original end, reports
+            /// exactly that batch as damaged, and passes every other batch through unchanged.
+            /// In the last batch, it is damage below the recovery point and a cut tail past it,
+            /// except for an impossible epoch, which is damage everywhere.
+            #[test]
+            fn one_flipped_bit_damages_exactly_its_batch(
+                sizes in prop::collection::vec((1usize..5, 0usize..300), 2..8),
+                pick in any::<prop::sample::Index>(),
+                at in any::<prop::sample::Index>(),
+                bit in 0u32..8,
+                rp_past in any::<bool>(),
+                chunk in prop::sample::select(vec![61usize, 200, 4096, 1 << 20]),
+            ) {
+                let (log, model) = varied_log(&sizes);
+                let m = pick.index(model.len());
+                let (pos, base, next) = model[m];
+                let len = model.get(m + 1).map_or(log.len() as u64, |b| b.0) - pos;
+                let byte = pos + at.index(len as usize) as u64;
+                let mut bad = log.clone();
+                bad[byte as usize] ^= 1 << bit;
+                let end = model.last().unwrap().2;
+                let rp = if rp_past { base } else { end };
+                let s = scan_chunked(&bad, policy(rp), chunk);
+                let last = m + 1 == model.len();
+                let in_epoch = (12..16).contains(&(byte - pos));
+                if last && rp_past && !in_epoch {
+                    prop_assert_eq!(s.next, Offset(base));
+                    prop_assert_eq!(s.position, pos);
+                    prop_assert!(s.damaged.is_empty());
+                } else {
+                    prop_assert_eq!(s.next, Offset(end));
+                    prop_assert_eq!(s.damaged.len(), 1);
+                    let d = &s.damaged[0];
+                    prop_assert_eq!((d.first, d.last), (Offset(base), Offset(next - 1)));
+                    prop_assert_eq!(d.start_pos, pos);
+                    prop_assert!(d.end_pos <= pos + len);
+                }
+                let bases: Vec<u64> = s.batches.iter().map(|b| b.base().0).collect();
+                let want: Vec<u64> = model
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| *i != m)
+                    .map(|(_, b)| b.1)
+                    .collect();
+                prop_assert_eq!(bases, want);
+            }
+
+            /// Arbitrary bytes never make the scan panic or loop, and what it accepts is
+            /// contiguous from the start: batches and damaged ranges tile the offsets.
+            #[test]
+            fn arbitrary_damage_never_panics_and_tiles_offsets(
+                sizes in prop::collection::vec((1usize..4, 0usize..100), 1..6),
+                noise in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..20),
+                cut in any::<prop::sample::Index>(),
+                rp_frac in 0u64..3,
+                chunk in prop::sample::select(vec![61usize, 128, 1 << 20]),
+            ) {
+                let (mut log, model) = varied_log(&sizes);
+                for (i, x) in noise {
+                    let i = i.index(log.len());
+                    log[i] ^= x;
+                }
+                log.truncate(cut.index(log.len() + 1));
+                let end = model.last().unwrap().2;
+                let s = scan_chunked(&log, policy(end * rp_frac / 2), chunk);
+                let mut pieces: Vec<(u64, u64)> = s
+                    .batches
+                    .iter()
+                    .map(|b| (b.base().0, b.next_offset().0))
+                    .chain(s.damaged.iter().map(|d| (d.first.0, d.next().0)))
+                    .collect();
+                pieces.sort();
+                let mut at = 0;
+                for (a, b) in pieces {
+                    prop_assert_eq!(a, at);
+                    at = b;
+                }
+                prop_assert_eq!(at, s.next.0);
+                prop_assert!(s.position <= log.len() as u64);
+            }
+        }
     }
 }

@@ -13,9 +13,11 @@ use glommio::io::{BufferedFile, DmaFile, OpenOptions};
 
 use super::appender::{self, Appender, Boundary, BufferPool};
 use super::config::LogConfig;
+use super::damage::DamagedRange;
+use super::epochs::EpochCache;
 use super::error::{LogError, Result};
 use super::index::{self, OffsetEntry, OffsetIndex, TimeEntry, TimeIndex};
-use super::recovery::{Feed, ScanEnd, Scanner};
+use super::recovery::{Feed, ScanEnd, ScanPolicy, Scanner};
 use crate::record::{self, BatchHeader};
 use crate::types::{Epoch, Offset, TimestampMs};
 
@@ -46,11 +48,44 @@ pub(crate) fn parse_log_name(name: &str) -> Option<Offset> {
     digits.parse().ok().map(Offset)
 }
 
-/// The part of a sealed segment that failed validation and is not served.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Corrupt {
-    pub(crate) first: Offset,
-    pub(crate) reason: String,
+/// What recovery knows about a log besides one segment's bytes.
+#[derive(Clone, Debug)]
+pub(crate) struct RecoveryContext {
+    /// Offsets below this were durable (see `recovery.rs`).
+    pub(crate) recovery_point: Offset,
+    pub(crate) epochs: EpochCache,
+    /// Damaged ranges known from the `damaged-ranges` file, all segments.
+    pub(crate) known: Vec<DamagedRange>,
+}
+
+impl RecoveryContext {
+    /// The scan policy for segment `base` whose bytes are `file_bytes` long.
+    fn policy(
+        &self,
+        base: Offset,
+        file_bytes: u64,
+        recovery_point: Offset,
+        end_offset: Option<Offset>,
+        cfg: &LogConfig,
+    ) -> ScanPolicy {
+        ScanPolicy {
+            segment: base,
+            // Recovery accepts any batch that fits a segment: the limit may have been lowered.
+            batch_bytes_max: cfg.segment_bytes as usize,
+            recovery_point,
+            epochs: self.epochs.clone(),
+            // A known range past the end of the file is stale: it is found again if it exists.
+            known: self
+                .known
+                .iter()
+                .filter(|r| r.segment == base && r.end_pos <= file_bytes)
+                .cloned()
+                .collect(),
+            end_offset,
+            trim_zero_tail: end_offset.is_none(),
+            stop_after_damage: false,
+        }
+    }
 }
 
 /// What recovery did to a segment, for the log line and the tests.
@@ -65,6 +100,8 @@ pub struct RecoveryReport {
     pub end: ScanEnd,
     /// Leader epoch of the last valid batch scanned (-1 when none was).
     pub last_epoch: Epoch,
+    /// Damaged ranges found or stepped over (never cut: see `recovery.rs`).
+    pub damaged: Vec<DamagedRange>,
 }
 
 pub(crate) struct Segment {
@@ -74,7 +111,9 @@ pub(crate) struct Segment {
     /// Logical bytes appended (staged included).
     pub(crate) size: u64,
     pub(crate) dir: PathBuf,
-    pub(crate) file: Rc<DmaFile>,
+    /// Open while the segment has an appender (until it is finalized). A sealed segment's file
+    /// is opened on read through the shard's [`super::files::FileCache`].
+    pub(crate) file: Option<Rc<DmaFile>>,
     pub(crate) index: OffsetIndex,
     pub(crate) time_index: TimeIndex,
     /// Entries of each index already in its file.
@@ -95,12 +134,18 @@ pub(crate) struct Segment {
     pub(crate) index_files_stale: bool,
     /// No more appends go to this segment; a newer one exists.
     pub(crate) sealed: bool,
-    pub(crate) corrupt: Option<Corrupt>,
 }
 
 impl Segment {
     pub(crate) fn log_path(&self) -> PathBuf {
         log_path(&self.dir, self.base)
+    }
+
+    /// The file of a segment that still has an appender.
+    pub(crate) fn active_file(&self) -> Rc<DmaFile> {
+        self.file
+            .clone()
+            .expect("a segment keeps its file open while it has an appender")
     }
 
     fn empty(dir: &Path, base: Offset, file: Rc<DmaFile>, now_ms: TimestampMs) -> Segment {
@@ -109,7 +154,7 @@ impl Segment {
             next_offset: base,
             size: 0,
             dir: dir.to_path_buf(),
-            file,
+            file: Some(file),
             index: OffsetIndex::new(),
             time_index: TimeIndex::new(),
             index_persisted: 0,
@@ -122,7 +167,6 @@ impl Segment {
             index_files: None,
             index_files_stale: false,
             sealed: false,
-            corrupt: None,
         }
     }
 
@@ -252,6 +296,17 @@ impl Segment {
         }
     }
 
+    /// The end of the readable bytes and the offset of the batch that would start there.
+    pub(crate) fn readable_end(&self) -> Boundary {
+        match &self.appender {
+            Some(a) => a.written(),
+            None => Boundary {
+                pos: self.size,
+                next: self.next_offset,
+            },
+        }
+    }
+
     /// Where a read for `from` starts: the position of a batch at or before it.
     pub(crate) fn read_start(&self, from: Offset) -> u64 {
         self.read_start_entry(from).0
@@ -281,22 +336,28 @@ impl Segment {
     }
 
     /// Opens a sealed segment: loads its indexes, or rebuilds them by scanning the segment when
-    /// they are missing or fail their checks. `next_base` is the next segment's base offset.
+    /// they are missing or fail their checks. `next_base` is the next segment's base offset. A
+    /// sealed segment was synced whole before the next one got a byte, so every failure in it is
+    /// damage: reported in the report's `damaged`, never cut.
     pub(crate) async fn open_sealed(
         dir: &Path,
         base: Offset,
         next_base: Offset,
         cfg: &LogConfig,
+        ctx: &RecoveryContext,
     ) -> Result<(Segment, Option<RecoveryReport>)> {
         let path = log_path(dir, base);
         let file = Rc::new(open_dma(&path).await?);
         let file_bytes = file_size(&file, &path).await?;
-        let mut seg = Segment::empty(dir, base, file, NO_TIMESTAMP);
+        let mut seg = Segment::empty(dir, base, file.clone(), NO_TIMESTAMP);
+        // Opened only to check it: it is closed when this returns, and reopened on read.
+        seg.file = None;
         seg.sealed = true;
         seg.size = file_bytes;
+        let policy = ctx.policy(base, file_bytes, next_base, Some(next_base), cfg);
         if let Some((ix, ti)) = load_indexes(dir, base, file_bytes) {
             match verify_sealed_indexes(
-                &seg.file, &path, base, next_base, file_bytes, &ix, &ti, cfg,
+                &file, &path, base, next_base, file_bytes, &ix, &ti, &policy,
             )
             .await?
             {
@@ -317,29 +378,24 @@ impl Segment {
             tracing::warn!(path = %path.display(), "index missing or invalid; rebuilding from the log");
         }
         // Rebuild: scan the whole segment from its base offset.
-        let report = seg.rebuild(0, cfg).await?;
-        let clean = matches!(report.end, ScanEnd::Clean | ScanEnd::ZeroPadding);
-        if seg.next_offset != next_base || !clean {
-            // Batches between the valid prefix and the next segment are lost.
-            let reason = match &report.end {
-                ScanEnd::Invalid { position, reason } => {
-                    format!("invalid batch at byte {position}: {reason}")
-                }
-                _ => format!(
-                    "segment ends at offset {} before the next segment",
-                    seg.next_offset
-                ),
-            };
-            tracing::error!(path = %path.display(), first = %seg.next_offset,
-                last = next_base.0.saturating_sub(1), %reason, "corrupt sealed segment");
-            seg.corrupt = Some(Corrupt {
-                first: seg.next_offset,
-                reason,
-            });
+        let report = seg
+            .rebuild(&file, 0, policy, cfg.index_interval_bytes)
+            .await?;
+        if seg.next_offset != next_base {
+            tracing::error!(path = %path.display(), end = %seg.next_offset, %next_base,
+                "sealed segment holds offsets past the next segment's base");
+        }
+        for d in &report.damaged {
+            tracing::error!(path = %path.display(), first = %d.first, last = %d.last,
+                reason = %d.reason, "damaged range in sealed segment: not served");
         }
         seg.next_offset = next_base;
         seg.seal_time_index();
-        write_index_files(seg.index_image()).await?;
+        // Derived data: on a full disk the segment is served from the index in memory, and the
+        // files are rebuilt at the next open.
+        if let Err(e) = write_index_files(seg.index_image()).await {
+            tracing::warn!(path = %path.display(), error = %e, "cannot write the rebuilt index");
+        }
         Ok((seg, Some(report)))
     }
 
@@ -350,6 +406,7 @@ impl Segment {
         dir: &Path,
         base: Offset,
         cfg: &LogConfig,
+        ctx: &RecoveryContext,
         pool: &Rc<BufferPool>,
         now_ms: TimestampMs,
     ) -> Result<(Segment, RecoveryReport)> {
@@ -400,28 +457,48 @@ impl Segment {
         seg.time_index = ti;
         seg.size = start_pos;
         seg.next_offset = start_off;
-        let report = seg.rebuild(start_pos, cfg).await?;
+        // The segments before this one are durable whole.
+        let rp = ctx.recovery_point.max(base);
+        let policy = ctx.policy(base, file_bytes, rp, None, cfg);
+        let report = seg
+            .rebuild(&file, start_pos, policy, cfg.index_interval_bytes)
+            .await?;
         let valid_end = seg.size;
+        for d in &report.damaged {
+            tracing::error!(path = %path.display(), first = %d.first, last = %d.last,
+                reason = %d.reason, "damaged range below the log end: kept, not served");
+        }
         if file_bytes > valid_end {
             match &report.end {
                 ScanEnd::Invalid { position, reason } => tracing::warn!(
-                    path = %path.display(), position, %reason,
-                    truncated_bytes = file_bytes - valid_end, "truncating torn or invalid tail"),
+                    path = %path.display(), position, %reason, recovery_point = %rp,
+                    truncated_bytes = file_bytes - valid_end,
+                    "truncating a torn tail past the recovery point"),
                 _ => tracing::debug!(path = %path.display(), "dropping zero padding"),
             }
             file.truncate(valid_end)
                 .await
                 .map_err(|e| LogError::glommio("truncate", &path, e))?;
-            file.fdatasync()
-                .await
-                .map_err(|e| LogError::glommio("fdatasync", &path, e))?;
         }
-        // Rewrite the index files whole: the kept prefix plus the rebuilt entries.
+        // What recovery kept counts as durable from now on (the high watermark may include it),
+        // so make it so: after a process crash it may still sit in the device's cache.
+        file.fdatasync()
+            .await
+            .map_err(|e| LogError::glommio("fdatasync", &path, e))?;
+        // Rewrite the index files whole: the kept prefix plus the rebuilt entries. Derived data:
+        // on a full disk they are written again with the next sync's entries.
         seg.index_persisted = 0;
         seg.time_persisted = 0;
-        write_index_files(seg.index_image()).await?;
-        seg.index_persisted = seg.index.len();
-        seg.time_persisted = seg.time_index.len();
+        match write_index_files(seg.index_image()).await {
+            Ok(()) => {
+                seg.index_persisted = seg.index.len();
+                seg.time_persisted = seg.time_index.len();
+            }
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "cannot write the index");
+                seg.index_files_stale = true;
+            }
+        }
         if seg.created_ms == NO_TIMESTAMP {
             seg.created_ms = now_ms;
         }
@@ -443,20 +520,24 @@ impl Segment {
     }
 
     /// Scans from `start_pos` (where `self.next_offset` starts) to the end of the file, validating
-    /// every batch and adding index entries; `self.size` ends at the valid prefix.
-    async fn rebuild(&mut self, start_pos: u64, cfg: &LogConfig) -> Result<RecoveryReport> {
+    /// every batch and adding index entries; `self.size` and `self.next_offset` end at the end of
+    /// what the scan accepted (valid batches and damaged ranges).
+    async fn rebuild(
+        &mut self,
+        file: &DmaFile,
+        start_pos: u64,
+        policy: ScanPolicy,
+        index_interval_bytes: u64,
+    ) -> Result<RecoveryReport> {
         let path = self.log_path();
-        let file = self.file.clone();
-        let file_bytes = file_size(&file, &path).await?;
-        // Recovery accepts any batch that fits a segment: the limit may have been lowered since.
-        let batch_max = cfg.segment_bytes as usize;
-        let mut scanner = Scanner::new(start_pos, Some(self.next_offset), batch_max);
+        let file_bytes = file_size(file, &path).await?;
+        let mut scanner = Scanner::new(start_pos, self.next_offset, policy);
         self.bytes_since_index = 0;
-        let interval = cfg.index_interval_bytes;
+        let interval = index_interval_bytes;
         let base = self.base;
         let end = {
             let seg = &mut *self;
-            scan_file(&file, &path, &mut scanner, file_bytes, &mut |b, _| {
+            scan_file(file, &path, &mut scanner, file_bytes, &mut |b, _| {
                 let rel = index::relative(base, b.base()).unwrap_or(u32::MAX);
                 seg.account_batch(&b.header, rel, b.position as u32, interval);
                 seg.next_offset = b.next_offset();
@@ -465,12 +546,14 @@ impl Segment {
             .await?
         };
         self.size = scanner.position();
+        self.next_offset = scanner.next_offset();
         Ok(RecoveryReport {
             path,
-            scanned_bytes: scanner.position() - start_pos,
+            scanned_bytes: scanner.position().saturating_sub(start_pos),
             truncated_bytes: 0,
             end,
-            last_epoch: scanner.last_epoch(),
+            last_epoch: scanner.last_epoch().unwrap_or(Epoch(-1)),
+            damaged: scanner.damaged().to_vec(),
         })
     }
 }
@@ -489,7 +572,7 @@ async fn verify_sealed_indexes(
     file_bytes: u64,
     ix: &OffsetIndex,
     ti: &TimeIndex,
-    cfg: &LogConfig,
+    policy: &ScanPolicy,
 ) -> Result<std::result::Result<u32, String>> {
     if ix
         .entries()
@@ -503,7 +586,7 @@ async fn verify_sealed_indexes(
         .last()
         .map(|e| (u64::from(e.position), base.plus(u64::from(e.relative))))
         .unwrap_or((0, base));
-    let mut scanner = Scanner::new(start_pos, Some(start_off), cfg.segment_bytes as usize);
+    let mut scanner = Scanner::new(start_pos, start_off, policy.clone());
     let mut last: Option<(u32, i64)> = None;
     let mut tail_max = NO_TIMESTAMP;
     let end = scan_file(file, path, &mut scanner, file_bytes, &mut |b, _| {
@@ -517,9 +600,21 @@ async fn verify_sealed_indexes(
     if !matches!(end, ScanEnd::Clean | ScanEnd::ZeroPadding) {
         return Ok(Err(format!("the tail does not scan cleanly: {end:?}")));
     }
-    if scanner.next_offset() != Some(next_base) {
+    // Known damaged ranges are stepped over; a new one means a rebuild, which reports it.
+    let known = policy
+        .known
+        .iter()
+        .filter(|k| k.start_pos >= start_pos)
+        .count();
+    if scanner.damaged().len() != known || scanner.position() != file_bytes {
         return Ok(Err(format!(
-            "the tail ends at offset {:?}, the next segment starts at {next_base}",
+            "the tail holds new damage: {:?}",
+            scanner.damaged()
+        )));
+    }
+    if scanner.next_offset() != next_base {
+        return Ok(Err(format!(
+            "the tail ends at offset {}, the next segment starts at {next_base}",
             scanner.next_offset()
         )));
     }
@@ -542,7 +637,7 @@ async fn scan_file(
     file_bytes: u64,
     on_batch: &mut dyn FnMut(&super::recovery::ScannedBatch, &[u8]),
 ) -> Result<ScanEnd> {
-    let mut pos = scanner.position();
+    let mut pos = scanner.cursor();
     let mut want = SCAN_CHUNK_BYTES;
     loop {
         let len = file_bytes.saturating_sub(pos).min(want as u64) as usize;
@@ -649,6 +744,12 @@ impl IndexFiles {
             index_path,
             time_path,
         })
+    }
+
+    /// Closes both files (awaited, so their descriptors are gone when this returns).
+    pub(crate) async fn close(self) {
+        let _ = self.index.close().await;
+        let _ = self.time.close().await;
     }
 
     /// Writes the entries of `delta` (from [`Segment::index_delta`]) at their positions; with
@@ -761,17 +862,34 @@ pub(crate) struct DiskRead {
     pub(crate) max_bytes: usize,
     pub(crate) index_interval_bytes: u64,
     pub(crate) batch_bytes_max: usize,
+    /// The segment's known damaged ranges: stepped over when they end before `from`, and the
+    /// read ends where one starts otherwise.
+    pub(crate) skips: Vec<DamagedRange>,
+    /// The epochs batches must carry (checked on the way out: the field is outside the CRC).
+    pub(crate) epochs: EpochCache,
+}
+
+/// The batches a read returns, and the failed batch that ended it, if one did.
+pub(crate) struct ReadOut {
+    pub(crate) batches: Vec<Bytes>,
+    pub(crate) fault: Option<ReadFault>,
+}
+
+/// A batch that failed its checks on the way out: at file `position`, expected to start at
+/// offset `expected`.
+#[derive(Clone, Debug)]
+pub(crate) struct ReadFault {
+    pub(crate) position: u64,
+    pub(crate) expected: Offset,
+    pub(crate) reason: String,
 }
 
 /// Reads whole batches from a segment file as `req` asks. Batches must follow each other with
-/// contiguous offsets from `start_offset` (the base offset lies outside the CRC) and every batch
-/// returned is CRC-checked after the read. A batch that fails either check ends the read: the
-/// valid batches before it are returned, and a read that starts at it reports the corruption.
-pub(crate) async fn read_batches(
-    file: &DmaFile,
-    path: &Path,
-    req: DiskRead,
-) -> std::result::Result<Vec<Bytes>, ReadFault> {
+/// contiguous offsets from `start_offset` (the base offset lies outside the CRC), and every
+/// batch returned is CRC-checked after the read and its epoch checked. A batch that fails ends
+/// the read: the valid batches before it are returned with the fault, for the caller to locate
+/// and record the damaged range.
+pub(crate) async fn read_batches(file: &DmaFile, path: &Path, req: DiskRead) -> Result<ReadOut> {
     let DiskRead {
         start_pos,
         start_offset,
@@ -781,90 +899,131 @@ pub(crate) async fn read_batches(
         max_bytes,
         index_interval_bytes,
         batch_bytes_max,
+        skips,
+        epochs,
     } = req;
     let mut out = Vec::new();
     let mut total = 0usize;
     let mut pos = start_pos;
     let mut expect = start_offset;
+    let mut prev_epoch = None;
     // Enough to pass the batches before `from` (at most about one index interval) and fill
     // `max_bytes`.
     let mut want = (max_bytes as u64)
         .saturating_add(index_interval_bytes)
         .saturating_add(record::BATCH_HEADER_BYTES as u64);
-    let corrupt = |out: Vec<Bytes>, position: u64, first: Offset, reason: String| {
-        if out.is_empty() {
-            Err(ReadFault::Corrupt {
+    let done = |batches: Vec<Bytes>| {
+        Ok(ReadOut {
+            batches,
+            fault: None,
+        })
+    };
+    let fault = |batches: Vec<Bytes>, position: u64, expected: Offset, reason: String| {
+        Ok(ReadOut {
+            batches,
+            fault: Some(ReadFault {
                 position,
-                first,
+                expected,
                 reason,
-            })
-        } else {
-            Ok(out)
-        }
+            }),
+        })
     };
     loop {
-        if pos >= readable_end || expect >= upper {
-            return Ok(out);
+        if let Some(k) = skips
+            .iter()
+            .find(|k| k.start_pos == pos && k.first == expect)
+        {
+            if k.last < from && out.is_empty() {
+                pos = k.end_pos;
+                expect = k.next();
+                prev_epoch = None;
+                continue;
+            }
+            return done(out);
         }
-        let len = (readable_end - pos).min(want) as usize;
+        if pos >= readable_end || expect >= upper {
+            return done(out);
+        }
+        // Never read into damaged bytes: stop where the next known range starts.
+        let limit = skips
+            .iter()
+            .filter(|k| k.start_pos > pos)
+            .map(|k| k.start_pos)
+            .min()
+            .unwrap_or(u64::MAX)
+            .min(readable_end);
+        let len = (limit - pos).min(want) as usize;
         let buf = file
             .read_at(pos, len)
             .await
-            .map_err(|e| ReadFault::Io(LogError::glommio("read", path, e)))?;
-        let mut consumed = 0usize;
+            .map_err(|e| LogError::glommio("read", path, e))?;
+        let mut at = 0usize;
         let mut need_more = None;
-        for item in record::batches(&buf) {
-            let (h, range) = match item {
-                Ok(x) => x,
-                Err(record::BatchError::Truncated { needed, .. }) => {
-                    need_more = Some(needed as u64);
+        while at < buf.len() {
+            let rest = &buf[at..];
+            let here = pos + at as u64;
+            let h = match BatchHeader::parse(rest) {
+                Ok(h) => h,
+                Err(record::BatchError::Truncated { .. }) => {
+                    need_more = Some(record::BATCH_HEADER_BYTES as u64);
                     break;
                 }
-                Err(e) => {
-                    return corrupt(out, pos + consumed as u64, expect, e.to_string());
-                }
+                Err(e) => return fault(out, here, expect, e.to_string()),
             };
+            let size = h.total_bytes();
+            if rest.len() < size {
+                need_more = Some(size as u64);
+                break;
+            }
             if h.base_offset < 0 || Offset(h.base_offset as u64) != expect {
-                return corrupt(
+                return fault(
                     out,
-                    pos + range.start as u64,
+                    here,
                     expect,
                     format!(
-                        "batch at byte {} has base offset {}, expected {expect}",
-                        pos + range.start as u64,
+                        "batch at byte {here} has base offset {}, expected {expect}",
                         h.base_offset
                     ),
                 );
             }
-            consumed = range.end;
+            if !out.is_empty() && total + size > max_bytes {
+                return done(out);
+            }
+            // Every batch walked over is checked before its header is trusted: a damaged
+            // `lastOffsetDelta` would otherwise misplace everything after it (about one index
+            // interval of batches before `from` is checked for nothing, a few microseconds).
+            let bytes = &rest[..size];
+            if let Err(e) = record::validate_batch(bytes, batch_bytes_max.max(size)) {
+                return fault(out, here, expect, e.to_string());
+            }
+            let epoch = Epoch(h.partition_leader_epoch);
+            if let Err(reason) = epochs.check_batch(expect, epoch, prev_epoch) {
+                return fault(out, here, expect, reason);
+            }
+            prev_epoch = Some(epoch);
             let next = Offset(h.last_offset() as u64 + 1);
             if next.0 <= from.0 {
                 expect = next;
+                at += size;
                 continue;
             }
             if next > upper {
-                return Ok(out);
-            }
-            if !out.is_empty() && total + range.len() > max_bytes {
-                return Ok(out);
-            }
-            let bytes = &buf[range.clone()];
-            if let Err(e) = record::validate_batch(bytes, batch_bytes_max.max(range.len())) {
-                return corrupt(out, pos + range.start as u64, expect, e.to_string());
+                return done(out);
             }
             expect = next;
-            total += bytes.len();
+            total += size;
             out.push(Bytes::copy_from_slice(bytes));
             if total >= max_bytes {
-                return Ok(out);
+                return done(out);
             }
+            at += size;
         }
-        pos += consumed as u64;
+        pos += at as u64;
         if let Some(needed) = need_more {
-            // The next batch did not fit in what was read. Past the written data it is torn or
+            // The next batch did not fit in what was read. Past the readable data it is torn or
             // its length field is damaged; otherwise read it whole (when it is the first we need).
-            if pos + needed > readable_end {
-                return corrupt(
+            if pos + needed > limit {
+                return fault(
                     out,
                     pos,
                     expect,
@@ -872,23 +1031,50 @@ pub(crate) async fn read_batches(
                 );
             }
             if !out.is_empty() {
-                return Ok(out);
+                return done(out);
             }
             want = needed.max(want);
-        } else if consumed == 0 {
-            return Ok(out);
+        } else if at == 0 {
+            return done(out);
         }
     }
 }
 
-/// Why a disk read failed.
-#[derive(Debug)]
-pub(crate) enum ReadFault {
-    Io(LogError),
-    /// The batch at file `position`, expected to start at offset `first`, failed its checks.
-    Corrupt {
-        position: u64,
-        first: Offset,
-        reason: String,
-    },
+/// Finds the damaged range that starts with the failed batch of `fault`: searches forward, up to
+/// `readable` (the end of the written bytes and its offset), for where valid batches resume.
+/// Everything there was written and read back wrong, so it is damage whatever follows.
+pub(crate) async fn locate_damage(
+    file: &DmaFile,
+    path: &Path,
+    segment: Offset,
+    fault: &ReadFault,
+    readable: Boundary,
+    epochs: EpochCache,
+    cfg: &LogConfig,
+) -> Result<DamagedRange> {
+    let policy = ScanPolicy {
+        segment,
+        batch_bytes_max: cfg.segment_bytes as usize,
+        recovery_point: Offset(u64::MAX),
+        epochs,
+        known: Vec::new(),
+        end_offset: Some(readable.next),
+        trim_zero_tail: false,
+        stop_after_damage: true,
+    };
+    let reason = format!("invalid batch at byte {}: {}", fault.position, fault.reason);
+    let mut scanner = Scanner::resyncing(fault.position, fault.expected, reason.clone(), policy);
+    scan_file(file, path, &mut scanner, readable.pos, &mut |_, _| {}).await?;
+    Ok(scanner
+        .damaged()
+        .first()
+        .cloned()
+        .unwrap_or_else(|| DamagedRange {
+            first: fault.expected,
+            last: readable.next.prev().max(fault.expected),
+            segment,
+            start_pos: fault.position,
+            end_pos: readable.pos.max(fault.position),
+            reason,
+        }))
 }

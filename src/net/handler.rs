@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use super::error_code::ErrorCode;
 use super::protocol::{
     is_valid_topic_name, Acks, ApiVersionsResponse, BrokerMetadata, CreateTopicRequest,
-    Durability as WireDurability, FetchPartitionResponse, FetchRequest, FetchResponse,
-    FetchTopicResponse, Limits, ListOffsetsPartitionResponse, ListOffsetsRequest,
+    DamagedRangeMetadata, Durability as WireDurability, FetchPartitionResponse, FetchRequest,
+    FetchResponse, FetchTopicResponse, Limits, ListOffsetsPartitionResponse, ListOffsetsRequest,
     ListOffsetsResponse, ListOffsetsTopicResponse, ListTopicsResponse, MetadataRequest,
     MetadataResponse, PartitionMetadata, ProducePartitionResponse, ProduceRequest, ProduceResponse,
     ProduceTopicResponse, Request, Response, Retention, ShardPort, TopicListing, TopicMetadata,
@@ -169,6 +169,17 @@ async fn metadata(shard: &Shard, req: MetadataRequest) -> MetadataResponse {
                         let info = infos.iter().find(|i| i.topic == name && i.partition == p);
                         let owner = shard.owner(&name, p);
                         match info {
+                            // Not opened (file descriptors, disk): the reason's code.
+                            Some(i) if i.error.is_some() => PartitionMetadata {
+                                partition: p,
+                                error_code: i.error.as_ref().map_or(ErrorCode::None, |e| e.code),
+                                leader_node: node,
+                                leader_shard: owner.0,
+                                leader_epoch: -1,
+                                log_start_offset: -1,
+                                high_watermark: -1,
+                                log_end_offset: -1,
+                            },
                             Some(i) => PartitionMetadata {
                                 partition: p,
                                 error_code: ErrorCode::None,
@@ -201,7 +212,25 @@ async fn metadata(shard: &Shard, req: MetadataRequest) -> MetadataResponse {
             }
         })
         .collect();
-    MetadataResponse { brokers, topics }
+    // Version 1: the damaged ranges of the partitions described.
+    let damaged_ranges = req.damaged_ranges.then(|| {
+        infos
+            .iter()
+            .flat_map(|i| {
+                i.damaged.iter().map(|&(first, last)| DamagedRangeMetadata {
+                    topic: i.topic.clone(),
+                    partition: i.partition,
+                    first_offset: first,
+                    last_offset: last,
+                })
+            })
+            .collect()
+    });
+    MetadataResponse {
+        brokers,
+        topics,
+        damaged_ranges,
+    }
 }
 
 /// Applies the broker defaults to what the client left unset.

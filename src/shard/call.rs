@@ -63,6 +63,11 @@ pub struct PartitionInfo {
     pub log_start_offset: i64,
     pub high_watermark: i64,
     pub log_end_offset: i64,
+    /// Why the partition is not served (it could not be opened), if it is not; the offsets are
+    /// then -1.
+    pub error: Option<CallError>,
+    /// Damaged ranges `(first, last)`: offsets not served (see `disk::damage`).
+    pub damaged: Vec<(i64, i64)>,
 }
 
 /// Topic settings a client asked for, before broker defaults are applied.
@@ -98,7 +103,10 @@ pub(crate) enum Call {
     DeleteTopic {
         name: String,
     },
-    /// From the controller: a topic now exists; open the partitions you own.
+    /// From the controller, before a topic is created: can you open every partition of it you
+    /// would own (file descriptors)? Reply [`Reply::Admin`].
+    CanOpen(TopicMeta),
+    /// From the controller: a topic now exists; open the partitions you own, all or none.
     OpenTopic(TopicMeta),
     /// From the controller: a topic is gone; close and delete the partitions you own.
     DropTopic(TopicMeta),

@@ -4,6 +4,11 @@
 //! Shard 0 (the controller) is the only writer: it applies a change, writes the file atomically
 //! (temporary file, fsync, rename, fsync of the directory) and then tells every shard. Every
 //! shard holds its own copy, read-only, to answer metadata requests.
+//!
+//! Partition directories are data: the broker removes one only for a topic whose deletion the
+//! catalog recorded (a tombstone in `deleted`, kept until its directories are gone). A missing
+//! catalog with partition directories on disk is refused at start ([`check_at_start`]) rather
+//! than read as "no topics"; `--rebuild-catalog` rebuilds it from the directories.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -78,9 +83,23 @@ pub struct TopicMeta {
 impl TopicMeta {
     /// Directory of one partition's log.
     pub fn partition_dir(&self, data_dir: &Path, partition: u32) -> PathBuf {
-        data_dir
-            .join("topics")
-            .join(format!("{}-{}-{}", self.name, self.id, partition))
+        partition_dir(data_dir, &self.name, self.id, partition)
+    }
+}
+
+/// A deleted topic whose partition directories may still be on disk.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeletedTopic {
+    pub name: String,
+    pub id: u64,
+    pub partitions: u32,
+}
+
+impl DeletedTopic {
+    pub fn partition_dirs(&self, data_dir: &Path) -> Vec<PathBuf> {
+        (0..self.partitions)
+            .map(|p| partition_dir(data_dir, &self.name, self.id, p))
+            .collect()
     }
 }
 
@@ -90,6 +109,141 @@ pub struct Catalog {
     pub topics: BTreeMap<String, TopicMeta>,
     /// The id the next created topic gets.
     pub next_topic_id: u64,
+    /// Deleted topics whose directories may remain (a crash during the delete): the only
+    /// directories the broker ever removes.
+    #[serde(default)]
+    pub deleted: Vec<DeletedTopic>,
+}
+
+fn partition_dir(data_dir: &Path, name: &str, id: u64, partition: u32) -> PathBuf {
+    data_dir
+        .join("topics")
+        .join(format!("{name}-{id}-{partition}"))
+}
+
+/// Splits a partition directory name `<topic>-<id>-<partition>` (topic names may hold `-`).
+pub fn parse_partition_dir(name: &str) -> Option<(String, u64, u32)> {
+    let (rest, partition) = name.rsplit_once('-')?;
+    let (topic, id) = rest.rsplit_once('-')?;
+    validate_topic_name(topic).ok()?;
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(id) || !digits(partition) {
+        return None;
+    }
+    Some((topic.to_string(), id.parse().ok()?, partition.parse().ok()?))
+}
+
+/// The partition directories under `<data dir>/topics`, by name.
+pub fn list_partition_dirs(data_dir: &Path) -> Result<Vec<String>, String> {
+    let topics = data_dir.join("topics");
+    let rd = match std::fs::read_dir(&topics) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(format!("cannot list {}: {e}", topics.display())),
+    };
+    let mut out = Vec::new();
+    for entry in rd {
+        let entry = entry.map_err(|e| format!("cannot list {}: {e}", topics.display()))?;
+        if entry.path().is_dir() {
+            out.push(entry.file_name().to_string_lossy().into_owned());
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Run once at start, before any shard reads the catalog. A present catalog is left to the
+/// shards (which refuse a damaged one). A missing one is fine on an empty data directory; with
+/// partition directories on disk it is refused, or, with `rebuild`, rebuilt from them (topic
+/// settings, which only the catalog held, become `defaults`) and written.
+pub fn check_at_start(
+    data_dir: &Path,
+    rebuild: bool,
+    defaults: &TopicConfig,
+) -> Result<(), String> {
+    let path = data_dir.join(CATALOG_FILE);
+    match std::fs::metadata(&path) {
+        Ok(_) => {
+            if rebuild {
+                tracing::warn!(path = %path.display(), "--rebuild-catalog ignored: the catalog exists");
+            }
+            return Ok(());
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(format!("cannot read catalog {}: {e}", path.display())),
+    }
+    let dirs = list_partition_dirs(data_dir)?;
+    if dirs.is_empty() {
+        return Ok(());
+    }
+    if !rebuild {
+        return Err(format!(
+            "{} is missing but {} holds {} partition director{} ({}{}); refusing to start so \
+             that no data is taken for a deleted topic's. Restore the catalog, or start once with \
+             --rebuild-catalog to rebuild it from the directories (topic settings become the \
+             broker defaults)",
+            path.display(),
+            data_dir.join("topics").display(),
+            dirs.len(),
+            if dirs.len() == 1 { "y" } else { "ies" },
+            dirs.iter().take(3).cloned().collect::<Vec<_>>().join(", "),
+            if dirs.len() > 3 { ", ..." } else { "" },
+        ));
+    }
+    let catalog = Catalog::rebuild_from_dirs(&dirs, defaults)?;
+    tracing::warn!(path = %path.display(), topics = catalog.topics.len(),
+        "catalog rebuilt from the partition directories; topic settings are the broker defaults");
+    catalog.store(data_dir).map_err(|e| e.to_string())
+}
+
+impl Catalog {
+    /// A catalog of the topics whose partition directories are named in `dirs`. A topic name
+    /// with directories of several ids (a crash while an older one was deleted) takes the
+    /// newest; the older ones stay on disk, unexplained, and are reported. Directories that do
+    /// not parse are ignored (and kept).
+    pub fn rebuild_from_dirs(dirs: &[String], defaults: &TopicConfig) -> Result<Catalog, String> {
+        let mut found: BTreeMap<String, BTreeMap<u64, u32>> = BTreeMap::new();
+        for d in dirs {
+            match parse_partition_dir(d) {
+                Some((topic, id, partition)) => {
+                    let count = found.entry(topic).or_default().entry(id).or_insert(0);
+                    *count = (*count).max(partition + 1);
+                }
+                None => tracing::warn!(dir = %d, "not a partition directory; left alone"),
+            }
+        }
+        let mut catalog = Catalog::default();
+        for (name, ids) in found {
+            let (&id, &partitions) = ids.iter().next_back().expect("one id at least");
+            for old in ids.keys().filter(|&&i| i != id) {
+                tracing::warn!(topic = %name, id = old,
+                    "directories of an older topic of the same name; left alone");
+            }
+            if partitions > PARTITIONS_MAX {
+                return Err(format!(
+                    "topic {name} has directories up to partition {partitions}"
+                ));
+            }
+            catalog.next_topic_id = catalog.next_topic_id.max(ids.keys().max().unwrap() + 1);
+            catalog.topics.insert(
+                name.clone(),
+                TopicMeta {
+                    name,
+                    id,
+                    partitions,
+                    config: defaults.clone(),
+                },
+            );
+        }
+        Ok(catalog)
+    }
+
+    /// Forgets the tombstone of deleted topic `id` (its directories are gone).
+    pub fn forget_deleted(&mut self, id: u64) -> bool {
+        let n = self.deleted.len();
+        self.deleted.retain(|d| d.id != id);
+        n != self.deleted.len()
+    }
 }
 
 /// Why a catalog change was refused.
@@ -192,11 +346,18 @@ impl Catalog {
         Ok(meta)
     }
 
-    /// Removes a topic (in memory).
+    /// Removes a topic (in memory), leaving a tombstone until its directories are gone.
     pub fn delete(&mut self, name: &str) -> Result<TopicMeta, CatalogError> {
-        self.topics
+        let meta = self
+            .topics
             .remove(name)
-            .ok_or_else(|| CatalogError::UnknownTopic(name.to_string()))
+            .ok_or_else(|| CatalogError::UnknownTopic(name.to_string()))?;
+        self.deleted.push(DeletedTopic {
+            name: meta.name.clone(),
+            id: meta.id,
+            partitions: meta.partitions,
+        });
+        Ok(meta)
     }
 }
 
@@ -214,6 +375,56 @@ mod tests {
         for bad in ["", ".", "..", "a b", "a/b", "ü", &"x".repeat(250)] {
             assert!(validate_topic_name(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn partition_dir_names_parse_and_rebuild_a_catalog() {
+        assert_eq!(
+            parse_partition_dir("audit-log.v2-12-3"),
+            Some(("audit-log.v2".into(), 12, 3))
+        );
+        for bad in [
+            "orders",
+            "orders-1",
+            "orders-x-1",
+            "-1-2",
+            "a b-1-2",
+            "orders-1-",
+        ] {
+            assert_eq!(parse_partition_dir(bad), None, "{bad}");
+        }
+        let dirs: Vec<String> = ["a-0-0", "a-0-2", "b-c-3-0", "b-c-1-0", "junk"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let c = Catalog::rebuild_from_dirs(&dirs, &cfg()).unwrap();
+        assert_eq!(c.topics["a"].partitions, 3, "gaps are partitions too");
+        assert_eq!(c.topics["b-c"].id, 3, "the newest id of a name");
+        assert_eq!(c.next_topic_id, 4);
+    }
+
+    #[test]
+    fn a_missing_catalog_is_refused_when_partition_directories_exist() {
+        let dir = tempfile::tempdir().unwrap();
+        check_at_start(dir.path(), false, &cfg()).unwrap();
+        std::fs::create_dir_all(dir.path().join("topics/orders-4-0")).unwrap();
+        let e = check_at_start(dir.path(), false, &cfg()).unwrap_err();
+        assert!(
+            e.contains("--rebuild-catalog") && e.contains("orders-4-0"),
+            "{e}"
+        );
+        assert!(!dir.path().join(CATALOG_FILE).exists());
+        check_at_start(dir.path(), true, &cfg()).unwrap();
+        let c = Catalog::load(dir.path()).unwrap();
+        assert_eq!(c.topics["orders"].id, 4);
+        assert_eq!(c.next_topic_id, 5);
+        // Old catalogs (no `deleted` field) still load.
+        std::fs::write(
+            dir.path().join(CATALOG_FILE),
+            br#"{"topics": {}, "next_topic_id": 9}"#,
+        )
+        .unwrap();
+        assert_eq!(Catalog::load(dir.path()).unwrap().next_topic_id, 9);
     }
 
     #[test]
@@ -238,6 +449,12 @@ mod tests {
             c.delete("orders"),
             Err(CatalogError::UnknownTopic(_))
         ));
+        assert_eq!(
+            c.deleted.len(),
+            1,
+            "a tombstone until the directories are gone"
+        );
+        assert!(c.forget_deleted(0));
         // A recreated topic gets a new id, so its directories are new too.
         let t2 = c.create("orders", 1, cfg()).unwrap();
         assert_eq!(t2.id, 1);

@@ -18,11 +18,11 @@ use glommio::sync::Semaphore;
 use super::call::{
     Call, CallError, FetchPartition, FetchedPartition, PartitionInfo, Reply, TopicRequest,
 };
-use super::catalog::{Catalog, CatalogError, TopicMeta};
+use super::catalog::{Catalog, CatalogError, DeletedTopic, TopicMeta};
 use super::mesh::{CallHandler, Mesh};
 use super::ownership::owner_shard;
 use crate::config::BrokerConfig;
-use crate::disk::{system_clock, BatchCache, LogError, LogOptions, PartitionLog};
+use crate::disk::{system_clock, BatchCache, FileCache, LogError, LogOptions, PartitionLog};
 use crate::local::Event;
 use crate::net::error_code::ErrorCode;
 use crate::record::{self, BatchError};
@@ -30,6 +30,56 @@ use crate::types::{Epoch, Offset, ShardId};
 
 /// The leader epoch a single-node broker stamps into batches. Replication will own this.
 const SINGLE_NODE_EPOCH: Epoch = Epoch(0);
+
+/// File descriptors an open partition holds: its active segment's `.log`, `.index` and
+/// `.timeindex` (sealed segments' files are opened on read through the shard's file cache).
+pub const FDS_PER_PARTITION: usize = 3;
+/// Descriptors kept for the process (standard streams, signal pipe, short-lived checkpoint
+/// files) and for each shard (io_uring rings and their eventfds, listeners, client sockets)
+/// before partitions get any.
+pub const FDS_RESERVED: u64 = 32;
+pub const FDS_RESERVED_PER_SHARD: u64 = 64;
+
+/// How one shard splits its share of the file descriptor limit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FdBudget {
+    /// The process's soft `RLIMIT_NOFILE`.
+    pub nofile: u64,
+    /// Partitions this shard may hold open.
+    pub partitions_max: usize,
+    /// Sealed-segment files its cache may hold open (`open_segment_files_max`, less if the
+    /// limit is short).
+    pub segment_files_max: usize,
+}
+
+impl FdBudget {
+    /// The budget of one of `shards` shards under a soft limit of `nofile` descriptors.
+    pub fn new(nofile: u64, shards: usize, open_segment_files_max: usize) -> FdBudget {
+        let per_shard = (nofile.saturating_sub(FDS_RESERVED) / shards.max(1) as u64)
+            .saturating_sub(FDS_RESERVED_PER_SHARD) as usize;
+        let segment_files_max = open_segment_files_max.min(per_shard / 4).max(1);
+        FdBudget {
+            nofile,
+            partitions_max: per_shard.saturating_sub(segment_files_max) / FDS_PER_PARTITION,
+            segment_files_max,
+        }
+    }
+
+    /// The budget under this process's current soft limit.
+    pub fn current(shards: usize, open_segment_files_max: usize) -> FdBudget {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit writes into the struct we pass.
+        let nofile = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 {
+            lim.rlim_cur
+        } else {
+            1024
+        };
+        FdBudget::new(nofile, shards, open_segment_files_max)
+    }
+}
 
 /// Addresses of this broker, known once every shard has bound its listeners.
 #[derive(Clone, Debug)]
@@ -48,8 +98,14 @@ pub struct Shard {
     pub ports: Ports,
     data_dir: PathBuf,
     cache: Rc<BatchCache>,
+    /// Open sealed-segment files, shared by this shard's logs.
+    files: Rc<FileCache>,
+    fds: FdBudget,
     catalog: RefCell<Catalog>,
     logs: RefCell<Logs>,
+    /// Partitions this shard owns but could not open (file descriptors, disk errors): requests
+    /// for them get this error.
+    unopened: RefCell<AHashMap<(String, u32), CallError>>,
     mesh: RefCell<Option<Rc<Mesh>>>,
     /// One catalog change at a time (controller only).
     admin: Semaphore,
@@ -92,6 +148,7 @@ pub(crate) fn log_error(e: &LogError) -> CallError {
         LogError::Truncated { .. }
         | LogError::TruncateBelowHighWatermark { .. }
         | LogError::TruncateInsideBatch { .. }
+        | LogError::Repair { .. }
         | LogError::Config(_) => ErrorCode::UnknownServerError,
     };
     CallError::new(code, e.to_string())
@@ -142,10 +199,14 @@ impl Shard {
             .await
             .map_err(|e| format!("cannot prime direct I/O on {}: {e}", data_dir.display()))?;
         let catalog = Catalog::load(&data_dir)?;
+        let fds = FdBudget::current(shard_count, config.open_segment_files_max);
         let shard = Rc::new(Shard {
             id,
             shard_count,
             cache: Rc::new(BatchCache::new(config.batch_cache_bytes_max)),
+            files: Rc::new(FileCache::new(fds.segment_files_max)),
+            fds,
+            unopened: RefCell::new(AHashMap::new()),
             config,
             ports,
             data_dir,
@@ -159,16 +220,30 @@ impl Shard {
             idle: Event::new(),
             stopping: Event::new(),
         });
+        // Whatever cannot be opened is served with its error; the rest is served.
         for meta in catalog.topics.values() {
-            shard
-                .open_owned_partitions(meta)
-                .await
-                .map_err(|e| e.message)?;
+            let _ = shard.open_owned_partitions(meta, false).await;
+        }
+        let unopened = shard.unopened.borrow().len();
+        if unopened > 0 {
+            let first = shard
+                .unopened
+                .borrow()
+                .values()
+                .next()
+                .map(|e| e.message.clone())
+                .unwrap_or_default();
+            tracing::error!(shard = %id, unopened, partitions_max = fds.partitions_max,
+                nofile = fds.nofile, first = %first,
+                "partitions not opened; requests for them fail with the reason");
         }
         if id.0 == 0 {
-            shard.remove_orphan_dirs(&catalog);
+            shard.remove_deleted_dirs();
+            shard.report_unexplained_dirs();
         }
-        tracing::info!(shard = %id, partitions = shard.logs.borrow().len(), "shard opened");
+        tracing::info!(shard = %id, partitions = shard.logs.borrow().len(),
+            partitions_max = fds.partitions_max, segment_files_max = fds.segment_files_max,
+            "shard opened");
         Ok(shard)
     }
 
@@ -180,25 +255,51 @@ impl Shard {
         self.mesh.borrow().clone().expect("mesh connected at start")
     }
 
-    /// Partition directories of topics no longer in the catalog (a crash during delete).
-    fn remove_orphan_dirs(&self, catalog: &Catalog) {
-        let topics_dir = self.data_dir.join("topics");
-        let Ok(rd) = std::fs::read_dir(&topics_dir) else {
-            return;
-        };
-        let mut live = std::collections::HashSet::new();
-        for t in catalog.topics.values() {
-            for p in 0..t.partitions {
-                live.insert(t.partition_dir(&self.data_dir, p));
+    /// Removes the directories of deleted topics (the catalog's tombstones: a crash or an
+    /// error interrupted the delete), then forgets the tombstones whose directories are gone.
+    /// Controller only. Never removes anything else.
+    fn remove_deleted_dirs(&self) {
+        let deleted = self.catalog.borrow().deleted.clone();
+        let mut changed = false;
+        for t in deleted {
+            let mut all_gone = true;
+            for dir in t.partition_dirs(&self.data_dir) {
+                if !dir.exists() {
+                    continue;
+                }
+                tracing::warn!(path = %dir.display(), "removing a partition directory of a deleted topic");
+                if let Err(e) = std::fs::remove_dir_all(&dir) {
+                    tracing::error!(path = %dir.display(), error = %e, "cannot remove");
+                    all_gone = false;
+                }
+            }
+            if all_gone {
+                changed |= self.catalog.borrow_mut().forget_deleted(t.id);
             }
         }
-        for entry in rd.flatten() {
-            let path = entry.path();
-            if path.is_dir() && !live.contains(&path) {
-                tracing::warn!(path = %path.display(), "removing partition directory of a deleted topic");
-                if let Err(e) = std::fs::remove_dir_all(&path) {
-                    tracing::error!(path = %path.display(), error = %e, "cannot remove");
-                }
+        if changed {
+            if let Err(e) = self.catalog.borrow().store(&self.data_dir) {
+                tracing::warn!(error = %e, "cannot persist the catalog; deleted topics stay listed");
+            }
+        }
+    }
+
+    /// Partition directories the catalog does not explain are kept (they may be data put back
+    /// by hand, or an older topic's): reported once at start.
+    fn report_unexplained_dirs(&self) {
+        let Ok(dirs) = super::catalog::list_partition_dirs(&self.data_dir) else {
+            return;
+        };
+        let catalog = self.catalog.borrow();
+        for d in dirs {
+            let explained = super::catalog::parse_partition_dir(&d).is_some_and(|(t, id, p)| {
+                catalog
+                    .topics
+                    .get(&t)
+                    .is_some_and(|m| m.id == id && p < m.partitions)
+            });
+            if !explained {
+                tracing::warn!(dir = %d, "partition directory not in the catalog; kept, not served");
             }
         }
     }
@@ -227,11 +328,17 @@ impl Shard {
         }
     }
 
-    async fn open_owned_partitions(&self, meta: &TopicMeta) -> Result<(), CallError> {
+    /// Opens the partitions of `meta` this shard owns. With `whole` (a topic being created) it
+    /// is all or none: on the first failure the ones just opened are closed and the error
+    /// returned. Without (at start), a partition that cannot be opened is recorded in
+    /// `unopened` and the others are opened.
+    async fn open_owned_partitions(&self, meta: &TopicMeta, whole: bool) -> Result<(), CallError> {
         let log_config = meta
             .config
             .log_config()
+            .and_then(|c| self.config.log_config_for(c))
             .map_err(|e| CallError::new(ErrorCode::InvalidConfig, e))?;
+        let mut opened = Vec::new();
         for p in 0..meta.partitions {
             if self.owner(&meta.name, p) != self.id {
                 continue;
@@ -240,19 +347,46 @@ impl Shard {
             if self.logs.borrow().contains_key(&key) {
                 continue;
             }
-            let dir = meta.partition_dir(&self.data_dir, p);
-            let options = LogOptions {
-                config: log_config.clone(),
-                cache: self.cache.clone(),
-                clock: system_clock(),
+            let outcome = if self.logs.borrow().len() >= self.fds.partitions_max {
+                Err(self.no_room(&meta.name, p))
+            } else {
+                let dir = meta.partition_dir(&self.data_dir, p);
+                let options = LogOptions {
+                    config: log_config.clone(),
+                    cache: self.cache.clone(),
+                    files: self.files.clone(),
+                    clock: system_clock(),
+                };
+                PartitionLog::open(&dir, options)
+                    .await
+                    .map_err(|e| self.open_error(&meta.name, p, &e))
             };
-            let (log, report) = PartitionLog::open(&dir, options)
-                .await
-                .map_err(|e| log_error(&e))?;
-            for (path, first, last) in &report.corrupt {
-                tracing::error!(path = %path.display(), %first, %last, "corrupt segment is not served");
+            match outcome {
+                Ok((log, report)) => {
+                    for (path, first, last) in &report.corrupt {
+                        tracing::error!(path = %path.display(), %first, %last,
+                            "damaged range: not served");
+                    }
+                    self.unopened.borrow_mut().remove(&key);
+                    self.logs.borrow_mut().insert(key.clone(), Rc::new(log));
+                    opened.push(key);
+                }
+                Err(e) if whole => {
+                    for key in opened {
+                        let log = self.logs.borrow_mut().remove(&key);
+                        if let Some(Ok(log)) = log.map(Rc::try_unwrap) {
+                            let _ = log.close().await;
+                        }
+                    }
+                    return Err(e);
+                }
+                Err(e) => {
+                    // Summed up once per shard at start (there may be thousands).
+                    tracing::debug!(topic = %meta.name, partition = p, error = %e.message,
+                        "partition not opened");
+                    self.unopened.borrow_mut().insert(key, e);
+                }
             }
-            self.logs.borrow_mut().insert(key, Rc::new(log));
         }
         self.catalog
             .borrow_mut()
@@ -261,8 +395,61 @@ impl Shard {
         Ok(())
     }
 
+    /// Why partition `p` of `topic` is not opened: no descriptors left in this shard's share.
+    fn no_room(&self, topic: &str, p: u32) -> CallError {
+        CallError::new(
+            ErrorCode::StorageError,
+            format!(
+                "partition {topic}-{p} is not open: shard {} has room for {} partitions within \
+                 the file descriptor limit ({}; {FDS_PER_PARTITION} descriptors per partition, {} \
+                 for sealed-segment reads); raise the hard ulimit -n and restart",
+                self.id, self.fds.partitions_max, self.fds.nofile, self.fds.segment_files_max
+            ),
+        )
+    }
+
+    fn open_error(&self, topic: &str, p: u32, e: &LogError) -> CallError {
+        let mut err = log_error(e);
+        if matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE)) {
+            err.message = format!(
+                "partition {topic}-{p} is not open: out of file descriptors (limit {}): {}",
+                self.fds.nofile, err.message
+            );
+        } else {
+            err.message = format!("partition {topic}-{p} is not open: {}", err.message);
+        }
+        err
+    }
+
+    /// Whether this shard can open every partition of `meta` it would own (the controller asks
+    /// before creating a topic, so a create is refused whole rather than failing half-way).
+    fn can_open(&self, meta: &TopicMeta) -> Result<(), CallError> {
+        let n = (0..meta.partitions)
+            .filter(|&p| self.owner(&meta.name, p) == self.id)
+            .count();
+        let open = self.logs.borrow().len();
+        if open + n > self.fds.partitions_max {
+            return Err(CallError::new(
+                ErrorCode::StorageError,
+                format!(
+                    "topic {} needs {n} partitions on shard {}, which has room for {} more within \
+                     the file descriptor limit ({}; {FDS_PER_PARTITION} descriptors per \
+                     partition); raise the hard ulimit -n and restart, or create fewer partitions",
+                    meta.name,
+                    self.id,
+                    self.fds.partitions_max.saturating_sub(open),
+                    self.fds.nofile
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     async fn drop_owned_partitions(&self, meta: &TopicMeta) {
         self.catalog.borrow_mut().topics.remove(&meta.name);
+        self.unopened
+            .borrow_mut()
+            .retain(|(topic, _), _| *topic != meta.name);
         for p in 0..meta.partitions {
             let log = self.logs.borrow_mut().remove(&(meta.name.clone(), p));
             if let Some(log) = log {
@@ -286,6 +473,9 @@ impl Shard {
     fn local_log(&self, topic: &str, partition: u32) -> Result<Rc<PartitionLog>, CallError> {
         if self.closed.get() {
             return Err(gone(self.id));
+        }
+        if let Some(e) = self.unopened.borrow().get(&(topic.to_string(), partition)) {
+            return Err(e.clone());
         }
         self.logs
             .borrow()
@@ -496,6 +686,27 @@ impl Shard {
                 log_start_offset: log.log_start_offset().0 as i64,
                 high_watermark: log.high_watermark().0 as i64,
                 log_end_offset: log.log_end_offset().0 as i64,
+                error: None,
+                damaged: log
+                    .damaged_ranges()
+                    .iter()
+                    .map(|r| (r.first.0 as i64, r.last.0 as i64))
+                    .collect(),
+            });
+        }
+        for ((topic, partition), e) in self.unopened.borrow().iter() {
+            if topics.is_some_and(|t| !t.iter().any(|x| x == topic)) {
+                continue;
+            }
+            out.push(PartitionInfo {
+                topic: topic.clone(),
+                partition: *partition,
+                leader_epoch: -1,
+                log_start_offset: -1,
+                high_watermark: -1,
+                log_end_offset: -1,
+                error: Some(e.clone()),
+                damaged: Vec::new(),
             });
         }
         out
@@ -566,11 +777,45 @@ impl Shard {
         let meta = next
             .create(&req.name, req.partitions, req.config)
             .map_err(catalog_error)?;
+        // All or nothing: every shard must have room for its partitions before the topic is
+        // written, and a shard that still fails to open them rolls the create back.
+        self.broadcast(|| Call::CanOpen(meta.clone())).await?;
+        self.can_open(&meta)?;
         next.store(&self.data_dir).map_err(catalog_error)?;
         self.catalog.borrow_mut().next_topic_id = next.next_topic_id;
         tracing::info!(topic = %meta.name, partitions = meta.partitions, "creating topic");
-        self.broadcast(|| Call::OpenTopic(meta.clone())).await?;
-        self.open_owned_partitions(&meta).await
+        let opened = match self.broadcast(|| Call::OpenTopic(meta.clone())).await {
+            Ok(()) => self.open_owned_partitions(&meta, true).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = opened {
+            tracing::warn!(topic = %meta.name, error = %e.message, "create failed; rolling back");
+            self.roll_back_create(&meta).await;
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Undoes a create that some shard could not open: the catalog forgets the topic (with a
+    /// tombstone until its directories are gone, so a crash here cleans up at start), every
+    /// shard closes and removes what it opened.
+    async fn roll_back_create(&self, meta: &TopicMeta) {
+        let mut back = self.catalog.borrow().clone();
+        back.topics.remove(&meta.name);
+        back.deleted.push(DeletedTopic {
+            name: meta.name.clone(),
+            id: meta.id,
+            partitions: meta.partitions,
+        });
+        if let Err(e) = back.store(&self.data_dir) {
+            tracing::error!(topic = %meta.name, error = %e, "cannot persist the rollback of a create");
+        }
+        self.catalog.borrow_mut().deleted = back.deleted.clone();
+        if let Err(e) = self.broadcast(|| Call::DropTopic(meta.clone())).await {
+            tracing::warn!(topic = %meta.name, error = %e.message, "rollback of a create");
+        }
+        self.drop_owned_partitions(meta).await;
+        self.remove_deleted_dirs();
     }
 
     /// Controller: persist the catalog without the topic, then have every shard drop it.
@@ -582,10 +827,14 @@ impl Shard {
             .map_err(|_| gone(self.id))?;
         let mut next = self.catalog.borrow().clone();
         let meta = next.delete(&name).map_err(catalog_error)?;
+        // The tombstone is durable before any directory goes: only recorded deletions remove
+        // data, also after a crash in the middle.
         next.store(&self.data_dir).map_err(catalog_error)?;
+        self.catalog.borrow_mut().deleted = next.deleted.clone();
         tracing::info!(topic = %name, "deleting topic");
         self.broadcast(|| Call::DropTopic(meta.clone())).await?;
         self.drop_owned_partitions(&meta).await;
+        self.remove_deleted_dirs();
         Ok(())
     }
 
@@ -601,14 +850,19 @@ impl Shard {
             let c = call();
             tasks.push(glommio::spawn_local(async move { mesh.call(s, c).await }));
         }
+        // Every shard answers before this returns, so a rollback never overtakes a call.
+        let mut first = Ok(());
         for t in tasks {
-            match t.await {
-                Ok(Reply::Admin(r)) => r?,
+            let r = match t.await {
+                Ok(Reply::Admin(r)) => r,
                 Ok(_) => unreachable!("admin call gets an admin reply"),
-                Err(g) => return Err(gone(g.0)),
+                Err(g) => Err(gone(g.0)),
+            };
+            if first.is_ok() {
+                first = r;
             }
         }
-        Ok(())
+        first
     }
 
     // ---- background work and shutdown ----
@@ -694,12 +948,37 @@ impl CallHandler for Shard {
                 }
                 Call::CreateTopic(req) => Reply::Admin(self.controller_create(req).await),
                 Call::DeleteTopic { name } => Reply::Admin(self.controller_delete(name).await),
-                Call::OpenTopic(meta) => Reply::Admin(self.open_owned_partitions(&meta).await),
+                Call::CanOpen(meta) => Reply::Admin(self.can_open(&meta)),
+                Call::OpenTopic(meta) => {
+                    Reply::Admin(self.open_owned_partitions(&meta, true).await)
+                }
                 Call::DropTopic(meta) => {
                     self.drop_owned_partitions(&meta).await;
                     Reply::Admin(Ok(()))
                 }
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fd_budget_splits_the_limit_between_shards() {
+        let b = FdBudget::new(256, 1, 256);
+        assert_eq!((b.partitions_max, b.segment_files_max), (40, 40));
+        let b = FdBudget::new(20_000, 2, 256);
+        assert_eq!(b.segment_files_max, 256);
+        assert_eq!(b.partitions_max, (9_984 - 64 - 256) / 3);
+        // Every descriptor counted: reserve, segment files and partitions fit the limit.
+        let used = FDS_RESERVED
+            + 2 * (FDS_RESERVED_PER_SHARD
+                + b.segment_files_max as u64
+                + (b.partitions_max * FDS_PER_PARTITION) as u64);
+        assert!(used <= 20_000, "{used}");
+        // Too few descriptors for anything: no partition, no panic.
+        assert_eq!(FdBudget::new(10, 4, 256).partitions_max, 0);
     }
 }

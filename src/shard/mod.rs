@@ -10,7 +10,9 @@ mod core;
 mod mesh;
 pub mod ownership;
 
-pub use self::core::{InflightGuard, Ports, Shard};
+pub use self::core::{
+    FdBudget, InflightGuard, Ports, Shard, FDS_PER_PARTITION, FDS_RESERVED, FDS_RESERVED_PER_SHARD,
+};
 pub use call::{CallError, FetchPartition, FetchedPartition, PartitionInfo, TopicRequest};
 pub use catalog::{Catalog, TopicConfig, TopicMeta};
 pub(crate) use mesh::Mesh;

@@ -20,6 +20,8 @@ pub struct Broker {
     pub shard_ports: Vec<u16>,
     pub data_dir: PathBuf,
     pub shards: usize,
+    /// What the broker wrote on stderr so far, when started with [`Broker::try_start`].
+    pub stderr: Option<std::sync::Arc<std::sync::Mutex<String>>>,
 }
 
 impl Broker {
@@ -72,7 +74,16 @@ impl Broker {
             shard_ports: ports,
             data_dir: data_dir.to_path_buf(),
             shards,
+            stderr: None,
         }
+    }
+
+    /// What the broker wrote on stderr so far (started with [`Broker::try_start`]).
+    pub fn stderr_text(&self) -> String {
+        self.stderr
+            .as_ref()
+            .map(|s| s.lock().unwrap().clone())
+            .unwrap_or_default()
     }
 
     pub fn connect(&self) -> Conn {
@@ -407,9 +418,9 @@ pub fn list_offsets_request(topic: &str, partition: u32, timestamp: i64) -> Requ
 }
 
 pub fn metadata_request(topics: Option<&[&str]>) -> Request {
-    Request::Metadata(MetadataRequest {
-        topics: topics.map(|t| t.iter().map(|s| s.to_string()).collect()),
-    })
+    Request::Metadata(MetadataRequest::new(
+        topics.map(|t| t.iter().map(|s| s.to_string()).collect()),
+    ))
 }
 
 pub fn delete_topic(name: &str) -> Request {
@@ -502,4 +513,160 @@ pub fn fetch_all_batches(conn: &mut Conn, topic: &str, partition: u32) -> Vec<(i
         }
     }
     panic!("fetch_all_batches did not reach the high watermark");
+}
+
+// ---- Starts that may fail (issue 9: refusing to start is an outcome to assert). ----
+
+/// How a start of `quill serve` ended.
+pub enum Started {
+    Listening(Broker),
+    /// The process exited before listening: its exit code and what it wrote on stderr.
+    Exited {
+        code: Option<i32>,
+        stderr: String,
+    },
+}
+
+impl Started {
+    pub fn broker(self) -> Broker {
+        match self {
+            Started::Listening(b) => b,
+            Started::Exited { code, stderr } => {
+                panic!("the broker exited with {code:?} instead of listening: {stderr}")
+            }
+        }
+    }
+
+    pub fn exited(self) -> (Option<i32>, String) {
+        match self {
+            Started::Listening(b) => {
+                drop(b);
+                panic!("the broker started, but it should have refused to")
+            }
+            Started::Exited { code, stderr } => (code, stderr),
+        }
+    }
+}
+
+/// Waits at most `limit` for a spawned `quill serve` (stdout and stderr piped) to exit or to
+/// print its listening line; a broker that listens is killed (the caller wanted a refusal).
+pub fn wait_exit_or_listen(mut child: Child, limit: Duration) -> Started {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            let mut stderr = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                let _ = e.read_to_string(&mut stderr);
+            }
+            eprint!("{stderr}");
+            return Started::Exited {
+                code: status.code(),
+                stderr,
+            };
+        }
+        if std::time::Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("quill serve neither exited nor was refused within {limit:?}: it runs");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+impl Broker {
+    /// Starts `quill serve` with `shards` shards and `args` on top of the usual flags, and waits
+    /// at most `limit` for it to listen or exit (a hang guard: past it the process is killed
+    /// and the test fails). `tweak` can change the command further (environment, limits).
+    pub fn try_start(
+        data_dir: &Path,
+        shards: usize,
+        args: &[&str],
+        limit: Duration,
+        tweak: impl FnOnce(&mut Command),
+    ) -> Started {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_quill"));
+        cmd.args(["--log-level", "warn", "serve", "--listen", "127.0.0.1:0"])
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(["--shards", &shards.to_string()])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        tweak(&mut cmd);
+        let mut child = cmd.spawn().expect("spawn quill serve");
+        let stdout = child.stdout.take().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (line_tx, line_rx) = std::sync::mpsc::channel::<String>();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            if let Some(Ok(l)) = lines.next() {
+                let _ = line_tx.send(l);
+            }
+            for _ in lines {}
+        });
+        let err_buf = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let err2 = err_buf.clone();
+        let err_thread = std::thread::spawn(move || {
+            for l in BufReader::new(stderr).lines().map_while(Result::ok) {
+                // Shown as the test runs, and kept for the assertions.
+                eprintln!("{l}");
+                let mut b = err2.lock().unwrap();
+                b.push_str(&l);
+                b.push('\n');
+            }
+        });
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            if let Ok(line) = line_rx.try_recv() {
+                let mut words = line.split_whitespace();
+                assert_eq!(words.next(), Some("quill"), "{line}");
+                let addr: SocketAddr = words.nth(2).unwrap().parse().unwrap();
+                let ports: Vec<u16> = words
+                    .nth(2)
+                    .unwrap()
+                    .split(',')
+                    .map(|p| p.parse().unwrap())
+                    .collect();
+                return Started::Listening(Broker {
+                    child,
+                    addr,
+                    shard_ports: ports,
+                    data_dir: data_dir.to_path_buf(),
+                    shards,
+                    stderr: Some(err_buf),
+                });
+            }
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                let _ = err_thread.join();
+                let stderr = err_buf.lock().unwrap().clone();
+                return Started::Exited {
+                    code: status.code(),
+                    stderr,
+                };
+            }
+            if std::time::Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "the broker neither listened nor exited within {limit:?}: {}",
+                    err_buf.lock().unwrap()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+/// The partition directories under `<data dir>/topics`, sorted.
+pub fn partition_dirs(data_dir: &Path) -> Vec<String> {
+    let mut out: Vec<String> = std::fs::read_dir(data_dir.join("topics"))
+        .map(|rd| {
+            rd.flatten()
+                .filter(|e| e.path().is_dir())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort();
+    out
 }

@@ -42,6 +42,7 @@ pub fn options(config: LogConfig) -> LogOptions {
     LogOptions {
         config,
         cache: Rc::new(BatchCache::new(64 << 20)),
+        files: Rc::new(quill::disk::FileCache::new(256)),
         clock: system_clock(),
     }
 }
@@ -50,6 +51,7 @@ pub fn options_no_cache(config: LogConfig) -> LogOptions {
     LogOptions {
         config,
         cache: Rc::new(BatchCache::new(0)),
+        files: Rc::new(quill::disk::FileCache::new(256)),
         clock: system_clock(),
     }
 }

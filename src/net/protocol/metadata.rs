@@ -1,4 +1,6 @@
 //! Metadata (key 1): the brokers with their per-shard ports, and who leads each partition.
+//! Version 1 adds, after the topics, the damaged ranges of the partitions described: offsets
+//! the broker holds but cannot serve (see `docs/PROTOCOL.md`).
 
 use bytes::{BufMut, Bytes, BytesMut};
 
@@ -12,12 +14,42 @@ use crate::net::error_code::ErrorCode;
 pub struct MetadataRequest {
     /// The topics to describe; `None` (wire: null array) for all of them.
     pub topics: Option<Vec<String>>,
+    /// Ask for the damaged ranges too: the request goes as version 1 (the body is the same).
+    pub damaged_ranges: bool,
+}
+
+impl MetadataRequest {
+    /// A version 0 request for `topics`.
+    pub fn new(topics: Option<Vec<String>>) -> Self {
+        MetadataRequest {
+            topics,
+            damaged_ranges: false,
+        }
+    }
+
+    /// The version this request goes as.
+    pub fn version(&self) -> u16 {
+        u16::from(self.damaged_ranges)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MetadataResponse {
     pub brokers: Vec<BrokerMetadata>,
     pub topics: Vec<TopicMetadata>,
+    /// Version 1 only (`None` in a version 0 response): the damaged ranges of the partitions
+    /// described, by topic, partition and first offset.
+    pub damaged_ranges: Option<Vec<DamagedRangeMetadata>>,
+}
+
+/// Offsets `first_offset` to `last_offset` of a partition are damaged: stored but not served;
+/// a consumer continues at `last_offset + 1`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DamagedRangeMetadata {
+    pub topic: String,
+    pub partition: u32,
+    pub first_offset: i64,
+    pub last_offset: i64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -62,6 +94,8 @@ const SHARD_PORT_BYTES: usize = 4;
 /// `error_code`, empty `name`, empty `partitions`.
 const TOPIC_BYTES_MIN: usize = 2 + STRING_BYTES_MIN + ARRAY_BYTES_MIN;
 const PARTITION_BYTES: usize = 4 + 2 + 4 + 2 + 4 + 8 + 8 + 8;
+/// Empty `topic`, `partition`, `first_offset`, `last_offset`.
+const DAMAGED_RANGE_BYTES_MIN: usize = STRING_BYTES_MIN + 4 + 8 + 8;
 
 impl MetadataRequest {
     pub(super) fn encode(&self, out: &mut BytesMut) {
@@ -71,7 +105,8 @@ impl MetadataRequest {
         }
     }
 
-    pub(super) fn decode(r: &mut Reader<BytesMut>) -> Result<Self, WireError> {
+    /// Decodes the body of a request of `version` (0 or 1).
+    pub(super) fn decode(r: &mut Reader<BytesMut>, version: u16) -> Result<Self, WireError> {
         let topics = match r.nullable_array_len("topics", STRING_BYTES_MIN)? {
             None => None,
             Some(count) => {
@@ -82,7 +117,10 @@ impl MetadataRequest {
                 Some(topics)
             }
         };
-        Ok(MetadataRequest { topics })
+        Ok(MetadataRequest {
+            topics,
+            damaged_ranges: version >= 1,
+        })
     }
 }
 
@@ -115,6 +153,15 @@ impl MetadataResponse {
                 out.put_i64(p.log_end_offset);
             }
         }
+        if let Some(ranges) = &self.damaged_ranges {
+            put_array_len(out, ranges.len());
+            for d in ranges {
+                put_string(out, &d.topic);
+                out.put_u32(d.partition);
+                out.put_i64(d.first_offset);
+                out.put_i64(d.last_offset);
+            }
+        }
     }
 
     pub(super) fn decode(r: &mut Reader<Bytes>) -> Result<Self, WireError> {
@@ -138,7 +185,25 @@ impl MetadataResponse {
                 partitions: r.array("topics[].partitions", PARTITION_BYTES, decode_partition)?,
             })
         })?;
-        Ok(MetadataResponse { brokers, topics })
+        // Version 1 ends with the damaged ranges; version 0 ends here. The layouts are told
+        // apart by what is left (a version 1 array is at least its 4-byte count).
+        let damaged_ranges = if r.remaining() > 0 {
+            Some(r.array("damaged_ranges", DAMAGED_RANGE_BYTES_MIN, |r| {
+                Ok(DamagedRangeMetadata {
+                    topic: r.string("damaged_ranges[].topic")?,
+                    partition: r.u32("damaged_ranges[].partition")?,
+                    first_offset: r.i64("damaged_ranges[].first_offset")?,
+                    last_offset: r.i64("damaged_ranges[].last_offset")?,
+                })
+            })?)
+        } else {
+            None
+        };
+        Ok(MetadataResponse {
+            brokers,
+            topics,
+            damaged_ranges,
+        })
     }
 }
 

@@ -41,7 +41,8 @@ pub use list_offsets::{
     ListOffsetsTopic, ListOffsetsTopicResponse, OFFSET_NONE, TIMESTAMP_EARLIEST, TIMESTAMP_LATEST,
 };
 pub use metadata::{
-    BrokerMetadata, MetadataRequest, MetadataResponse, PartitionMetadata, ShardPort, TopicMetadata,
+    BrokerMetadata, DamagedRangeMetadata, MetadataRequest, MetadataResponse, PartitionMetadata,
+    ShardPort, TopicMetadata,
 };
 pub use produce::{
     Acks, ProducePartition, ProducePartitionResponse, ProduceRequest, ProduceResponse,
@@ -69,7 +70,7 @@ pub enum ApiKey {
 /// Every API this build serves, with the lowest and highest version of it, inclusive.
 pub const SUPPORTED: &[(ApiKey, u16, u16)] = &[
     (ApiKey::ApiVersions, 0, 0),
-    (ApiKey::Metadata, 0, 0),
+    (ApiKey::Metadata, 0, 1),
     (ApiKey::CreateTopic, 0, 0),
     (ApiKey::DeleteTopic, 0, 0),
     (ApiKey::ListTopics, 0, 0),
@@ -204,7 +205,17 @@ impl Request {
         )
     }
 
-    /// Appends the whole request frame, size prefix included, at version 0.
+    /// The version this request goes as: the highest its fields need (Metadata asks for damaged
+    /// ranges at version 1), so a request that needs nothing new stays readable by older
+    /// brokers.
+    pub fn version(&self) -> u16 {
+        match self {
+            Request::Metadata(r) => r.version(),
+            _ => 0,
+        }
+    }
+
+    /// Appends the whole request frame, size prefix included, at [`Request::version`].
     ///
     /// # Panics
     /// If a string is over `i16::MAX` bytes, an array over `i32::MAX` elements, or the frame
@@ -214,7 +225,7 @@ impl Request {
             let api_key = self.api_key();
             RequestHeader {
                 api_key: api_key.as_u16(),
-                api_version: api_key.versions().1,
+                api_version: self.version(),
                 correlation_id,
             }
             .encode(out);
@@ -364,7 +375,9 @@ pub fn decode_request(mut frame: BytesMut) -> Result<(RequestHeader, Request), D
     let mut r = Reader::new(frame, REQUEST_HEADER_BYTES);
     let request = match api {
         ApiKey::ApiVersions => ApiVersionsRequest::decode(&mut r).map(Request::ApiVersions),
-        ApiKey::Metadata => MetadataRequest::decode(&mut r).map(Request::Metadata),
+        ApiKey::Metadata => {
+            MetadataRequest::decode(&mut r, header.api_version).map(Request::Metadata)
+        }
         ApiKey::CreateTopic => CreateTopicRequest::decode(&mut r).map(Request::CreateTopic),
         ApiKey::DeleteTopic => DeleteTopicRequest::decode(&mut r).map(Request::DeleteTopic),
         ApiKey::ListTopics => Ok(Request::ListTopics),

@@ -135,8 +135,12 @@ fn arb_request() -> impl Strategy<Value = Request> {
                 client_software_name
             })
         ),
-        option::of(vec(name(), 0..4))
-            .prop_map(|topics| Request::Metadata(MetadataRequest { topics })),
+        (option::of(vec(name(), 0..4)), any::<bool>()).prop_map(|(topics, damaged_ranges)| {
+            Request::Metadata(MetadataRequest {
+                topics,
+                damaged_ranges,
+            })
+        }),
         create_topic().prop_map(Request::CreateTopic),
         name().prop_map(|name| Request::DeleteTopic(DeleteTopicRequest { name })),
         Just(Request::ListTopics),
@@ -207,8 +211,24 @@ fn metadata_response() -> impl Strategy<Value = MetadataResponse> {
                 partitions,
             }
         });
-    (vec(broker, 0..3), vec(topic, 0..3))
-        .prop_map(|(brokers, topics)| MetadataResponse { brokers, topics })
+    let damaged = (name(), any::<u32>(), any::<i64>(), any::<i64>()).prop_map(
+        |(topic, partition, first_offset, last_offset)| DamagedRangeMetadata {
+            topic,
+            partition,
+            first_offset,
+            last_offset,
+        },
+    );
+    (
+        vec(broker, 0..3),
+        vec(topic, 0..3),
+        option::of(vec(damaged, 0..3)),
+    )
+        .prop_map(|(brokers, topics, damaged_ranges)| MetadataResponse {
+            brokers,
+            topics,
+            damaged_ranges,
+        })
 }
 
 fn produce_response() -> impl Strategy<Value = ProduceResponse> {

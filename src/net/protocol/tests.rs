@@ -31,9 +31,15 @@ pub(super) fn sample_requests() -> Vec<Request> {
         Request::ApiVersions(ApiVersionsRequest {
             client_software_name: "quill-test 0.1 ✓".into(),
         }),
-        Request::Metadata(MetadataRequest { topics: None }),
+        Request::Metadata(MetadataRequest::new(None)),
+        Request::Metadata(MetadataRequest::new(Some(vec![
+            "a".into(),
+            "".into(),
+            "events".into(),
+        ]))),
         Request::Metadata(MetadataRequest {
-            topics: Some(vec!["a".into(), "".into(), "events".into()]),
+            topics: Some(vec!["events".into()]),
+            damaged_ranges: true,
         }),
         Request::CreateTopic(CreateTopicRequest::with_defaults("events", 3)),
         Request::CreateTopic(CreateTopicRequest {
@@ -177,6 +183,20 @@ pub(super) fn sample_responses() -> Vec<(ApiKey, Response)> {
                         partitions: vec![],
                     },
                 ],
+                damaged_ranges: None,
+            }),
+        ),
+        (
+            ApiKey::Metadata,
+            Response::Metadata(MetadataResponse {
+                brokers: vec![],
+                topics: vec![],
+                damaged_ranges: Some(vec![DamagedRangeMetadata {
+                    topic: "events".into(),
+                    partition: 0,
+                    first_offset: 35,
+                    last_offset: 39,
+                }]),
             }),
         ),
         (ApiKey::CreateTopic, Response::CreateTopic),
@@ -313,7 +333,7 @@ pub(super) fn assert_request_round_trips(request: &Request, correlation_id: u32)
         header,
         RequestHeader {
             api_key: request.api_key() as u16,
-            api_version: 0,
+            api_version: request.version(),
             correlation_id,
         }
     );
@@ -353,7 +373,9 @@ fn every_response_round_trips() {
 fn api_keys_and_versions() {
     for (i, key) in ApiKey::ALL.iter().enumerate() {
         assert_eq!(ApiKey::from_u16(i as u16), Some(*key));
-        assert_eq!(key.versions(), (0, 0));
+        // Metadata version 1 carries damaged ranges (issue 9).
+        let max = u16::from(*key == ApiKey::Metadata);
+        assert_eq!(key.versions(), (0, max));
     }
     assert_eq!(ApiKey::from_u16(8), None);
     assert_eq!(ApiKey::SUPPORTED, SUPPORTED);
@@ -454,7 +476,19 @@ fn every_truncation_is_a_typed_error() {
     }
     for (key, response) in sample_responses() {
         let frame = response_frame(5, &response);
-        for len in 0..frame.len() {
+        // A Metadata version 1 response cut exactly before its damaged ranges is a whole
+        // version 0 response: the layouts are told apart by the bytes left (docs/PROTOCOL.md).
+        let v0_end = match &response {
+            Response::Metadata(m) if m.damaged_ranges.is_some() => {
+                let v0 = MetadataResponse {
+                    damaged_ranges: None,
+                    ..m.clone()
+                };
+                Some(response_frame(5, &Response::Metadata(v0)).len())
+            }
+            _ => None,
+        };
+        for len in (0..frame.len()).filter(|&l| Some(l) != v0_end) {
             let e = decode_response(key, frame.slice(..len)).unwrap_err();
             assert_eq!(e.header.is_some(), len >= 4, "{response:?} cut at {len}");
         }

@@ -1,0 +1,135 @@
+//! The per-shard cache of open sealed-segment files (Redpanda keeps such a bounded cache of open
+//! segment readers): a sealed segment's `.log` is opened when a read needs it and closed when
+//! it falls out of the cache, so a shard's file descriptors grow with its partitions (the active
+//! segment and its two index files stay open: 3 each), not with its segments.
+//!
+//! Lives on one shard, shared (`Rc`) by all its logs like the batch cache. Bounded by
+//! `open_segment_files_max`, evicting the least recently used. An evicted file that a read still
+//! holds closes when that read drops it, so the bound is exceeded only by reads in flight.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use ahash::AHashMap;
+use glommio::io::DmaFile;
+
+use super::error::{LogError, Result};
+
+/// Counters for the metrics hook and the tests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FileCacheStats {
+    pub open: usize,
+    pub hits: u64,
+    pub opens: u64,
+    pub evictions: u64,
+}
+
+#[derive(Default)]
+struct Lru {
+    files: AHashMap<PathBuf, (Rc<DmaFile>, u64)>,
+    /// Last use -> path, oldest first.
+    order: BTreeMap<u64, PathBuf>,
+    tick: u64,
+    stats: FileCacheStats,
+}
+
+/// See the module comment.
+pub struct FileCache {
+    max: usize,
+    lru: RefCell<Lru>,
+}
+
+impl FileCache {
+    /// A cache holding at most `open_segment_files_max` files open (at least one).
+    pub fn new(open_segment_files_max: usize) -> Self {
+        FileCache {
+            max: open_segment_files_max.max(1),
+            lru: RefCell::new(Lru::default()),
+        }
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.max
+    }
+
+    pub fn stats(&self) -> FileCacheStats {
+        let l = self.lru.borrow();
+        FileCacheStats {
+            open: l.files.len(),
+            ..l.stats
+        }
+    }
+
+    /// The open file at `path`, opened (read-only, direct I/O) if it is not in the cache.
+    pub(crate) async fn get(&self, path: &Path) -> Result<Rc<DmaFile>> {
+        if let Some(f) = self.touch(path) {
+            return Ok(f);
+        }
+        let file = Rc::new(
+            DmaFile::open(path)
+                .await
+                .map_err(|e| LogError::glommio("open", path, e))?,
+        );
+        let mut l = self.lru.borrow_mut();
+        l.stats.opens += 1;
+        // Another read may have opened it meanwhile: keep one.
+        if let Some((f, _)) = l.files.get(path) {
+            return Ok(f.clone());
+        }
+        l.tick += 1;
+        let tick = l.tick;
+        l.files.insert(path.to_path_buf(), (file.clone(), tick));
+        l.order.insert(tick, path.to_path_buf());
+        while l.files.len() > self.max {
+            let Some((_, oldest)) = l.order.pop_first() else {
+                break;
+            };
+            l.files.remove(&oldest);
+            l.stats.evictions += 1;
+        }
+        Ok(file)
+    }
+
+    fn touch(&self, path: &Path) -> Option<Rc<DmaFile>> {
+        let mut l = self.lru.borrow_mut();
+        l.tick += 1;
+        let tick = l.tick;
+        let l = &mut *l;
+        let (file, last) = l.files.get_mut(path)?;
+        l.order.remove(last);
+        *last = tick;
+        l.order.insert(tick, path.to_path_buf());
+        l.stats.hits += 1;
+        Some(file.clone())
+    }
+
+    /// Closes the file at `path` if it is open (its segment was deleted or becomes active).
+    pub(crate) fn forget(&self, path: &Path) {
+        let mut l = self.lru.borrow_mut();
+        if let Some((_, tick)) = l.files.remove(path) {
+            l.order.remove(&tick);
+        }
+    }
+
+    /// Forgets every file under `dir` (its log was closed or deleted) and hands them back, for
+    /// the caller to close (dropped, each closes at glommio's next I/O cycle).
+    pub(crate) fn forget_dir(&self, dir: &Path) -> Vec<Rc<DmaFile>> {
+        let mut l = self.lru.borrow_mut();
+        let gone: Vec<(PathBuf, u64)> = l
+            .files
+            .iter()
+            .filter(|(p, _)| p.starts_with(dir))
+            .map(|(p, (_, t))| (p.clone(), *t))
+            .collect();
+        let mut files = Vec::new();
+        for (p, t) in gone {
+            if let Some((f, _)) = l.files.remove(&p) {
+                files.push(f);
+            }
+            l.order.remove(&t);
+        }
+        files
+    }
+}

@@ -1,0 +1,127 @@
+//! The topic catalog and the data it describes (issue 9, finding 3): a missing catalog must
+//! never make the broker delete partition directories on a guess. It refuses to start, names
+//! the fix, and `--rebuild-catalog` rebuilds the catalog from the directories; only directories
+//! of topics whose deletion the catalog recorded are ever removed.
+
+mod common;
+
+use std::time::Duration;
+
+use bytes::BytesMut;
+use common::broker::*;
+use common::tmpdir;
+use quill::net::error_code::ErrorCode;
+use quill::record::BatchBuilder;
+
+/// Starting, or refusing to, takes well under this.
+const START_LIMIT: Duration = Duration::from_secs(30);
+
+fn records(values: &[&str]) -> BytesMut {
+    let mut b = BatchBuilder::new(1_000);
+    for (i, v) in values.iter().enumerate() {
+        b.push(1_000 + i as i64, None, Some(v.as_bytes()), &[]);
+    }
+    b.finish()
+}
+
+/// Creates `topic` with `partitions` partitions and one batch of two records in each.
+fn fill(broker: &Broker, topic: &str, partitions: u32) {
+    let mut c = broker.connect();
+    assert_eq!(
+        error_code_or_none(&c.call(&create_topic(topic, partitions))),
+        ErrorCode::None
+    );
+    for p in 0..partitions {
+        let offsets = produce_ok(c.call(&produce_request(
+            topic,
+            p,
+            records(&[&format!("{topic}-{p}-a"), &format!("{topic}-{p}-b")]),
+        )));
+        assert_eq!(offsets, vec![0]);
+    }
+}
+
+fn error_code_or_none(resp: &quill::net::protocol::Response) -> ErrorCode {
+    match resp {
+        quill::net::protocol::Response::Error { code, .. } => *code,
+        _ => ErrorCode::None,
+    }
+}
+
+#[test]
+fn missing_catalog_refuses_to_start_and_deletes_nothing() {
+    for shards in [1usize, 2] {
+        let tmp = tmpdir();
+        let data = tmp.path().join("data");
+        let broker = Broker::try_start(&data, shards, &[], START_LIMIT, |_| {}).broker();
+        fill(&broker, "orders", 3);
+        fill(&broker, "audit-log.v2", 1);
+        assert_eq!(broker.stop_within(START_LIMIT), Some(0));
+        let dirs = partition_dirs(&data);
+        assert_eq!(dirs.len(), 4, "{dirs:?}");
+
+        std::fs::remove_file(data.join("catalog.json")).unwrap();
+        let (code, stderr) = Broker::try_start(&data, shards, &[], START_LIMIT, |_| {}).exited();
+        assert_eq!(code, Some(1), "shards {shards}: {stderr}");
+        assert!(
+            stderr.contains("catalog.json") && stderr.contains("--rebuild-catalog"),
+            "shards {shards}: the refusal names the file and the way out: {stderr}"
+        );
+        assert_eq!(
+            partition_dirs(&data),
+            dirs,
+            "shards {shards}: no partition directory was removed"
+        );
+
+        // Rebuilt from the directories: every topic and record is back.
+        let broker =
+            Broker::try_start(&data, shards, &["--rebuild-catalog"], START_LIMIT, |_| {}).broker();
+        let mut c = broker.connect();
+        for (topic, partitions) in [("orders", 3u32), ("audit-log.v2", 1)] {
+            for p in 0..partitions {
+                let got = fetch_all_batches(&mut c, topic, p);
+                assert_eq!(got.len(), 1, "shards {shards}: {topic}-{p}");
+            }
+        }
+        // New topics do not reuse an old id: their directories are new.
+        fill(&broker, "fresh", 1);
+        assert_eq!(broker.stop_within(START_LIMIT), Some(0));
+        assert_eq!(partition_dirs(&data).len(), 5);
+        // And the next start needs no flag.
+        let broker = Broker::try_start(&data, shards, &[], START_LIMIT, |_| {}).broker();
+        let mut c = broker.connect();
+        assert_eq!(fetch_all_batches(&mut c, "orders", 2).len(), 1);
+        assert_eq!(broker.stop_within(START_LIMIT), Some(0));
+    }
+}
+
+/// A directory the catalog does not explain (copied in, or left by an older broker) is
+/// reported and kept, not removed; a deleted topic's directories are removed.
+#[test]
+fn only_recorded_deletions_remove_directories() {
+    let tmp = tmpdir();
+    let data = tmp.path().join("data");
+    let broker = Broker::try_start(&data, 1, &[], START_LIMIT, |_| {}).broker();
+    fill(&broker, "keep", 1);
+    fill(&broker, "gone", 2);
+    let mut c = broker.connect();
+    assert_eq!(
+        error_code_or_none(&c.call(&delete_topic("gone"))),
+        ErrorCode::None
+    );
+    assert_eq!(broker.stop_within(START_LIMIT), Some(0));
+    let kept = partition_dirs(&data);
+    assert_eq!(
+        kept.len(),
+        1,
+        "the deleted topic's directories are gone: {kept:?}"
+    );
+
+    let stray = data.join("topics").join("stray-7-0");
+    std::fs::create_dir_all(&stray).unwrap();
+    std::fs::write(stray.join("00000000000000000000.log"), b"not ours").unwrap();
+    let broker = Broker::try_start(&data, 1, &[], START_LIMIT, |_| {}).broker();
+    assert!(stray.exists(), "an unexplained directory is kept");
+    assert_eq!(broker.stop_within(START_LIMIT), Some(0));
+    assert!(stray.join("00000000000000000000.log").exists());
+}
