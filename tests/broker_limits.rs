@@ -693,3 +693,70 @@ fn broker_waits_do_not_count_against_request_read_ms_max() {
         "the long poll did wait"
     );
 }
+
+// ---- Logging ----
+
+/// Issue 8 item 13: at `debug` the broker logs each connection's open and close and a line per
+/// request, and a clean shutdown logs no warning (it used to log `File dropped while still
+/// active` for every segment and index file).
+#[test]
+fn debug_logs_connections_and_requests_and_a_clean_shutdown_warns_nothing() {
+    let dir = tmpdir();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_quill"))
+        .args([
+            "--log-level",
+            "debug",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--shards",
+            "2",
+        ])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = lines.next().unwrap().unwrap();
+    let addr: SocketAddr = line.split_whitespace().nth(3).unwrap().parse().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let err_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    {
+        let mut c = Conn::connect(addr);
+        assert!(matches!(
+            c.call(&create_topic("t", 2)),
+            Response::CreateTopic
+        ));
+        for p in 0..2 {
+            produce_ok(c.call(&produce_request("t", p, batch(u64::from(p), 3, 100, 1))));
+            let f = fetch_partition(c.call(&fetch_request("t", p, 0, 0)));
+            assert_eq!(f.error_code, ErrorCode::None);
+        }
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    let log = err_reader.join().unwrap();
+    for what in ["connection opened", "connection closed", "request served"] {
+        assert!(log.contains(what), "no '{what}' line at debug:\n{log}");
+    }
+    for api in ["\"CreateTopic\"", "\"Produce\"", "\"Fetch\""] {
+        assert!(log.contains(api), "no request line for {api}");
+    }
+    let noisy: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains(" WARN ") || l.contains(" ERROR ") || l.contains("File dropped"))
+        .collect();
+    assert!(
+        noisy.is_empty(),
+        "a clean run logged:\n{}",
+        noisy.join("\n")
+    );
+}
