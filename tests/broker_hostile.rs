@@ -142,19 +142,7 @@ fn unread_fetches_are_bounded_and_memory_returns() {
     for _ in 0..4 {
         let mut h = broker.connect();
         for _ in 0..200 {
-            h.send(&Request::Fetch(FetchRequest {
-                max_wait_ms: 0,
-                min_bytes: 1,
-                max_bytes: 8 << 20,
-                topics: vec![FetchTopic {
-                    name: "big".into(),
-                    partitions: vec![FetchPartition {
-                        partition: 0,
-                        fetch_offset: 0,
-                        partition_max_bytes: 8 << 20,
-                    }],
-                }],
-            }));
+            h.send(&fetch_sized("big", 0, 0, 0, 8 << 20));
         }
         hogs.push(h);
     }
@@ -286,19 +274,7 @@ fn hostile_mix_leaves_a_good_client_alone() {
     for i in 0..12 {
         let mut h = Conn::connect(addrs[i % addrs.len()]);
         for _ in 0..200 {
-            h.send(&Request::Fetch(FetchRequest {
-                max_wait_ms: 0,
-                min_bytes: 1,
-                max_bytes: 8 << 20,
-                topics: vec![FetchTopic {
-                    name: "big".into(),
-                    partitions: vec![FetchPartition {
-                        partition: (i % 2) as u32,
-                        fetch_offset: 0,
-                        partition_max_bytes: 8 << 20,
-                    }],
-                }],
-            }));
+            h.send(&fetch_sized("big", (i % 2) as u32, 0, 0, 8 << 20));
         }
         hogs.push(h);
     }
@@ -431,19 +407,7 @@ fn long_polls_do_not_starve_producers() {
     let mut polls = Vec::new();
     for _ in 0..8 {
         let mut p = broker.connect();
-        p.send(&Request::Fetch(FetchRequest {
-            max_wait_ms: 8_000,
-            min_bytes: 1,
-            max_bytes: 4 << 20,
-            topics: vec![FetchTopic {
-                name: "idle".into(),
-                partitions: vec![FetchPartition {
-                    partition: 0,
-                    fetch_offset: 0,
-                    partition_max_bytes: 4 << 20,
-                }],
-            }],
-        }));
+        p.send(&fetch_sized("idle", 0, 0, 8_000, 4 << 20));
         polls.push(p);
     }
     std::thread::sleep(Duration::from_millis(300));

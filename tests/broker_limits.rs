@@ -661,19 +661,7 @@ fn broker_waits_do_not_count_against_request_read_ms_max() {
         c.call(&create_topic("t", 1)),
         Response::CreateTopic
     ));
-    let long_poll = Request::Fetch(FetchRequest {
-        max_wait_ms: 5_000,
-        min_bytes: 1,
-        max_bytes: 2 << 20,
-        topics: vec![FetchTopic {
-            name: "t".into(),
-            partitions: vec![FetchPartition {
-                partition: 0,
-                fetch_offset: 0,
-                partition_max_bytes: 2 << 20,
-            }],
-        }],
-    });
+    let long_poll = fetch_sized("t", 0, 0, 5_000, 2 << 20);
     let mut out = BytesMut::new();
     long_poll.encode(1, &mut out);
     long_poll.encode(2, &mut out);
@@ -720,7 +708,7 @@ fn debug_logs_connections_and_requests_and_a_clean_shutdown_warns_nothing() {
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let line = lines.next().unwrap().unwrap();
-    let addr: SocketAddr = line.split_whitespace().nth(3).unwrap().parse().unwrap();
+    let (addr, _) = parse_listening(&line);
     let mut stderr = child.stderr.take().unwrap();
     let err_reader = std::thread::spawn(move || {
         let mut s = String::new();

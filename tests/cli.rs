@@ -567,26 +567,28 @@ fn summary_of(stderr: &str) -> (u64, u64, u64) {
     (numbers[0], numbers[1], numbers[2])
 }
 
-/// Finding 10: a topic deleted while `quill produce --acks leader` streams into it. The
-/// records the broker no longer takes fail with "unknown topic", the command ends (it used to
-/// hang for ever) and its summary counts them as not acknowledged, exit status 1.
-#[test]
-fn produce_into_a_topic_deleted_mid_stream_fails_and_accounts() {
+/// Streams lines into `quill produce TOPIC EXTRA...` against a broker with `shards` shards,
+/// deletes the topic once 10 records are in, keeps feeding until the command stops reading (at
+/// most 10 s), and returns how it ended. The command must fail with "unknown topic".
+fn produce_into_deleted_topic(topic: &str, partitions: u32, shards: usize, extra: &[&str]) -> Run {
     let dir = tmpdir();
-    let broker = Broker::start(dir.path(), 2);
+    let broker = Broker::start(dir.path(), shards);
     let b = broker.addr.to_string();
+    let parts = partitions.to_string();
     ok(&quill(
         &b,
-        &["topic", "create", "vanish", "--partitions", "2"],
+        &["topic", "create", topic, "--partitions", &parts],
         b"",
     ));
-    let mut p = Running::start(&["produce", "vanish", "-b", &b], &[]);
+    let mut args = vec!["produce", topic];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&["-b", &b]);
+    let mut p = Running::start(&args, &[]);
     for i in 0..10 {
         assert!(p.line(&format!("before {i}")));
     }
-    wait_for_records(&b, "vanish", 10);
-    ok(&quill(&b, &["topic", "delete", "vanish"], b""));
-    // Keep feeding until the command stops reading (it gives up on the topic), at most 10 s.
+    wait_for_records(&b, topic, 10);
+    ok(&quill(&b, &["topic", "delete", topic], b""));
     for i in 0..1000 {
         if !p.line(&format!("after {i}")) {
             break;
@@ -597,14 +599,24 @@ fn produce_into_a_topic_deleted_mid_stream_fails_and_accounts() {
     let r = p.finish(Duration::from_secs(30));
     assert_eq!(r.code, 1, "{}", r.stderr);
     assert!(
-        r.stderr.starts_with("quill: unknown topic 'vanish'\n"),
+        r.stderr
+            .starts_with(&format!("quill: unknown topic '{topic}'\n")),
         "{}",
         r.stderr
     );
+    broker.stop();
+    r
+}
+
+/// Finding 10: a topic deleted while `quill produce --acks leader` streams into it. The
+/// records the broker no longer takes fail with "unknown topic", the command ends (it used to
+/// hang for ever) and its summary counts them as not acknowledged, exit status 1.
+#[test]
+fn produce_into_a_topic_deleted_mid_stream_fails_and_accounts() {
+    let r = produce_into_deleted_topic("vanish", 2, 2, &[]);
     let (read, acked, missing) = summary_of(&r.stderr);
     assert!(acked >= 10 && missing >= 1 && read > 10, "{}", r.stderr);
     assert!(r.stderr.contains(" not acknowledged"), "{}", r.stderr);
-    broker.stop();
 }
 
 /// Finding 10: SIGINT ends `quill produce` with its summary and exit status 130.
@@ -673,34 +685,7 @@ fn produce_interrupted_while_the_broker_is_stopped_counts_the_unacknowledged() {
 /// it sent "acknowledged".
 #[test]
 fn produce_acks_none_into_a_topic_deleted_mid_stream_fails() {
-    let dir = tmpdir();
-    let broker = Broker::start(dir.path(), 1);
-    let b = broker.addr.to_string();
-    ok(&quill(
-        &b,
-        &["topic", "create", "vanish0", "--partitions", "1"],
-        b"",
-    ));
-    let mut p = Running::start(&["produce", "vanish0", "--acks", "none", "-b", &b], &[]);
-    for i in 0..10 {
-        assert!(p.line(&format!("before {i}")));
-    }
-    wait_for_records(&b, "vanish0", 10);
-    ok(&quill(&b, &["topic", "delete", "vanish0"], b""));
-    for i in 0..1000 {
-        if !p.line(&format!("after {i}")) {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    p.close_stdin();
-    let r = p.finish(Duration::from_secs(30));
-    assert_eq!(r.code, 1, "{}", r.stderr);
-    assert!(
-        r.stderr.starts_with("quill: unknown topic 'vanish0'\n"),
-        "{}",
-        r.stderr
-    );
+    let r = produce_into_deleted_topic("vanish0", 1, 1, &["--acks", "none"]);
     let (_, sent, not_sent) = summary_of(&r.stderr);
     assert!(sent >= 10 && not_sent >= 1, "{}", r.stderr);
     assert!(
@@ -709,7 +694,6 @@ fn produce_acks_none_into_a_topic_deleted_mid_stream_fails() {
         r.stderr
     );
     assert!(!r.stderr.contains(" acknowledged,"), "{}", r.stderr);
-    broker.stop();
 }
 
 /// A TCP server on 127.0.0.1 that is not a Quill broker: it accepts connections, reads

@@ -56,16 +56,7 @@ impl Broker {
             .next()
             .expect("broker printed its listening line")
             .unwrap();
-        // "quill listening on 127.0.0.1:PORT shard ports P0,P1"
-        let mut words = line.split_whitespace();
-        assert_eq!(words.next(), Some("quill"), "{line}");
-        let addr: SocketAddr = words.nth(2).unwrap().parse().unwrap();
-        let ports: Vec<u16> = words
-            .nth(2)
-            .unwrap()
-            .split(',')
-            .map(|p| p.parse().unwrap())
-            .collect();
+        let (addr, ports) = parse_listening(&line);
         // Keep draining stdout so the broker never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
         Broker {
@@ -113,6 +104,21 @@ impl Drop for Broker {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The common address and the shard ports of the broker's ready line,
+/// `quill listening on 127.0.0.1:PORT shard ports P0,P1`.
+pub fn parse_listening(line: &str) -> (SocketAddr, Vec<u16>) {
+    let mut words = line.split_whitespace();
+    assert_eq!(words.next(), Some("quill"), "{line}");
+    let addr: SocketAddr = words.nth(2).unwrap().parse().unwrap();
+    let ports: Vec<u16> = words
+        .nth(2)
+        .unwrap()
+        .split(',')
+        .map(|p| p.parse().unwrap())
+        .collect();
+    (addr, ports)
 }
 
 /// One client connection.
@@ -405,6 +411,30 @@ pub fn fetch_request(topic: &str, partition: u32, offset: i64, max_wait_ms: u32)
     })
 }
 
+/// A Fetch of one partition with `max_bytes` as both the request's and the partition's limit,
+/// answering once one byte is there.
+pub fn fetch_sized(
+    topic: &str,
+    partition: u32,
+    offset: i64,
+    max_wait_ms: u32,
+    max_bytes: u32,
+) -> Request {
+    Request::Fetch(FetchRequest {
+        max_wait_ms,
+        min_bytes: 1,
+        max_bytes,
+        topics: vec![FetchTopic {
+            name: topic.into(),
+            partitions: vec![FetchPartition {
+                partition,
+                fetch_offset: offset,
+                partition_max_bytes: max_bytes,
+            }],
+        }],
+    })
+}
+
 pub fn list_offsets_request(topic: &str, partition: u32, timestamp: i64) -> Request {
     Request::ListOffsets(ListOffsetsRequest {
         topics: vec![ListOffsetsTopic {
@@ -618,15 +648,7 @@ impl Broker {
         let deadline = std::time::Instant::now() + limit;
         loop {
             if let Ok(line) = line_rx.try_recv() {
-                let mut words = line.split_whitespace();
-                assert_eq!(words.next(), Some("quill"), "{line}");
-                let addr: SocketAddr = words.nth(2).unwrap().parse().unwrap();
-                let ports: Vec<u16> = words
-                    .nth(2)
-                    .unwrap()
-                    .split(',')
-                    .map(|p| p.parse().unwrap())
-                    .collect();
+                let (addr, ports) = parse_listening(&line);
                 return Started::Listening(Broker {
                     child,
                     addr,
