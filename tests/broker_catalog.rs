@@ -125,3 +125,53 @@ fn only_recorded_deletions_remove_directories() {
     assert_eq!(broker.stop_within(START_LIMIT), Some(0));
     assert!(stray.join("00000000000000000000.log").exists());
 }
+
+/// A create that one shard cannot open is rolled back whole: the topic never appears (its
+/// partitions were never served, so nothing on them was acknowledged), the directories it made
+/// are removed once the catalog on disk forgot it, and anything it did not make is left alone.
+/// Partition 1's directory is made impossible to create by a file already at its path.
+#[test]
+fn a_create_one_shard_cannot_open_is_rolled_back_whole() {
+    let tmp = tmpdir();
+    let data = tmp.path().join("data");
+    let broker = Broker::try_start(&data, 2, &[], START_LIMIT, |_| {}).broker();
+    fill(&broker, "a", 1);
+    let a_dir = partition_dirs(&data)
+        .into_iter()
+        .find(|d| d.starts_with("a-"))
+        .expect("a's directory");
+    let a_id: u64 = a_dir.split('-').nth(1).unwrap().parse().unwrap();
+    let blocker = data.join("topics").join(format!("b-{}-1", a_id + 1));
+    std::fs::write(&blocker, b"not a directory").unwrap();
+    let mut c = broker.connect();
+    let resp = c.call(&create_topic("b", 2));
+    assert_ne!(error_code_or_none(&resp), ErrorCode::None, "{resp:?}");
+    // The topic does not exist anywhere.
+    match c.call(&metadata_request(Some(&["b"]))) {
+        quill::net::protocol::Response::Metadata(m) => {
+            assert_eq!(m.topics[0].error_code, ErrorCode::UnknownTopicOrPartition)
+        }
+        other => panic!("{other:?}"),
+    }
+    for shard in 0..2 {
+        let mut s = broker.connect_shard(shard);
+        let p = produce_partition(s.call(&produce_request("b", 0, records(&["x"]))));
+        assert_eq!(p.error_code, ErrorCode::UnknownTopicOrPartition);
+    }
+    // What the create made is gone; what it did not make is kept.
+    assert!(blocker.is_file(), "the file in the way was removed");
+    assert!(
+        !partition_dirs(&data).iter().any(|d| d.starts_with("b-")),
+        "{:?}",
+        partition_dirs(&data)
+    );
+    // And after a restart: a is whole, b does not exist.
+    assert_eq!(broker.stop_within(START_LIMIT), Some(0));
+    let broker = Broker::try_start(&data, 2, &[], START_LIMIT, |_| {}).broker();
+    let mut c = broker.connect();
+    assert_eq!(fetch_all_batches(&mut c, "a", 0).len(), 1);
+    assert!(matches!(
+        c.call(&quill::net::protocol::Request::ListTopics),
+        quill::net::protocol::Response::ListTopics(l) if l.topics.len() == 1
+    ));
+}

@@ -106,10 +106,15 @@ pub(crate) enum Call {
     /// From the controller, before a topic is created: can you open every partition of it you
     /// would own (file descriptors)? Reply [`Reply::Admin`].
     CanOpen(TopicMeta),
-    /// From the controller: a topic now exists; open the partitions you own, all or none.
+    /// From the controller: a topic is being created; open the partitions you own, all or
+    /// none, and do not serve them until [`Call::CommitTopic`].
     OpenTopic(TopicMeta),
-    /// From the controller: a topic is gone; close and delete the partitions you own.
-    DropTopic(TopicMeta),
+    /// From the controller: every shard opened its partitions of the topic; serve them.
+    CommitTopic(TopicMeta),
+    /// From the controller: a topic is gone (or its create rolled back); close the partitions
+    /// you own, and remove their directories when the flag says the catalog on disk recorded
+    /// the deletion.
+    DropTopic(TopicMeta, bool),
 }
 
 pub(crate) enum Reply {

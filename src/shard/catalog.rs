@@ -181,7 +181,7 @@ pub fn check_at_start(
             "{} is missing but {} holds {} partition director{} ({}{}); refusing to start so \
              that no data is taken for a deleted topic's. Restore the catalog, or start once with \
              --rebuild-catalog to rebuild it from the directories (topic settings become the \
-             broker defaults)",
+             broker defaults, with retention unlimited)",
             path.display(),
             data_dir.join("topics").display(),
             dirs.len(),
@@ -192,12 +192,16 @@ pub fn check_at_start(
     }
     let catalog = Catalog::rebuild_from_dirs(&dirs, defaults)?;
     tracing::warn!(path = %path.display(), topics = catalog.topics.len(),
-        "catalog rebuilt from the partition directories; topic settings are the broker defaults");
+        "catalog rebuilt from the partition directories; topic settings are the broker \
+         defaults, except retention, which is unlimited until set again");
     catalog.store(data_dir).map_err(|e| e.to_string())
 }
 
 impl Catalog {
-    /// A catalog of the topics whose partition directories are named in `dirs`. A topic name
+    /// A catalog of the topics whose partition directories are named in `dirs`, with `defaults`
+    /// as their settings except retention, which becomes unlimited: the topic's own retention
+    /// was in the lost catalog, and the broker default (7 days) could delete data the topic was
+    /// meant to keep. An operator sets it again once the broker is up. A topic name
     /// with directories of several ids (a crash while an older one was deleted) takes the
     /// newest; the older ones stay on disk, unexplained, and are reported. Directories that do
     /// not parse are ignored (and kept).
@@ -231,7 +235,11 @@ impl Catalog {
                     name,
                     id,
                     partitions,
-                    config: defaults.clone(),
+                    config: TopicConfig {
+                        retention_ms: None,
+                        retention_bytes: None,
+                        ..defaults.clone()
+                    },
                 },
             );
         }
@@ -401,6 +409,18 @@ mod tests {
         assert_eq!(c.topics["a"].partitions, 3, "gaps are partitions too");
         assert_eq!(c.topics["b-c"].id, 3, "the newest id of a name");
         assert_eq!(c.next_topic_id, 4);
+        // Retention was in the lost catalog: nothing is deleted on a guess.
+        assert!(
+            cfg().retention_ms.is_some(),
+            "the defaults have a retention"
+        );
+        for t in c.topics.values() {
+            assert_eq!(
+                (t.config.retention_ms, t.config.retention_bytes),
+                (None, None)
+            );
+            assert_eq!(t.config.segment_bytes, cfg().segment_bytes);
+        }
     }
 
     #[test]

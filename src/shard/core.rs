@@ -106,6 +106,10 @@ pub struct Shard {
     /// Partitions this shard owns but could not open (file descriptors, disk errors): requests
     /// for them get this error.
     unopened: RefCell<AHashMap<(String, u32), CallError>>,
+    /// Topics being created: their partitions are open but not served, and the topic is not in
+    /// this shard's catalog, until the controller commits the create (`Call::CommitTopic`). So
+    /// nothing can be acknowledged on a topic whose create is then rolled back.
+    pending: RefCell<ahash::AHashSet<String>>,
     mesh: RefCell<Option<Rc<Mesh>>>,
     /// One catalog change at a time (controller only).
     admin: Semaphore,
@@ -207,6 +211,7 @@ impl Shard {
             files: Rc::new(FileCache::new(fds.segment_files_max)),
             fds,
             unopened: RefCell::new(AHashMap::new()),
+            pending: RefCell::new(ahash::AHashSet::new()),
             config,
             ports,
             data_dir,
@@ -388,11 +393,25 @@ impl Shard {
                 }
             }
         }
+        if whole {
+            // A create: served once the controller commits it.
+            self.pending.borrow_mut().insert(meta.name.clone());
+        } else {
+            self.catalog
+                .borrow_mut()
+                .topics
+                .insert(meta.name.clone(), meta.clone());
+        }
+        Ok(())
+    }
+
+    /// The controller committed the create of `meta`: serve its partitions.
+    fn commit_topic(&self, meta: &TopicMeta) {
+        self.pending.borrow_mut().remove(&meta.name);
         self.catalog
             .borrow_mut()
             .topics
             .insert(meta.name.clone(), meta.clone());
-        Ok(())
     }
 
     /// Why partition `p` of `topic` is not opened: no descriptors left in this shard's share.
@@ -445,8 +464,11 @@ impl Shard {
         Ok(())
     }
 
-    async fn drop_owned_partitions(&self, meta: &TopicMeta) {
+    /// Closes this shard's partitions of `meta` and, with `remove_dirs`, removes their
+    /// directories (only for a deletion the catalog on disk recorded).
+    async fn drop_owned_partitions(&self, meta: &TopicMeta, remove_dirs: bool) {
         self.catalog.borrow_mut().topics.remove(&meta.name);
+        self.pending.borrow_mut().remove(&meta.name);
         self.unopened
             .borrow_mut()
             .retain(|(topic, _), _| *topic != meta.name);
@@ -463,6 +485,9 @@ impl Shard {
                     Err(rc) => drop(rc),
                 }
                 let dir = meta.partition_dir(&self.data_dir, p);
+                if !remove_dirs {
+                    continue;
+                }
                 if let Err(e) = std::fs::remove_dir_all(&dir) {
                     tracing::warn!(path = %dir.display(), error = %e, "cannot remove partition directory");
                 }
@@ -476,6 +501,10 @@ impl Shard {
         }
         if let Some(e) = self.unopened.borrow().get(&(topic.to_string(), partition)) {
             return Err(e.clone());
+        }
+        if self.pending.borrow().contains(topic) {
+            // Still being created: as unknown as it will stay if the create is rolled back.
+            return Err(unknown_partition(topic, partition));
         }
         self.logs
             .borrow()
@@ -674,9 +703,10 @@ impl Shard {
 
     fn local_partition_info(&self, topics: Option<&[String]>) -> Vec<PartitionInfo> {
         let logs = self.logs.borrow();
+        let pending = self.pending.borrow();
         let mut out = Vec::new();
         for ((topic, partition), log) in logs.iter() {
-            if topics.is_some_and(|t| !t.iter().any(|x| x == topic)) {
+            if topics.is_some_and(|t| !t.iter().any(|x| x == topic)) || pending.contains(topic) {
                 continue;
             }
             out.push(PartitionInfo {
@@ -793,6 +823,9 @@ impl Shard {
             self.roll_back_create(&meta).await;
             return Err(e);
         }
+        // Every shard has its partitions open: now they serve.
+        self.broadcast(|| Call::CommitTopic(meta.clone())).await?;
+        self.commit_topic(&meta);
         Ok(())
     }
 
@@ -807,15 +840,27 @@ impl Shard {
             id: meta.id,
             partitions: meta.partitions,
         });
-        if let Err(e) = back.store(&self.data_dir) {
-            tracing::error!(topic = %meta.name, error = %e, "cannot persist the rollback of a create");
+        // Directories go only once the catalog on disk no longer lists the topic. If that
+        // cannot be written, the partitions are closed (nothing was served on them) and their
+        // empty directories stay: a restart finds the topic the catalog still lists.
+        let stored = back.store(&self.data_dir);
+        if let Err(e) = &stored {
+            tracing::error!(topic = %meta.name, error = %e,
+                "cannot persist the rollback of a create; its directories are kept");
+        } else {
+            self.catalog.borrow_mut().deleted = back.deleted.clone();
         }
-        self.catalog.borrow_mut().deleted = back.deleted.clone();
-        if let Err(e) = self.broadcast(|| Call::DropTopic(meta.clone())).await {
+        let remove = stored.is_ok();
+        if let Err(e) = self
+            .broadcast(|| Call::DropTopic(meta.clone(), remove))
+            .await
+        {
             tracing::warn!(topic = %meta.name, error = %e.message, "rollback of a create");
         }
-        self.drop_owned_partitions(meta).await;
-        self.remove_deleted_dirs();
+        self.drop_owned_partitions(meta, remove).await;
+        if remove {
+            self.remove_deleted_dirs();
+        }
     }
 
     /// Controller: persist the catalog without the topic, then have every shard drop it.
@@ -832,8 +877,9 @@ impl Shard {
         next.store(&self.data_dir).map_err(catalog_error)?;
         self.catalog.borrow_mut().deleted = next.deleted.clone();
         tracing::info!(topic = %name, "deleting topic");
-        self.broadcast(|| Call::DropTopic(meta.clone())).await?;
-        self.drop_owned_partitions(&meta).await;
+        self.broadcast(|| Call::DropTopic(meta.clone(), true))
+            .await?;
+        self.drop_owned_partitions(&meta, true).await;
         self.remove_deleted_dirs();
         Ok(())
     }
@@ -952,8 +998,12 @@ impl CallHandler for Shard {
                 Call::OpenTopic(meta) => {
                     Reply::Admin(self.open_owned_partitions(&meta, true).await)
                 }
-                Call::DropTopic(meta) => {
-                    self.drop_owned_partitions(&meta).await;
+                Call::CommitTopic(meta) => {
+                    self.commit_topic(&meta);
+                    Reply::Admin(Ok(()))
+                }
+                Call::DropTopic(meta, remove_dirs) => {
+                    self.drop_owned_partitions(&meta, remove_dirs).await;
                     Reply::Admin(Ok(()))
                 }
             }
