@@ -13,10 +13,12 @@
 //!   damage: the offsets up to the next valid batch, or up to the recovery point when none
 //!   follows, become a [`DamagedRange`]; nothing is cut.
 //! - **At or past the recovery point** a failure followed by nothing valid is a torn tail and is
-//!   cut, as before. A failure followed by a valid batch is damage too, unless the bytes in
-//!   between hold a whole 512-byte sector of zeros: writes of one segment complete out of order,
-//!   so a crash can leave an unwritten (zero) stretch with later, never acknowledged batches
-//!   after it; media damage flips bits, it does not zero whole aligned sectors.
+//!   cut, as before. A failure followed by a valid batch is damage too, unless the stretch in
+//!   between has the shape only an unwritten stretch has (see [`torn_stretch`]): writes of one
+//!   segment complete out of order, so a crash can leave unwritten (zero) bytes with later,
+//!   never acknowledged batches after them. When in doubt the rule says damage: calling damage
+//!   torn would cut acknowledged records, while calling a torn stretch damage only keeps a range
+//!   of never-acknowledged bytes reported as damaged.
 //! - A batch that is whole and CRC-valid but carries an impossible epoch is damage wherever it
 //!   is: a torn write cannot produce it.
 
@@ -112,10 +114,9 @@ struct Resync {
     reason: String,
     /// The next candidate position to test.
     search: u64,
-    /// Sectors were checked for zeros up to here.
-    sectors_upto: u64,
-    /// The first aligned sector of zeros at or after `start`.
-    zero_sector: Option<u64>,
+    /// A valid batch (its position and base offset) resumes the log here; the stretch from
+    /// `start` to it must be looked at whole before deciding torn or damaged.
+    resumes_at: Option<(u64, Offset)>,
     /// The end of the last non-zero byte seen at or after `start`.
     nonzero_end: u64,
     /// Bytes at or after `start` were looked at up to here (for `nonzero_end`).
@@ -210,8 +211,7 @@ impl Scanner {
             expected: self.next_offset,
             reason,
             search: self.position + 1,
-            sectors_upto: self.position,
-            zero_sector: None,
+            resumes_at: None,
             nonzero_end: self.position,
             seen_upto: self.position,
         });
@@ -383,6 +383,15 @@ impl Scanner {
         let end = cursor + buf.len() as u64;
         let policy = &self.policy;
         let r = self.resync.as_mut().expect("resyncing");
+        if let Some((c, base)) = r.resumes_at {
+            // Decide on the whole stretch from the failed batch to where the log resumes.
+            if r.start < cursor || c > end {
+                let (from, len) = (r.start, (c - r.start) as usize);
+                return Some(self.need(from, len.max(1)));
+            }
+            let stretch = &buf[(r.start - cursor) as usize..(c - cursor) as usize];
+            return self.resume(c, base, stretch);
+        }
         if r.search < cursor {
             let from = r.search;
             return Some(self.need(from, BATCH_HEADER_BYTES));
@@ -394,18 +403,6 @@ impl Scanner {
                 r.nonzero_end = r.nonzero_end.max(r.seen_upto + i as u64 + 1);
             }
             r.seen_upto = end;
-        }
-        if r.zero_sector.is_none() {
-            let mut z = align_up(r.sectors_upto.max(cursor).max(r.start), SECTOR_BYTES);
-            while z + SECTOR_BYTES <= end {
-                let i = (z - cursor) as usize;
-                if buf[i..i + SECTOR_BYTES as usize].iter().all(|&b| b == 0) {
-                    r.zero_sector = Some(z);
-                    break;
-                }
-                z += SECTOR_BYTES;
-            }
-            r.sectors_upto = r.sectors_upto.max(z);
         }
         // Candidates: a batch's magic byte (2) lies 16 bytes into it.
         let mut at = r.search;
@@ -466,31 +463,44 @@ impl Scanner {
                 at = c + 1;
                 continue;
             }
-            // A valid batch resumes at `c`.
-            let torn = r.expected >= policy.recovery_point
-                && r.zero_sector.is_some_and(|z| z + SECTOR_BYTES <= c);
-            let r = self.resync.take().expect("resyncing");
-            if torn {
-                self.position = r.start;
-                return Some(Feed::Done(ScanEnd::Invalid {
-                    position: r.start,
-                    reason: format!(
-                        "{} (torn write: zero sectors before later batches)",
-                        r.reason
-                    ),
-                }));
+            // A valid batch resumes at `c`: decide on the stretch before it.
+            let start = r.start;
+            self.resync.as_mut().expect("resyncing").resumes_at = Some((c, base));
+            if start < cursor {
+                return Some(self.need(start, (c - start) as usize));
             }
-            let range = DamagedRange {
-                first: r.expected,
-                last: base.prev(),
-                segment: self.policy.segment,
-                start_pos: r.start,
-                end_pos: c,
-                reason: format!("invalid batch at byte {}: {}", r.start, r.reason),
-            };
-            self.record(range);
-            return None;
+            let stretch = &buf[(start - cursor) as usize..(c - cursor) as usize];
+            return self.resume(c, base, stretch);
         }
+    }
+
+    /// A valid batch with base offset `base` resumes the log at `c`; `stretch` holds the bytes
+    /// from the failed batch to it. Records the damaged range and goes on (`None`), or ends the
+    /// scan at a torn write.
+    fn resume(&mut self, c: u64, base: Offset, stretch: &[u8]) -> Option<Feed> {
+        let r = self.resync.take().expect("resyncing");
+        let torn = r.expected >= self.policy.recovery_point
+            && torn_stretch(stretch, r.start, r.expected, base);
+        if torn {
+            self.position = r.start;
+            return Some(Feed::Done(ScanEnd::Invalid {
+                position: r.start,
+                reason: format!(
+                    "{} (torn write: unwritten bytes before later batches)",
+                    r.reason
+                ),
+            }));
+        }
+        let range = DamagedRange {
+            first: r.expected,
+            last: base.prev(),
+            segment: self.policy.segment,
+            start_pos: r.start,
+            end_pos: c,
+            reason: format!("invalid batch at byte {}: {}", r.start, r.reason),
+        };
+        self.record(range);
+        None
     }
 
     /// No valid batch follows the failed one up to `end`, the end of the file.
@@ -532,8 +542,50 @@ impl Scanner {
     }
 }
 
-fn align_up(v: u64, to: u64) -> u64 {
-    v.div_ceil(to) * to
+/// Whether the bytes between a failed batch (file position `start`, expected to hold offset
+/// `expected`) and the valid batch that resumes the log right after them (base offset `base`)
+/// can only be an unwritten stretch left by a crash.
+///
+/// What a crash can leave, given how the appender writes (whole 4 KiB blocks with O_DIRECT into
+/// preallocated, zero-reading space; a group's tail block rewritten by the next write that
+/// covers it; writes completing out of order): unwritten bytes read as zeros, and they form a
+/// run that ends on a sector boundary (a device writes whole sectors) and starts either on one
+/// or where the lost write's data starts (the failed batch's first byte: a tail whose rewrite
+/// never landed leaves zeros from the end of the old tail, a batch boundary, to the end of its
+/// block). Media damage flips bits and leaves the batch's structure alone.
+///
+/// So the stretch is torn only if the failed batch is not structurally whole (a header that
+/// parses, starts at `expected`, and whose declared length and offsets lead exactly to the
+/// resuming batch: then it is damage, even if its payload holds zeros) and a run of zeros in
+/// it has that shape. A partial write that zeroed whole sectors inside an otherwise intact
+/// batch therefore counts as damage: a range of never-acknowledged bytes reported as damaged,
+/// which is the safe side (see the module comment).
+pub fn torn_stretch(stretch: &[u8], start: u64, expected: Offset, base: Offset) -> bool {
+    if let Ok(h) = BatchHeader::parse(stretch) {
+        let whole = h.base_offset >= 0
+            && Offset(h.base_offset as u64) == expected
+            && h.total_bytes() == stretch.len()
+            && Offset(h.last_offset() as u64 + 1) == base;
+        if whole {
+            return false;
+        }
+    }
+    let mut i = 0;
+    while i < stretch.len() {
+        if stretch[i] != 0 {
+            i += 1;
+            continue;
+        }
+        let a = i;
+        while i < stretch.len() && stretch[i] == 0 {
+            i += 1;
+        }
+        let (run_start, run_end) = (start + a as u64, start + i as u64);
+        if run_end % SECTOR_BYTES == 0 && (a == 0 || run_start % SECTOR_BYTES == 0) {
+            return true;
+        }
+    }
+    false
 }
 
 #[cfg(test)]
@@ -716,22 +768,29 @@ mod tests {
         }
     }
 
-    #[test]
-    fn zero_sectors_before_later_batches_are_a_torn_write_past_the_recovery_point() {
-        // Batches big enough that one spans whole sectors; zero a sector in batch 2.
+    /// Four batches of one 1500-byte record of `fill` bytes, and their positions.
+    fn big_batches(fill: u8) -> (Vec<u8>, Vec<u64>) {
         let mut log = Vec::new();
         let mut pos = Vec::new();
         for i in 0..4u64 {
             pos.push(log.len() as u64);
             let mut b = BatchBuilder::new(1000);
-            b.push(1000, None, Some(&[7u8; 1500]), &[]);
+            b.push(1000, None, Some(&[fill; 1500]), &[]);
             let mut bytes = b.finish().to_vec();
             set_base_offset(&mut bytes, i as i64);
             set_partition_leader_epoch(&mut bytes, 0);
             log.extend(bytes);
         }
-        let z = align_up(pos[2] + 1, SECTOR_BYTES) as usize;
-        log[z..z + SECTOR_BYTES as usize].fill(0);
+        (log, pos)
+    }
+
+    #[test]
+    fn an_unwritten_stretch_before_later_batches_is_a_torn_write_past_the_recovery_point() {
+        // A tail whose rewrite never landed: zeros from batch 2's first byte to the end of its
+        // sector, the rest of the file written by later writes.
+        let (mut log, pos) = big_batches(7);
+        let z = pos[2].next_multiple_of(SECTOR_BYTES) as usize;
+        log[pos[2] as usize..z].fill(0);
         let s = scan(&log, policy(2));
         assert!(matches!(s.end, ScanEnd::Invalid { position, .. } if position == pos[2]));
         assert_eq!(s.next, Offset(2));
@@ -741,6 +800,38 @@ mod tests {
         assert_eq!(s.next, Offset(4));
         assert_eq!(s.damaged[0].first, Offset(2));
         assert_eq!(s.damaged[0].last, Offset(2));
+        // Whole unwritten sectors after a lost header: torn too.
+        let (mut log, pos) = big_batches(7);
+        log[pos[2] as usize..pos[2] as usize + 12].fill(0x5a);
+        let z = pos[2].next_multiple_of(SECTOR_BYTES) as usize;
+        log[z..z + SECTOR_BYTES as usize].fill(0);
+        let s = scan(&log, policy(2));
+        assert!(matches!(s.end, ScanEnd::Invalid { position, .. } if position == pos[2]));
+    }
+
+    /// Review of issue 9, finding 1: a flipped bit in a batch whose payload is zeros, past the
+    /// recovery point, with valid batches after it, is damage: the zeros are written data of a
+    /// structurally whole batch, not an unwritten stretch. (It was cut as a torn write, dropping
+    /// the acknowledged batches after it and reusing their offsets.)
+    #[test]
+    fn a_flipped_bit_in_a_batch_of_zeros_is_damage_not_a_torn_write() {
+        let (mut log, pos) = big_batches(0);
+        log[pos[2] as usize + 100] ^= 0x10;
+        let s = scan(&log, policy(1));
+        assert_eq!(s.next, Offset(4), "{:?}", s.end);
+        assert_eq!(s.damaged.len(), 1);
+        assert_eq!(
+            (s.damaged[0].first, s.damaged[0].last),
+            (Offset(2), Offset(2))
+        );
+        // A partial write that zeroed whole sectors inside an intact batch: damage as well, the
+        // safe side (those bytes were never acknowledged, the rule cannot tell).
+        let (mut log, pos) = big_batches(7);
+        let z = pos[2].next_multiple_of(SECTOR_BYTES) as usize;
+        log[z..z + SECTOR_BYTES as usize].fill(0);
+        let s = scan(&log, policy(2));
+        assert_eq!(s.next, Offset(4));
+        assert_eq!(s.damaged[0].first, Offset(2));
     }
 
     #[test]
