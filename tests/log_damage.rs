@@ -520,3 +520,66 @@ fn repair_range_rejects_mismatched_bytes_and_repairs_in_place() {
         }
     });
 }
+
+/// Review of issue 9, finding 2: a truncation below a damaged range must not fail half-way when
+/// the damaged-ranges file cannot be written (here its temporary file's path is taken by a
+/// directory, as a full disk would fail it): it used to return the error after cutting the file
+/// and changing the state, leaving old batches in the cache and removed segments on disk. The
+/// checkpoint files are best effort once the cut is made; the log goes on from the cut.
+#[test]
+fn a_truncation_completes_when_the_damaged_ranges_cannot_be_written() {
+    let w = write_log(config(1 << 20, 1 << 20), 20, 0, 5);
+    let (src, cfg, model) = (w.path.clone(), w.config.clone(), w.model.clone());
+    let root = w._dir.path().to_path_buf();
+    run(move || async move {
+        let dir = root.join("truncate");
+        copy_log(&src, &dir);
+        flip_bit(&seg_log(&dir, 0), model[12].position + 100, 2);
+        let (log, _) = PartitionLog::open(&dir, options(cfg.clone()))
+            .await
+            .unwrap();
+        assert_eq!(log.log_end_offset(), Offset(model.last().unwrap().next));
+        std::fs::create_dir_all(dir.join("damaged-ranges.tmp")).unwrap();
+        let cut = Offset(model[8].base);
+        log.set_replication_bound(Some(cut));
+        log.truncate_to(cut)
+            .await
+            .expect("the truncation completes");
+        assert_eq!(log.log_end_offset(), cut);
+        let fresh = batch(4242, 3, 64, 9_000);
+        let info = log.append(fresh.clone(), Epoch(0)).await.unwrap();
+        assert_eq!(info.base_offset, cut);
+        log.set_replication_bound(None);
+        let got = log.read(cut, 1 << 20).await.unwrap();
+        assert_eq!(&got.batches[0][..], &stamped(fresh, cut.0, 0)[..]);
+        log.close().await.unwrap();
+    });
+}
+
+/// Review of issue 9, finding 4: a partition directory whose segment files are gone, with a
+/// recovery point past 0, must not start again at offset 0 (new records would take offsets that
+/// were acknowledged). The open is refused, naming the offsets.
+#[test]
+fn a_directory_without_segments_below_its_recovery_point_is_refused() {
+    let w = write_log(config(1 << 20, 1 << 20), 5, 0, 6);
+    let (src, cfg, model) = (w.path.clone(), w.config.clone(), w.model.clone());
+    let root = w._dir.path().to_path_buf();
+    run(move || async move {
+        let dir = root.join("emptied");
+        copy_log(&src, &dir);
+        for e in std::fs::read_dir(&dir).unwrap().flatten() {
+            let name = e.file_name().to_string_lossy().to_string();
+            if name.ends_with(".log") || name.ends_with("index") {
+                std::fs::remove_file(e.path()).unwrap();
+            }
+        }
+        let end = model.last().unwrap().next;
+        match PartitionLog::open(&dir, options_no_cache(cfg.clone())).await {
+            Err(LogError::CorruptSegment { first, last, .. }) => {
+                assert_eq!((first, last), (Offset(0), Offset(end - 1)));
+            }
+            Err(e) => panic!("unexpected error {e}"),
+            Ok(_) => panic!("a log with no segments opened below its recovery point"),
+        }
+    });
+}

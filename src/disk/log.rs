@@ -243,6 +243,22 @@ impl PartitionLog {
         let mut found = Vec::new();
         let mut segments = VecDeque::new();
         if bases.is_empty() {
+            if ctx.recovery_point > Offset::ZERO {
+                // Offsets below the recovery point were durable: their files are gone, and a
+                // log started again at 0 would give those offsets to new records.
+                return Err(LogError::CorruptSegment {
+                    path: dir.clone(),
+                    first: Offset::ZERO,
+                    last: ctx.recovery_point.prev(),
+                    next: ctx.recovery_point,
+                    reason: format!(
+                        "no segment file is left, but offsets up to {} were durable; not \
+                         reusing them (restore the files, or remove the directory to start the \
+                         partition empty)",
+                        ctx.recovery_point.prev()
+                    ),
+                });
+            }
             segments.push_back(Segment::create(&dir, Offset::ZERO, &pool, now).await?);
         } else {
             for w in bases.windows(2) {
@@ -287,7 +303,12 @@ impl PartitionLog {
         // The checkpoint knows the newest epoch even when the batches that carried it were cut
         // off by recovery; entries past the recovered end are dropped.
         if epochs.truncate_to(next_offset) {
-            store_epochs(&dir, &epochs)?;
+            // Best effort, like the other checkpoints at open: a stale checkpoint only keeps
+            // epochs past the end, which the next change rewrites.
+            if let Err(e) = store_epochs(&dir, &epochs) {
+                tracing::warn!(dir = %dir.display(), error = %e,
+                    "cannot rewrite the leader-epoch checkpoint at open");
+            }
         }
         let scanned = report
             .active
@@ -1052,6 +1073,25 @@ impl PartitionLog {
             .await?;
             inner.state.borrow_mut().recovery_point = offset;
         }
+        // The later segments go first, newest first, and durably: a crash before the cut below
+        // must not leave a cut segment with whole segments after it, which a restart would serve
+        // again (the divergent suffix) behind an empty damaged range.
+        let later: Vec<Offset> = {
+            let st = inner.state.borrow();
+            st.segments
+                .iter()
+                .rev()
+                .take_while(|s| s.base > seg_base)
+                .map(|s| s.base)
+                .collect()
+        };
+        if !later.is_empty() {
+            for &base in &later {
+                inner.files.forget(&segment::log_path(&inner.dir, base));
+                remove_segment_files(&inner.dir, base);
+            }
+            segment::sync_dir(&inner.dir).await?;
+        }
         file.truncate(position)
             .await
             .map_err(|e| LogError::glommio("truncate", &path, e))?;
@@ -1059,11 +1099,12 @@ impl PartitionLog {
             .await
             .map_err(|e| LogError::glommio("fdatasync", &path, e))?;
         let tail = appender::read_tail(&file, &path, position).await?;
-        let removed = {
+        // From here the files are cut: the state follows them whatever happens next, and the
+        // checkpoint files are best effort (a failure is logged; the files hold the truth).
+        let epochs_changed = {
             let mut st = inner.state.borrow_mut();
-            let mut removed = Vec::new();
             while st.segments.back().expect("a segment").base > seg_base {
-                removed.push(st.segments.pop_back().expect("a segment").base);
+                st.segments.pop_back();
             }
             let seg = st.segments.back_mut().expect("a segment");
             seg.truncate_memory(offset, position);
@@ -1075,9 +1116,7 @@ impl PartitionLog {
                 offset,
                 &tail,
             ));
-            if st.epochs.truncate_to(offset) {
-                store_epochs(&inner.dir, &st.epochs)?;
-            }
+            let epochs_changed = st.epochs.truncate_to(offset);
             st.last_epoch = st.epochs.latest().unwrap_or(Epoch(-1));
             let damage_changed = st.damage.truncate_to(offset);
             st.next_offset = offset;
@@ -1093,16 +1132,22 @@ impl PartitionLog {
                     w.resolver.resolve(Err(LogError::Truncated { offset }));
                 }
             }
-            (removed, damage_changed)
+            (epochs_changed, damage_changed)
         };
-        let (removed, damage_changed) = removed;
-        if damage_changed {
-            write_damage_file(&self.inner).await?;
-        }
+        let (epochs_changed, damage_changed) = epochs_changed;
         inner.cache.truncate_from(inner.cache_key, offset);
-        for base in removed {
-            inner.files.forget(&segment::log_path(&inner.dir, base));
-            remove_segment_files(&inner.dir, base);
+        if epochs_changed {
+            let epochs = inner.state.borrow().epochs.clone();
+            if let Err(e) = store_epochs(&inner.dir, &epochs) {
+                tracing::warn!(dir = %inner.dir.display(), error = %e,
+                    "truncation: cannot write the leader-epoch checkpoint; it keeps newer epochs");
+            }
+        }
+        if damage_changed {
+            if let Err(e) = write_damage_file(&self.inner).await {
+                tracing::warn!(dir = %inner.dir.display(), error = %e,
+                    "truncation: cannot write the damaged ranges; recovery finds them again");
+            }
         }
         let (base, seg_files) = {
             let st = inner.state.borrow();
@@ -1178,15 +1223,21 @@ impl PartitionLog {
             st.damage
                 .retain_segments(|b| segments.iter().any(|s| s.base == b))
         };
-        if damage_changed {
-            store_damage(&self.inner).await?;
-        }
+        // The segments go whatever happens to the damaged-ranges file: they are out of the
+        // state already, and on a full disk their space is what is needed. A table that still
+        // names them is harmless (ranges of segments that are gone are dropped at open).
         for base in &removed {
             tracing::info!(dir = %inner.dir.display(), base = %base, "retention deleted segment");
             inner.files.forget(&segment::log_path(&inner.dir, *base));
             remove_segment_files(&inner.dir, *base);
         }
         segment::sync_dir(&inner.dir).await?;
+        if damage_changed {
+            if let Err(e) = store_damage(&self.inner).await {
+                tracing::warn!(dir = %inner.dir.display(), error = %e,
+                    "retention: cannot rewrite the damaged ranges; retried at the next change");
+            }
+        }
         Ok(removed.len())
     }
 
