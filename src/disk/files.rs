@@ -7,7 +7,7 @@
 //! `open_segment_files_max`, evicting the least recently used. An evicted file that a read still
 //! holds closes when that read drops it, so the bound is exceeded only by reads in flight.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -39,6 +39,9 @@ struct Lru {
 pub struct FileCache {
     max: usize,
     lru: RefCell<Lru>,
+    /// Counts every forget: a file opened across one is not cached, since the path it was
+    /// opened by may since name another file (a segment re-created after a truncation) or none.
+    forgets: Cell<u64>,
 }
 
 impl FileCache {
@@ -47,6 +50,7 @@ impl FileCache {
         FileCache {
             max: open_segment_files_max.max(1),
             lru: RefCell::new(Lru::default()),
+            forgets: Cell::new(0),
         }
     }
 
@@ -67,6 +71,7 @@ impl FileCache {
         if let Some(f) = self.touch(path) {
             return Ok(f);
         }
+        let forgets = self.forgets.get();
         let file = Rc::new(
             DmaFile::open(path)
                 .await
@@ -74,6 +79,10 @@ impl FileCache {
         );
         let mut l = self.lru.borrow_mut();
         l.stats.opens += 1;
+        if self.forgets.get() != forgets {
+            // Forgotten while it opened: serve this read, keep nothing.
+            return Ok(file);
+        }
         // Another read may have opened it meanwhile: keep one.
         if let Some((f, _)) = l.files.get(path) {
             return Ok(f.clone());
@@ -98,15 +107,19 @@ impl FileCache {
         let tick = l.tick;
         let l = &mut *l;
         let (file, last) = l.files.get_mut(path)?;
-        l.order.remove(last);
+        let key = l
+            .order
+            .remove(last)
+            .expect("every cached file is in the order");
         *last = tick;
-        l.order.insert(tick, path.to_path_buf());
+        l.order.insert(tick, key);
         l.stats.hits += 1;
         Some(file.clone())
     }
 
     /// Closes the file at `path` if it is open (its segment was deleted or becomes active).
     pub(crate) fn forget(&self, path: &Path) {
+        self.forgets.set(self.forgets.get() + 1);
         let mut l = self.lru.borrow_mut();
         if let Some((_, tick)) = l.files.remove(path) {
             l.order.remove(&tick);
@@ -116,6 +129,7 @@ impl FileCache {
     /// Forgets every file under `dir` (its log was closed or deleted) and hands them back, for
     /// the caller to close (dropped, each closes at glommio's next I/O cycle).
     pub(crate) fn forget_dir(&self, dir: &Path) -> Vec<Rc<DmaFile>> {
+        self.forgets.set(self.forgets.get() + 1);
         let mut l = self.lru.borrow_mut();
         let gone: Vec<(PathBuf, u64)> = l
             .files
@@ -131,5 +145,39 @@ impl FileCache {
             l.order.remove(&t);
         }
         files
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Review of issue 9, finding 3: a file forgotten while a read was opening it (its segment
+    /// deleted, truncated or closed) must not be cached afterwards: it would keep a deleted
+    /// file's space, or serve an old file for a path that names a new one.
+    #[test]
+    fn a_file_forgotten_while_it_opens_is_not_cached() {
+        glommio::LocalExecutorBuilder::default()
+            .io_memory(64 << 10)
+            .spawn(|| async {
+                let dir =
+                    tempfile::tempdir_in(concat!(env!("CARGO_MANIFEST_DIR"), "/target")).unwrap();
+                let path = dir.path().join("00000000000000000000.log");
+                std::fs::write(&path, vec![1u8; 4096]).unwrap();
+                let cache = Rc::new(FileCache::new(4));
+                let (c, p) = (cache.clone(), path.clone());
+                let opening = glommio::spawn_local(async move { c.get(&p).await.is_ok() });
+                cache.forget_dir(dir.path());
+                assert!(opening.await);
+                assert_eq!(cache.stats().open, 0, "nothing cached after the forget");
+                // Without a forget in between, it is cached.
+                cache.get(&path).await.unwrap();
+                assert_eq!(cache.stats().open, 1);
+                cache.get(&path).await.unwrap();
+                assert_eq!(cache.stats().hits, 1);
+            })
+            .unwrap()
+            .join()
+            .unwrap();
     }
 }
