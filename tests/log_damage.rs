@@ -583,3 +583,37 @@ fn a_directory_without_segments_below_its_recovery_point_is_refused() {
         }
     });
 }
+
+/// Review of issue 9, finding 5: a roll whose index files cannot be created (here a directory
+/// is in the way; EMFILE or ENOSPC do the same) left the new segment's `.log` behind, so every
+/// later roll to that base failed (`create_new`) until a restart. Now it leaves nothing and the
+/// next roll succeeds once the cause is gone.
+#[test]
+fn a_failed_roll_leaves_nothing_behind() {
+    let dir = tmpdir();
+    let path = dir.path().join("roll");
+    run(move || async move {
+        let cfg = config(4096, 1 << 20);
+        let (log, _) = PartitionLog::open(&path, options_no_cache(cfg))
+            .await
+            .unwrap();
+        // ~1.6 KiB batches: the third one rolls the 4 KiB segment.
+        let mut next = 0u64;
+        for i in 0..2 {
+            let info = log.append(batch(i, 1, 1500, 1), Epoch(0)).await.unwrap();
+            next = info.last_offset.0 + 1;
+        }
+        let blocker = path.join(format!("{next:020}.index"));
+        std::fs::create_dir_all(&blocker).unwrap();
+        assert!(log.append(batch(9, 1, 1500, 1), Epoch(0)).await.is_err());
+        assert!(
+            !seg_log(&path, next).exists(),
+            "the failed roll left its .log"
+        );
+        std::fs::remove_dir(&blocker).unwrap();
+        let info = log.append(batch(10, 1, 1500, 1), Epoch(0)).await.unwrap();
+        assert_eq!(info.base_offset, Offset(next));
+        assert_eq!(log.segment_bases(), vec![Offset(0), Offset(next)]);
+        log.close().await.unwrap();
+    });
+}

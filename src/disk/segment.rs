@@ -190,12 +190,42 @@ impl Segment {
             // Stale index files of an earlier segment at this base are derived data: replace them.
             let _ = std::fs::remove_file(&p);
         }
-        let index_files = IndexFiles::open(dir, base).await?;
-        sync_dir(dir).await?;
+        let index_files = match IndexFiles::open(dir, base).await {
+            Ok(files) => match sync_dir(dir).await {
+                Ok(()) => files,
+                Err(e) => {
+                    files.close().await;
+                    return Err(Self::abandon_create(dir, base, file, e).await);
+                }
+            },
+            Err(e) => return Err(Self::abandon_create(dir, base, file, e).await),
+        };
         let mut seg = Segment::empty(dir, base, file.clone(), now_ms);
         seg.index_files = Some(Rc::new(index_files));
         seg.appender = Some(Appender::resume(pool.clone(), 0, base, &[]));
         Ok(seg)
+    }
+
+    /// Undoes a [`Segment::create`] that failed after its `.log` existed: closes the file and
+    /// removes the `.log` and any index file, so a later roll to the same base can succeed
+    /// (`create_new` would otherwise fail on the leftover until a restart). Returns `err`.
+    async fn abandon_create(
+        dir: &Path,
+        base: Offset,
+        file: Rc<DmaFile>,
+        err: LogError,
+    ) -> LogError {
+        if let Ok(file) = Rc::try_unwrap(file) {
+            let _ = file.close().await;
+        }
+        for p in [
+            log_path(dir, base),
+            index_path(dir, base),
+            time_index_path(dir, base),
+        ] {
+            let _ = std::fs::remove_file(&p);
+        }
+        err
     }
 
     /// Records a batch (already stamped with its offset) and stages its bytes for writing.
