@@ -119,6 +119,10 @@ struct Resync {
     resumes_at: Option<(u64, Offset)>,
     /// The end of the last non-zero byte seen at or after `start`.
     nonzero_end: u64,
+    /// Where the failed batch ends by its own length field, when that is plausible: a damaged
+    /// batch whose last bytes are zeros still spans its whole declared length, so a replica's
+    /// copy of it fills the span exactly.
+    declared_end: Option<u64>,
     /// Bytes at or after `start` were looked at up to here (for `nonzero_end`).
     seen_upto: u64,
 }
@@ -171,7 +175,7 @@ impl Scanner {
         policy: ScanPolicy,
     ) -> Self {
         let mut s = Scanner::new(position, next_offset, policy);
-        s.start_resync(reason);
+        s.start_resync(reason, &[]);
         s
     }
 
@@ -205,7 +209,14 @@ impl Scanner {
         Feed::NeedMore { from, at_least }
     }
 
-    fn start_resync(&mut self, reason: String) {
+    fn start_resync(&mut self, reason: String, rest: &[u8]) {
+        let declared_end = rest
+            .get(8..12)
+            .map(|b| i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+            .filter(|&len| len > 0)
+            .map(|len| 12 + len as usize)
+            .filter(|&total| total >= BATCH_HEADER_BYTES && total <= self.policy.batch_bytes_max)
+            .map(|total| self.position + total as u64);
         self.resync = Some(Resync {
             start: self.position,
             expected: self.next_offset,
@@ -213,6 +224,7 @@ impl Scanner {
             search: self.position + 1,
             resumes_at: None,
             nonzero_end: self.position,
+            declared_end,
             seen_upto: self.position,
         });
     }
@@ -277,7 +289,7 @@ impl Scanner {
             }
             match self.check(rest, at_eof) {
                 Check::NeedMore(n) => return self.need(self.position, n),
-                Check::Invalid(reason) => self.start_resync(reason),
+                Check::Invalid(reason) => self.start_resync(reason, rest),
                 Check::BadEpoch(h, reason) => {
                     let range = DamagedRange {
                         first: self.next_offset,
@@ -511,7 +523,7 @@ impl Scanner {
         if r.expected < tail_end {
             // Durable offsets: keep the bytes, the log end stays.
             let end_pos = if self.policy.trim_zero_tail {
-                r.nonzero_end
+                r.nonzero_end.max(r.declared_end.unwrap_or(0).min(end))
             } else {
                 end
             };
@@ -832,6 +844,30 @@ mod tests {
         let s = scan(&log, policy(2));
         assert_eq!(s.next, Offset(4));
         assert_eq!(s.damaged[0].first, Offset(2));
+    }
+
+    /// Review of issue 9, finding 6: the last durable batch damaged, its payload ending in
+    /// zeros: the range spans the batch's declared length, not only up to its last non-zero
+    /// byte, so a replica's copy of the batch fills the span exactly (`repair_range`).
+    #[test]
+    fn a_damaged_last_batch_ending_in_zeros_spans_its_declared_length() {
+        let (mut log, pos) = big_batches(0);
+        let batch_end = log.len() as u64;
+        log[pos[3] as usize + 20] ^= 0x01;
+        // Zero padding after the log, as preallocation leaves it.
+        log.resize(log.len() + 3 * SECTOR_BYTES as usize, 0);
+        let s = scan(&log, policy(4));
+        assert_eq!(s.next, Offset(4));
+        assert_eq!(s.damaged.len(), 1);
+        let d = &s.damaged[0];
+        assert_eq!((d.first, d.last), (Offset(3), Offset(3)));
+        assert_eq!((d.start_pos, d.end_pos), (pos[3], batch_end));
+        // A length field that was hit itself claims no more than the file holds.
+        let (mut log, pos) = big_batches(0);
+        log[pos[3] as usize + 10] = 0x7f;
+        let file_end = log.len() as u64;
+        let s = scan(&log, policy(4));
+        assert_eq!(s.damaged[0].end_pos, file_end);
     }
 
     #[test]
