@@ -9,6 +9,13 @@
 //! while the durable offset moves, when the log is closed, and lowered before a truncation
 //! below it; never on the append path.
 //!
+//! Version `1` of these files (`recovery-point-checkpoint`, `damaged-ranges`) ends with a line
+//! `crc32c <8 hex digits>` over every byte before it, so a flipped bit in a number that still
+//! parses (a recovery point of 5234 instead of 1234 would make recovery invent durable offsets)
+//! is refused, not believed. Version `0` files, written before the line existed, are read
+//! without it but may hold no line beyond their content, so a version digit flipped from `1`
+//! to `0` is refused as well.
+//!
 //! [`replace_file`] writes any of these files (also `leader-epoch-checkpoint` and
 //! `damaged-ranges`) through glommio: temporary file, write, `fdatasync`, rename, `fsync` of the
 //! directory, so a crash leaves the old or the new file.
@@ -22,15 +29,50 @@ use crate::types::Offset;
 
 pub const RECOVERY_POINT_FILE: &str = "recovery-point-checkpoint";
 
+/// Appends the `crc32c` line to `body` (a version `1` file's content, ending in a newline).
+pub fn seal(mut body: String) -> String {
+    let crc = crc32c::crc32c(body.as_bytes());
+    body.push_str(&format!("crc32c {crc:08x}\n"));
+    body
+}
+
+/// Checks a checkpoint file's version and, for version `1`, its `crc32c` line; returns the
+/// version and the content without the line.
+pub fn unseal(text: &str) -> std::result::Result<(u8, &str), String> {
+    match text.split('\n').next() {
+        Some("0") => Ok((0, text)),
+        Some("1") => {
+            let body_end = text
+                .trim_end_matches('\n')
+                .rfind('\n')
+                .map(|i| i + 1)
+                .ok_or("missing crc32c line")?;
+            let (body, line) = text.split_at(body_end);
+            let want = line
+                .strip_prefix("crc32c ")
+                .and_then(|h| h.strip_suffix('\n'))
+                .ok_or("missing crc32c line")?;
+            // Compared as text: the exact line `seal` writes, so no flipped bit (a hex digit's
+            // case, a trailing byte) passes.
+            let got = format!("{:08x}", crc32c::crc32c(body.as_bytes()));
+            if got != want {
+                return Err(format!(
+                    "crc32c mismatch: the file says {want:?}, its content is {got}"
+                ));
+            }
+            Ok((1, body))
+        }
+        _ => Err("unknown version".into()),
+    }
+}
+
 pub fn encode_recovery_point(offset: Offset) -> String {
-    format!("0\n{}\n", offset.0)
+    seal(format!("1\n{}\n", offset.0))
 }
 
 pub fn decode_recovery_point(text: &str) -> std::result::Result<Offset, String> {
-    let mut lines = text.lines();
-    if lines.next() != Some("0") {
-        return Err("unknown recovery-point-checkpoint version".into());
-    }
+    let (_, body) = unseal(text)?;
+    let mut lines = body.lines().skip(1);
     let offset = lines
         .next()
         .and_then(|l| l.trim().parse().ok())
@@ -98,11 +140,29 @@ mod tests {
     #[test]
     fn recovery_point_round_trip_and_rejects_damage() {
         let text = encode_recovery_point(Offset(1234));
-        assert_eq!(text, "0\n1234\n");
+        assert!(text.starts_with("1\n1234\ncrc32c "), "{text}");
         assert_eq!(decode_recovery_point(&text), Ok(Offset(1234)));
+        // Version 0, written before the crc32c line, is still read.
+        assert_eq!(decode_recovery_point("0\n1234\n"), Ok(Offset(1234)));
         assert!(decode_recovery_point("1\n5\n").is_err());
+        assert!(decode_recovery_point("2\n5\n").is_err());
         assert!(decode_recovery_point("0\n").is_err());
         assert!(decode_recovery_point("0\n-3\n").is_err());
         assert!(decode_recovery_point("0\n5\n6\n").is_err());
+    }
+
+    /// Review of issue 9, finding 7: every single flipped bit of a recovery-point file is
+    /// refused (one that still parsed moved the recovery point and invented durable offsets).
+    #[test]
+    fn every_flipped_bit_of_a_recovery_point_is_refused() {
+        let text = encode_recovery_point(Offset(1234));
+        let bytes = text.as_bytes();
+        for i in 0..bytes.len() * 8 {
+            let mut b = bytes.to_vec();
+            b[i / 8] ^= 1 << (i % 8);
+            if let Ok(t) = std::str::from_utf8(&b) {
+                assert!(decode_recovery_point(t).is_err(), "bit {i}: {t:?}");
+            }
+        }
     }
 }

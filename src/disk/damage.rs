@@ -5,12 +5,15 @@
 //! replica (`PartitionLog::repair_range`).
 //!
 //! Persisted in `damaged-ranges` beside the segments, so a restart reports the same ranges and
-//! recovery can step over them without searching again. Text, as Kafka's checkpoint files: a
-//! version line `0`, a count line, then one line per range:
+//! recovery can step over them without searching again (after checking that the bytes there
+//! still fail: a range repaired just before a crash is read as valid). Text, as Kafka's
+//! checkpoint files: a version line `1`, a count line, one line per range, then the
+//! `crc32c` line of `checkpoint.rs` (version `0` files, without it, are still read). A range:
 //! `<first offset> <last offset> <segment base> <start position> <end position> <reason>`, where
 //! the positions are the byte span of the damaged bytes in that segment's `.log` and the reason
 //! is the rest of the line. Ranges are sorted and do not overlap.
 
+use super::checkpoint::{seal, unseal};
 use crate::types::Offset;
 
 pub const DAMAGED_RANGES_FILE: &str = "damaged-ranges";
@@ -112,7 +115,7 @@ impl DamageTable {
     }
 
     pub fn encode(&self) -> String {
-        let mut s = format!("0\n{}\n", self.ranges.len());
+        let mut s = format!("1\n{}\n", self.ranges.len());
         for r in &self.ranges {
             let reason: String = r
                 .reason
@@ -124,14 +127,12 @@ impl DamageTable {
                 r.first.0, r.last.0, r.segment.0, r.start_pos, r.end_pos, reason
             ));
         }
-        s
+        seal(s)
     }
 
     pub fn decode(text: &str) -> Result<DamageTable, String> {
-        let mut lines = text.lines();
-        if lines.next() != Some("0") {
-            return Err("unknown damaged-ranges version".into());
-        }
+        let (_, body) = unseal(text)?;
+        let mut lines = body.lines().skip(1);
         let count: usize = lines
             .next()
             .and_then(|l| l.trim().parse().ok())
@@ -162,6 +163,9 @@ impl DamageTable {
                 end_pos,
                 reason,
             });
+        }
+        if lines.next().is_some() {
+            return Err("trailing lines".into());
         }
         Ok(table)
     }
@@ -210,11 +214,16 @@ mod tests {
         odd.reason = "invalid batch at byte 0:\nbad crc".into();
         t.insert(odd);
         let text = t.encode();
-        assert_eq!(
-            text,
-            "0\n2\n10 19 0 100 200 bad crc\n40 44 30 0 0 invalid batch at byte 0: bad crc\n"
-        );
+        let body = "1\n2\n10 19 0 100 200 bad crc\n40 44 30 0 0 invalid batch at byte 0: bad crc\n";
+        assert!(text.starts_with(body), "{text}");
+        assert!(text[body.len()..].starts_with("crc32c "));
         let back = DamageTable::decode(&text).unwrap();
+        // Version 0, without the crc32c line, is still read; with a line after it, refused.
+        let old = body.replacen('1', "0", 1);
+        assert_eq!(DamageTable::decode(&old).unwrap(), back);
+        assert!(DamageTable::decode(&text.replacen('1', "0", 1)).is_err());
+        // A flipped digit that still parses is refused.
+        assert!(DamageTable::decode(&text.replacen("19", "11", 1)).is_err());
         assert_eq!(back.ranges()[0], t.ranges()[0]);
         assert_eq!(back.ranges()[1].reason, "invalid batch at byte 0: bad crc");
         assert!(DamageTable::decode("1\n0\n").is_err());
