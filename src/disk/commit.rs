@@ -443,15 +443,19 @@ async fn write_index(inner: &Rc<Inner>, base: Offset) {
 
 /// Reserves file space of segment `base` from `from` up to `target` (see
 /// `LogConfig::preallocate_bytes`), within the file system's free space less
-/// `disk_reserve_bytes`: the step shrinks as the disk fills and is skipped (and retried after
-/// more appends) once nothing is left above the reserve. Best effort: without it the writes
+/// `disk_reserve_bytes` and this shard's steps in flight (`space::Claim`): the step shrinks as
+/// the disk fills and is skipped (and retried after more appends) once nothing is left above
+/// the reserve. Best effort: without it the writes
 /// extend the file as they would anyway.
 async fn preallocate(inner: Rc<Inner>, base: Offset, file: Rc<DmaFile>, from: u64, target: u64) {
     let allowed = match space::available_bytes(&inner.dir) {
         Ok(free) => free.saturating_sub(inner.config.disk_reserve_bytes),
         Err(_) => u64::MAX,
     };
-    let capped = target.min(appender::align_down(from.saturating_add(allowed)));
+    // Held until the step is done: this shard's other partitions stepping meanwhile cannot
+    // take the same free space.
+    let (_claim, claimed) = space::Claim::take(allowed, target.saturating_sub(from));
+    let capped = target.min(appender::align_down(from.saturating_add(claimed)));
     let (reached, short, unsupported) = if capped <= from {
         tracing::debug!(dir = %inner.dir.display(), from, target, allowed,
             "no space above disk_reserve_bytes: not preallocating");
