@@ -229,3 +229,56 @@ fn a_restart_under_a_low_limit_serves_what_it_can_open() {
         assert_eq!(broker.stop_within(START_LIMIT), Some(0));
     }
 }
+
+/// Review of issue 9: rolls and checkpoint writes open short-lived files beyond the 3 steady
+/// descriptors of a partition. With every partition the budget allows rolling at once (4 KiB
+/// segments, one ~1 KiB batch each, pipelined) and checkpointing every millisecond, nothing
+/// runs out of descriptors: they come from a bounded per-shard pool the budget sets aside.
+#[test]
+fn every_partition_rolling_at_once_stays_within_the_limit() {
+    let tmp = tmpdir();
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let config = data.join("fds.toml");
+    std::fs::write(&config, "recovery_point_interval_ms = 1\n").unwrap();
+    let broker = Broker::try_start(
+        &data,
+        1,
+        &["--config", config.to_str().unwrap()],
+        START_LIMIT,
+        nofile(256, 256),
+    )
+    .broker();
+    let mut c = broker.connect();
+    // As many partitions as the budget allows.
+    let partitions = (1..=64u32)
+        .rev()
+        .find(|&p| code(&c.call(&topic("full", p, Some(4096)))).0 == ErrorCode::None)
+        .expect("some partitions fit");
+    eprintln!("{partitions} partitions at 256 descriptors");
+    for round in 0..12 {
+        for p in 0..partitions {
+            c.send(&produce_request("full", p, big_batch(round)));
+        }
+        for _ in 0..partitions {
+            let (_, resp) = c.recv();
+            let part = produce_partition(resp);
+            assert_eq!(
+                part.error_code,
+                ErrorCode::None,
+                "round {round}: {:?}",
+                part.error_message
+            );
+        }
+    }
+    let log = broker.stderr_text();
+    assert!(!log.contains("Too many open files"), "{log}");
+    for p in 0..partitions {
+        assert_eq!(
+            fetch_all_batches(&mut c, "full", p).len(),
+            12,
+            "partition {p}"
+        );
+    }
+    assert_eq!(broker.stop_within(START_LIMIT), Some(0));
+}

@@ -99,6 +99,7 @@ pub fn load_recovery_point(dir: &Path) -> Offset {
 /// Replaces `dir/name` with `bytes` durably, with glommio I/O only (the shard is not blocked).
 /// Callers serialize writes of one file.
 pub async fn replace_file(dir: &Path, name: &str, bytes: Vec<u8>) -> Result<()> {
+    let _fds = super::files::transient_fds(super::files::CHECKPOINT_FDS).await?;
     let path = dir.join(name);
     let tmp = dir.join(format!("{name}.tmp"));
     let n = bytes.len() as u64;

@@ -541,6 +541,7 @@ async fn finalize(inner: Rc<Inner>, base: Offset) {
         s.index_files = None;
         // A sealed segment's file is reopened on read, through the shard's file cache.
         s.file = None;
+        s.roll_fds = None;
         s.index_persisted = s.index.len();
         s.time_persisted = s.time_index.len();
         let end = s.next_offset;

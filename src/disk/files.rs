@@ -14,8 +14,33 @@ use std::rc::Rc;
 
 use ahash::AHashMap;
 use glommio::io::DmaFile;
+use glommio::sync::{Semaphore, StaticPermit};
 
 use super::error::{LogError, Result};
+
+/// Descriptors one shard's logs may hold beyond their steady ones, for short-lived files: a
+/// checkpoint write (temporary file and directory: 2), and a roll (the new segment's `.log`,
+/// `.index`, `.timeindex` and the directory while it is created, then one index file at a time
+/// while the sealed segment is finalized: 4, held until the sealed segment's files are closed).
+/// Operations wait for descriptors rather than run the process out of them; the shard's fd
+/// budget sets these aside.
+pub const TRANSIENT_FDS_PER_SHARD: u64 = 32;
+/// Descriptors a roll holds from the transient pool until the sealed segment is finalized.
+pub(crate) const ROLL_FDS: u64 = 4;
+/// Descriptors a checkpoint-file write holds while it runs.
+pub(crate) const CHECKPOINT_FDS: u64 = 2;
+
+thread_local! {
+    static TRANSIENT_FDS: Rc<Semaphore> = Rc::new(Semaphore::new(TRANSIENT_FDS_PER_SHARD));
+}
+
+/// Takes `n` descriptors from this shard's transient pool, waiting while it is empty.
+pub(crate) async fn transient_fds(n: u64) -> Result<StaticPermit> {
+    let pool = TRANSIENT_FDS.with(Rc::clone);
+    pool.acquire_static_permit(n)
+        .await
+        .map_err(|_| LogError::Closed)
+}
 
 /// Counters for the metrics hook and the tests.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

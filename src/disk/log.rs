@@ -23,7 +23,7 @@ use super::config::{Durability, LogConfig};
 use super::damage::{DamageTable, DamagedRange, DAMAGED_RANGES_FILE};
 use super::epochs::{EpochCache, EPOCH_CHECKPOINT_FILE};
 use super::error::{LogError, Result};
-use super::files::FileCache;
+use super::files::{self, FileCache};
 use super::probe;
 use super::recovery::ScanEnd;
 use super::segment::{
@@ -552,6 +552,14 @@ impl PartitionLog {
     async fn roll(&self, base: Offset, now: TimestampMs) -> Result<()> {
         let inner = &*self.inner;
         inner.state.borrow_mut().rolling = true;
+        let fds = match files::transient_fds(files::ROLL_FDS).await {
+            Ok(fds) => fds,
+            Err(e) => {
+                inner.state.borrow_mut().rolling = false;
+                inner.progress.notify();
+                return Err(e);
+            }
+        };
         let created = Segment::create(&inner.dir, base, &inner.pool, now).await;
         let mut st = inner.state.borrow_mut();
         st.rolling = false;
@@ -568,6 +576,7 @@ impl PartitionLog {
         }
         let active = st.segments.back_mut().expect("an active segment");
         active.sealed = true;
+        active.roll_fds = Some(fds);
         active.seal_time_index();
         st.segments.push_back(seg);
         drop(st);

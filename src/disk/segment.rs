@@ -134,6 +134,9 @@ pub(crate) struct Segment {
     pub(crate) index_files_stale: bool,
     /// No more appends go to this segment; a newer one exists.
     pub(crate) sealed: bool,
+    /// Descriptors of the shard's transient pool held from the roll that sealed this segment
+    /// until it is finalized (its files and the new segment's are open together meanwhile).
+    pub(crate) roll_fds: Option<glommio::sync::StaticPermit>,
 }
 
 impl Segment {
@@ -167,6 +170,7 @@ impl Segment {
             index_files: None,
             index_files_stale: false,
             sealed: false,
+            roll_fds: None,
         }
     }
 

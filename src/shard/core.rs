@@ -22,6 +22,7 @@ use super::catalog::{Catalog, CatalogError, DeletedTopic, TopicMeta};
 use super::mesh::{CallHandler, Mesh};
 use super::ownership::owner_shard;
 use crate::config::BrokerConfig;
+use crate::disk::files::TRANSIENT_FDS_PER_SHARD;
 use crate::disk::{system_clock, BatchCache, FileCache, LogError, LogOptions, PartitionLog};
 use crate::local::Event;
 use crate::net::error_code::ErrorCode;
@@ -31,12 +32,14 @@ use crate::types::{Epoch, Offset, ShardId};
 /// The leader epoch a single-node broker stamps into batches. Replication will own this.
 const SINGLE_NODE_EPOCH: Epoch = Epoch(0);
 
-/// File descriptors an open partition holds: its active segment's `.log`, `.index` and
-/// `.timeindex` (sealed segments' files are opened on read through the shard's file cache).
+/// File descriptors an open partition holds steadily: its active segment's `.log`, `.index` and
+/// `.timeindex` (sealed segments' files are opened on read through the shard's file cache;
+/// short-lived ones, for rolls and checkpoint writes, come from the shard's
+/// [`TRANSIENT_FDS_PER_SHARD`]).
 pub const FDS_PER_PARTITION: usize = 3;
-/// Descriptors kept for the process (standard streams, signal pipe, short-lived checkpoint
-/// files) and for each shard (io_uring rings and their eventfds, listeners, client sockets)
-/// before partitions get any.
+/// Descriptors kept for the process (standard streams, signal pipe, catalog and epoch
+/// checkpoint writes) and for each shard (io_uring rings and their eventfds, listeners, client
+/// sockets) before partitions get any.
 pub const FDS_RESERVED: u64 = 32;
 pub const FDS_RESERVED_PER_SHARD: u64 = 64;
 
@@ -56,7 +59,8 @@ impl FdBudget {
     /// The budget of one of `shards` shards under a soft limit of `nofile` descriptors.
     pub fn new(nofile: u64, shards: usize, open_segment_files_max: usize) -> FdBudget {
         let per_shard = (nofile.saturating_sub(FDS_RESERVED) / shards.max(1) as u64)
-            .saturating_sub(FDS_RESERVED_PER_SHARD) as usize;
+            .saturating_sub(FDS_RESERVED_PER_SHARD + TRANSIENT_FDS_PER_SHARD)
+            as usize;
         let segment_files_max = open_segment_files_max.min(per_shard / 4).max(1);
         FdBudget {
             nofile,
@@ -1018,13 +1022,14 @@ mod tests {
     #[test]
     fn fd_budget_splits_the_limit_between_shards() {
         let b = FdBudget::new(256, 1, 256);
-        assert_eq!((b.partitions_max, b.segment_files_max), (40, 40));
+        assert_eq!((b.partitions_max, b.segment_files_max), (32, 32));
         let b = FdBudget::new(20_000, 2, 256);
         assert_eq!(b.segment_files_max, 256);
-        assert_eq!(b.partitions_max, (9_984 - 64 - 256) / 3);
+        assert_eq!(b.partitions_max, (9_984 - 64 - 32 - 256) / 3);
         // Every descriptor counted: reserve, segment files and partitions fit the limit.
         let used = FDS_RESERVED
             + 2 * (FDS_RESERVED_PER_SHARD
+                + TRANSIENT_FDS_PER_SHARD
                 + b.segment_files_max as u64
                 + (b.partitions_max * FDS_PER_PARTITION) as u64);
         assert!(used <= 20_000, "{used}");
