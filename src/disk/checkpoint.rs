@@ -131,7 +131,20 @@ pub async fn replace_file(dir: &Path, name: &str, bytes: Vec<u8>) -> Result<()> 
     glommio::io::rename(&tmp, &path)
         .await
         .map_err(|e| LogError::glommio("rename", &path, e))?;
-    super::segment::sync_dir(dir).await
+    sync_dir(dir).await
+}
+
+/// Makes a directory entry (a created or removed file) durable.
+pub(crate) async fn sync_dir(dir: &Path) -> Result<()> {
+    let d = glommio::io::Directory::open(dir)
+        .await
+        .map_err(|e| LogError::glommio("open directory", dir, e))?;
+    d.sync()
+        .await
+        .map_err(|e| LogError::glommio("fsync directory", dir, e))?;
+    d.close()
+        .await
+        .map_err(|e| LogError::glommio("close directory", dir, e))
 }
 
 #[cfg(test)]

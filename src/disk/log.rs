@@ -1099,7 +1099,7 @@ impl PartitionLog {
                 inner.files.forget(&segment::log_path(&inner.dir, base));
                 remove_segment_files(&inner.dir, base);
             }
-            segment::sync_dir(&inner.dir).await?;
+            checkpoint::sync_dir(&inner.dir).await?;
         }
         file.truncate(position)
             .await
@@ -1183,7 +1183,7 @@ impl PartitionLog {
             seg.index_persisted = seg.index.len();
             seg.time_persisted = seg.time_index.len();
         }
-        segment::sync_dir(&inner.dir).await?;
+        checkpoint::sync_dir(&inner.dir).await?;
         inner.progress.notify();
         Ok(())
     }
@@ -1240,7 +1240,7 @@ impl PartitionLog {
             inner.files.forget(&segment::log_path(&inner.dir, *base));
             remove_segment_files(&inner.dir, *base);
         }
-        segment::sync_dir(&inner.dir).await?;
+        checkpoint::sync_dir(&inner.dir).await?;
         if damage_changed {
             if let Err(e) = store_damage(&self.inner).await {
                 tracing::warn!(dir = %inner.dir.display(), error = %e,

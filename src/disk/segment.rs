@@ -12,6 +12,7 @@ use bytes::Bytes;
 use glommio::io::{BufferedFile, DmaFile, OpenOptions};
 
 use super::appender::{self, Appender, Boundary, BufferPool};
+use super::checkpoint::sync_dir;
 use super::config::LogConfig;
 use super::damage::DamagedRange;
 use super::epochs::EpochCache;
@@ -736,19 +737,6 @@ pub(crate) async fn file_size(file: &DmaFile, path: &Path) -> Result<u64> {
     file.file_size()
         .await
         .map_err(|e| LogError::glommio("stat", path, e))
-}
-
-/// Makes a directory entry (a created or removed file) durable.
-pub(crate) async fn sync_dir(dir: &Path) -> Result<()> {
-    let d = glommio::io::Directory::open(dir)
-        .await
-        .map_err(|e| LogError::glommio("open directory", dir, e))?;
-    d.sync()
-        .await
-        .map_err(|e| LogError::glommio("fsync directory", dir, e))?;
-    d.close()
-        .await
-        .map_err(|e| LogError::glommio("close directory", dir, e))
 }
 
 async fn open_index_file(path: &Path) -> Result<BufferedFile> {
