@@ -6,12 +6,15 @@
 
 pub mod broker;
 pub mod cli;
-pub mod client;
 pub mod config;
 pub mod disk;
-pub mod local;
 pub mod net;
-pub mod record;
 pub mod shard;
 pub mod tools;
-pub mod types;
+
+// The shared formats and primitives live in `quill-proto`; the broker's modules name them by
+// their old paths (`crate::record`, `crate::types`, `crate::local`).
+pub use quill_proto::{local, record, types};
+// Transitional: the integration tests still name the client `quill::client`.
+#[doc(hidden)]
+pub use quill_client as client;

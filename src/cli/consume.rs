@@ -5,8 +5,8 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use super::{fail, is_broken_pipe, usage, BrokerArgs, EXIT_STATUS_HELP};
-use crate::client::blocking;
-use crate::client::{AutoReset, ClientError, ConsumedRecord, ConsumerConfig, StartOffset};
+use quill_client::blocking;
+use quill_client::{AutoReset, ClientError, ConsumedRecord, ConsumerConfig, StartOffset};
 
 /// The longest one poll waits, so `--timeout-ms` and `--count` are checked regularly.
 const POLL_MS_MAX: u64 = 500;
@@ -229,7 +229,7 @@ pub fn run(args: ConsumeArgs) -> ExitCode {
         }
         let records = match consumer.poll(wait) {
             Ok(r) => r,
-            Err(e @ crate::client::ClientError::DamagedRange { .. }) => {
+            Err(e @ quill_client::ClientError::DamagedRange { .. }) => {
                 let _ = out.flush();
                 eprintln!("quill: {e}");
                 skipped += 1;

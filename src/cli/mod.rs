@@ -1,6 +1,6 @@
 //! The client subcommands of the `quill` binary (`topic`, `produce`, `consume`), in the
 //! spirit of kcat. Each is a clap argument struct and a `run` function returning the process
-//! exit status; they use the blocking client ([`crate::client::blocking`]).
+//! exit status; they use the blocking client ([`quill_client::blocking`]).
 //!
 //! Every command takes `-b/--broker HOST:PORT`, else the `QUILL_BROKER` environment variable,
 //! else `127.0.0.1:9092`. Errors are one line on stderr, `quill: <what went wrong>`, and the
@@ -13,8 +13,8 @@ pub mod topic;
 
 use std::process::ExitCode;
 
-use crate::client::blocking;
-use crate::client::{ClientConfig, ClientError, DEFAULT_BOOTSTRAP};
+use quill_client::blocking;
+use quill_client::{ClientConfig, ClientError, DEFAULT_BOOTSTRAP};
 
 pub use consume::ConsumeArgs;
 pub use produce::ProduceArgs;

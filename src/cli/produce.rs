@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::{exit_status, usage, BrokerArgs, EXIT_FAILED};
-use crate::client::blocking::{DeliveryHandle, Producer};
-use crate::client::{Acks, ClientError, ProducerConfig, ProducerRecord};
+use quill_client::blocking::{DeliveryHandle, Producer};
+use quill_client::{Acks, ClientError, ProducerConfig, ProducerRecord};
 
 /// Deliveries waited for at most this far behind the line being read, so memory stays
 /// bounded however long the input is.
@@ -252,7 +252,7 @@ impl Session {
         }
     }
 
-    fn settle(&mut self, outcome: Result<crate::client::RecordMetadata, ClientError>) {
+    fn settle(&mut self, outcome: Result<quill_client::RecordMetadata, ClientError>) {
         match outcome {
             Ok(_) => {
                 self.tally.delivered.fetch_add(1, Ordering::SeqCst);

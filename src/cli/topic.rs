@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use super::{fail, usage, BrokerArgs, EXIT_STATUS_HELP};
-use crate::client::{Durability, NewTopic, Retention};
+use quill_client::{Durability, NewTopic, Retention};
 
 #[derive(clap::Args, Debug)]
 #[command(after_help = EXIT_STATUS_HELP)]

@@ -5,8 +5,7 @@
 //! `docs/PROTOCOL.md`. The modules that drive them over TCP sit beside them.
 
 pub mod budget;
-pub mod error_code;
-pub mod frame;
 mod handler;
-pub mod protocol;
 pub mod server;
+
+pub use quill_proto::{error_code, frame, protocol};

@@ -15,10 +15,10 @@ use std::time::{Duration, Instant};
 use bytes::{BufMut, Bytes, BytesMut};
 use glommio::{LocalExecutorBuilder, Placement};
 use hdrhistogram::Histogram;
-use quill::client::{
+use quill::local::Event;
+use quill_client::{
     Client, ClientConfig, ConsumerConfig, Delivery, ProducerConfig, ProducerRecord, StartOffset,
 };
-use quill::local::Event;
 
 use super::spec::WorkloadSpec;
 use crate::error::{Context, PerfError, Result};
@@ -132,7 +132,7 @@ pub fn create_topics(
             client
                 .admin()
                 .create_topic(
-                    quill::client::NewTopic::new(t.clone(), spec.partitions_per_topic)
+                    quill_client::NewTopic::new(t.clone(), spec.partitions_per_topic)
                         .durability(durability),
                 )
                 .await
@@ -322,7 +322,7 @@ const VALUE_SLAB_BYTES: usize = 1 << 20;
 /// Sends on the rate schedule (or as fast as `send` admits), stamping each value with the send
 /// time in ns since `shared.start`; one waiter task per partition records acknowledgements.
 async fn produce(
-    producer: quill::client::Producer,
+    producer: quill_client::Producer,
     topic: Arc<str>,
     partitions: u32,
     rate_per_s: f64,
@@ -488,7 +488,7 @@ fn record_ack(
 
 /// Polls until told to stop, recording end-to-end latency from the embedded send time.
 async fn consume(
-    consumer: quill::client::Consumer,
+    consumer: quill_client::Consumer,
     shared: Arc<Shared>,
     stats: Rc<RefCell<ExecStats>>,
 ) -> Result<()> {

@@ -79,20 +79,20 @@ impl WorkloadSpec {
         Ok(())
     }
 
-    pub fn acks(&self) -> Result<quill::client::Acks> {
+    pub fn acks(&self) -> Result<quill_client::Acks> {
         match self.acks.as_str() {
-            "leader" => Ok(quill::client::Acks::Leader),
-            "none" => Ok(quill::client::Acks::None),
+            "leader" => Ok(quill_client::Acks::Leader),
+            "none" => Ok(quill_client::Acks::None),
             other => Err(PerfError::msg(format!(
                 "acks must be \"leader\" or \"none\", not {other:?}"
             ))),
         }
     }
 
-    pub fn durability(&self) -> Result<quill::client::Durability> {
+    pub fn durability(&self) -> Result<quill_client::Durability> {
         match self.durability.as_str() {
-            "sync" => Ok(quill::client::Durability::Sync),
-            "interval" => Ok(quill::client::Durability::Interval),
+            "sync" => Ok(quill_client::Durability::Sync),
+            "interval" => Ok(quill_client::Durability::Interval),
             other => Err(PerfError::msg(format!(
                 "durability must be \"sync\" or \"interval\", not {other:?}"
             ))),

@@ -28,8 +28,8 @@ use glommio::Task;
 
 use super::correlation::Correlator;
 use super::error::{describe_io, ClientError};
-use crate::local::{promise, Event, Resolver};
-use crate::net::protocol::{ApiVersionsRequest, Limits, Request, Response};
+use quill_proto::local::{promise, Event, Resolver};
+use quill_proto::protocol::{ApiVersionsRequest, Limits, Request, Response};
 
 /// Bytes asked of the socket per read.
 const READ_CHUNK_BYTES: usize = 256 << 10;

@@ -1,7 +1,7 @@
 //! Client, producer and consumer settings. Every limit names its unit last; each default is
 //! documented on its field.
 
-use crate::net::protocol::Acks;
+use quill_proto::protocol::Acks;
 
 use super::error::ClientError;
 
@@ -21,7 +21,7 @@ pub struct ClientConfig {
     /// How long opening a TCP connection may take. Default 10000.
     pub connect_timeout_ms: u64,
     /// How many times a failed request is sent again when the failure is retriable
-    /// (connection trouble, [`ErrorCode::is_retriable`](crate::net::error_code::ErrorCode::is_retriable)).
+    /// (connection trouble, [`ErrorCode::is_retriable`](quill_proto::error_code::ErrorCode::is_retriable)).
     /// A timeout (connecting, or waiting for a response) is not retried: the worst case for an
     /// unresponsive broker is one `connect_timeout_ms` or `request_timeout_ms`, plus the fast
     /// failures retried before it. 0 disables retries. Default 10.
@@ -133,7 +133,7 @@ impl ProducerConfig {
                 reason: reason.to_string(),
             })
         };
-        if self.batch_bytes < crate::record::BATCH_HEADER_BYTES + 16 {
+        if self.batch_bytes < quill_proto::record::BATCH_HEADER_BYTES + 16 {
             return bad("batch_bytes must be at least 77");
         }
         if self.buffer_bytes_max < self.batch_bytes {

@@ -7,8 +7,8 @@
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
-use crate::net::error_code::ErrorCode;
-use crate::net::frame::{finish_frame, start_frame};
+use crate::error_code::ErrorCode;
+use crate::frame::{finish_frame, start_frame};
 
 /// Why a frame's body did not parse. `field` names the field as in `docs/PROTOCOL.md`, `at` is
 /// the byte position in the frame (after the size prefix).
@@ -422,7 +422,7 @@ impl ChunkWriter {
             .expect("flush always sets the first chunk");
         let frame_end = first.len() + total;
         // Patch the prefix as if the whole frame were in `first`.
-        let size = frame_end - self.start - crate::net::frame::SIZE_PREFIX_BYTES;
+        let size = frame_end - self.start - crate::frame::SIZE_PREFIX_BYTES;
         let size = u32::try_from(size).expect("response frame over u32::MAX bytes");
         first[self.start..self.start + 4].copy_from_slice(&size.to_be_bytes());
         self.chunks[0] = first.freeze();

@@ -13,8 +13,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::net::error_code::ErrorCode;
-use crate::net::protocol::{MetadataResponse, PartitionMetadata};
+use quill_proto::error_code::ErrorCode;
+use quill_proto::protocol::{MetadataResponse, PartitionMetadata};
 
 /// One broker's addresses.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -192,7 +192,7 @@ pub(crate) fn resolve_host(host: &str) -> Option<IpAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::net::protocol::{BrokerMetadata, ShardPort, TopicMetadata};
+    use quill_proto::protocol::{BrokerMetadata, ShardPort, TopicMetadata};
 
     fn partition(p: u32, shard: u16) -> PartitionMetadata {
         PartitionMetadata {

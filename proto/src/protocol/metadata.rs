@@ -8,7 +8,7 @@ use super::wire::{
     put_array_len, put_nullable_array_len, put_string, Reader, WireError, ARRAY_BYTES_MIN,
     STRING_BYTES_MIN,
 };
-use crate::net::error_code::ErrorCode;
+use crate::error_code::ErrorCode;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MetadataRequest {

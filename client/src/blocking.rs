@@ -12,8 +12,8 @@
 //!
 //! ```no_run
 //! use std::time::Duration;
-//! use quill::client::blocking::Client;
-//! use quill::client::{ClientConfig, ConsumerConfig, NewTopic, ProducerConfig, ProducerRecord, StartOffset};
+//! use quill_client::blocking::Client;
+//! use quill_client::{ClientConfig, ConsumerConfig, NewTopic, ProducerConfig, ProducerRecord, StartOffset};
 //!
 //! let client = Client::connect(ClientConfig::new("127.0.0.1:9092"))?;
 //! client.admin().create_topic(NewTopic::new("greetings", 1))?;
@@ -27,7 +27,7 @@
 //! for record in consumer.poll(Duration::from_secs(1))? {
 //!     println!("{:?}", record.value);
 //! }
-//! # Ok::<(), quill::client::ClientError>(())
+//! # Ok::<(), quill_client::ClientError>(())
 //! ```
 
 use std::cell::Cell;
@@ -45,8 +45,8 @@ use super::consumer::StartOffset;
 use super::error::ClientError;
 use super::producer::ProducerStats;
 use super::records::{ConsumedRecord, ProducerRecord, RecordMetadata};
-use crate::local::Event;
-use crate::net::protocol::Limits;
+use quill_proto::local::Event;
+use quill_proto::protocol::Limits;
 
 /// Memory glommio registers for file I/O on the client's executor; the client does no file
 /// I/O, so it is kept small (it counts against `ulimit -l`).

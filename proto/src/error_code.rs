@@ -6,7 +6,7 @@
 
 use std::fmt;
 
-use crate::net::frame::FrameError;
+use crate::frame::FrameError;
 use crate::record::BatchError;
 
 /// An error code as it travels in a response: a big-endian `u16`, 0 for success.

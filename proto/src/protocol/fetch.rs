@@ -6,7 +6,7 @@ use super::wire::{
     put_array_len, put_bytes_len, put_message, put_string, ChunkWriter, Reader, WireError,
     ARRAY_BYTES_MIN, BYTES_BYTES_MIN, STRING_BYTES_MIN,
 };
-use crate::net::error_code::ErrorCode;
+use crate::error_code::ErrorCode;
 use crate::record::batches;
 
 #[derive(Clone, Debug, PartialEq, Eq)]

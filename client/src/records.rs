@@ -27,7 +27,7 @@ impl Header {
 /// A record to produce.
 ///
 /// ```no_run
-/// use quill::client::ProducerRecord;
+/// use quill_client::ProducerRecord;
 ///
 /// let record = ProducerRecord::new("orders", "{\"id\":1}")
 ///     .with_key("customer-7")

@@ -6,7 +6,7 @@ use super::wire::{
     put_array_len, put_bytes, put_message, put_string, Reader, WireError, ARRAY_BYTES_MIN,
     BYTES_BYTES_MIN, STRING_BYTES_MIN,
 };
-use crate::net::error_code::ErrorCode;
+use crate::error_code::ErrorCode;
 
 /// Whether, and when, the broker answers a produce request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

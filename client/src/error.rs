@@ -8,7 +8,7 @@
 
 use std::io;
 
-use crate::net::error_code::ErrorCode;
+use quill_proto::error_code::ErrorCode;
 
 /// What went wrong in a client call.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]

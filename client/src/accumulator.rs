@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 
 use super::records::Header;
-use crate::record::{varint_len, varlong_len, BatchBuilder, BATCH_HEADER_BYTES};
+use quill_proto::record::{varint_len, varlong_len, BatchBuilder, BATCH_HEADER_BYTES};
 
 /// Headers passed to the batch builder without a heap allocation, up to this many.
 const STACK_HEADERS_MAX: usize = 8;
@@ -482,7 +482,7 @@ impl<B: Clone> Accumulator<B> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::{records, validate_batch, BatchHeader};
+    use quill_proto::record::{records, validate_batch, BatchHeader};
 
     fn config() -> AccumulatorConfig {
         AccumulatorConfig {
@@ -505,7 +505,7 @@ mod tests {
     }
 
     fn batches_of(unit: &Unit<u64>) -> Vec<BatchHeader> {
-        crate::record::batches(&unit.records)
+        quill_proto::record::batches(&unit.records)
             .map(|b| {
                 let (_, range) = b.unwrap();
                 validate_batch(&unit.records[range], usize::MAX).unwrap()

@@ -2,8 +2,8 @@
 
 use super::cluster::{Client, Retry};
 use super::error::ClientError;
-use crate::net::error_code::ErrorCode;
-use crate::net::protocol::{
+use quill_proto::error_code::ErrorCode;
+use quill_proto::protocol::{
     is_valid_topic_name, CreateTopicRequest, DeleteTopicRequest, Durability, MetadataRequest,
     Request, Response, Retention,
 };
@@ -11,7 +11,7 @@ use crate::net::protocol::{
 /// A topic to create. Settings left unset take the broker's defaults.
 ///
 /// ```no_run
-/// use quill::client::{Durability, NewTopic, Retention};
+/// use quill_client::{Durability, NewTopic, Retention};
 ///
 /// let topic = NewTopic::new("orders", 6)
 ///     .retention_ms(Retention::Limit(7 * 24 * 3600 * 1000))
@@ -121,7 +121,7 @@ pub struct TopicDescription {
 /// Topic administration. Made by [`Client::admin`]; cheap (it shares the client).
 ///
 /// ```no_run
-/// use quill::client::{Client, ClientConfig, NewTopic};
+/// use quill_client::{Client, ClientConfig, NewTopic};
 ///
 /// glommio::LocalExecutor::default().run(async {
 ///     let admin = Client::connect(ClientConfig::default()).await?.admin();
@@ -132,7 +132,7 @@ pub struct TopicDescription {
 ///     let d = admin.describe_topic("orders").await?;
 ///     println!("partition 0 is on shard {}", d.partitions[0].leader_shard);
 ///     admin.delete_topic("orders").await?;
-///     Ok::<(), quill::client::ClientError>(())
+///     Ok::<(), quill_client::ClientError>(())
 /// })
 /// .unwrap();
 /// ```

@@ -11,7 +11,7 @@ use bytes::Bytes;
 
 use super::error::ClientError;
 use super::records::{ConsumedRecord, Header};
-use crate::record::{records, validate_batch, BatchError, BatchHeader, TimestampType};
+use quill_proto::record::{records, validate_batch, BatchError, BatchHeader, TimestampType};
 
 /// Reads the records at or after `position` out of fetched `batches` of `topic`-`partition`
 /// into `out`; returns the position after the last batch read. Control batches are skipped;
@@ -86,7 +86,7 @@ pub(crate) fn decode_records(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::{set_base_offset, BatchBuilder};
+    use quill_proto::record::{set_base_offset, BatchBuilder};
 
     fn batch(base: i64, count: i64) -> Bytes {
         let mut b = BatchBuilder::new(1000);

@@ -21,9 +21,9 @@ use super::consumer::Consumer;
 use super::error::ClientError;
 use super::metadata::{resolve_host, Metadata, Route, TopicInfo};
 use super::producer::Producer;
-use crate::local::Event;
-use crate::net::error_code::ErrorCode;
-use crate::net::protocol::{Limits, MetadataRequest, MetadataResponse, Request, Response};
+use quill_proto::error_code::ErrorCode;
+use quill_proto::local::Event;
+use quill_proto::protocol::{Limits, MetadataRequest, MetadataResponse, Request, Response};
 
 /// Which failures a request may be sent again after.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,7 +66,7 @@ struct Inner {
 /// [`blocking::Client`](super::blocking::Client) from ordinary threads.
 ///
 /// ```no_run
-/// use quill::client::{Client, ClientConfig, ProducerConfig, ProducerRecord};
+/// use quill_client::{Client, ClientConfig, ProducerConfig, ProducerRecord};
 ///
 /// glommio::LocalExecutor::default().run(async {
 ///     let client = Client::connect(ClientConfig::new("127.0.0.1:9092")).await?;
@@ -74,7 +74,7 @@ struct Inner {
 ///     let delivery = producer.send(ProducerRecord::new("orders", "hello")).await?;
 ///     let meta = delivery.await?;
 ///     println!("written at {}-{} offset {}", meta.topic, meta.partition, meta.offset);
-///     Ok::<(), quill::client::ClientError>(())
+///     Ok::<(), quill_client::ClientError>(())
 /// })
 /// .unwrap();
 /// ```

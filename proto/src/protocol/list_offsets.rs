@@ -5,7 +5,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use super::wire::{
     put_array_len, put_string, Reader, WireError, ARRAY_BYTES_MIN, STRING_BYTES_MIN,
 };
-use crate::net::error_code::ErrorCode;
+use crate::error_code::ErrorCode;
 
 /// `timestamp` asking for the high watermark (the offset the next record will get, once
 /// everything before it is durable).

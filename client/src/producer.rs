@@ -40,9 +40,9 @@ use super::error::ClientError;
 use super::metadata::Route;
 use super::partitioner::Partitioner;
 use super::records::{ProducerRecord, RecordMetadata};
-use crate::local::Event;
-use crate::net::error_code::ErrorCode;
-use crate::net::protocol::{
+use quill_proto::error_code::ErrorCode;
+use quill_proto::local::Event;
+use quill_proto::protocol::{
     Acks, ProducePartition, ProduceRequest, ProduceTopic, Request, Response,
 };
 
@@ -224,7 +224,7 @@ impl Drop for Inner {
 /// [`ClientError::Closed`]. Call [`Producer::flush`] or [`Producer::close`] first.
 ///
 /// ```no_run
-/// use quill::client::{Acks, Client, ClientConfig, ProducerConfig, ProducerRecord};
+/// use quill_client::{Acks, Client, ClientConfig, ProducerConfig, ProducerRecord};
 ///
 /// glommio::LocalExecutor::default().run(async {
 ///     let client = Client::connect(ClientConfig::default()).await?;
@@ -244,7 +244,7 @@ impl Drop for Inner {
 ///         assert!(meta.offset >= 0);
 ///     }
 ///     producer.close().await?;
-///     Ok::<(), quill::client::ClientError>(())
+///     Ok::<(), quill_client::ClientError>(())
 /// })
 /// .unwrap();
 /// ```

@@ -4,7 +4,7 @@
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::*;
-use crate::net::frame::{FrameDecoder, SIZE_PREFIX_BYTES};
+use crate::frame::{FrameDecoder, SIZE_PREFIX_BYTES};
 use crate::record::{set_base_offset, validate_batch, BatchBuilder};
 
 const PROTOCOL_MD: &str = include_str!("../../../docs/PROTOCOL.md");

@@ -13,8 +13,8 @@ use std::collections::VecDeque;
 
 use bytes::BytesMut;
 
-use crate::net::frame::{FrameDecoder, SIZE_PREFIX_BYTES};
-use crate::net::protocol::{decode_response, ApiKey, Request, Response};
+use quill_proto::frame::{FrameDecoder, SIZE_PREFIX_BYTES};
+use quill_proto::protocol::{decode_response, ApiKey, Request, Response};
 
 /// A request the broker will answer, waiting for its response.
 struct Outstanding<T> {
@@ -136,8 +136,8 @@ impl<T> Correlator<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::net::error_code::ErrorCode;
-    use crate::net::protocol::{
+    use quill_proto::error_code::ErrorCode;
+    use quill_proto::protocol::{
         encode_response, Acks, DeleteTopicRequest, ListTopicsResponse, ProducePartition,
         ProduceRequest, ProduceTopic, TopicListing,
     };

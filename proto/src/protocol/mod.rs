@@ -1,6 +1,6 @@
 //! The request and response codec of the native protocol v1, without I/O.
 //!
-//! A request frame (after its size prefix, as [`FrameDecoder`](crate::net::frame::FrameDecoder)
+//! A request frame (after its size prefix, as [`FrameDecoder`](crate::frame::FrameDecoder)
 //! hands it over) is `api_key u16`, `api_version u16`, `correlation_id u32`, then the body of
 //! that API. A response frame is `correlation_id u32`, `error_code u16`, `error_message`
 //! (nullable string), then, only when `error_code` is 0, the body of the API. `docs/PROTOCOL.md`
@@ -27,8 +27,8 @@ mod tests;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
-use crate::net::error_code::ErrorCode;
-use crate::net::frame::REQUEST_HEADER_BYTES;
+use crate::error_code::ErrorCode;
+use crate::frame::REQUEST_HEADER_BYTES;
 use wire::{framed, put_message, ChunkWriter, Reader, WireError};
 
 pub use api_versions::{ApiVersionRange, ApiVersionsRequest, ApiVersionsResponse, Limits};
@@ -343,7 +343,7 @@ pub fn frame_expects_response(frame: &[u8]) -> bool {
     !(header.api_key == ApiKey::Produce.as_u16() && header.api_version == 0 && acks == Some(0))
 }
 
-/// Decodes a request frame as [`FrameDecoder::decode`](crate::net::frame::FrameDecoder::decode)
+/// Decodes a request frame as [`FrameDecoder::decode`](crate::frame::FrameDecoder::decode)
 /// returns it (no size prefix). The body must end exactly at the end of the frame.
 pub fn decode_request(mut frame: BytesMut) -> Result<(RequestHeader, Request), DecodeError> {
     let Some(header) = RequestHeader::parse(&frame) else {

@@ -30,9 +30,9 @@ use super::decode::decode_records;
 use super::error::ClientError;
 use super::metadata::Route;
 use super::records::ConsumedRecord;
-use crate::local::Event;
-use crate::net::error_code::ErrorCode;
-use crate::net::protocol::{
+use quill_proto::error_code::ErrorCode;
+use quill_proto::local::Event;
+use quill_proto::protocol::{
     FetchPartition, FetchRequest, FetchTopic, ListOffsetsPartition, ListOffsetsRequest,
     ListOffsetsTopic, MetadataRequest, Request, Response, OFFSET_NONE, TIMESTAMP_EARLIEST,
     TIMESTAMP_LATEST,
@@ -96,7 +96,7 @@ struct State {
 ///
 /// ```no_run
 /// use std::time::Duration;
-/// use quill::client::{Client, ClientConfig, ConsumerConfig, StartOffset};
+/// use quill_client::{Client, ClientConfig, ConsumerConfig, StartOffset};
 ///
 /// glommio::LocalExecutor::default().run(async {
 ///     let client = Client::connect(ClientConfig::default()).await?;
@@ -108,7 +108,7 @@ struct State {
 ///         }
 ///     }
 ///     #[allow(unreachable_code)]
-///     Ok::<(), quill::client::ClientError>(())
+///     Ok::<(), quill_client::ClientError>(())
 /// })
 /// .unwrap();
 /// ```
@@ -506,7 +506,7 @@ impl Consumer {
         topic: &Arc<str>,
         partition: u32,
         offset: i64,
-        p: crate::net::protocol::FetchPartitionResponse,
+        p: quill_proto::protocol::FetchPartitionResponse,
         out: &mut Vec<ConsumedRecord>,
     ) {
         // Skip a partition unassigned or moved (seek, assign) while the fetch was out.

@@ -39,7 +39,7 @@
 //!
 //! ```no_run
 //! use std::time::Duration;
-//! use quill::client::{Client, ClientConfig, ConsumerConfig, NewTopic, ProducerConfig,
+//! use quill_client::{Client, ClientConfig, ConsumerConfig, NewTopic, ProducerConfig,
 //!                     ProducerRecord, StartOffset};
 //!
 //! glommio::LocalExecutor::default().run(async {
@@ -54,7 +54,7 @@
 //!     consumer.assign("clicks", Some(vec![meta.partition]), StartOffset::Offset(meta.offset)).await?;
 //!     let records = consumer.poll(Duration::from_secs(5)).await?;
 //!     assert_eq!(records[0].value.as_deref(), Some(&b"/home"[..]));
-//!     Ok::<(), quill::client::ClientError>(())
+//!     Ok::<(), quill_client::ClientError>(())
 //! })
 //! .unwrap();
 //! ```
@@ -84,5 +84,5 @@ pub use partitioner::{murmur2, partition_for_key, Partitioner};
 pub use producer::{Delivery, Producer, ProducerStats};
 pub use records::{ConsumedRecord, Header, ProducerRecord, RecordMetadata};
 
-pub use crate::net::error_code::ErrorCode;
-pub use crate::net::protocol::{Acks, Durability, Limits, Retention};
+pub use quill_proto::error_code::ErrorCode;
+pub use quill_proto::protocol::{Acks, Durability, Limits, Retention};
