@@ -10,7 +10,10 @@ pub mod config;
 pub mod disk;
 pub mod net;
 pub mod shard;
-pub mod tools;
+
+/// The hidden `quill debug` subcommand (crash tests drive it); not part of the API.
+#[doc(hidden)]
+pub mod debug;
 
 // The shared formats and primitives live in `quill-proto`; the broker's modules name them by
 // their old paths (`crate::record`, `crate::types`, `crate::local`).

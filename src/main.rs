@@ -172,7 +172,7 @@ fn main() -> ExitCode {
             segment_bytes,
             durability,
             recovery_point_interval_ms,
-        }) => quill::tools::append_loop(quill::tools::AppendLoop {
+        }) => quill::debug::append_loop(quill::debug::AppendLoop {
             dir,
             seed,
             start_seq,

@@ -4,7 +4,7 @@
 
 use bytes::BytesMut;
 
-use crate::record::{self, BatchBuilder};
+use quill_proto::record::{self, BatchBuilder};
 
 /// The batch number `seq` of a stream seeded by `seed`: 1 to 16 records of 0 to 2047 bytes, keyed
 /// `seq-<seq>-<i>` so the sequence number can be read back from the log ([`seq_of`]).

@@ -1,4 +1,4 @@
-//! Tools behind `quill debug`: used by the crash tests, and by operators to exercise a data
+//! What runs behind the hidden `quill debug` subcommand: used by the crash tests, and by operators to exercise a data
 //! directory. Each runs on one glommio executor.
 
 use std::cell::Cell;
@@ -8,9 +8,9 @@ use std::rc::Rc;
 
 use glommio::LocalExecutorBuilder;
 
-use crate::disk::synthetic::synthetic_batch;
 use crate::disk::{system_clock, BatchCache, Durability, LogConfig, LogOptions, PartitionLog};
 use crate::types::Epoch;
+use quill_testkit::synthetic::synthetic_batch;
 
 /// Settings of [`append_loop`].
 #[derive(Clone, Debug)]
