@@ -3,7 +3,7 @@
 use std::iter::FusedIterator;
 use std::ops::Range;
 
-use super::records::RawRecords;
+use super::raw::RawRecords;
 use super::{
     BatchError, ATTRIBUTES_AT, BASE_OFFSET_AT, BASE_SEQUENCE_AT, BASE_TIMESTAMP_AT,
     BATCH_HEADER_BYTES, BATCH_LENGTH_AT, BATCH_LENGTH_MIN, BATCH_LENGTH_OFFSET_BYTES, CRC_AT,

@@ -15,6 +15,7 @@
 mod batch;
 mod builder;
 mod error;
+mod raw;
 mod records;
 #[cfg(test)]
 mod testdata;
