@@ -158,6 +158,13 @@ fn unexpected(what: &str, response: &Response) -> ClientError {
     }
 }
 
+impl Client {
+    /// Topic administration through this client. See [`Admin`].
+    pub fn admin(&self) -> Admin {
+        Admin::new(self.clone())
+    }
+}
+
 impl Admin {
     pub(crate) fn new(client: Client) -> Admin {
         Admin { client }

@@ -14,13 +14,10 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::admin::Admin;
-use super::config::{ClientConfig, ConsumerConfig, ProducerConfig};
+use super::config::ClientConfig;
 use super::connection::{Connection, ConnectionSettings};
-use super::consumer::Consumer;
 use super::error::ClientError;
 use super::metadata::{resolve_host, Metadata, Route, TopicInfo};
-use super::producer::Producer;
 use quill_proto::error_code::ErrorCode;
 use quill_proto::local::Event;
 use quill_proto::protocol::{Limits, MetadataRequest, MetadataResponse, Request, Response};
@@ -171,22 +168,6 @@ impl Client {
     /// `batch_bytes_max`, `fetch_bytes_max`, `fetch_wait_ms_max`, `inflight_requests_max`.
     pub fn broker_limits(&self) -> Limits {
         self.inner.limits.get()
-    }
-
-    /// A producer sharing this client's connections. See [`Producer`].
-    pub fn producer(&self, config: ProducerConfig) -> Result<Producer, ClientError> {
-        Producer::new(self.clone(), config)
-    }
-
-    /// A consumer sharing this client's metadata; it fetches over connections of its own. See
-    /// [`Consumer`].
-    pub fn consumer(&self, config: ConsumerConfig) -> Result<Consumer, ClientError> {
-        Consumer::new(self.clone(), config)
-    }
-
-    /// Topic administration through this client. See [`Admin`].
-    pub fn admin(&self) -> Admin {
-        Admin::new(self.clone())
     }
 
     /// Addresses of the connections currently open, sorted, each address once (for

@@ -129,6 +129,14 @@ impl Drop for Consumer {
     }
 }
 
+impl Client {
+    /// A consumer sharing this client's metadata; it fetches over connections of its own. See
+    /// [`Consumer`].
+    pub fn consumer(&self, config: ConsumerConfig) -> Result<Consumer, ClientError> {
+        Consumer::new(self.clone(), config)
+    }
+}
+
 impl Consumer {
     pub(crate) fn new(client: Client, config: ConsumerConfig) -> Result<Consumer, ClientError> {
         config.validate(client.config())?;

@@ -286,6 +286,13 @@ impl WallClock {
     }
 }
 
+impl Client {
+    /// A producer sharing this client's connections. See [`Producer`].
+    pub fn producer(&self, config: ProducerConfig) -> Result<Producer, ClientError> {
+        Producer::new(self.clone(), config)
+    }
+}
+
 impl Producer {
     pub(crate) fn new(client: Client, config: ProducerConfig) -> Result<Producer, ClientError> {
         config.validate()?;
