@@ -378,7 +378,51 @@ proptest! {
             let len = response.len();
             response[at.index(len)] = *byte;
         }
-        let _ = decode_request(request);
-        let _ = decode_response(*key, response.freeze());
+        check_request(request)?;
+        check_response(*key, response.freeze())?;
     }
+
+    /// Arbitrary bytes as a request frame and as a response of every API: the same checks as
+    /// the fuzz target `frame_decoder`, so they run in CI.
+    #[test]
+    fn arbitrary_frames_decode_canonically_or_fail_typed(bytes in vec(any::<u8>(), 0..200)) {
+        check_request(BytesMut::from(&bytes[..]))?;
+        for key in ApiKey::ALL {
+            check_response(key, Bytes::copy_from_slice(&bytes))?;
+        }
+    }
+}
+
+/// A request frame (no size prefix) either decodes to a request that encodes back to the same
+/// bytes (the encoding is canonical) with the header's API key, or fails with a message and a
+/// header exactly when the header's bytes were there.
+fn check_request(frame: BytesMut) -> Result<(), TestCaseError> {
+    let original = frame.to_vec();
+    let _ = crate::protocol::frame_expects_response(&original);
+    match decode_request(frame) {
+        Ok((header, request)) => {
+            prop_assert_eq!(header.api_key, request.api_key() as u16);
+            let mut out = BytesMut::new();
+            request.encode(header.correlation_id, &mut out);
+            prop_assert_eq!(&out[crate::frame::SIZE_PREFIX_BYTES..], &original[..]);
+        }
+        Err(e) => {
+            prop_assert_eq!(
+                e.header.is_some(),
+                original.len() >= crate::frame::REQUEST_HEADER_BYTES
+            );
+            prop_assert!(!e.message.is_empty());
+        }
+    }
+    Ok(())
+}
+
+/// A response frame that decodes re-encodes to a frame that decodes to the same response.
+fn check_response(key: ApiKey, frame: Bytes) -> Result<(), TestCaseError> {
+    if let Ok((correlation_id, response)) = decode_response(key, frame) {
+        let again = encode_response(correlation_id, &response).to_bytes();
+        let decoded = decode_response(key, again.slice(crate::frame::SIZE_PREFIX_BYTES..));
+        prop_assert_eq!(decoded, Ok((correlation_id, response)));
+    }
+    Ok(())
 }
