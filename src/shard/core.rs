@@ -97,8 +97,10 @@ impl Shard {
         crate::disk::probe::prime(&data_dir)
             .await
             .map_err(|e| format!("cannot prime direct I/O on {}: {e}", data_dir.display()))?;
-        let catalog = Catalog::load(&data_dir)?;
+        let mut catalog = Catalog::load(&data_dir)?;
         check_placement(&catalog, shard_count)?;
+        // Settled for this count at start; also what a first catalog records.
+        catalog.shards = Some(shard_count);
         let fds = FdBudget::current(shard_count, config.open_segment_files_max);
         let shard = Rc::new(Shard {
             id,
