@@ -53,10 +53,10 @@ pub fn serve(mut config: BrokerConfig, on_ready: impl FnOnce(&Listening)) -> Res
     config.data_dir = absolute(&config.data_dir)?;
     // Held until this function returns: the process owns the directory until then.
     let _lock = DataDirLock::acquire(&config.data_dir)?;
-    check_catalog(&config)?;
-    raise_nofile_limit();
     let cpus = choose_cpus(&config)?;
     let shards = cpus.len();
+    check_catalog(&config, shards)?;
+    raise_nofile_limit();
     config.check_shard_ports(shards)?;
     check_addresses_free(&config, shards)?;
     check_memlock(config.io_memory_bytes, shards);
@@ -386,11 +386,18 @@ fn check_addresses_free(config: &BrokerConfig, shards: usize) -> Result<(), Stri
 }
 
 /// Refuses to start on a missing catalog with partition directories on disk (or rebuilds it
-/// with `--rebuild-catalog`), before any shard reads it.
-fn check_catalog(config: &BrokerConfig) -> Result<(), String> {
+/// with `--rebuild-catalog`), then settles every partition's placement for `shards` shards,
+/// before any shard reads the catalog.
+fn check_catalog(config: &BrokerConfig, shards: usize) -> Result<(), String> {
     let defaults =
         crate::shard::catalog::TopicConfig::from_log_config(&config.default_log_config()?);
-    crate::shard::catalog::check_at_start(&config.data_dir, config.rebuild_catalog, &defaults)
+    crate::shard::catalog::check_at_start(
+        &config.data_dir,
+        config.rebuild_catalog,
+        &defaults,
+        shards,
+        crate::types::NodeId(config.node_id),
+    )
 }
 
 fn absolute(p: &std::path::Path) -> Result<PathBuf, String> {

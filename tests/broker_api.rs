@@ -11,10 +11,32 @@ use common::broker::*;
 use common::{batch, stamped, tmpdir};
 use quill::net::error_code::ErrorCode;
 use quill::net::protocol::*;
-use quill::shard::owner_shard;
 
 /// Hang guard for a clean shutdown; not a latency check.
 const STOP_LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The shard each partition of `topic` is recorded on in `catalog.json`.
+fn recorded_shards(data: &std::path::Path, topic: &str) -> Vec<u16> {
+    let c: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(data.join("catalog.json")).unwrap()).unwrap();
+    c["topics"][topic]["placement"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no placement for {topic}: {c}"))
+        .iter()
+        .map(|p| p["shard"].as_u64().unwrap() as u16)
+        .collect()
+}
+
+/// Where the hash places the partitions of the topics below at create, pinned: the recorded
+/// placement must match it, and metadata must report the recorded placement.
+fn hashed_shards(topic: &str, shards: usize) -> Vec<u16> {
+    match (topic, shards) {
+        (_, 1) => vec![0; 6],
+        ("meta", 2) => vec![1, 1, 0, 0, 0, 0],
+        ("route", 2) => vec![1, 1, 0, 0],
+        other => panic!("not pinned: {other:?}"),
+    }
+}
 
 /// Runs `f` with 1 and with 2 shards.
 macro_rules! per_shard_count {
@@ -100,6 +122,8 @@ fn metadata(shards: usize) {
     let mut c = broker.connect();
     assert_eq!(c.call(&create_topic("meta", 6)), Response::CreateTopic);
     assert_eq!(c.call(&create_topic("other", 1)), Response::CreateTopic);
+    let placed = hashed_shards("meta", shards);
+    assert_eq!(recorded_shards(dir.path(), "meta"), placed);
     // Partition p gets p batches of 2 records.
     for p in 0..6u32 {
         for i in 0..p {
@@ -128,7 +152,7 @@ fn metadata(shards: usize) {
                 partition: p,
                 error_code: ErrorCode::None,
                 leader_node: 0,
-                leader_shard: owner_shard("meta", p, shards).0,
+                leader_shard: placed[p as usize],
                 leader_epoch: 0,
                 log_start_offset: 0,
                 high_watermark: 2 * i64::from(p),
@@ -181,9 +205,11 @@ fn shard_routing(shards: usize) {
     let broker = Broker::start(dir.path(), shards);
     let mut c = broker.connect();
     assert_eq!(c.call(&create_topic("route", 4)), Response::CreateTopic);
+    let placed = recorded_shards(dir.path(), "route");
+    assert_eq!(placed, hashed_shards("route", shards)[..4]);
     let mut expected: HashMap<u32, Vec<Vec<u8>>> = HashMap::new();
     for p in 0..4u32 {
-        let owner = usize::from(owner_shard("route", p, shards).0);
+        let owner = usize::from(placed[p as usize]);
         let other = (owner + 1) % shards;
         let mut direct = broker.connect_shard(owner);
         let mut forwarded = broker.connect_shard(other);

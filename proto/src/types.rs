@@ -73,3 +73,26 @@ impl fmt::Display for NodeId {
 
 /// Milliseconds since the Unix epoch, as Kafka timestamps are (`i64`).
 pub type TimestampMs = i64;
+
+/// One partition of one topic: the address of every partition operation.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TopicPartition {
+    pub topic: String,
+    pub partition: PartitionId,
+}
+
+impl TopicPartition {
+    pub fn new(topic: impl Into<String>, partition: u32) -> TopicPartition {
+        TopicPartition {
+            topic: topic.into(),
+            partition: PartitionId(partition),
+        }
+    }
+}
+
+/// `topic-partition`, as messages and partition directories name a partition.
+impl fmt::Display for TopicPartition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.topic, self.partition)
+    }
+}

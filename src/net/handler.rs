@@ -1,11 +1,14 @@
-//! Serves decoded requests on a shard: each API's logic, running partitions locally or on their
-//! owning shard through the mesh. Returns the response to send, or `None` when the protocol says
-//! not to answer (produce with `acks = 0`).
+//! The native protocol's adapter: turns each decoded request into calls of the shard's partition
+//! service and topic admin (domain types), and their results into the response (wire types,
+//! errors mapped in `errors.rs`). Returns the response to send, or `None` when the protocol says
+//! not to answer (produce with `acks = 0`). What the request shape implies (a partition named
+//! twice, several partitions sharing one fetch wait and one byte budget) is decided here.
 
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use super::error_code::ErrorCode;
+use super::errors::{partition_code, topic_code};
 use super::protocol::{
     is_valid_topic_name, Acks, ApiVersionsResponse, BrokerMetadata, CreateTopicRequest,
     DamagedRangeMetadata, Durability as WireDurability, FetchPartitionResponse, FetchRequest,
@@ -15,7 +18,11 @@ use super::protocol::{
     ProduceTopicResponse, Request, Response, Retention, ShardPort, TopicListing, TopicMetadata,
 };
 use crate::local::Event;
-use crate::shard::{CallError, FetchPartition, FetchedPartition, Shard, TopicConfig, TopicRequest};
+use crate::shard::{
+    FetchSpec, Fetched, OffsetQuery, PartitionError, PartitionService, Shard, TopicConfig,
+    TopicError, TopicRequest,
+};
+use crate::types::{Offset, TopicPartition};
 
 /// What to send for a request, and whether to close the connection after it.
 pub(crate) struct Outcome {
@@ -40,11 +47,11 @@ pub(crate) async fn handle(shard: Rc<Shard>, request: Request) -> Outcome {
         Request::Metadata(req) => Response::Metadata(metadata(&shard, req).await),
         Request::CreateTopic(req) => match create_topic(&shard, req).await {
             Ok(()) => Response::CreateTopic,
-            Err(e) => error(e),
+            Err(e) => topic_error(e),
         },
         Request::DeleteTopic(req) => match shard.delete_topic(req.name).await {
             Ok(()) => Response::DeleteTopic,
-            Err(e) => error(e),
+            Err(e) => topic_error(e),
         },
         Request::ListTopics => Response::ListTopics(list_topics(&shard)),
         Request::Produce(req) => {
@@ -63,7 +70,7 @@ pub(crate) async fn handle(shard: Rc<Shard>, request: Request) -> Outcome {
                 }
                 return response(e);
             }
-            let resp = produce(&shard, req).await;
+            let resp = produce(&PartitionService::new(shard.clone()), req).await;
             if acks == Acks::None {
                 // No response; a failure closes the connection so the client notices (Kafka's
                 // behaviour for acks=0).
@@ -87,9 +94,11 @@ pub(crate) async fn handle(shard: Rc<Shard>, request: Request) -> Outcome {
             if let Some(e) = repeated_partition(pairs) {
                 return response(e);
             }
-            Response::Fetch(fetch(&shard, req).await)
+            Response::Fetch(fetch(&PartitionService::new(shard.clone()), req).await)
         }
-        Request::ListOffsets(req) => Response::ListOffsets(list_offsets(&shard, req).await),
+        Request::ListOffsets(req) => {
+            Response::ListOffsets(list_offsets(&PartitionService::new(shard.clone()), req).await)
+        }
     })
 }
 
@@ -107,11 +116,16 @@ fn repeated_partition<'a>(pairs: impl Iterator<Item = (&'a str, u32)>) -> Option
     None
 }
 
-fn error(e: CallError) -> Response {
+fn topic_error(e: TopicError) -> Response {
     Response::Error {
-        code: e.code,
-        message: Some(e.message),
+        code: topic_code(&e),
+        message: Some(e.to_string()),
     }
+}
+
+/// A wire offset from a domain one (offsets stay below `i64::MAX`).
+fn wire(o: Offset) -> i64 {
+    o.0 as i64
 }
 
 fn api_versions(shard: &Shard) -> ApiVersionsResponse {
@@ -127,13 +141,15 @@ fn api_versions(shard: &Shard) -> ApiVersionsResponse {
     })
 }
 
-async fn metadata(shard: &Shard, req: MetadataRequest) -> MetadataResponse {
+async fn metadata(shard: &Rc<Shard>, req: MetadataRequest) -> MetadataResponse {
     let catalog = shard.catalog();
     let names: Vec<String> = match &req.topics {
         Some(t) => t.clone(),
         None => catalog.topics.keys().cloned().collect(),
     };
-    let infos = shard.partition_info(Some(names.clone())).await;
+    let infos = PartitionService::new(shard.clone())
+        .partition_info(Some(names.clone()))
+        .await;
     let node = shard.config.node_id;
     let brokers = vec![BrokerMetadata {
         node_id: node,
@@ -166,41 +182,36 @@ async fn metadata(shard: &Shard, req: MetadataRequest) -> MetadataResponse {
             Some(meta) => {
                 let partitions = (0..meta.partitions)
                     .map(|p| {
-                        let info = infos.iter().find(|i| i.topic == name && i.partition == p);
-                        let owner = shard.owner(&name, p);
-                        match info {
-                            // Not opened (file descriptors, disk): the reason's code.
-                            Some(i) if i.error.is_some() => PartitionMetadata {
-                                partition: p,
-                                error_code: i.error.as_ref().map_or(ErrorCode::None, |e| e.code),
-                                leader_node: node,
-                                leader_shard: owner.0,
-                                leader_epoch: -1,
-                                log_start_offset: -1,
-                                high_watermark: -1,
-                                log_end_offset: -1,
-                            },
-                            Some(i) => PartitionMetadata {
+                        // Every partition of a catalog topic has a placement (checked at start).
+                        let place = meta.placement(p).expect("a placement per partition");
+                        let unserved = |code| PartitionMetadata {
+                            partition: p,
+                            error_code: code,
+                            leader_node: place.node.0,
+                            leader_shard: place.shard.0,
+                            leader_epoch: -1,
+                            log_start_offset: -1,
+                            high_watermark: -1,
+                            log_end_offset: -1,
+                        };
+                        let info = infos
+                            .iter()
+                            .find(|i| i.tp.topic == name && i.tp.partition.0 == p);
+                        match info.map(|i| &i.state) {
+                            Some(Ok(state)) => PartitionMetadata {
                                 partition: p,
                                 error_code: ErrorCode::None,
-                                leader_node: node,
-                                leader_shard: owner.0,
-                                leader_epoch: i.leader_epoch,
-                                log_start_offset: i.log_start_offset,
-                                high_watermark: i.high_watermark,
-                                log_end_offset: i.log_end_offset,
+                                leader_node: place.node.0,
+                                leader_shard: place.shard.0,
+                                leader_epoch: state.leader_epoch.0,
+                                log_start_offset: wire(state.offsets.log_start),
+                                high_watermark: wire(state.offsets.high_watermark),
+                                log_end_offset: wire(state.offsets.log_end),
                             },
+                            // Not opened (file descriptors, disk): the reason's code.
+                            Some(Err(e)) => unserved(partition_code(e)),
                             // The owner did not answer (shutting down) or has not opened it yet.
-                            None => PartitionMetadata {
-                                partition: p,
-                                error_code: ErrorCode::BrokerShuttingDown,
-                                leader_node: node,
-                                leader_shard: owner.0,
-                                leader_epoch: -1,
-                                log_start_offset: -1,
-                                high_watermark: -1,
-                                log_end_offset: -1,
-                            },
+                            None => unserved(ErrorCode::BrokerShuttingDown),
                         }
                     })
                     .collect();
@@ -216,13 +227,17 @@ async fn metadata(shard: &Shard, req: MetadataRequest) -> MetadataResponse {
     let damaged_ranges = req.damaged_ranges.then(|| {
         infos
             .iter()
-            .flat_map(|i| {
-                i.damaged.iter().map(|&(first, last)| DamagedRangeMetadata {
-                    topic: i.topic.clone(),
-                    partition: i.partition,
-                    first_offset: first,
-                    last_offset: last,
-                })
+            .filter_map(|i| Some((&i.tp, i.state.as_ref().ok()?)))
+            .flat_map(|(tp, state)| {
+                state
+                    .damaged
+                    .iter()
+                    .map(|&(first, last)| DamagedRangeMetadata {
+                        topic: tp.topic.clone(),
+                        partition: tp.partition.0,
+                        first_offset: wire(first),
+                        last_offset: wire(last),
+                    })
             })
             .collect()
     });
@@ -234,8 +249,8 @@ async fn metadata(shard: &Shard, req: MetadataRequest) -> MetadataResponse {
 }
 
 /// Applies the broker defaults to what the client left unset.
-fn topic_config(shard: &Shard, req: &CreateTopicRequest) -> Result<TopicConfig, CallError> {
-    let invalid = |m: String| CallError::new(ErrorCode::InvalidConfig, m);
+fn topic_config(shard: &Shard, req: &CreateTopicRequest) -> Result<TopicConfig, TopicError> {
+    let invalid = TopicError::InvalidConfig;
     let defaults = shard.config.default_log_config().map_err(invalid)?;
     let mut c = TopicConfig::from_log_config(&defaults);
     match req.retention_ms {
@@ -272,7 +287,7 @@ fn topic_config(shard: &Shard, req: &CreateTopicRequest) -> Result<TopicConfig, 
     Ok(c)
 }
 
-async fn create_topic(shard: &Shard, req: CreateTopicRequest) -> Result<(), CallError> {
+async fn create_topic(shard: &Shard, req: CreateTopicRequest) -> Result<(), TopicError> {
     let config = topic_config(shard, &req)?;
     shard
         .create_topic(TopicRequest {
@@ -297,7 +312,7 @@ fn list_topics(shard: &Shard) -> ListTopicsResponse {
     }
 }
 
-async fn produce(shard: &Rc<Shard>, req: ProduceRequest) -> ProduceResponse {
+async fn produce(svc: &PartitionService, req: ProduceRequest) -> ProduceResponse {
     // `timeout_ms` bounds the wait before the batches are appended; past it a partition is not
     // appended and answers REQUEST_TIMED_OUT. Once appended, the answer is the append's outcome
     // (`docs/PROTOCOL.md`, "5 Produce"), so the error never hides an appended batch.
@@ -308,12 +323,11 @@ async fn produce(shard: &Rc<Shard>, req: ProduceRequest) -> ProduceResponse {
     for t in req.topics {
         let mut parts = Vec::new();
         for p in t.partitions {
-            let shard = shard.clone();
-            let topic = t.name.clone();
+            let svc = svc.clone();
+            let tp = TopicPartition::new(t.name.as_str(), p.partition);
             let partition = p.partition;
-            let task = glommio::spawn_local(async move {
-                shard.produce(topic, partition, p.records, deadline).await
-            });
+            let task =
+                glommio::spawn_local(async move { svc.produce(tp, p.records, deadline).await });
             parts.push((partition, task));
         }
         pending.push((t.name, parts));
@@ -327,12 +341,12 @@ async fn produce(shard: &Rc<Shard>, req: ProduceRequest) -> ProduceResponse {
                     partition,
                     error_code: ErrorCode::None,
                     error_message: None,
-                    base_offsets,
+                    base_offsets: base_offsets.into_iter().map(wire).collect(),
                 },
                 Err(e) => ProducePartitionResponse {
                     partition,
-                    error_code: e.code,
-                    error_message: Some(e.message),
+                    error_code: partition_code(&e),
+                    error_message: Some(e.to_string()),
                     base_offsets: Vec::new(),
                 },
             });
@@ -342,27 +356,29 @@ async fn produce(shard: &Rc<Shard>, req: ProduceRequest) -> ProduceResponse {
     ProduceResponse { topics }
 }
 
-fn fetched_response(
-    partition: u32,
-    r: Result<FetchedPartition, CallError>,
-) -> FetchPartitionResponse {
+fn fetched_response(partition: u32, r: Result<Fetched, PartitionError>) -> FetchPartitionResponse {
     match r {
         Ok(f) => FetchPartitionResponse {
             partition,
             error_code: ErrorCode::None,
             error_message: None,
-            high_watermark: f.high_watermark,
-            log_start_offset: f.log_start_offset,
-            log_end_offset: f.log_end_offset,
+            high_watermark: wire(f.offsets.high_watermark),
+            log_start_offset: wire(f.offsets.log_start),
+            log_end_offset: wire(f.offsets.log_end),
             records: f.batches,
         },
         Err(e) => {
             // An out-of-range fetch tells the valid range; other errors have no offsets.
-            let (start, hw, end) = e.offsets.unwrap_or((-1, -1, -1));
+            let (start, hw, end) = match &e {
+                PartitionError::OffsetOutOfRange { offsets: o, .. } => {
+                    (wire(o.log_start), wire(o.high_watermark), wire(o.log_end))
+                }
+                _ => (-1, -1, -1),
+            };
             FetchPartitionResponse {
                 partition,
-                error_code: e.code,
-                error_message: Some(e.message),
+                error_code: partition_code(&e),
+                error_message: Some(e.to_string()),
                 high_watermark: hw,
                 log_start_offset: start,
                 log_end_offset: end,
@@ -372,27 +388,38 @@ fn fetched_response(
     }
 }
 
-type Fetched = Vec<Vec<(u32, Result<FetchedPartition, CallError>)>>;
+/// Each partition's fetch result, request entry for request entry.
+type FetchResults = Vec<Vec<(u32, Result<Fetched, PartitionError>)>>;
+
+/// A fetch of one partition as the service takes it. A negative wire offset is before any log.
+fn fetch_spec(offset: i64, max_bytes: u32, wait_ms: u32, min_bytes: u32) -> FetchSpec {
+    FetchSpec {
+        offset: u64::try_from(offset).ok().map(Offset),
+        max_bytes: max_bytes as usize,
+        max_wait: Duration::from_millis(u64::from(wait_ms)),
+        min_bytes: min_bytes as usize,
+    }
+}
 
 /// Reads every partition of the request (each on its owner, concurrently), waiting up to
 /// `wait_ms` for `min_bytes` on each. Results mirror the request entry for entry.
-async fn fetch_all(shard: &Rc<Shard>, req: &FetchRequest, wait_ms: u32, min_bytes: u32) -> Fetched {
+async fn fetch_all(
+    svc: &PartitionService,
+    req: &FetchRequest,
+    wait_ms: u32,
+    min_bytes: u32,
+) -> FetchResults {
     let mut tasks = Vec::new();
     for t in &req.topics {
         let mut parts = Vec::new();
         for p in &t.partitions {
-            let shard = shard.clone();
-            let fp = FetchPartition {
-                topic: t.name.clone(),
-                partition: p.partition,
-                offset: p.fetch_offset,
-                max_bytes: p.partition_max_bytes.min(req.max_bytes),
-                max_wait_ms: wait_ms,
-                min_bytes,
-            };
+            let svc = svc.clone();
+            let tp = TopicPartition::new(t.name.as_str(), p.partition);
+            let max_bytes = p.partition_max_bytes.min(req.max_bytes);
+            let spec = fetch_spec(p.fetch_offset, max_bytes, wait_ms, min_bytes);
             parts.push((
                 p.partition,
-                glommio::spawn_local(async move { shard.fetch(fp).await }),
+                glommio::spawn_local(async move { svc.fetch(tp, spec).await }),
             ));
         }
         tasks.push(parts);
@@ -409,7 +436,7 @@ async fn fetch_all(shard: &Rc<Shard>, req: &FetchRequest, wait_ms: u32, min_byte
 }
 
 /// Whether a fetch may answer: `min_bytes` are there, or a partition failed.
-fn fetch_enough(results: &Fetched, min_bytes: u32) -> bool {
+fn fetch_enough(results: &FetchResults, min_bytes: u32) -> bool {
     let mut bytes = 0usize;
     for (_, r) in results.iter().flatten() {
         match r {
@@ -420,15 +447,16 @@ fn fetch_enough(results: &Fetched, min_bytes: u32) -> bool {
     bytes >= min_bytes as usize
 }
 
-async fn fetch(shard: &Rc<Shard>, req: FetchRequest) -> FetchResponse {
+async fn fetch(svc: &PartitionService, req: FetchRequest) -> FetchResponse {
+    let shard = svc.shard();
     let wait_ms = req.max_wait_ms.min(shard.config.limits.fetch_wait_ms_max);
     let count: usize = req.topics.iter().map(|t| t.partitions.len()).sum();
     let deadline = Instant::now() + Duration::from_millis(u64::from(wait_ms));
     let results = if count == 1 {
         // One partition: its own long poll (with min_bytes) is the whole wait.
-        fetch_all(shard, &req, wait_ms, req.min_bytes).await
+        fetch_all(svc, &req, wait_ms, req.min_bytes).await
     } else {
-        let mut results = fetch_all(shard, &req, 0, 0).await;
+        let mut results = fetch_all(svc, &req, 0, 0).await;
         // Until min_bytes are there across partitions or the deadline: wait for any partition
         // to get more data past what was read, then read them all again.
         while !fetch_enough(&results, req.min_bytes) && !shard.is_shutting_down() {
@@ -451,18 +479,12 @@ async fn fetch(shard: &Rc<Shard>, req: FetchRequest) -> FetchResponse {
                             .unwrap_or(p.fetch_offset),
                         Err(_) => continue,
                     };
-                    let shard = shard.clone();
-                    let fp = FetchPartition {
-                        topic: t.name.clone(),
-                        partition: p.partition,
-                        offset: next,
-                        max_bytes: 1,
-                        max_wait_ms: left.as_millis() as u32,
-                        min_bytes: 1,
-                    };
+                    let svc = svc.clone();
+                    let tp = TopicPartition::new(t.name.as_str(), p.partition);
+                    let spec = fetch_spec(next, 1, left.as_millis() as u32, 1);
                     let done = done.clone();
                     watchers.push(glommio::spawn_local(async move {
-                        let _ = shard.fetch(fp).await;
+                        let _ = svc.fetch(tp, spec).await;
                         done.notify();
                     }));
                 }
@@ -470,7 +492,7 @@ async fn fetch(shard: &Rc<Shard>, req: FetchRequest) -> FetchResponse {
             // The first watcher to return wakes us; dropping the rest cancels them.
             futures_lite::future::or(first, glommio::timer::sleep(left)).await;
             drop(watchers);
-            results = fetch_all(shard, &req, 0, 0).await;
+            results = fetch_all(svc, &req, 0, 0).await;
         }
         results
     };
@@ -512,23 +534,28 @@ async fn fetch(shard: &Rc<Shard>, req: FetchRequest) -> FetchResponse {
     FetchResponse { topics }
 }
 
-async fn list_offsets(shard: &Rc<Shard>, req: ListOffsetsRequest) -> ListOffsetsResponse {
+async fn list_offsets(svc: &PartitionService, req: ListOffsetsRequest) -> ListOffsetsResponse {
     let mut topics = Vec::new();
     for t in req.topics {
         let mut partitions = Vec::new();
         for p in t.partitions {
-            let r = shard
-                .list_offset(t.name.clone(), p.partition, p.timestamp)
-                .await;
-            partitions.push(match r {
+            // -1 latest, -2 earliest, else a time (a negative one is refused by the service).
+            let query = match p.timestamp {
+                -1 => OffsetQuery::Latest,
+                -2 => OffsetQuery::Earliest,
+                t => OffsetQuery::AtTime(t),
+            };
+            let tp = TopicPartition::new(t.name.as_str(), p.partition);
+            partitions.push(match svc.list_offset(tp, query).await {
                 Ok(offset) => ListOffsetsPartitionResponse {
                     partition: p.partition,
                     error_code: ErrorCode::None,
-                    offset,
+                    // No record at or after the time: -1.
+                    offset: offset.map_or(-1, wire),
                 },
                 Err(e) => ListOffsetsPartitionResponse {
                     partition: p.partition,
-                    error_code: e.code,
+                    error_code: partition_code(&e),
                     offset: -1,
                 },
             });

@@ -2,9 +2,12 @@
 //!
 //! `frame`, `protocol` and `error_code` are sans-I/O: they turn bytes into typed requests and
 //! typed responses into bytes, and never touch a socket; the layout is specified in
-//! `docs/PROTOCOL.md`. The modules that drive them over TCP sit beside them.
+//! `docs/PROTOCOL.md`. The modules that drive them over TCP sit beside them: `server` (connections),
+//! `handler` (the adapter from requests to the shard's partition service and topic admin) and
+//! `errors` (the one mapping of their domain errors to wire codes).
 
 pub mod budget;
+mod errors;
 mod handler;
 pub mod server;
 

@@ -1,9 +1,11 @@
-//! The topic catalog: names, partition counts and per-topic log settings, persisted in
-//! `<data dir>/catalog.json`.
+//! The topic catalog: names, partition counts, per-topic log settings and where every partition
+//! lives ([`Placement`]), persisted in `<data dir>/catalog.json`.
 //!
-//! Shard 0 (the controller) is the only writer: it applies a change, writes the file atomically
-//! (temporary file, fsync, rename, fsync of the directory) and then tells every shard. Every
-//! shard holds its own copy, read-only, to answer metadata requests.
+//! Shard 0 (the controller) is the only writer while the broker runs: it applies a change, writes
+//! the file atomically with glommio I/O (temporary file, fdatasync, rename, fsync of the
+//! directory; the shard is not blocked) and then tells every shard. Every shard holds its own
+//! copy, read-only, to route requests and answer metadata requests. Before any shard starts, the
+//! main thread settles the placement for this broker's shard count ([`check_at_start`]).
 //!
 //! Partition directories are data: the broker removes one only for a topic whose deletion the
 //! catalog recorded (a tombstone in `deleted`, kept until its directories are gone). A missing
@@ -15,7 +17,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::placement::{self, Placement, Settled};
 use crate::disk::{Durability, LogConfig};
+use crate::types::{NodeId, ShardId};
 
 /// Longest topic name (Kafka's limit).
 pub const TOPIC_NAME_BYTES_MAX: usize = 249;
@@ -78,12 +82,26 @@ pub struct TopicMeta {
     pub id: u64,
     pub partitions: u32,
     pub config: TopicConfig,
+    /// Where each partition lives, by partition number. Empty in a catalog written before
+    /// placement was recorded (or rebuilt from directories) until [`check_at_start`] settles it.
+    #[serde(default)]
+    pub placement: Vec<Placement>,
 }
 
 impl TopicMeta {
     /// Directory of one partition's log.
     pub fn partition_dir(&self, data_dir: &Path, partition: u32) -> PathBuf {
         partition_dir(data_dir, &self.name, self.id, partition)
+    }
+
+    /// Where `partition` lives; `None` for a partition the topic does not have.
+    pub fn placement(&self, partition: u32) -> Option<&Placement> {
+        self.placement.get(partition as usize)
+    }
+
+    /// The partitions of this topic that `shard` owns.
+    pub fn partitions_on(&self, shard: ShardId) -> impl Iterator<Item = u32> + '_ {
+        (0..self.partitions).filter(move |&p| self.placement(p).is_some_and(|l| l.shard == shard))
     }
 }
 
@@ -113,6 +131,10 @@ pub struct Catalog {
     /// directories the broker ever removes.
     #[serde(default)]
     pub deleted: Vec<DeletedTopic>,
+    /// The shard count the placement was last settled for (absent in catalogs from before
+    /// placement). A placement missing from a topic is derived with the hash for this count.
+    #[serde(default)]
+    pub shards: Option<usize>,
 }
 
 fn partition_dir(data_dir: &Path, name: &str, id: u64, partition: u32) -> PathBuf {
@@ -156,10 +178,16 @@ pub fn list_partition_dirs(data_dir: &Path) -> Result<Vec<String>, String> {
 /// shards (which refuse a damaged one). A missing one is fine on an empty data directory; with
 /// partition directories on disk it is refused, or, with `rebuild`, rebuilt from them (topic
 /// settings, which only the catalog held, become `defaults`) and written.
+///
+/// Then settles the placement for a broker of `shards` shards whose node id is `node`
+/// ([`Catalog::settle_placement`]) and writes the catalog if that changed it, so every shard
+/// reads the same placement and finds each partition on a shard that exists.
 pub fn check_at_start(
     data_dir: &Path,
     rebuild: bool,
     defaults: &TopicConfig,
+    shards: usize,
+    node: NodeId,
 ) -> Result<(), String> {
     let path = data_dir.join(CATALOG_FILE);
     match std::fs::metadata(&path) {
@@ -167,11 +195,27 @@ pub fn check_at_start(
             if rebuild {
                 tracing::warn!(path = %path.display(), "--rebuild-catalog ignored: the catalog exists");
             }
-            return Ok(());
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            rebuild_if_needed(data_dir, rebuild, defaults)?
+        }
         Err(e) => return Err(format!("cannot read catalog {}: {e}", path.display())),
     }
+    if !path.exists() {
+        return Ok(());
+    }
+    let mut catalog = Catalog::load(data_dir)?;
+    if catalog.settle_placement(shards, node) {
+        catalog
+            .store_blocking(data_dir)
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// A missing catalog: fine on an empty data directory, else refused or rebuilt.
+fn rebuild_if_needed(data_dir: &Path, rebuild: bool, defaults: &TopicConfig) -> Result<(), String> {
+    let path = data_dir.join(CATALOG_FILE);
     let dirs = list_partition_dirs(data_dir)?;
     if dirs.is_empty() {
         return Ok(());
@@ -194,7 +238,7 @@ pub fn check_at_start(
     tracing::warn!(path = %path.display(), topics = catalog.topics.len(),
         "catalog rebuilt from the partition directories; topic settings are the broker \
          defaults, except retention, which is unlimited until set again");
-    catalog.store(data_dir).map_err(|e| e.to_string())
+    catalog.store_blocking(data_dir).map_err(|e| e.to_string())
 }
 
 impl Catalog {
@@ -240,10 +284,51 @@ impl Catalog {
                         retention_bytes: None,
                         ..defaults.clone()
                     },
+                    // Settled at start, like an old catalog's.
+                    placement: Vec::new(),
                 },
             );
         }
         Ok(catalog)
+    }
+
+    /// Applies the restart rule ([`placement::settle`]) to every partition: a recorded shard that
+    /// exists is kept; a missing placement is derived with the hash for the shard count the
+    /// catalog was settled for (`shards`), else the current count; a partition on a shard this
+    /// broker does not have is re-placed with the hash for the current count. Returns whether
+    /// anything changed (the caller writes the catalog).
+    pub fn settle_placement(&mut self, shards: usize, node: NodeId) -> bool {
+        let derive_shards = self.shards.unwrap_or(shards).max(1);
+        let mut changed = self.shards != Some(shards);
+        for meta in self.topics.values_mut() {
+            let mut placed = Vec::with_capacity(meta.partitions as usize);
+            for p in 0..meta.partitions {
+                let recorded = meta.placement.get(p as usize);
+                let (place, why) =
+                    placement::settle(recorded, &meta.name, p, derive_shards, shards, node);
+                match why {
+                    Settled::Kept => {}
+                    Settled::Derived => {
+                        tracing::debug!(topic = %meta.name, partition = p, shard = %place.shard,
+                            "placement derived (catalog without placement)")
+                    }
+                    Settled::Moved { from } => {
+                        tracing::warn!(topic = %meta.name, partition = p, %from, to = %place.shard,
+                            "shard of the recorded placement does not exist; partition re-placed")
+                    }
+                    Settled::Rehomed { from } => {
+                        tracing::warn!(topic = %meta.name, partition = p, %from, to = %place.node,
+                            "placement names another node; this single-node broker takes it")
+                    }
+                }
+                changed |= why != Settled::Kept;
+                placed.push(place);
+            }
+            changed |= placed.len() != meta.placement.len();
+            meta.placement = placed;
+        }
+        self.shards = Some(shards);
+        changed
     }
 
     /// Forgets the tombstone of deleted topic `id` (its directories are gone).
@@ -309,8 +394,17 @@ impl Catalog {
         }
     }
 
-    /// Writes the catalog durably: a crash leaves either the old or the new file.
-    pub fn store(&self, data_dir: &Path) -> Result<(), CatalogError> {
+    /// Writes the catalog durably on a shard, with glommio I/O (the executor is not blocked): a
+    /// crash leaves either the old or the new file. The controller serializes its writes.
+    pub async fn store(&self, data_dir: &Path) -> Result<(), CatalogError> {
+        let bytes = serde_json::to_vec_pretty(self).map_err(|e| CatalogError::Io(e.to_string()))?;
+        crate::disk::checkpoint::replace_file(data_dir, CATALOG_FILE, bytes)
+            .await
+            .map_err(|e| CatalogError::Io(e.to_string()))
+    }
+
+    /// [`Catalog::store`] with blocking `std::fs`, for the main thread before any shard runs.
+    pub fn store_blocking(&self, data_dir: &Path) -> Result<(), CatalogError> {
         let io = |e: std::io::Error| CatalogError::Io(e.to_string());
         std::fs::create_dir_all(data_dir).map_err(io)?;
         let tmp = data_dir.join(format!("{CATALOG_FILE}.tmp"));
@@ -328,12 +422,15 @@ impl Catalog {
         Ok(())
     }
 
-    /// Adds a topic (in memory).
+    /// Adds a topic (in memory), placing each partition on this node (`node`) at the shard the
+    /// hash proposes for a broker of `shards` shards.
     pub fn create(
         &mut self,
         name: &str,
         partitions: u32,
         config: TopicConfig,
+        shards: usize,
+        node: NodeId,
     ) -> Result<TopicMeta, CatalogError> {
         validate_topic_name(name)?;
         if partitions == 0 || partitions > PARTITIONS_MAX {
@@ -348,6 +445,9 @@ impl Catalog {
             id: self.next_topic_id,
             partitions,
             config,
+            placement: (0..partitions)
+                .map(|p| Placement::choose(name, p, shards, node))
+                .collect(),
         };
         self.next_topic_id += 1;
         self.topics.insert(name.to_string(), meta.clone());
@@ -426,18 +526,24 @@ mod tests {
     #[test]
     fn a_missing_catalog_is_refused_when_partition_directories_exist() {
         let dir = tempfile::tempdir().unwrap();
-        check_at_start(dir.path(), false, &cfg()).unwrap();
+        check_at_start(dir.path(), false, &cfg(), 1, NodeId(0)).unwrap();
         std::fs::create_dir_all(dir.path().join("topics/orders-4-0")).unwrap();
-        let e = check_at_start(dir.path(), false, &cfg()).unwrap_err();
+        let e = check_at_start(dir.path(), false, &cfg(), 1, NodeId(0)).unwrap_err();
         assert!(
             e.contains("--rebuild-catalog") && e.contains("orders-4-0"),
             "{e}"
         );
         assert!(!dir.path().join(CATALOG_FILE).exists());
-        check_at_start(dir.path(), true, &cfg()).unwrap();
+        check_at_start(dir.path(), true, &cfg(), 2, NodeId(0)).unwrap();
         let c = Catalog::load(dir.path()).unwrap();
         assert_eq!(c.topics["orders"].id, 4);
         assert_eq!(c.next_topic_id, 5);
+        // The rebuilt catalog is placed for the broker starting on it (2 shards).
+        assert_eq!(c.shards, Some(2));
+        assert_eq!(
+            c.topics["orders"].placement,
+            vec![Placement::single(NodeId(0), ShardId(1))]
+        );
         // Old catalogs (no `deleted` field) still load.
         std::fs::write(
             dir.path().join(CATALOG_FILE),
@@ -451,17 +557,17 @@ mod tests {
     fn create_delete_and_persist() {
         let dir = tempfile::tempdir().unwrap();
         let mut c = Catalog::default();
-        let t = c.create("orders", 3, cfg()).unwrap();
+        let t = c.create("orders", 3, cfg(), 2, NodeId(0)).unwrap();
         assert_eq!(t.id, 0);
         assert_eq!(
-            c.create("orders", 1, cfg()),
+            c.create("orders", 1, cfg(), 2, NodeId(0)),
             Err(CatalogError::TopicExists("orders".into()))
         );
         assert_eq!(
-            c.create("x", 0, cfg()),
+            c.create("x", 0, cfg(), 2, NodeId(0)),
             Err(CatalogError::InvalidPartitions(0))
         );
-        c.store(dir.path()).unwrap();
+        c.store_blocking(dir.path()).unwrap();
         let loaded = Catalog::load(dir.path()).unwrap();
         assert_eq!(loaded, c);
         c.delete("orders").unwrap();
@@ -476,11 +582,81 @@ mod tests {
         );
         assert!(c.forget_deleted(0));
         // A recreated topic gets a new id, so its directories are new too.
-        let t2 = c.create("orders", 1, cfg()).unwrap();
+        let t2 = c.create("orders", 1, cfg(), 2, NodeId(0)).unwrap();
         assert_eq!(t2.id, 1);
         assert_ne!(
             t.partition_dir(dir.path(), 0),
             t2.partition_dir(dir.path(), 0)
         );
+    }
+
+    fn shards_of(c: &Catalog, topic: &str) -> Vec<u16> {
+        c.topics[topic]
+            .placement
+            .iter()
+            .map(|p| p.shard.0)
+            .collect()
+    }
+
+    #[test]
+    fn placement_is_recorded_at_create() {
+        let mut c = Catalog::default();
+        let t = c.create("orders", 4, cfg(), 4, NodeId(0)).unwrap();
+        // The hash's choice for 4 shards (pinned in `ownership`), on this node, one replica.
+        assert_eq!(shards_of(&c, "orders"), [3, 1, 2, 2]);
+        assert!(t
+            .placement
+            .iter()
+            .all(|p| p.node == NodeId(0) && p.replicas == [NodeId(0)]));
+        assert_eq!(t.partitions_on(ShardId(2)).collect::<Vec<_>>(), [2, 3]);
+        assert_eq!(t.placement(4), None);
+    }
+
+    #[test]
+    fn an_old_catalog_without_placement_is_settled_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = Catalog::default();
+        c.create("orders", 4, cfg(), 4, NodeId(0)).unwrap();
+        // As written before placement: no `placement`, no `shards`.
+        let mut json: serde_json::Value = serde_json::to_value(&c).unwrap();
+        json.as_object_mut().unwrap().remove("shards");
+        json["topics"]["orders"]
+            .as_object_mut()
+            .unwrap()
+            .remove("placement");
+        std::fs::write(
+            dir.path().join(CATALOG_FILE),
+            serde_json::to_vec(&json).unwrap(),
+        )
+        .unwrap();
+        let old = Catalog::load(dir.path()).unwrap();
+        assert!(old.topics["orders"].placement.is_empty());
+        // The shard count is not known: the current one (2) derives it, and it is written.
+        check_at_start(dir.path(), false, &cfg(), 2, NodeId(0)).unwrap();
+        let c = Catalog::load(dir.path()).unwrap();
+        assert_eq!(
+            (shards_of(&c, "orders"), c.shards),
+            (vec![1, 1, 0, 0], Some(2))
+        );
+    }
+
+    #[test]
+    fn a_restart_with_other_shard_counts_keeps_what_exists_and_moves_the_rest() {
+        let mut c = Catalog {
+            shards: Some(4),
+            ..Catalog::default()
+        };
+        c.create("orders", 4, cfg(), 4, NodeId(0)).unwrap();
+        assert!(!c.settle_placement(4, NodeId(0)), "nothing to change");
+        // 3 shards: only partition 0 (on shard 3) moves, to the hash's shard for 3.
+        assert!(c.settle_placement(3, NodeId(0)));
+        assert_eq!(shards_of(&c, "orders"), [2, 1, 2, 2]);
+        // 1 shard: everything on shard 0.
+        assert!(c.settle_placement(1, NodeId(0)));
+        assert_eq!(shards_of(&c, "orders"), [0, 0, 0, 0]);
+        // Back to 4: the recorded shard 0 exists, so nothing moves back.
+        assert!(c.settle_placement(4, NodeId(0)));
+        assert_eq!(shards_of(&c, "orders"), [0, 0, 0, 0]);
+        assert_eq!(c.shards, Some(4));
     }
 }

@@ -1,0 +1,185 @@
+//! The local half of each partition operation, on the shard that owns the partition's log:
+//! produce (split into batches, one `append_many`), fetch with long poll
+//! (`PartitionLog::changed`), offset lookups, and the state of the partitions it serves or could
+//! not open.
+
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+
+use super::super::core::Shard;
+use super::super::error::PartitionError;
+use super::types::{FetchSpec, Fetched, LogOffsets, OffsetQuery, PartitionInfo, PartitionState};
+use crate::disk::{LogError, PartitionLog};
+use crate::record;
+use crate::types::{Epoch, Offset, TopicPartition};
+
+/// The leader epoch a single-node broker stamps into batches. Replication will own this.
+const SINGLE_NODE_EPOCH: Epoch = Epoch(0);
+
+/// The local half of each operation: the partition's log is on this shard.
+impl Shard {
+    pub(in crate::shard) fn local_log(
+        &self,
+        tp: &TopicPartition,
+    ) -> Result<Rc<PartitionLog>, PartitionError> {
+        if self.closed.get() {
+            return Err(PartitionError::ShuttingDown(self.id));
+        }
+        if let Some(e) = self.unopened.borrow().get(tp) {
+            return Err(e.clone());
+        }
+        if self.pending.borrow().contains(&tp.topic) {
+            // Still being created: as unknown as it will stay if the create is rolled back.
+            return Err(PartitionError::UnknownPartition(tp.clone()));
+        }
+        self.logs
+            .borrow()
+            .get(tp)
+            .cloned()
+            .ok_or_else(|| PartitionError::UnknownPartition(tp.clone()))
+    }
+
+    pub(in crate::shard) async fn produce_local(
+        &self,
+        tp: &TopicPartition,
+        mut records: BytesMut,
+        deadline: Instant,
+    ) -> Result<Vec<Offset>, PartitionError> {
+        let log = self.local_log(tp)?;
+        // Split into batches (zero-copy); each is fully validated by the log before any is
+        // appended.
+        let mut lens = Vec::new();
+        for item in record::batches(&records) {
+            match item {
+                Ok((_, range)) => lens.push(range.len()),
+                Err(e) => return Err(PartitionError::log(&LogError::InvalidBatch(e))),
+            }
+        }
+        if lens.is_empty() {
+            return Err(PartitionError::NoRecordBatch);
+        }
+        let mut batches = Vec::with_capacity(lens.len());
+        for len in lens {
+            batches.push(records.split_to(len));
+        }
+        let durability = log.config().durability;
+        let infos = log
+            .append_many_by(batches, SINGLE_NODE_EPOCH, durability, Some(deadline))
+            .await
+            .map_err(|e| PartitionError::log(&e))?;
+        Ok(infos.iter().map(|i| i.base_offset).collect())
+    }
+
+    pub(in crate::shard) async fn fetch_local(
+        &self,
+        tp: &TopicPartition,
+        spec: FetchSpec,
+    ) -> Result<Fetched, PartitionError> {
+        let log = self.local_log(tp)?;
+        let out_of_range = |e: &LogError| PartitionError::OffsetOutOfRange {
+            message: e.to_string(),
+            offsets: offsets_of(&log),
+        };
+        let Some(offset) = spec.offset else {
+            return Err(out_of_range(&LogError::OffsetOutOfRange {
+                requested: Offset(0),
+                earliest: log.log_start_offset(),
+                latest: log.high_watermark(),
+            }));
+        };
+        let limits = &self.config.limits;
+        let wait = spec
+            .max_wait
+            .min(Duration::from_millis(u64::from(limits.fetch_wait_ms_max)));
+        let deadline = Instant::now() + wait;
+        let max_bytes = spec.max_bytes.min(limits.fetch_bytes_max as usize);
+        // 0 answers at once, even with nothing to return (`docs/PROTOCOL.md`, "6 Fetch").
+        let min_bytes = spec.min_bytes.min(max_bytes.max(1));
+        loop {
+            // Register before reading, so an append between the read and the wait is not missed.
+            let changed = log.changed();
+            let stopping = self.stopping.listen();
+            let r = log.read(offset, max_bytes).await.map_err(|e| match e {
+                LogError::OffsetOutOfRange { .. } => out_of_range(&e),
+                other => PartitionError::log(&other),
+            })?;
+            let now = Instant::now();
+            if r.bytes() >= min_bytes || now >= deadline || self.shutting_down.get() {
+                return Ok(Fetched {
+                    batches: r.batches,
+                    offsets: LogOffsets {
+                        log_start: r.log_start_offset,
+                        high_watermark: r.high_watermark,
+                        log_end: r.log_end_offset,
+                    },
+                });
+            }
+            let timer = glommio::timer::sleep(deadline - now);
+            futures_lite::future::or(futures_lite::future::or(changed, stopping), timer).await;
+        }
+    }
+
+    pub(in crate::shard) async fn list_offset_local(
+        &self,
+        tp: &TopicPartition,
+        query: OffsetQuery,
+    ) -> Result<Option<Offset>, PartitionError> {
+        let log = self.local_log(tp)?;
+        match query {
+            OffsetQuery::Latest => Ok(Some(log.high_watermark())),
+            OffsetQuery::Earliest => Ok(Some(log.log_start_offset())),
+            OffsetQuery::AtTime(t) if t < 0 => Err(PartitionError::InvalidTimestamp(t)),
+            OffsetQuery::AtTime(t) => log
+                .offset_for_timestamp(t)
+                .await
+                .map_err(|e| PartitionError::log(&e)),
+        }
+    }
+
+    /// The partitions of `topics` (`None`: all) this shard serves or failed to open.
+    pub(in crate::shard) fn local_partition_info(
+        &self,
+        topics: Option<&[String]>,
+    ) -> Vec<PartitionInfo> {
+        let wanted = |topic: &str| topics.is_none_or(|t| t.iter().any(|x| x == topic));
+        let logs = self.logs.borrow();
+        let pending = self.pending.borrow();
+        let mut out = Vec::new();
+        for (tp, log) in logs.iter() {
+            if !wanted(&tp.topic) || pending.contains(&tp.topic) {
+                continue;
+            }
+            out.push(PartitionInfo {
+                tp: tp.clone(),
+                state: Ok(PartitionState {
+                    leader_epoch: log.last_epoch().max(SINGLE_NODE_EPOCH),
+                    offsets: offsets_of(log),
+                    damaged: log
+                        .damaged_ranges()
+                        .iter()
+                        .map(|r| (r.first, r.last))
+                        .collect(),
+                }),
+            });
+        }
+        for (tp, e) in self.unopened.borrow().iter() {
+            if wanted(&tp.topic) {
+                out.push(PartitionInfo {
+                    tp: tp.clone(),
+                    state: Err(e.clone()),
+                });
+            }
+        }
+        out
+    }
+}
+
+fn offsets_of(log: &PartitionLog) -> LogOffsets {
+    LogOffsets {
+        log_start: log.log_start_offset(),
+        high_watermark: log.high_watermark(),
+        log_end: log.log_end_offset(),
+    }
+}
