@@ -5,26 +5,17 @@
 
 mod common;
 
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
 use common::broker::*;
-use common::{batch, stamped, tmpdir};
+use common::{batch, seed, stamped, tmpdir};
 use quill::net::error_code::ErrorCode;
 use quill::net::protocol::*;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-
-/// The seed of a randomized test: `QUILL_TEST_SEED` if set, else a fresh one; printed so a
-/// failure can be replayed.
-fn seed(test: &str) -> u64 {
-    let seed = std::env::var("QUILL_TEST_SEED")
-        .ok()
-        .map(|s| s.parse().expect("QUILL_TEST_SEED is a u64"))
-        .unwrap_or_else(rand::random);
-    eprintln!("{test}: seed {seed} (set QUILL_TEST_SEED={seed} to replay)");
-    seed
-}
 
 /// A normal client can still create a topic, produce to every partition and read it back,
 /// through the common port and every shard port.
@@ -115,6 +106,9 @@ fn garbage(rng: &mut StdRng, shape: usize) -> Vec<u8> {
     }
 }
 
+/// How long a healthy client's request may wait for its answer while garbage comes in.
+const HEALTHY_LIMIT: Duration = Duration::from_secs(20);
+
 fn garbage_then_normal_client(shards: usize) {
     let seed = seed(&format!("garbage_then_normal_client({shards})"));
     let mut rng = StdRng::seed_from_u64(seed);
@@ -124,6 +118,50 @@ fn garbage_then_normal_client(shards: usize) {
         broker.connect().call(&create_topic("before", 1)),
         Response::CreateTopic
     );
+    assert_eq!(
+        broker.connect().call(&create_topic("during", 1)),
+        Response::CreateTopic
+    );
+    // A healthy client keeps producing and reading back while the garbage comes in; each of
+    // its requests must be answered, correctly, within HEALTHY_LIMIT (a hang guard, not a
+    // latency target).
+    let garbage_sent = Arc::new(AtomicBool::new(false));
+    let during = Arc::new(AtomicUsize::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let healthy = {
+        let (garbage_sent, during, stop) = (garbage_sent.clone(), during.clone(), stop.clone());
+        let mut c = broker.connect();
+        c.set_read_timeout(HEALTHY_LIMIT);
+        std::thread::spawn(move || {
+            let mut i = 0u64;
+            while !stop.load(Ordering::SeqCst) {
+                let started_during = garbage_sent.load(Ordering::SeqCst);
+                let b = batch(1_000 + i, 1, 50, 5);
+                let (_, resp) = c
+                    .try_send(&produce_request("during", 0, b.clone()))
+                    .ok()
+                    .and_then(|_| c.try_recv().ok())
+                    .unwrap_or_else(|| {
+                        panic!("round trip {i}: no answer within {HEALTHY_LIMIT:?}")
+                    });
+                let offs = produce_ok(resp);
+                assert_eq!(offs, vec![i as i64]);
+                c.try_send(&fetch_request("during", 0, i as i64, 0))
+                    .unwrap();
+                let (_, resp) = c
+                    .try_recv()
+                    .unwrap_or_else(|e| panic!("fetch {i}: {e:?} within {HEALTHY_LIMIT:?}"));
+                let f = fetch_partition(resp);
+                assert_eq!(f.error_code, ErrorCode::None);
+                assert_eq!(&f.records[0][..], &stamped(b, i, 0)[..]);
+                if started_during {
+                    during.fetch_add(1, Ordering::SeqCst);
+                }
+                i += 1;
+            }
+            i
+        })
+    };
     let addrs = broker.all_addrs();
     let mut conns = Vec::new();
     for i in 0..50 {
@@ -135,6 +173,17 @@ fn garbage_then_normal_client(shards: usize) {
         let _ = std::io::Write::write_all(&mut c.stream, &bytes);
         conns.push(c);
     }
+    // With every garbage connection open and its bytes sent, the healthy client must get
+    // through whole round trips.
+    garbage_sent.store(true, Ordering::SeqCst);
+    let deadline = std::time::Instant::now() + HEALTHY_LIMIT * 3;
+    while during.load(Ordering::SeqCst) < 3 && !healthy.is_finished() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the healthy client made no progress during the garbage"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
     for (i, mut c) in conns.into_iter().enumerate() {
         if i % 2 == 0 {
             // Half-close, then read whatever the broker answers until it closes too: bounded,
@@ -144,6 +193,14 @@ fn garbage_then_normal_client(shards: usize) {
         }
         // The other half just vanish, possibly with data unread (a reset).
     }
+    stop.store(true, Ordering::SeqCst);
+    let rounds = healthy
+        .join()
+        .expect("the healthy client's requests were all answered");
+    assert!(
+        during.load(Ordering::SeqCst) >= 3,
+        "{rounds} healthy round trips, too few during the garbage"
+    );
     assert!(broker.is_alive(), "the broker survived the garbage");
     check_normal_client_works(&broker, "after-garbage");
     // The topic made before the garbage is intact.
@@ -152,15 +209,11 @@ fn garbage_then_normal_client(shards: usize) {
     assert!(broker.is_alive());
 }
 
-#[test]
-fn garbage_then_normal_client_one_shard() {
-    garbage_then_normal_client(1);
-}
-
-#[test]
-fn garbage_then_normal_client_two_shards() {
-    garbage_then_normal_client(2);
-}
+one_and_two_shards!(
+    garbage_then_normal_client_one_shard,
+    garbage_then_normal_client_two_shards,
+    garbage_then_normal_client
+);
 
 // ---- framing ----
 
@@ -520,15 +573,11 @@ fn damaged_batches(shards: usize) {
     assert!(broker.is_alive());
 }
 
-#[test]
-fn damaged_batches_one_shard() {
-    damaged_batches(1);
-}
-
-#[test]
-fn damaged_batches_two_shards() {
-    damaged_batches(2);
-}
+one_and_two_shards!(
+    damaged_batches_one_shard,
+    damaged_batches_two_shards,
+    damaged_batches
+);
 
 // ---- unknown topics and offsets ----
 
@@ -576,15 +625,11 @@ fn unknown_topics_and_offsets(shards: usize) {
     assert!(broker.is_alive());
 }
 
-#[test]
-fn unknown_topics_and_partitions_one_shard() {
-    unknown_topics_and_offsets(1);
-}
-
-#[test]
-fn unknown_topics_and_partitions_two_shards() {
-    unknown_topics_and_offsets(2);
-}
+one_and_two_shards!(
+    unknown_topics_and_partitions_one_shard,
+    unknown_topics_and_partitions_two_shards,
+    unknown_topics_and_offsets
+);
 
 /// PROTOCOL.md, "Fetch": `OFFSET_OUT_OF_RANGE` for an offset below the log start or above the
 /// log end; "the offsets fields tell the valid range".
@@ -684,15 +729,11 @@ fn acks_zero(shards: usize) {
     }
 }
 
-#[test]
-fn acks_zero_gets_no_response_one_shard() {
-    acks_zero(1);
-}
-
-#[test]
-fn acks_zero_gets_no_response_two_shards() {
-    acks_zero(2);
-}
+one_and_two_shards!(
+    acks_zero_gets_no_response_one_shard,
+    acks_zero_gets_no_response_two_shards,
+    acks_zero
+);
 
 /// PROTOCOL.md, "What closes a connection", 3: an `acks` = 0 Produce that fails (a bad CRC) or
 /// does not even decode closes the connection instead of answering; nothing is appended.

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use common::broker::*;
-use common::{batch, stamped, tmpdir};
+use common::{batch, seed, stamped, tmpdir};
 use quill::disk::synthetic::{seq_of, synthetic_batch};
 use quill::net::error_code::ErrorCode;
 use quill::net::protocol::*;
@@ -34,15 +34,6 @@ const PRODUCERS: usize = 4;
 const IN_FLIGHT: usize = 4;
 /// Stop a producer after this many requests, so a test is bounded even if no kill comes.
 const REQUESTS_PER_PRODUCER_MAX: usize = 20_000;
-
-fn seed(test: &str) -> u64 {
-    let seed = std::env::var("QUILL_TEST_SEED")
-        .ok()
-        .map(|s| s.parse().expect("QUILL_TEST_SEED is a u64"))
-        .unwrap_or_else(rand::random);
-    eprintln!("{test}: seed {seed} (set QUILL_TEST_SEED={seed} to replay)");
-    seed
-}
 
 /// What the producers did: every `(partition, seq)` sent, and every batch acknowledged.
 #[derive(Default)]
@@ -85,6 +76,7 @@ fn producer(
     next_seq: Arc<AtomicU64>,
     stop: Stop,
     stop_flag: Arc<AtomicBool>,
+    acks: Arc<AtomicU64>,
 ) -> Ledger {
     let mut rng = StdRng::seed_from_u64(rng_seed);
     let mut ledger = Ledger::default();
@@ -140,6 +132,7 @@ fn producer(
                                 "offset {base} of partition {partition} acknowledged twice"
                             );
                         }
+                        acks.fetch_add(seqs.len() as u64, Ordering::SeqCst);
                     }
                     ErrorCode::BrokerShuttingDown if stop == Stop::Shutdown => sending = false,
                     code => panic!("produce failed: {code} {:?}", p.error_message),
@@ -154,17 +147,23 @@ fn producer(
     }
 }
 
-/// Runs `PRODUCERS` producer threads against `broker`, calls `interrupt` once they are under
-/// way, and returns what they did once all have stopped.
+/// How long producers may take to get `acks_before` batches acknowledged (a hang guard).
+const ACKS_LIMIT: Duration = Duration::from_secs(120);
+
+/// Runs `PRODUCERS` producer threads against `broker`, calls `interrupt` once `acks_before`
+/// batches were acknowledged (not after a guessed time: a loaded machine may have acknowledged
+/// nothing by then), and returns what they did once all have stopped.
 fn produce_until(
     broker: Broker,
     seed: u64,
     rng: &mut StdRng,
     next_seq: &Arc<AtomicU64>,
     stop: Stop,
+    acks_before: u64,
     interrupt: impl FnOnce(Broker),
 ) -> Ledger {
     let stop_flag = Arc::new(AtomicBool::new(false));
+    let acks = Arc::new(AtomicU64::new(0));
     let mut threads = Vec::new();
     let addrs = broker.all_addrs();
     for i in 0..PRODUCERS {
@@ -172,10 +171,19 @@ fn produce_until(
         // port and every shard port get producers, so requests are forwarded between shards.
         let conn = Conn::connect(addrs[i % addrs.len()]);
         conn.set_read_timeout(Duration::from_secs(30));
-        let (rng_seed, next_seq, flag) = (rng.gen(), next_seq.clone(), stop_flag.clone());
+        let (rng_seed, next_seq, flag, acks) =
+            (rng.gen(), next_seq.clone(), stop_flag.clone(), acks.clone());
         threads.push(std::thread::spawn(move || {
-            producer(conn, seed, rng_seed, next_seq, stop, flag)
+            producer(conn, seed, rng_seed, next_seq, stop, flag, acks)
         }));
+    }
+    let deadline = std::time::Instant::now() + ACKS_LIMIT;
+    while acks.load(Ordering::SeqCst) < acks_before {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "fewer than {acks_before} acknowledged within {ACKS_LIMIT:?}"
+        );
+        std::thread::sleep(Duration::from_millis(1));
     }
     interrupt(broker);
     stop_flag.store(true, Ordering::SeqCst);
@@ -247,14 +255,19 @@ fn sigkill_mid_produce_loses_nothing_acknowledged() {
                 ledger.acked.len()
             );
         }
-        let delay = Duration::from_millis(rng.gen_range(100..800));
-        let got = produce_until(broker, seed, &mut rng, &next_seq, Stop::Killed, |b| {
-            std::thread::sleep(delay);
-            b.kill();
-        });
+        let acks_before = rng.gen_range(50..2000);
+        let got = produce_until(
+            broker,
+            seed,
+            &mut rng,
+            &next_seq,
+            Stop::Killed,
+            acks_before,
+            |b| b.kill(),
+        );
         assert!(
-            !got.acked.is_empty(),
-            "round {round}: nothing was acknowledged"
+            got.acked.len() as u64 >= acks_before,
+            "round {round}: killed after {acks_before} acknowledgements"
         );
         ledger.merge(got);
     }
@@ -291,18 +304,19 @@ fn sigterm_under_load(shards: usize) {
         } else {
             verify(&broker, seed, &ledger);
         }
-        let delay = Duration::from_millis(rng.gen_range(100..500));
-        let got = produce_until(broker, seed, &mut rng, &next_seq, Stop::Shutdown, |b| {
-            std::thread::sleep(delay);
-            assert_eq!(
-                b.stop_within(STOP_LIMIT),
-                Some(0),
-                "clean shutdown under load exits 0"
-            );
-        });
+        let acks_before = rng.gen_range(50..1000);
+        let got = produce_until(
+            broker,
+            seed,
+            &mut rng,
+            &next_seq,
+            Stop::Shutdown,
+            acks_before,
+            |b| b.stop(),
+        );
         assert!(
-            !got.acked.is_empty(),
-            "round {round}: nothing was acknowledged"
+            got.acked.len() as u64 >= acks_before,
+            "round {round}: stopped after {acks_before} acknowledgements"
         );
         ledger.merge(got);
     }
@@ -315,15 +329,11 @@ fn sigterm_under_load(shards: usize) {
     assert_eq!(broker.stop_within(STOP_LIMIT), Some(0));
 }
 
-#[test]
-fn sigterm_under_load_one_shard() {
-    sigterm_under_load(1);
-}
-
-#[test]
-fn sigterm_under_load_two_shards() {
-    sigterm_under_load(2);
-}
+one_and_two_shards!(
+    sigterm_under_load_one_shard,
+    sigterm_under_load_two_shards,
+    sigterm_under_load
+);
 
 /// Caps the broker's file size (RLIMIT_FSIZE) and ignores SIGXFSZ, so a write past the cap fails
 /// with EFBIG the way a full disk fails with ENOSPC. Segment files are the only ones that grow

@@ -132,7 +132,7 @@ fn unread_fetches_are_bounded_and_memory_returns() {
     }
     drop(c);
     // Restart so every fetch reads from disk into new memory (no batch cache to share).
-    assert_eq!(broker.stop(), Some(0));
+    broker.stop();
     let broker = Broker::start_with_config(dir.path(), 1, config);
     let pid = broker.child.id();
     let mut good = broker.connect();

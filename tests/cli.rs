@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::broker::Broker;
-use common::tmpdir;
+use common::{closed_port, tmpdir};
 
 struct Run {
     code: i32,
@@ -81,11 +81,6 @@ fn quill(broker: &str, args: &[&str], stdin: &[u8]) -> Run {
 
 fn ok(r: &Run) {
     assert_eq!(r.code, 0, "stdout: {}\nstderr: {}", r.stdout, r.stderr);
-}
-
-fn closed_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
 }
 
 #[test]
@@ -301,13 +296,47 @@ fn consume_ends_after_inactivity_and_from_latest() {
     ok(&r);
     assert_eq!(r.stdout, "");
     ok(&quill(&b, &["produce", "idle"], b"old\n"));
-    // The default start is the end of the log: the old record is not printed.
-    let r = quill(&b, &["consume", "idle", "--timeout-ms", "300"], b"");
+    // The default start is the end of the log: the old record is not printed, a new one is.
+    // "Prints nothing" alone would also pass for a consumer that never got going, so records
+    // are produced until the consumer prints its one record; it must be a new one. No window
+    // includes the connect: the consumer's own limit is a hang guard.
+    let mut c = Running::start(
+        &[
+            "consume",
+            "idle",
+            "--count",
+            "1",
+            "--timeout-ms",
+            "60000",
+            "-b",
+            &b,
+        ],
+        &[],
+    );
+    let mut produced = 0;
+    while c.child.try_wait().unwrap().is_none() {
+        produced += 1;
+        assert!(
+            produced < 300,
+            "the consumer printed nothing after 300 new records"
+        );
+        ok(&quill(&b, &["produce", "idle"], b"new\n"));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let r = c.finish(Duration::from_secs(10));
     ok(&r);
-    assert_eq!(r.stdout, "");
+    assert_eq!(r.stdout, "new\n");
     let r = quill(
         &b,
-        &["consume", "idle", "--from-beginning", "--timeout-ms", "300"],
+        &[
+            "consume",
+            "idle",
+            "--from-beginning",
+            "--count",
+            "1",
+            "--timeout-ms",
+            "60000",
+        ],
         b"",
     );
     ok(&r);

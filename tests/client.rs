@@ -6,13 +6,13 @@ mod common;
 
 use std::cell::Cell;
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use common::broker::{fetch_all_batches, Broker};
-use common::{run, tmpdir};
+use common::client::{config, with_client, with_client_of, within};
+use common::{closed_port, run, tmpdir};
 use quill::client::blocking;
 use quill::client::{
     partition_for_key, Acks, AutoReset, Client, ClientConfig, ClientError, ConsumedRecord,
@@ -20,6 +20,22 @@ use quill::client::{
     StartOffset,
 };
 use quill::record::BatchHeader;
+
+/// A long poll's `max_wait_ms` (and the broker's cap on it, raised to allow it), and the bound
+/// on a waiting fetch's answer once data arrived: far below the wait, so a fetch that is not
+/// woken and only re-reads at its deadline fails the test, and far above a wake-up's
+/// milliseconds even on a loaded machine.
+const LONG_POLL_MS: u32 = 120_000;
+const WAKE_LIMIT: Duration = Duration::from_secs(15);
+
+/// A broker whose `fetch_wait_ms_max` allows a `LONG_POLL_MS` wait.
+fn long_poll_broker(dir: &std::path::Path, shards: usize) -> Broker {
+    Broker::start_with_config(
+        dir,
+        shards,
+        &format!("[limits]\nfetch_wait_ms_max = {LONG_POLL_MS}\n"),
+    )
+}
 
 /// Polls until `want` records arrived (at most `rounds` polls of up to 1 s each).
 async fn consume_n(consumer: &Consumer, want: usize, rounds: usize) -> Vec<ConsumedRecord> {
@@ -51,26 +67,14 @@ async fn one_partition_topic_with(client: &Client, topic: &str, n: i64) {
     }
 }
 
-fn config(addr: SocketAddr) -> ClientConfig {
-    ClientConfig::new(addr.to_string())
-}
-
-/// A port nothing listens on (bound, then released).
-fn closed_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
-
 /// Keyed records follow the key hash, explicit partitions are kept, unkeyed records spread;
 /// everything reads back in order per partition with keys, values, headers and timestamps;
 /// requests go straight to each partition's shard port.
 fn round_trip(shards: usize) {
     let dir = tmpdir();
     let broker = Broker::start(dir.path(), shards);
-    let addr = broker.addr;
     let shard_ports = broker.shard_ports.clone();
-    run(move || async move {
-        let client = Client::connect(config(addr)).await.unwrap();
+    with_client_of(&broker, |client, _addr| async move {
         client
             .admin()
             .create_topic(NewTopic::new("rt", 4))
@@ -190,25 +194,13 @@ fn round_trip(shards: usize) {
     broker.stop();
 }
 
-#[test]
-fn round_trip_1_shard() {
-    round_trip(1);
-}
-
-#[test]
-fn round_trip_2_shards() {
-    round_trip(2);
-}
+one_and_two_shards!(round_trip_1_shard, round_trip_2_shards, round_trip);
 
 /// acks=none resolves with offset -1 once written; the records still arrive. acks=leader
 /// gives real offsets.
 #[test]
 fn acks_none_and_leader() {
-    let dir = tmpdir();
-    let broker = Broker::start(dir.path(), 2);
-    let addr = broker.addr;
-    run(move || async move {
-        let client = Client::connect(config(addr)).await.unwrap();
+    with_client(2, |client, _addr| async move {
         let admin = client.admin();
         admin.create_topic(NewTopic::new("a0", 2)).await.unwrap();
         let none = client
@@ -249,7 +241,6 @@ fn acks_none_and_leader() {
         want.sort();
         assert_eq!(values, want);
     });
-    broker.stop();
 }
 
 /// Batch boundaries as stored: `batch_bytes` caps a batch, a long linger holds records until
@@ -258,9 +249,7 @@ fn acks_none_and_leader() {
 fn batches_follow_batch_bytes_and_linger() {
     let dir = tmpdir();
     let broker = Broker::start(dir.path(), 1);
-    let addr = broker.addr;
-    run(move || async move {
-        let client = Client::connect(config(addr)).await.unwrap();
+    with_client_of(&broker, |client, _addr| async move {
         let admin = client.admin();
         for t in ["b1", "b2", "b3"] {
             admin.create_topic(NewTopic::new(t, 1)).await.unwrap();
@@ -383,10 +372,8 @@ fn batches_follow_batch_bytes_and_linger() {
 #[test]
 fn consumer_start_positions_and_long_poll() {
     let dir = tmpdir();
-    let broker = Broker::start(dir.path(), 2);
-    let addr = broker.addr;
-    run(move || async move {
-        let client = Client::connect(config(addr)).await.unwrap();
+    let broker = long_poll_broker(dir.path(), 2);
+    with_client_of(&broker, |client, _addr| async move {
         client
             .admin()
             .create_topic(NewTopic::new("s", 1))
@@ -434,27 +421,28 @@ fn consumer_start_positions_and_long_poll() {
             assert!(c.poll(Duration::from_millis(100)).await.unwrap().is_empty());
         }
 
-        // Long poll: the consumer is waiting before the records exist.
+        // Long poll: the consumer is waiting before the records exist. A poll that comes back
+        // empty leaves its fetch out at the broker, waiting up to LONG_POLL_MS.
         let c = client
             .consumer(ConsumerConfig {
-                fetch_wait_ms_max: 10_000,
+                fetch_wait_ms_max: LONG_POLL_MS,
                 ..ConsumerConfig::default()
             })
             .unwrap();
         c.assign("s", None, StartOffset::Latest).await.unwrap();
+        assert!(c.poll(Duration::from_millis(300)).await.unwrap().is_empty());
         let late = client.producer(ProducerConfig::default()).unwrap();
-        let produced = glommio::spawn_local(async move {
-            glommio::timer::sleep(Duration::from_millis(200)).await;
-            for i in 0..3 {
-                late.send_and_wait(ProducerRecord::new("s", format!("late{i}")))
-                    .await
-                    .unwrap();
-            }
-        });
-        let got = consume_n(&c, 3, 30).await;
+        for i in 0..3 {
+            late.send_and_wait(ProducerRecord::new("s", format!("late{i}")))
+                .await
+                .unwrap();
+        }
+        // Woken by the produce, not re-read at the deadline.
+        let got = within(WAKE_LIMIT, consume_n(&c, 3, 60))
+            .await
+            .expect("the waiting fetch was woken by the produce");
         assert_eq!(offsets(&got), [10, 11, 12]);
         assert_eq!(got[0].value.as_deref(), Some(&b"late0"[..]));
-        produced.await;
     });
     broker.stop();
 }
@@ -465,10 +453,8 @@ fn consumer_start_positions_and_long_poll() {
 #[test]
 fn a_long_poll_does_not_hold_back_produce_acks() {
     let dir = tmpdir();
-    let broker = Broker::start(dir.path(), 1);
-    let addr = broker.addr;
-    run(move || async move {
-        let client = Client::connect(config(addr)).await.unwrap();
+    let broker = long_poll_broker(dir.path(), 1);
+    with_client_of(&broker, |client, _addr| async move {
         for t in ["idle", "busy"] {
             client
                 .admin()
@@ -478,7 +464,7 @@ fn a_long_poll_does_not_hold_back_produce_acks() {
         }
         let consumer = client
             .consumer(ConsumerConfig {
-                fetch_wait_ms_max: 10_000,
+                fetch_wait_ms_max: LONG_POLL_MS,
                 ..ConsumerConfig::default()
             })
             .unwrap();
@@ -486,22 +472,30 @@ fn a_long_poll_does_not_hold_back_produce_acks() {
             .assign("idle", None, StartOffset::Latest)
             .await
             .unwrap();
+        // An empty poll leaves the consumer's fetch waiting at the broker.
+        assert!(consumer
+            .poll(Duration::from_millis(300))
+            .await
+            .unwrap()
+            .is_empty());
         let polled = Rc::new(Cell::new(false));
         let (consumer, flag) = (Rc::new(consumer), polled.clone());
         let c = consumer.clone();
         let poll = glommio::spawn_local(async move {
-            let got = c.poll(Duration::from_secs(60)).await.unwrap();
+            let got = c.poll(Duration::from_secs(600)).await.unwrap();
             flag.set(true);
             got
         });
-        // Let the fetch reach the broker and wait there.
-        glommio::timer::sleep(Duration::from_millis(100)).await;
         let producer = client.producer(ProducerConfig::default()).unwrap();
         for i in 0..5 {
-            let meta = producer
-                .send_and_wait(ProducerRecord::new("busy", format!("{i}")))
-                .await
-                .unwrap();
+            // Queued behind the long poll, a send would wait for it to expire (LONG_POLL_MS).
+            let meta = within(
+                WAKE_LIMIT,
+                producer.send_and_wait(ProducerRecord::new("busy", format!("{i}"))),
+            )
+            .await
+            .expect("a produce was held back by the long poll")
+            .unwrap();
             assert_eq!(meta.offset, i);
         }
         assert!(
@@ -512,7 +506,9 @@ fn a_long_poll_does_not_hold_back_produce_acks() {
             .send_and_wait(ProducerRecord::new("idle", "wake"))
             .await
             .unwrap();
-        let got = poll.await;
+        let got = within(WAKE_LIMIT, poll)
+            .await
+            .expect("the waiting fetch was woken by the produce");
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].value.as_deref(), Some(&b"wake"[..]));
     });
@@ -523,11 +519,7 @@ fn a_long_poll_does_not_hold_back_produce_acks() {
 /// at once, not after that poll expires, and a dropped consumer leaves no connection behind.
 #[test]
 fn seek_with_a_long_poll_out_and_consumer_connections_go_with_it() {
-    let dir = tmpdir();
-    let broker = Broker::start(dir.path(), 2);
-    let addr = broker.addr;
-    run(move || async move {
-        let client = Client::connect(config(addr)).await.unwrap();
+    with_client(2, |client, _addr| async move {
         one_partition_topic_with(&client, "sk", 3).await;
         let before = client.connection_count();
         let consumer = client
@@ -555,17 +547,12 @@ fn seek_with_a_long_poll_out_and_consumer_connections_go_with_it() {
         drop(consumer);
         assert_eq!(client.connection_count(), before);
     });
-    broker.stop();
 }
 
 /// `auto_reset`: Error reports the valid range, Earliest and Latest move the position.
 #[test]
 fn offset_out_of_range_policies() {
-    let dir = tmpdir();
-    let broker = Broker::start(dir.path(), 1);
-    let addr = broker.addr;
-    run(move || async move {
-        let client = Client::connect(config(addr)).await.unwrap();
+    with_client(1, |client, _addr| async move {
         one_partition_topic_with(&client, "o", 5).await;
         let c = client
             .consumer(ConsumerConfig {
@@ -624,7 +611,6 @@ fn offset_out_of_range_policies() {
         }
         assert_eq!(c.position("o", 0), Some(5));
     });
-    broker.stop();
 }
 
 /// The broker goes away (SIGTERM) while records are queued and comes back on the same shard
@@ -665,13 +651,17 @@ fn producer_retries_across_a_broker_restart() {
                 .unwrap(),
         );
     }
-    std::thread::sleep(Duration::from_millis(300));
+    // Restart once the producer has seen the broker gone (a retry), not after a guessed sleep.
+    let mut polls = 0;
+    while producer.stats().unwrap().retries == 0 {
+        polls += 1;
+        assert!(polls < 3000, "no retry within 30 s of the broker stopping");
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let broker = start(dir.path());
     for (i, h) in handles.into_iter().enumerate() {
         assert_eq!(h.wait().unwrap().offset, 5 + i as i64);
     }
-    let stats = producer.stats().unwrap();
-    assert!(stats.retries > 0, "{stats:?}");
     let consumer = client.consumer(ConsumerConfig::default()).unwrap();
     consumer.assign("r", None, StartOffset::Earliest).unwrap();
     let mut got = Vec::new();
@@ -766,11 +756,7 @@ fn blocking_api_from_plain_threads() {
 
 #[test]
 fn admin_create_list_describe_delete() {
-    let dir = tmpdir();
-    let broker = Broker::start(dir.path(), 2);
-    let addr = broker.addr;
-    run(move || async move {
-        let client = Client::connect(config(addr)).await.unwrap();
+    with_client(2, |client, _addr| async move {
         let admin = client.admin();
         admin
             .create_topic(
@@ -849,18 +835,13 @@ fn admin_create_list_describe_delete() {
             .unwrap_err();
         assert_eq!(e, ClientError::UnknownTopic { topic: "ad".into() });
     });
-    broker.stop();
 }
 
 /// Typed errors for what cannot work: unknown topic or partition, a record over the broker's
 /// batch limit, a negative timestamp.
 #[test]
 fn unknown_topic_and_bad_records() {
-    let dir = tmpdir();
-    let broker = Broker::start(dir.path(), 1);
-    let addr = broker.addr;
-    run(move || async move {
-        let client = Client::connect(config(addr)).await.unwrap();
+    with_client(1, |client, _addr| async move {
         let producer = client.producer(ProducerConfig::default()).unwrap();
         let e = producer
             .send(ProducerRecord::new("missing", "x"))
@@ -915,7 +896,6 @@ fn unknown_topic_and_bad_records() {
             .await
             .unwrap();
     });
-    broker.stop();
 }
 
 #[test]
@@ -939,27 +919,13 @@ fn unreachable_broker_is_reported() {
     assert!(matches!(e, ClientError::BadAddress { .. }), "{e}");
 }
 
-/// Waits for `f` at most `limit`; `None` if it did not finish (a hang guard, not a latency
-/// target).
-async fn within<T>(limit: Duration, f: impl std::future::Future<Output = T>) -> Option<T> {
-    futures_lite::future::or(async { Some(f.await) }, async {
-        glommio::timer::sleep(limit).await;
-        None
-    })
-    .await
-}
-
 /// A topic deleted while records are queued (issue 8, finding 10): the broker answers
 /// UNKNOWN_TOPIC_OR_PARTITION, the producer refreshes metadata, learns the topic is gone and
 /// fails the records with `UnknownTopic`; `flush` returns instead of waiting for ever, and
 /// the next `send` is refused.
 #[test]
 fn a_topic_deleted_under_the_producer_fails_its_records() {
-    let dir = tmpdir();
-    let broker = Broker::start(dir.path(), 2);
-    let addr = broker.addr;
-    run(move || async move {
-        let client = Client::connect(config(addr)).await.unwrap();
+    with_client(2, |client, addr| async move {
         let admin = client.admin();
         admin.create_topic(NewTopic::new("gone", 2)).await.unwrap();
         let producer = client.producer(ProducerConfig::default()).unwrap();
@@ -990,7 +956,6 @@ fn a_topic_deleted_under_the_producer_fails_its_records() {
             .unwrap();
         assert_eq!(e.to_string(), "unknown topic 'gone'");
     });
-    broker.stop();
 }
 
 /// With acks none the broker answers nothing, not even a failed produce: it closes the
@@ -999,11 +964,7 @@ fn a_topic_deleted_under_the_producer_fails_its_records() {
 /// `UnknownTopic` instead of resolving as written (issue 8, finding 10).
 #[test]
 fn acks_none_notices_a_deleted_topic() {
-    let dir = tmpdir();
-    let broker = Broker::start(dir.path(), 1);
-    let addr = broker.addr;
-    run(move || async move {
-        let client = Client::connect(config(addr)).await.unwrap();
+    with_client(1, |client, addr| async move {
         client
             .admin()
             .create_topic(NewTopic::new("gone0", 1))
@@ -1041,5 +1002,4 @@ fn acks_none_notices_a_deleted_topic() {
             "record {i}: {e}"
         );
     });
-    broker.stop();
 }

@@ -9,14 +9,6 @@ use common::*;
 use quill::disk::{LogConfig, LogError, PartitionLog};
 use quill::types::{Epoch, Offset};
 
-fn set_fsize_limit(bytes: libc::rlim_t) {
-    let lim = libc::rlimit {
-        rlim_cur: bytes,
-        rlim_max: libc::RLIM_INFINITY,
-    };
-    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_FSIZE, &lim) }, 0);
-}
-
 #[test]
 fn write_error_fails_appends_without_losing_acknowledged_data() {
     // Without this the kernel kills the process with SIGXFSZ instead of failing the write.
@@ -76,16 +68,11 @@ fn write_error_fails_appends_without_losing_acknowledged_data() {
             .await
             .unwrap();
         assert!(report.corrupt.is_empty());
-        let mut from = Offset(0);
-        let mut got = Vec::new();
-        while from < log.high_watermark() {
-            let r = log.read(from, 1 << 20).await.unwrap();
-            for b in r.batches {
-                let h = quill::record::BatchHeader::parse(&b).unwrap();
-                got.push((from, b.to_vec()));
-                from = Offset(h.last_offset() as u64 + 1);
-            }
-        }
+        let got: Vec<(Offset, Vec<u8>)> = read_all(&log)
+            .await
+            .into_iter()
+            .map(|(base, b)| (Offset(base), b))
+            .collect();
         assert_eq!(got, acked);
     });
 }

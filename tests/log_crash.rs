@@ -14,19 +14,23 @@ use common::*;
 use quill::disk::synthetic::{seq_of, synthetic_batch};
 use quill::disk::{LogConfig, PartitionLog};
 use quill::record::BatchHeader;
-use quill::types::Offset;
 use rand::{Rng, SeedableRng};
 
 const ROUNDS: u64 = 12;
 const SEQS_PER_ROUND: u64 = 1_000_000;
 
-/// Runs one child until killed after `kill_after`; returns the `(seq, base offset)` pairs it
-/// acknowledged (only complete lines count).
+/// How long a child may take to acknowledge the appends a round waits for (a hang guard).
+const ACKS_LIMIT: Duration = Duration::from_secs(60);
+
+/// Runs one child until it acknowledged `kill_after_acks` appends, then SIGKILLs it (with its
+/// other appenders still in flight); returns the `(seq, base offset)` pairs it acknowledged
+/// (only complete lines count). Counting acknowledgements, not time, keeps every round
+/// meaningful on a loaded machine.
 fn run_child(
     dir: &std::path::Path,
     seed: u64,
     round: u64,
-    kill_after: Duration,
+    kill_after_acks: usize,
 ) -> Vec<(u64, u64)> {
     let mut child = Command::new(env!("CARGO_BIN_EXE_quill"))
         .args(["--log-level", "warn", "debug", "append-loop", "--dir"])
@@ -66,12 +70,14 @@ fn run_child(
         first.starts_with(b"ready"),
         "unexpected first line {first:?}"
     );
-    let deadline = Instant::now() + kill_after;
+    let deadline = Instant::now() + ACKS_LIMIT;
     let mut lines = Vec::new();
-    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+    while lines.len() < kill_after_acks {
+        let left = deadline
+            .checked_duration_since(Instant::now())
+            .unwrap_or_else(|| panic!("fewer than {kill_after_acks} acks within {ACKS_LIMIT:?}"));
         match rx.recv_timeout(left) {
             Ok(l) => lines.push(l),
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => break,
             Err(e) => panic!("child output ended early: {e}"),
         }
     }
@@ -111,34 +117,26 @@ fn recover_and_read(dir: std::path::PathBuf, seed: u64) -> BTreeMap<u64, u64> {
             report.damaged
         );
         let mut found = BTreeMap::new();
-        let mut from = log.log_start_offset();
-        let hw = log.high_watermark();
         assert_eq!(
-            hw,
+            log.high_watermark(),
             log.log_end_offset(),
             "after recovery everything is durable"
         );
-        while from < hw {
-            let r = log.read(from, 1 << 20).await.expect("read recovered log");
-            assert!(!r.batches.is_empty(), "no data at {from} below hw {hw}");
-            for b in r.batches {
-                let h = BatchHeader::parse(&b).unwrap();
-                assert_eq!(Offset(h.base_offset as u64), from, "batches are contiguous");
-                let seq = seq_of(&b).expect("a synthetic batch");
-                let epoch = h.partition_leader_epoch;
-                assert_eq!(
-                    u64::from(epoch as u32),
-                    seq / SEQS_PER_ROUND,
-                    "epoch of its round"
-                );
-                assert_eq!(
-                    &b[..],
-                    &stamped(synthetic_batch(seed, seq), from.0, epoch)[..],
-                    "batch at {from} is byte-identical to seq {seq}"
-                );
-                found.insert(from.0, seq);
-                from = Offset(h.last_offset() as u64 + 1);
-            }
+        for (base, b) in read_all(&log).await {
+            let h = BatchHeader::parse(&b).unwrap();
+            let seq = seq_of(&b).expect("a synthetic batch");
+            let epoch = h.partition_leader_epoch;
+            assert_eq!(
+                u64::from(epoch as u32),
+                seq / SEQS_PER_ROUND,
+                "epoch of its round"
+            );
+            assert_eq!(
+                &b[..],
+                &stamped(synthetic_batch(seed, seq), base, epoch)[..],
+                "batch at {base} is byte-identical to seq {seq}"
+            );
+            found.insert(base, seq);
         }
         log.close().await.unwrap();
         found
@@ -158,8 +156,13 @@ fn sigkill_never_loses_an_acknowledged_batch() {
     let mut acked: BTreeMap<u64, u64> = BTreeMap::new();
     let mut total_acks = 0usize;
     for round in 0..ROUNDS {
-        let kill_after = Duration::from_millis(rng.gen_range(20..400));
-        let acks = run_child(&dir, seed, round, kill_after);
+        let kill_after_acks = rng.gen_range(1..300);
+        let acks = run_child(&dir, seed, round, kill_after_acks);
+        assert!(
+            acks.len() >= kill_after_acks,
+            "round {round}: {} acks",
+            acks.len()
+        );
         total_acks += acks.len();
         for (seq, base) in acks {
             assert!(
@@ -179,9 +182,5 @@ fn sigkill_never_loses_an_acknowledged_batch() {
     eprintln!(
         "{total_acks} acknowledged batches over {ROUNDS} kills, log end {:?}",
         acked.keys().next_back()
-    );
-    assert!(
-        total_acks > 100,
-        "the child acknowledged only {total_acks} batches"
     );
 }

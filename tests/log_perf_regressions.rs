@@ -30,25 +30,6 @@ fn log_file(dir: &Path, base: u64) -> PathBuf {
     dir.join(format!("{base:020}.log"))
 }
 
-/// Reads every batch below the high watermark, in order.
-async fn read_all(log: &PartitionLog) -> Vec<(u64, Vec<u8>)> {
-    let mut from = log.log_start_offset();
-    let mut got = Vec::new();
-    while from < log.high_watermark() {
-        let r = log.read(from, 1 << 20).await.unwrap();
-        assert!(
-            !r.batches.is_empty(),
-            "read at {from} below the high watermark"
-        );
-        for b in r.batches {
-            let h = quill::record::BatchHeader::parse(&b).unwrap();
-            got.push((from.0, b.to_vec()));
-            from = Offset(h.last_offset() as u64 + 1);
-        }
-    }
-    got
-}
-
 #[test]
 fn a_log_opens_by_a_relative_path() {
     let dir = tmpdir();
@@ -349,14 +330,6 @@ fn child_write_error_with_many_writes_in_flight() {
     });
 }
 
-fn set_fsize_limit(bytes: libc::rlim_t) {
-    let lim = libc::rlimit {
-        rlim_cur: bytes,
-        rlim_max: libc::RLIM_INFINITY,
-    };
-    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_FSIZE, &lim) }, 0);
-}
-
 /// Files of `dir` this process has open.
 fn open_files_under(dir: &Path) -> usize {
     std::fs::read_dir("/proc/self/fd")
@@ -402,8 +375,11 @@ fn a_dropped_log_lets_go_of_its_files() {
 
 /// A truncation (a replica dropping an uncommitted suffix) while appends are still waiting for
 /// their acknowledgement: each of them either was acknowledged before the truncation returned or
-/// fails; none is acknowledged afterwards, when later appends reach its offsets but its bytes
-/// are gone.
+/// fails with `Truncated`; none is acknowledged afterwards, when later appends reach its offsets
+/// but its bytes are gone.
+///
+/// Many appends of a staging buffer each are in flight (acknowledgements go out about one
+/// buffer's worth per executor pass); how many were cut is printed.
 #[test]
 fn appends_cut_by_a_truncation_are_not_acknowledged_later() {
     for durability in [Durability::Sync, Durability::Interval] {
@@ -412,12 +388,21 @@ fn appends_cut_by_a_truncation_are_not_acknowledged_later() {
 }
 
 fn appends_cut_by_a_truncation(durability: Durability) {
+    /// Appends in flight at the truncation.
+    const IN_FLIGHT: u64 = 3000;
     let dir = tmpdir();
     let path = dir.path().join("p0");
     run(move || async move {
-        let (log, _) = PartitionLog::open(&path, options(pipeline_config(durability)))
-            .await
-            .unwrap();
+        let config = LogConfig {
+            segment_bytes: 256 << 20,
+            batch_bytes_max: 64 << 10,
+            write_buffer_bytes: 4096,
+            pending_bytes_max: 64 << 20,
+            durability,
+            flush_ms: 20,
+            ..small_config()
+        };
+        let (log, _) = PartitionLog::open(&path, options(config)).await.unwrap();
         let log = Rc::new(log);
         log.append(batch(0, 2, 100, now_ms()), Epoch(0))
             .await
@@ -426,41 +411,59 @@ fn appends_cut_by_a_truncation(durability: Durability) {
         log.set_replication_bound(Some(Offset(2)));
         let truncated = Rc::new(std::cell::Cell::new(false));
         let late_ok = Rc::new(std::cell::Cell::new(0u32));
-        let pending: Vec<_> = (0..64u64)
+        let cut = Rc::new(std::cell::Cell::new(0u32));
+        let pending: Vec<_> = (0..IN_FLIGHT)
             .map(|i| {
-                let (log, truncated, late_ok) = (log.clone(), truncated.clone(), late_ok.clone());
+                let (log, truncated, late_ok, cut) =
+                    (log.clone(), truncated.clone(), late_ok.clone(), cut.clone());
                 glommio::spawn_local(async move {
-                    let r = log.append(batch(100 + i, 4, 700, now_ms()), Epoch(0)).await;
+                    // A staging buffer's worth: acknowledged one per executor pass.
+                    let r = log
+                        .append(batch(100 + i, 1, 4200, now_ms()), Epoch(0))
+                        .await;
                     match r {
                         Ok(_) if truncated.get() => late_ok.set(late_ok.get() + 1),
                         Ok(_) => {}
-                        Err(LogError::Truncated { offset }) => assert_eq!(offset, Offset(2)),
+                        Err(LogError::Truncated { offset }) => {
+                            assert_eq!(offset, Offset(2));
+                            cut.set(cut.get() + 1);
+                        }
                         Err(e) => panic!("unexpected error {e}"),
                     }
                 })
             })
             .collect();
-        // Let the appends stage and their writes start, then cut back to offset 2.
-        glommio::yield_if_needed().await;
+        // Every append task runs once (stages its batch) before this task goes on.
         futures_lite::future::yield_now().await;
+        assert!(
+            log.log_end_offset() > Offset(2 + IN_FLIGHT / 2),
+            "the appends are staged"
+        );
         log.truncate_to(Offset(2)).await.unwrap();
+        // Appends answered while the truncation ran may not have observed their answer yet:
+        // let them (they are queued ahead of this task) before the flag goes up.
+        futures_lite::future::yield_now().await;
         truncated.set(true);
         assert_eq!(log.log_end_offset(), Offset(2));
         // Later appends pass the offsets the cut ones had.
         log.set_replication_bound(None);
         for i in 0..64u64 {
-            log.append(batch(500 + i, 4, 700, now_ms()), Epoch(0))
+            log.append(batch(500_000 + i, 4, 700, now_ms()), Epoch(0))
                 .await
                 .unwrap();
         }
         for t in pending {
             t.await;
         }
+        eprintln!("{durability:?}: {} of {IN_FLIGHT} appends cut", cut.get());
         assert_eq!(
             late_ok.get(),
             0,
             "{durability:?}: appends acknowledged after being truncated"
         );
+        // Not asserted yet: in 3000 appends of a buffer each, none is left unanswered when the
+        // truncation cuts (the drain answers them all); reaching the case needs a hook in
+        // src/disk that holds acknowledgements back (see issue 10, point 8).
         let got = read_all(&log).await;
         assert_eq!(got.len(), 65);
     });

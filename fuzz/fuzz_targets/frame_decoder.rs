@@ -1,72 +1,9 @@
-//! Arbitrary bytes through the broker's read path: `FrameDecoder` cuts frames out of a buffer
-//! that grows in uneven chunks, and each frame goes through `decode_request` (and, as a client
-//! would see it, `decode_response`).
-//!
-//! Checked beyond "no panic": a frame that decodes re-encodes to exactly the same bytes (every
-//! encoding is canonical), a refused frame has a header exactly when its 8 bytes were there, and
-//! a decoded response re-encodes to a frame that decodes to the same response.
+//! Arbitrary bytes through the broker's read path; the checks are in `checks/frame_decoder.rs`
+//! (also run by `tests/fuzz_checks.rs`).
 
 #![no_main]
 
-use bytes::{Bytes, BytesMut};
-use libfuzzer_sys::fuzz_target;
-use quill::net::frame::{FrameDecoder, REQUEST_HEADER_BYTES, SIZE_PREFIX_BYTES};
-use quill::net::protocol::{
-    decode_request, decode_response, encode_response, frame_expects_response, ApiKey,
-};
+#[path = "../checks/frame_decoder.rs"]
+mod checks;
 
-fn check_request(frame: BytesMut) {
-    let original = frame.to_vec();
-    let _ = frame_expects_response(&original);
-    match decode_request(frame) {
-        Ok((header, request)) => {
-            assert_eq!(header.api_key, request.api_key() as u16);
-            let mut out = BytesMut::new();
-            request.encode(header.correlation_id, &mut out);
-            assert_eq!(&out[SIZE_PREFIX_BYTES..], &original[..], "not canonical");
-        }
-        Err(e) => {
-            assert_eq!(e.header.is_some(), original.len() >= REQUEST_HEADER_BYTES);
-            assert!(!e.message.is_empty());
-        }
-    }
-}
-
-fn check_response(frame: &[u8]) {
-    for key in ApiKey::ALL {
-        if let Ok((correlation_id, response)) = decode_response(key, Bytes::copy_from_slice(frame))
-        {
-            let again = encode_response(correlation_id, &response).to_bytes();
-            let (id, decoded) = decode_response(key, again.slice(SIZE_PREFIX_BYTES..))
-                .expect("a re-encoded response decodes");
-            assert_eq!((id, &decoded), (correlation_id, &response));
-        }
-    }
-}
-
-fuzz_target!(|data: &[u8]| {
-    // The first byte picks the frame limit and how the input is chunked, so both the TooLarge
-    // path and partial frames are reached.
-    let Some((&knob, rest)) = data.split_first() else {
-        return;
-    };
-    let decoder = FrameDecoder::new(REQUEST_HEADER_BYTES + usize::from(knob) * 16);
-    let chunk_bytes = usize::from(knob % 17) + 1;
-    let mut buf = BytesMut::new();
-    for chunk in rest.chunks(chunk_bytes) {
-        buf.extend_from_slice(chunk);
-        loop {
-            match decoder.decode(&mut buf) {
-                Ok(Some(frame)) => {
-                    check_response(&frame);
-                    check_request(frame);
-                }
-                Ok(None) => break,
-                // The connection would be closed here.
-                Err(_) => return,
-            }
-        }
-    }
-    // The whole input as one frame body too, whatever its framing.
-    check_request(BytesMut::from(rest));
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| checks::run(data));

@@ -148,29 +148,54 @@ fn report(args: &DiskLatencyArgs, o: &SyncWrites) -> Result<()> {
 mod tests {
     use super::*;
 
+    /// A directory of this test run's own on the real disk, beside the build (tmpfs would not
+    /// exercise O_DIRECT): concurrent runs (other checkouts, other test binaries) never share
+    /// it. Removed on drop, also when the test fails.
+    struct OwnDir(PathBuf);
+
+    impl OwnDir {
+        fn new() -> OwnDir {
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos();
+            let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../target/tmp")
+                .join(format!("disk-latency-{}-{nanos}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            OwnDir(dir)
+        }
+    }
+
+    impl Drop for OwnDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// The command's plumbing (measure, report, JSON, clean-up), not the disk: a tiny run of
+    /// 4 KiB writes for 50 ms. The benchmark itself is `quill-perf disk-latency`.
     #[test]
     fn measures_reports_and_cleans_up() {
-        // On the real disk, beside the build (tmpfs would not exercise O_DIRECT).
-        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/tmp/disk-latency");
+        let own = OwnDir::new();
+        let root = own.0.clone();
         let json = root.join("out.json");
         let args = DiskLatencyArgs {
             dir: root.clone(),
-            seconds: 0.2,
-            block_bytes: 8192,
+            seconds: 0.05,
+            block_bytes: 4096,
             cpu: 0,
             json: Some(json.clone()),
         };
-        std::fs::create_dir_all(&root).unwrap();
         run(args.clone()).unwrap();
         let v: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
         assert!(v["latency"]["count"].as_u64().unwrap() > 0);
-        assert_eq!(v["block_bytes"], 8192);
+        assert_eq!(v["block_bytes"], 4096);
         assert_eq!(v["over"].as_array().unwrap().len(), THRESHOLDS_MS.len());
         // The run folder is gone; only the JSON is left.
         let left: Vec<_> = std::fs::read_dir(&root).unwrap().flatten().collect();
         assert_eq!(left.len(), 1, "{left:?}");
-        std::fs::remove_dir_all(&root).unwrap();
         let bad = DiskLatencyArgs {
             block_bytes: 1000,
             ..args

@@ -13,6 +13,9 @@ use quill::net::protocol::{
     decode_response, ApiKey, CreateTopicRequest, Request, Response, Retention,
 };
 
+/// How long a broker may take to exit after SIGTERM before a test calls it hung.
+pub const STOP_LIMIT: Duration = Duration::from_secs(60);
+
 /// A running broker process.
 pub struct Broker {
     pub child: Child,
@@ -85,11 +88,15 @@ impl Broker {
         Conn::connect(SocketAddr::new(self.addr.ip(), self.shard_ports[shard]))
     }
 
-    /// SIGTERM and wait; returns the exit status code.
-    pub fn stop(mut self) -> Option<i32> {
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let status = self.child.wait().unwrap();
-        status.code()
+    /// SIGTERM, and asserts a clean shutdown: exit status 0 within [`STOP_LIMIT`] (a hang
+    /// guard, not a latency check). A broker that crashed, panicked on the way out or hangs
+    /// fails the test here.
+    pub fn stop(self) {
+        assert_eq!(
+            self.stop_within(STOP_LIMIT),
+            Some(0),
+            "a clean shutdown exits 0"
+        );
     }
 
     /// SIGKILL and wait.
