@@ -18,6 +18,3 @@ pub mod debug;
 // The shared formats and primitives live in `quill-proto`; the broker's modules name them by
 // their old paths (`crate::record`, `crate::types`, `crate::local`).
 pub use quill_proto::{local, record, types};
-// Transitional: the integration tests still name the client `quill::client`.
-#[doc(hidden)]
-pub use quill_client as client;

@@ -9,8 +9,8 @@ use std::collections::HashMap;
 use bytes::{Bytes, BytesMut};
 use common::broker::*;
 use common::{batch, stamped, tmpdir};
-use quill::net::error_code::ErrorCode;
-use quill::net::protocol::*;
+use quill_proto::error_code::ErrorCode;
+use quill_proto::protocol::*;
 
 /// Hang guard for a clean shutdown; not a latency check.
 const STOP_LIMIT: std::time::Duration = std::time::Duration::from_secs(60);

@@ -12,8 +12,8 @@ use std::time::Duration;
 use bytes::BytesMut;
 use common::broker::*;
 use common::{batch, seed, stamped, tmpdir};
-use quill::net::error_code::ErrorCode;
-use quill::net::protocol::*;
+use quill_proto::error_code::ErrorCode;
+use quill_proto::protocol::*;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use common::broker::*;
 use common::{batch, stamped, tmpdir};
-use quill::net::error_code::ErrorCode;
-use quill::net::protocol::*;
+use quill_proto::error_code::ErrorCode;
+use quill_proto::protocol::*;
 
 /// The record batches of a one-partition Fetch, which must have succeeded.
 fn fetched(resp: Response) -> Vec<bytes::Bytes> {

@@ -10,8 +10,8 @@ use std::time::Duration;
 use bytes::BytesMut;
 use common::broker::*;
 use common::tmpdir;
-use quill::net::error_code::ErrorCode;
-use quill::record::BatchBuilder;
+use quill_proto::error_code::ErrorCode;
+use quill_proto::record::BatchBuilder;
 
 /// Starting, or refusing to, takes well under this.
 const START_LIMIT: Duration = Duration::from_secs(30);
@@ -41,9 +41,9 @@ fn fill(broker: &Broker, topic: &str, partitions: u32) {
     }
 }
 
-fn error_code_or_none(resp: &quill::net::protocol::Response) -> ErrorCode {
+fn error_code_or_none(resp: &quill_proto::protocol::Response) -> ErrorCode {
     match resp {
-        quill::net::protocol::Response::Error { code, .. } => *code,
+        quill_proto::protocol::Response::Error { code, .. } => *code,
         _ => ErrorCode::None,
     }
 }
@@ -148,7 +148,7 @@ fn a_create_one_shard_cannot_open_is_rolled_back_whole() {
     assert_ne!(error_code_or_none(&resp), ErrorCode::None, "{resp:?}");
     // The topic does not exist anywhere.
     match c.call(&metadata_request(Some(&["b"]))) {
-        quill::net::protocol::Response::Metadata(m) => {
+        quill_proto::protocol::Response::Metadata(m) => {
             assert_eq!(m.topics[0].error_code, ErrorCode::UnknownTopicOrPartition)
         }
         other => panic!("{other:?}"),
@@ -171,7 +171,7 @@ fn a_create_one_shard_cannot_open_is_rolled_back_whole() {
     let mut c = broker.connect();
     assert_eq!(fetch_all_batches(&mut c, "a", 0).len(), 1);
     assert!(matches!(
-        c.call(&quill::net::protocol::Request::ListTopics),
-        quill::net::protocol::Response::ListTopics(l) if l.topics.len() == 1
+        c.call(&quill_proto::protocol::Request::ListTopics),
+        quill_proto::protocol::Response::ListTopics(l) if l.topics.len() == 1
     ));
 }

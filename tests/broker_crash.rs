@@ -3,7 +3,7 @@
 //! after a restart, byte for byte, at its offset; everything served must be a batch some producer
 //! sent.
 //!
-//! The batches are `quill::disk::synthetic::synthetic_batch(seed, seq)`, so a batch read back
+//! The batches are `quill_testkit::synthetic::synthetic_batch(seed, seq)`, so a batch read back
 //! tells which one it is (`seq_of`) and can be compared with a fresh copy. Seeds are printed;
 //! `QUILL_TEST_SEED` replays one.
 
@@ -18,9 +18,9 @@ use std::time::Duration;
 use bytes::BytesMut;
 use common::broker::*;
 use common::{batch, seed, stamped, tmpdir};
-use quill::disk::synthetic::{seq_of, synthetic_batch};
-use quill::net::error_code::ErrorCode;
-use quill::net::protocol::*;
+use quill_proto::error_code::ErrorCode;
+use quill_proto::protocol::*;
+use quill_testkit::synthetic::{seq_of, synthetic_batch};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 

@@ -18,9 +18,9 @@ use std::time::Duration;
 use bytes::BytesMut;
 use common::broker::*;
 use common::tmpdir;
-use quill::net::error_code::ErrorCode;
-use quill::net::protocol::Response;
-use quill::record::BatchBuilder;
+use quill_proto::error_code::ErrorCode;
+use quill_proto::protocol::Response;
+use quill_proto::record::BatchBuilder;
 
 const START_LIMIT: Duration = Duration::from_secs(60);
 const FS_BYTES: u64 = 96 << 20;
@@ -82,7 +82,7 @@ fn batch(i: usize, value_bytes: usize) -> BytesMut {
     b.finish()
 }
 
-fn admin(c: &mut Conn, req: &quill::net::protocol::Request) -> (ErrorCode, String) {
+fn admin(c: &mut Conn, req: &quill_proto::protocol::Request) -> (ErrorCode, String) {
     match c.call(req) {
         Response::Error { code, message } => (code, message.unwrap_or_default()),
         _ => (ErrorCode::None, String::new()),

@@ -15,9 +15,9 @@ use std::time::Duration;
 use bytes::BytesMut;
 use common::broker::*;
 use common::tmpdir;
-use quill::net::error_code::ErrorCode;
-use quill::net::protocol::{CreateTopicRequest, Request, Response, Retention};
-use quill::record::BatchBuilder;
+use quill_proto::error_code::ErrorCode;
+use quill_proto::protocol::{CreateTopicRequest, Request, Response, Retention};
+use quill_proto::record::BatchBuilder;
 
 const START_LIMIT: Duration = Duration::from_secs(60);
 

@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use common::broker::*;
 use common::{batch, tmpdir};
-use quill::net::error_code::ErrorCode;
-use quill::net::protocol::*;
+use quill_proto::error_code::ErrorCode;
+use quill_proto::protocol::*;
 
 const MIB: u64 = 1 << 20;
 

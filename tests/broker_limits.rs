@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use common::broker::*;
 use common::{batch, tmpdir};
-use quill::net::error_code::ErrorCode;
-use quill::net::protocol::*;
+use quill_proto::error_code::ErrorCode;
+use quill_proto::protocol::*;
 
 fn fetch_many(parts: &[(&str, u32, i64)], max_wait_ms: u32, min_bytes: u32) -> Request {
     let mut topics: Vec<FetchTopic> = Vec::new();

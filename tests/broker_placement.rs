@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use common::broker::*;
 use common::{batch, stamped, tmpdir};
-use quill::net::error_code::ErrorCode;
-use quill::net::protocol::*;
+use quill_proto::error_code::ErrorCode;
+use quill_proto::protocol::*;
 
 const START_LIMIT: Duration = Duration::from_secs(60);
 
@@ -113,7 +113,7 @@ fn placement_survives_restarts_with_other_shard_counts() {
         [1, 1, 0, 0, 0, 0]
     );
     produce_each(&broker, "placed", 6, &mut placed);
-    assert_eq!(broker.stop(), Some(0));
+    broker.stop();
 
     let broker = restart(data, 1, &[]);
     assert_eq!(recorded_shards(data, "placed"), [0; 6]);
@@ -121,7 +121,7 @@ fn placement_survives_restarts_with_other_shard_counts() {
     assert_eq!(leader_shards(&mut broker.connect(), "placed"), [0; 6]);
     check_data(&broker, "placed", &placed);
     produce_each(&broker, "placed", 6, &mut placed);
-    assert_eq!(broker.stop(), Some(0));
+    broker.stop();
 
     let broker = restart(data, 3, &[]);
     // Recorded on shard 0, which exists: kept (the hash for 3 is [1, 0, 2, 1, 2, 0]).
@@ -138,7 +138,7 @@ fn placement_survives_restarts_with_other_shard_counts() {
     );
     assert_eq!(recorded_shards(data, "fresh"), [2, 0, 0]);
     produce_each(&broker, "fresh", 3, &mut fresh);
-    assert_eq!(broker.stop(), Some(0));
+    broker.stop();
 
     let broker = restart(data, 2, &[]);
     // Shard 2 is gone: fresh-0 moves to the hash's shard for 2; the rest stays.
@@ -149,7 +149,7 @@ fn placement_survives_restarts_with_other_shard_counts() {
     check_data(&broker, "fresh", &fresh);
     produce_each(&broker, "fresh", 3, &mut fresh);
     check_data(&broker, "fresh", &fresh);
-    assert_eq!(broker.stop(), Some(0));
+    broker.stop();
 }
 
 /// A `catalog.json` written before placement existed (no `placement`, no `shards`) loads: the
@@ -165,7 +165,7 @@ fn a_catalog_without_placement_still_loads() {
         Response::CreateTopic
     );
     produce_each(&broker, "legacy", 4, &mut written);
-    assert_eq!(broker.stop(), Some(0));
+    broker.stop();
 
     let mut old = catalog(data);
     old.as_object_mut().unwrap().remove("shards");
@@ -185,7 +185,7 @@ fn a_catalog_without_placement_still_loads() {
     assert_eq!(catalog(data)["shards"], 2);
     assert_eq!(leader_shards(&mut broker.connect(), "legacy"), [0, 0, 1, 1]);
     check_data(&broker, "legacy", &written);
-    assert_eq!(broker.stop(), Some(0));
+    broker.stop();
 }
 
 /// `--rebuild-catalog` rebuilds topics from their directories and records their placement.
@@ -200,12 +200,12 @@ fn a_rebuilt_catalog_records_placement() {
         Response::CreateTopic
     );
     produce_each(&broker, "legacy", 4, &mut written);
-    assert_eq!(broker.stop(), Some(0));
+    broker.stop();
     std::fs::remove_file(data.join("catalog.json")).unwrap();
 
     let broker = restart(data, 1, &["--rebuild-catalog"]);
     assert_eq!(recorded_shards(data, "legacy"), [0; 4]);
     assert_eq!(leader_shards(&mut broker.connect(), "legacy"), [0; 4]);
     check_data(&broker, "legacy", &written);
-    assert_eq!(broker.stop(), Some(0));
+    broker.stop();
 }

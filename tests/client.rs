@@ -13,13 +13,13 @@ use bytes::Bytes;
 use common::broker::{fetch_all_batches, Broker};
 use common::client::{config, with_client, with_client_of, within};
 use common::{closed_port, run, tmpdir};
-use quill::client::blocking;
-use quill::client::{
+use quill_client::blocking;
+use quill_client::{
     partition_for_key, Acks, AutoReset, Client, ClientConfig, ClientError, ConsumedRecord,
     Consumer, ConsumerConfig, Header, NewTopic, ProducerConfig, ProducerRecord, Retention,
     StartOffset,
 };
-use quill::record::BatchHeader;
+use quill_proto::record::BatchHeader;
 
 /// A long poll's `max_wait_ms` (and the broker's cap on it, raised to allow it), and the bound
 /// on a waiting fetch's answer once data arrived: far below the wait, so a fetch that is not
@@ -773,7 +773,7 @@ fn admin_create_list_describe_delete() {
             .await
             .unwrap_err();
         assert_eq!(e.to_string(), "topic 'ad' already exists");
-        assert_eq!(e.code(), Some(quill::client::ErrorCode::TopicAlreadyExists));
+        assert_eq!(e.code(), Some(quill_client::ErrorCode::TopicAlreadyExists));
         let e = admin
             .create_topic(NewTopic::new("bad/name", 1))
             .await
@@ -851,7 +851,7 @@ fn unknown_topic_and_bad_records() {
         assert_eq!(e.to_string(), "unknown topic 'missing'");
         assert_eq!(
             e.code(),
-            Some(quill::client::ErrorCode::UnknownTopicOrPartition)
+            Some(quill_client::ErrorCode::UnknownTopicOrPartition)
         );
         let consumer = client.consumer(ConsumerConfig::default()).unwrap();
         let e = consumer

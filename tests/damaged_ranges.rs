@@ -12,8 +12,8 @@ use std::time::Duration;
 use bytes::BytesMut;
 use common::broker::*;
 use common::tmpdir;
-use quill::net::error_code::ErrorCode;
-use quill::record::BatchBuilder;
+use quill_proto::error_code::ErrorCode;
+use quill_proto::record::BatchBuilder;
 
 const START_LIMIT: Duration = Duration::from_secs(60);
 
@@ -65,7 +65,7 @@ fn consume_skips_a_damaged_range_and_describe_shows_it() {
         let mut c = broker.connect();
         assert!(matches!(
             c.call(&create_topic("events", 1)),
-            quill::net::protocol::Response::CreateTopic
+            quill_proto::protocol::Response::CreateTopic
         ));
         // 20 batches of 5 records: offsets 0..100.
         for b in 0..20 {

@@ -6,7 +6,7 @@ mod common;
 
 use common::*;
 use quill::disk::PartitionLog;
-use quill::types::{Epoch, Offset};
+use quill_proto::types::{Epoch, Offset};
 
 #[test]
 fn first_segment_on_an_empty_data_dir_reads_back_from_disk() {

@@ -7,7 +7,7 @@ mod common;
 
 use common::*;
 use quill::disk::{LogConfig, LogError, PartitionLog};
-use quill::types::{Epoch, Offset};
+use quill_proto::types::{Epoch, Offset};
 
 #[test]
 fn write_error_fails_appends_without_losing_acknowledged_data() {

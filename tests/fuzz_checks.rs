@@ -20,8 +20,8 @@ use common::broker::{
     produce_request,
 };
 use common::{batch, seed, stamped};
-use quill::net::error_code::ErrorCode;
-use quill::net::protocol::{encode_response, Request, Response};
+use quill_proto::error_code::ErrorCode;
+use quill_proto::protocol::{encode_response, Request, Response};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 

@@ -6,7 +6,7 @@ use std::rc::Rc;
 
 use common::*;
 use quill::disk::{Durability, LogConfig, LogError, PartitionLog};
-use quill::types::{Epoch, Offset};
+use quill_proto::types::{Epoch, Offset};
 
 #[test]
 fn append_then_read_back_across_rolls_and_reopen() {

@@ -21,7 +21,7 @@ use bytes::Bytes;
 use common::*;
 use quill::disk::checkpoint::{encode_recovery_point, RECOVERY_POINT_FILE};
 use quill::disk::{LogConfig, LogError, OpenReport, PartitionLog};
-use quill::types::{Epoch, Offset};
+use quill_proto::types::{Epoch, Offset};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 

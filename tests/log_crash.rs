@@ -11,9 +11,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
-use quill::disk::synthetic::{seq_of, synthetic_batch};
 use quill::disk::{LogConfig, PartitionLog};
-use quill::record::BatchHeader;
+use quill_proto::record::BatchHeader;
+use quill_testkit::synthetic::{seq_of, synthetic_batch};
 use rand::{Rng, SeedableRng};
 
 const ROUNDS: u64 = 12;

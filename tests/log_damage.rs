@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 use common::*;
 use quill::disk::{LogConfig, LogError, PartitionLog};
-use quill::types::{Epoch, Offset};
+use quill_proto::types::{Epoch, Offset};
 
 /// One batch as the log holds it, and where it is on disk.
 #[derive(Clone, Debug)]

@@ -15,7 +15,7 @@ use std::time::Duration;
 use common::*;
 use quill::disk::recovery::ScanEnd;
 use quill::disk::{Durability, LogConfig, LogError, PartitionLog};
-use quill::types::{Epoch, Offset};
+use quill_proto::types::{Epoch, Offset};
 
 /// Now, in milliseconds: batches stamped with it keep a recovered segment young (a segment's age
 /// after recovery comes from its first batch, and an old one would roll on the next append).

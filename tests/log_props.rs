@@ -19,8 +19,8 @@ use proptest::prelude::*;
 use proptest::sample::Index;
 use proptest::test_runner::RngSeed;
 use quill::disk::{LogConfig, LogError, LogOptions, PartitionLog};
-use quill::record::BatchBuilder;
-use quill::types::{Epoch, Offset};
+use quill_proto::record::BatchBuilder;
+use quill_proto::types::{Epoch, Offset};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 

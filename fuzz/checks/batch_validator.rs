@@ -8,7 +8,7 @@
 //! Shared by the fuzz target (`fuzz_targets/batch_validator.rs`) and by the test suite
 //! (`tests/fuzz_checks.rs`), so the checks compile and run in every `cargo test`.
 
-use quill::record::{
+use quill_proto::record::{
     batches, crc_of, first_offset_at_or_after, records, validate_batch, Compression,
     BATCH_HEADER_BYTES,
 };

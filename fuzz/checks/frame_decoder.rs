@@ -10,8 +10,8 @@
 //! (`tests/fuzz_checks.rs`), so the checks compile and run in every `cargo test`.
 
 use bytes::{Bytes, BytesMut};
-use quill::net::frame::{FrameDecoder, REQUEST_HEADER_BYTES, SIZE_PREFIX_BYTES};
-use quill::net::protocol::{
+use quill_proto::frame::{FrameDecoder, REQUEST_HEADER_BYTES, SIZE_PREFIX_BYTES};
+use quill_proto::protocol::{
     decode_request, decode_response, encode_response, frame_expects_response, ApiKey,
 };
 

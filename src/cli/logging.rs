@@ -65,7 +65,7 @@ mod tests {
             "off",
             "quill=debug",
             "quill=debug,glommio=warn",
-            "warn,quill::client=trace",
+            "warn,quill_client=trace",
             "quill[conn]=debug",
         ] {
             assert_eq!(check_log_filter(ok).as_deref(), Ok(ok), "{ok}");

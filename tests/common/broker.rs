@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use quill::net::protocol::{
+use quill_proto::protocol::{
     decode_response, ApiKey, CreateTopicRequest, Request, Response, Retention,
 };
 
@@ -204,8 +204,8 @@ pub fn create_topic(name: &str, partitions: u32) -> Request {
 
 // ---- Additions for the bad-input, crash and API tests. ----
 
-use quill::net::error_code::ErrorCode;
-use quill::net::protocol::{
+use quill_proto::error_code::ErrorCode;
+use quill_proto::protocol::{
     Acks, DeleteTopicRequest, FetchPartition, FetchPartitionResponse, FetchRequest, FetchTopic,
     ListOffsetsPartition, ListOffsetsPartitionResponse, ListOffsetsRequest, ListOffsetsTopic,
     MetadataRequest, ProducePartition, ProducePartitionResponse, ProduceRequest, ProduceTopic,

@@ -6,7 +6,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use quill::client::{Client, ClientConfig};
+use quill_client::{Client, ClientConfig};
 
 use super::broker::Broker;
 use super::{run, tmpdir};

@@ -8,8 +8,8 @@ use std::rc::Rc;
 use bytes::BytesMut;
 use glommio::LocalExecutorBuilder;
 use quill::disk::{system_clock, BatchCache, LogConfig, LogOptions, PartitionLog};
-use quill::record::BatchBuilder;
-use quill::types::Offset;
+use quill_proto::record::BatchBuilder;
+use quill_proto::types::Offset;
 
 pub mod broker;
 pub mod client;
