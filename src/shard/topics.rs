@@ -171,7 +171,7 @@ impl Shard {
                     continue;
                 }
                 tracing::warn!(path = %dir.display(), "removing a partition directory of a deleted topic");
-                if let Err(e) = std::fs::remove_dir_all(&dir) {
+                if let Err(e) = remove_dir_all(&dir).await {
                     tracing::error!(path = %dir.display(), error = %e, "cannot remove");
                     all_gone = false;
                 }
@@ -343,10 +343,20 @@ impl Shard {
                 if !remove_dirs {
                     continue;
                 }
-                if let Err(e) = std::fs::remove_dir_all(&dir) {
+                if let Err(e) = remove_dir_all(&dir).await {
                     tracing::warn!(path = %dir.display(), error = %e, "cannot remove partition directory");
                 }
             }
         }
     }
 }
+
+/// Removes a partition directory on the executor's blocking pool: a directory of many segments
+/// takes many `unlink`s, which would otherwise stall every partition of the shard.
+async fn remove_dir_all(dir: &std::path::Path) -> std::io::Result<()> {
+    let dir = dir.to_path_buf();
+    glommio::executor()
+        .spawn_blocking(move || std::fs::remove_dir_all(dir))
+        .await
+}
+
