@@ -16,7 +16,7 @@ use glommio::net::TcpListener;
 use glommio::{LocalExecutorBuilder, Placement};
 
 use crate::config::BrokerConfig;
-use crate::net::server;
+use crate::net::{connections, server};
 use crate::shard::{build_mesh, MeshEnds, Ports, Shard};
 use crate::types::ShardId;
 
@@ -263,7 +263,7 @@ async fn run_shard(
     let shard = Shard::open(id, shards, cfg, ports).await?;
     let mesh = crate::shard::Mesh::connect(id, mesh_ends, Rc::downgrade(&shard)).await;
     shard.set_mesh(mesh);
-    let conns = Rc::new(server::Connections::new(&shard.config.limits));
+    let conns = Rc::new(connections::Connections::new(&shard.config.limits));
     let trim = glommio::spawn_local(conns.clone().trim_loop());
     let accept_common = glommio::spawn_local(server::accept_loop(
         shard.clone(),

@@ -5,7 +5,7 @@
 //! is dropped. A waiter takes its units as soon as they fit, whoever waited longer: under memory
 //! pressure a small request of one client is not held behind a large one of another. A large one
 //! may therefore wait longer, with no bound of its own: the shard sheds stalled connections to
-//! make room (`server::Connections::shed`). Everything lives on one shard: `Rc` and `Cell`, no
+//! make room (`connections::Connections::shed`). Everything lives on one shard: `Rc` and `Cell`, no
 //! atomics.
 
 use std::cell::Cell;

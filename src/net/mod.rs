@@ -7,6 +7,7 @@
 //! `errors` (the one mapping of their domain errors to wire codes).
 
 pub mod budget;
+pub mod connections;
 mod errors;
 mod handler;
 pub mod server;

@@ -359,4 +359,3 @@ async fn remove_dir_all(dir: &std::path::Path) -> std::io::Result<()> {
         .spawn_blocking(move || std::fs::remove_dir_all(dir))
         .await
 }
-
