@@ -23,6 +23,8 @@ mod wire;
 #[cfg(test)]
 mod proptests;
 #[cfg(test)]
+mod samples;
+#[cfg(test)]
 mod tests;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};

@@ -6,7 +6,7 @@ use proptest::collection::vec;
 use proptest::option;
 use proptest::prelude::*;
 
-use super::tests::{
+use super::samples::{
     assert_request_round_trips, assert_response_round_trips, batch, header_bytes, request_frame,
     response_frame, sample_requests, sample_responses,
 };
