@@ -1,8 +1,9 @@
 //! The native protocol's adapter: turns each decoded request into calls of the shard's partition
 //! service and topic admin (domain types), and their results into the response (wire types,
 //! errors mapped in `errors.rs`). Returns the response to send, or `None` when the protocol says
-//! not to answer (produce with `acks = 0`). What the request shape implies (a partition named
-//! twice, several partitions sharing one fetch wait and one byte budget) is decided here.
+//! not to answer (produce with `acks = 0`). A partition named twice in one request is refused
+//! here; a multi-partition fetch's shared wait and byte budget are the service's
+//! (`PartitionService::fetch_many`), since every protocol's Fetch has them.
 
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -17,10 +18,9 @@ use super::protocol::{
     MetadataResponse, PartitionMetadata, ProducePartitionResponse, ProduceRequest, ProduceResponse,
     ProduceTopicResponse, Request, Response, Retention, ShardPort, TopicListing, TopicMetadata,
 };
-use crate::local::Event;
 use crate::shard::{
-    FetchSpec, Fetched, OffsetQuery, PartitionError, PartitionService, Shard, TopicConfig,
-    TopicError, TopicRequest,
+    FetchMany, Fetched, OffsetQuery, PartitionError, PartitionFetch, PartitionService, Shard,
+    TopicConfig, TopicError, TopicRequest,
 };
 use crate::types::{Offset, TopicPartition};
 
@@ -388,149 +388,42 @@ fn fetched_response(partition: u32, r: Result<Fetched, PartitionError>) -> Fetch
     }
 }
 
-/// Each partition's fetch result, request entry for request entry.
-type FetchResults = Vec<Vec<(u32, Result<Fetched, PartitionError>)>>;
-
-/// A fetch of one partition as the service takes it. A negative wire offset is before any log.
-fn fetch_spec(offset: i64, max_bytes: u32, wait_ms: u32, min_bytes: u32) -> FetchSpec {
-    FetchSpec {
-        offset: u64::try_from(offset).ok().map(Offset),
-        max_bytes: max_bytes as usize,
-        max_wait: Duration::from_millis(u64::from(wait_ms)),
-        min_bytes: min_bytes as usize,
+/// A fetch of every partition the request names, as the service takes it. A negative wire
+/// offset is a position before any log.
+fn fetch_many(req: &FetchRequest) -> FetchMany {
+    FetchMany {
+        partitions: req
+            .topics
+            .iter()
+            .flat_map(|t| {
+                t.partitions.iter().map(|p| PartitionFetch {
+                    tp: TopicPartition::new(t.name.as_str(), p.partition),
+                    offset: u64::try_from(p.fetch_offset).ok().map(Offset),
+                    max_bytes: p.partition_max_bytes as usize,
+                })
+            })
+            .collect(),
+        max_wait: Duration::from_millis(u64::from(req.max_wait_ms)),
+        min_bytes: req.min_bytes as usize,
+        max_bytes: req.max_bytes as usize,
     }
-}
-
-/// Reads every partition of the request (each on its owner, concurrently), waiting up to
-/// `wait_ms` for `min_bytes` on each. Results mirror the request entry for entry.
-async fn fetch_all(
-    svc: &PartitionService,
-    req: &FetchRequest,
-    wait_ms: u32,
-    min_bytes: u32,
-) -> FetchResults {
-    let mut tasks = Vec::new();
-    for t in &req.topics {
-        let mut parts = Vec::new();
-        for p in &t.partitions {
-            let svc = svc.clone();
-            let tp = TopicPartition::new(t.name.as_str(), p.partition);
-            let max_bytes = p.partition_max_bytes.min(req.max_bytes);
-            let spec = fetch_spec(p.fetch_offset, max_bytes, wait_ms, min_bytes);
-            parts.push((
-                p.partition,
-                glommio::spawn_local(async move { svc.fetch(tp, spec).await }),
-            ));
-        }
-        tasks.push(parts);
-    }
-    let mut out = Vec::with_capacity(tasks.len());
-    for parts in tasks {
-        let mut v = Vec::with_capacity(parts.len());
-        for (p, task) in parts {
-            v.push((p, task.await));
-        }
-        out.push(v);
-    }
-    out
-}
-
-/// Whether a fetch may answer: `min_bytes` are there, or a partition failed.
-fn fetch_enough(results: &FetchResults, min_bytes: u32) -> bool {
-    let mut bytes = 0usize;
-    for (_, r) in results.iter().flatten() {
-        match r {
-            Ok(f) => bytes += f.bytes(),
-            Err(_) => return true,
-        }
-    }
-    bytes >= min_bytes as usize
 }
 
 async fn fetch(svc: &PartitionService, req: FetchRequest) -> FetchResponse {
-    let shard = svc.shard();
-    let wait_ms = req.max_wait_ms.min(shard.config.limits.fetch_wait_ms_max);
-    let count: usize = req.topics.iter().map(|t| t.partitions.len()).sum();
-    let deadline = Instant::now() + Duration::from_millis(u64::from(wait_ms));
-    let results = if count == 1 {
-        // One partition: its own long poll (with min_bytes) is the whole wait.
-        fetch_all(svc, &req, wait_ms, req.min_bytes).await
-    } else {
-        let mut results = fetch_all(svc, &req, 0, 0).await;
-        // Until min_bytes are there across partitions or the deadline: wait for any partition
-        // to get more data past what was read, then read them all again.
-        while !fetch_enough(&results, req.min_bytes) && !shard.is_shutting_down() {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break;
-            }
-            let done = Rc::new(Event::new());
-            let first = done.listen();
-            let mut watchers: Vec<glommio::Task<()>> = Vec::new();
-            for (t, parts) in req.topics.iter().zip(&results) {
-                for (p, (_, r)) in t.partitions.iter().zip(parts) {
-                    // Wait for data beyond what this partition returned.
-                    let next = match r {
-                        Ok(f) => f
-                            .batches
-                            .last()
-                            .and_then(|b| crate::record::BatchHeader::parse(b).ok())
-                            .map(|h| h.last_offset() + 1)
-                            .unwrap_or(p.fetch_offset),
-                        Err(_) => continue,
-                    };
-                    let svc = svc.clone();
-                    let tp = TopicPartition::new(t.name.as_str(), p.partition);
-                    let spec = fetch_spec(next, 1, left.as_millis() as u32, 1);
-                    let done = done.clone();
-                    watchers.push(glommio::spawn_local(async move {
-                        let _ = svc.fetch(tp, spec).await;
-                        done.notify();
-                    }));
-                }
-            }
-            // The first watcher to return wakes us; dropping the rest cancels them.
-            futures_lite::future::or(first, glommio::timer::sleep(left)).await;
-            drop(watchers);
-            results = fetch_all(svc, &req, 0, 0).await;
-        }
-        results
-    };
-    // The response as a whole stays within max_bytes and each partition within its
-    // partition_max_bytes, but the first batch of the response is always carried whole, so a
-    // batch larger than the limits cannot stall a consumer.
-    let mut used = 0usize;
-    let mut carried = false;
-    let mut topics = Vec::with_capacity(results.len());
-    for (t, parts) in req.topics.iter().zip(results) {
-        let mut partitions = Vec::with_capacity(parts.len());
-        for (p, (partition, r)) in t.partitions.iter().zip(parts) {
-            let r = r.map(|mut f| {
-                let mut n = 0usize;
-                let mut part_used = 0usize;
-                for b in &f.batches {
-                    let len = b.len();
-                    if carried
-                        && (used + len > req.max_bytes as usize
-                            || part_used + len > p.partition_max_bytes as usize)
-                    {
-                        break;
-                    }
-                    used += len;
-                    part_used += len;
-                    carried = true;
-                    n += 1;
-                }
-                f.batches.truncate(n);
-                f
-            });
-            partitions.push(fetched_response(partition, r));
-        }
-        topics.push(FetchTopicResponse {
-            name: t.name.clone(),
-            partitions,
-        });
-    }
+    let mut results = svc.fetch_many(&fetch_many(&req)).await.into_iter();
+    let topics = req
+        .topics
+        .into_iter()
+        .map(|t| FetchTopicResponse {
+            partitions: t
+                .partitions
+                .iter()
+                .zip(results.by_ref())
+                .map(|(p, r)| fetched_response(p.partition, r))
+                .collect(),
+            name: t.name,
+        })
+        .collect();
     FetchResponse { topics }
 }
 

@@ -28,6 +28,7 @@ pub(crate) use mesh::Mesh;
 pub use mesh::{build_mesh, MeshEnds};
 pub use ownership::owner_shard;
 pub use partition::{
-    FetchSpec, Fetched, LogOffsets, OffsetQuery, PartitionInfo, PartitionService, PartitionState,
+    FetchMany, FetchSpec, Fetched, LogOffsets, OffsetQuery, PartitionFetch, PartitionInfo,
+    PartitionService, PartitionState,
 };
 pub use placement::Placement;

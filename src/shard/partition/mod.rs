@@ -8,8 +8,10 @@
 //! executor, like the shard.
 
 mod local;
+mod many;
 mod service;
 mod types;
 
+pub use many::{FetchMany, PartitionFetch};
 pub use service::PartitionService;
 pub use types::{FetchSpec, Fetched, LogOffsets, OffsetQuery, PartitionInfo, PartitionState};
