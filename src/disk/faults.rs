@@ -9,7 +9,7 @@ use std::cell::Cell;
 
 #[derive(Default)]
 pub(crate) struct Faults {
-    /// The next this many `fdatasync`s of the log's segments report failure (EIO) after running.
+    /// The next this many group-commit `fdatasync`s report failure (EIO) after running.
     fail_syncs: Cell<u32>,
     /// Appends covered by the written or durable offset are not acknowledged while set.
     hold_acks: Cell<bool>,

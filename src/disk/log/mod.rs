@@ -640,8 +640,9 @@ impl PartitionLog {
         }
     }
 
-    /// Test hook (fault injection): the next `n` `fdatasync`s of the log's segments report an
-    /// I/O error (EIO) after running, as a failing device would.
+    /// Test hook (fault injection): the next `n` group-commit `fdatasync`s of the active
+    /// segment (not those finalizing a sealed one) report an I/O error (EIO) after running, as
+    /// a failing device would.
     #[doc(hidden)]
     pub fn fail_next_syncs(&self, n: u32) {
         self.inner.faults.fail_next_syncs(n);
