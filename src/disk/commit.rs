@@ -272,7 +272,10 @@ async fn write_index(inner: &Rc<Inner>, base: Offset, now: Instant) {
     let outcome = files.write_delta(delta, stale).await;
     let mut guard = inner.state.borrow_mut();
     let st = &mut *guard;
-    let failures = st.commit.index_write_ended(outcome.is_ok(), Instant::now());
+    let failures = match &outcome {
+        Ok(()) => st.commit.index_write_succeeded(),
+        Err(_) => st.commit.index_write_failed(Instant::now()),
+    };
     match &outcome {
         Ok(()) if failures > 0 => {
             tracing::info!(dir = %inner.dir.display(), failures, "index writes resumed");

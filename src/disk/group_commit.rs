@@ -525,7 +525,7 @@ impl<T, E: Clone> GroupCommit<T, E> {
 
     /// Whether the index entries of written batches may be written at `now` (one write at a
     /// time, none while backing off); if so the caller writes them and reports with
-    /// [`GroupCommit::index_write_ended`].
+    /// [`GroupCommit::index_write_succeeded`] or [`GroupCommit::index_write_failed`].
     pub(crate) fn index_write_may_start(&self, now: Instant) -> bool {
         !self.index.writing && self.index.retry_at.is_none_or(|t| now >= t)
     }
@@ -534,19 +534,21 @@ impl<T, E: Clone> GroupCommit<T, E> {
         self.index.writing = true;
     }
 
-    /// An index write ended at `now`. Returns the failures in a row: after a success, those
-    /// before it; after a failure, counting it. Writes back off 100 ms doubling to about 13 s.
-    pub(crate) fn index_write_ended(&mut self, ok: bool, now: Instant) -> u32 {
+    /// An index write succeeded. Returns how many had failed in a row before it.
+    pub(crate) fn index_write_succeeded(&mut self) -> u32 {
         self.index.writing = false;
-        if ok {
-            self.index.retry_at = None;
-            std::mem::take(&mut self.index.failures)
-        } else {
-            self.index.failures += 1;
-            let n = self.index.failures;
-            self.index.retry_at = Some(now + Duration::from_millis(100 << (n - 1).min(7)));
-            n
-        }
+        self.index.retry_at = None;
+        std::mem::take(&mut self.index.failures)
+    }
+
+    /// An index write failed at `now`: the next waits 100 ms, doubling to about 13 s. Returns
+    /// the failures in a row, this one included.
+    pub(crate) fn index_write_failed(&mut self, now: Instant) -> u32 {
+        self.index.writing = false;
+        self.index.failures += 1;
+        let n = self.index.failures;
+        self.index.retry_at = Some(now + Duration::from_millis(100 << (n - 1).min(7)));
+        n
     }
 
     /// A caller (close, truncation) waits for everything staged to be written and synced; with

@@ -352,7 +352,7 @@ impl PartitionLog {
         }
         let total: u64 = batches.iter().map(|b| b.len() as u64).sum();
         let started = std::time::Instant::now();
-        // Backpressure, and wait out a roll in progress.
+        // Backpressure, and wait out a roll or an epoch change in progress.
         loop {
             let listen = inner.progress.listen();
             {
@@ -372,8 +372,9 @@ impl PartitionLog {
                 let staged = st.commit.staged_bytes();
                 let fits = staged + total <= cfg.pending_bytes_max as u64 || staged == 0;
                 // A failed write is rolled back, and a truncation finished, before more appends
-                // are staged.
-                if !st.rolling && fits && st.commit.accepts_appends() {
+                // are staged; a roll or an epoch change in progress is waited out here, within
+                // the deadline.
+                if !st.rolling && !st.epoch_changing && fits && st.commit.accepts_appends() {
                     break;
                 }
             }
