@@ -118,6 +118,6 @@ pub(crate) async fn write_recovery_point(inner: &Rc<Inner>) -> Result<()> {
     .await?;
     let mut st = inner.state.borrow_mut();
     st.recovery_point = st.recovery_point.max(target);
-    st.stats.checkpoints += 1;
+    st.counters.checkpoints += 1;
     Ok(())
 }

@@ -13,6 +13,7 @@
 mod appender;
 pub mod cache;
 pub mod checkpoint;
+mod clock;
 mod commit;
 pub mod config;
 pub mod damage;

@@ -12,6 +12,7 @@ use glommio::sync::Semaphore;
 
 use super::appender::BufferPool;
 use super::cache::{BatchCache, CacheKey};
+use super::clock::Clock;
 use super::config::{Durability, LogConfig};
 use super::damage::DamageTable;
 use super::epochs::EpochCache;
@@ -19,7 +20,6 @@ use super::error::{LogError, Result};
 use super::faults::Faults;
 use super::files::FileCache;
 use super::group_commit::GroupCommit;
-use super::log::{Clock, LogStats};
 use super::segment::Segment;
 use crate::local::{Event, Resolver};
 use crate::types::{Epoch, Offset};
@@ -49,10 +49,18 @@ pub(crate) struct State {
     pub(crate) checkpoint_scheduled: bool,
     pub(crate) rolling: bool,
     pub(crate) closed: bool,
-    /// Appends and checkpoints; the commit counters are the core's.
-    pub(crate) stats: LogStats,
+    /// For `LogStats`; the commit counters are the core's.
+    pub(crate) counters: Counters,
     /// Group commit: written and durable offsets, waiting appends, I/O in flight (`commit.rs`).
     pub(crate) commit: Commit,
+}
+
+/// Counters of the log for `LogStats` that are not the commit core's.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) appends: u64,
+    /// Recovery-point checkpoints written.
+    pub(crate) checkpoints: u64,
 }
 
 /// One log: its settings and shared handles, and its state. Lives on the log's shard; shared

@@ -2,10 +2,10 @@
 
 use std::path::Path;
 
-use super::PartitionLog;
+use super::handle::PartitionLog;
+use super::types::ReadBatches;
 use crate::disk::damage::DamagedRange;
 use crate::disk::error::{LogError, Result};
-use crate::disk::log::ReadBatches;
 use crate::disk::meta::store_damage;
 use crate::disk::segment::{self, locate_damage, read_batches, DiskRead, NO_TIMESTAMP};
 use crate::disk::state::hw_of;

@@ -4,7 +4,7 @@ use std::rc::Rc;
 
 use bytes::Bytes;
 
-use super::PartitionLog;
+use super::handle::PartitionLog;
 use crate::disk::appender;
 use crate::disk::error::{LogError, Result};
 use crate::disk::meta::store_damage;

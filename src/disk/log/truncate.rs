@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::rc::Rc;
 
-use super::PartitionLog;
+use super::handle::PartitionLog;
 use crate::disk::appender::Appender;
 use crate::disk::checkpoint::{self, RECOVERY_POINT_FILE};
 use crate::disk::commit;

@@ -5,9 +5,9 @@ use std::path::{Path, PathBuf};
 
 use glommio::io::{BufferedFile, OpenOptions};
 
-use super::{index_path, time_index_path, Segment};
+use super::paths::{index_path, time_index_path};
 use crate::disk::error::{LogError, Result};
-use crate::disk::index::{self, OffsetIndex, TimeIndex};
+use crate::disk::index::{OffsetIndex, TimeIndex};
 use crate::types::Offset;
 
 /// Loads and checks both index files; `None` when either is missing or invalid.
@@ -106,30 +106,10 @@ impl IndexFiles {
 
 /// Both index files of a segment, encoded whole, ready for [`write_index_files`].
 pub(crate) struct IndexImage {
-    dir: PathBuf,
-    base: Offset,
-    index: Vec<u8>,
-    time: Vec<u8>,
-}
-
-impl Segment {
-    /// Encodes both indexes whole (a short, synchronous step: no borrow outlives it).
-    pub(crate) fn index_image(&self) -> IndexImage {
-        let mut index = Vec::with_capacity(self.index.len() * index::OFFSET_ENTRY_BYTES);
-        for e in self.index.entries() {
-            OffsetIndex::encode_entry(e, &mut index);
-        }
-        let mut time = Vec::with_capacity(self.time_index.len() * index::TIME_ENTRY_BYTES);
-        for e in self.time_index.entries() {
-            TimeIndex::encode_entry(e, &mut time);
-        }
-        IndexImage {
-            dir: self.dir.clone(),
-            base: self.base,
-            index,
-            time,
-        }
-    }
+    pub(super) dir: PathBuf,
+    pub(super) base: Offset,
+    pub(super) index: Vec<u8>,
+    pub(super) time: Vec<u8>,
 }
 
 /// Writes both index files whole and syncs them (sealing, recovery, close).

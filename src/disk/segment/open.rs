@@ -8,8 +8,9 @@ use std::rc::Rc;
 
 use glommio::io::{DmaBuffer, DmaFile, OpenOptions};
 
+use super::in_memory::{Segment, NO_TIMESTAMP};
 use super::index_files::{load_indexes, write_index_files, IndexFiles};
-use super::{log_path, Segment, NO_TIMESTAMP};
+use super::paths::log_path;
 use crate::disk::appender::{Appender, BufferPool};
 use crate::disk::config::LogConfig;
 use crate::disk::damage::DamagedRange;
