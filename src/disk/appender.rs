@@ -6,9 +6,10 @@
 //! files. The group-commit core (`group_commit.rs`) hands its [`WriteJob`]s to the commit
 //! pipeline (`commit.rs`), which runs them (`dma::write_fully`) and reports each outcome with
 //! [`Appender::complete`] or [`Appender::fail`]. The buffers are a [`StageBuf`]: aligned DMA
-//! memory in the broker (`dma.rs`), plain vectors in the simulation of `group_commit/sim.rs`. Every write the appender hands
-//! out is a *slot*; slots are kept in file order and the written prefix advances only over a
-//! contiguous run of completed slots, so writes may complete in any order.
+//! memory in the broker (`dma.rs`), plain vectors in tests and in the simulation
+//! (`group_commit/sim/`). Every write the appender hands out is a *slot*; slots are kept in file
+//! order and the written prefix advances only over a contiguous run of completed slots, so
+//! writes may complete in any order.
 //!
 //! One writer per block: a tail write ends with a partial block that the next slot (a later tail
 //! or the buffer that continues after it) rewrites with more bytes. The two overlap by that block,

@@ -6,7 +6,7 @@
 //! completed or failed, a segment was finalized, a rollback ended, a drain or a truncation) and
 //! the current time as arguments; [`GroupCommit::next_action`] hands back the next I/O to start
 //! ([`Action`]) and [`GroupCommit::next_ack`] the next append to acknowledge. No glommio, no
-//! files, no clock: `commit.rs` runs the actions on the log's shard, and `group_commit/sim.rs`
+//! files, no clock: `commit.rs` runs the actions on the log's shard, and `group_commit/sim/`
 //! runs them against a seeded simulated disk whose writes and syncs complete in any order, fail
 //! or are short.
 //!

@@ -73,7 +73,8 @@ pub struct LogStats {
     pub tail_writes: u64,
     pub fdatasyncs: u64,
     pub appends: u64,
-    /// Damaged ranges not served (see [`PartitionLog::damaged_ranges`](crate::disk::PartitionLog::damaged_ranges)).
+    /// Damaged ranges not served (see
+    /// [`PartitionLog::damaged_ranges`](crate::disk::PartitionLog::damaged_ranges)).
     pub damaged_ranges: usize,
     /// Recovery-point checkpoints written.
     pub checkpoints: u64,

@@ -28,7 +28,7 @@ const SCAN_CHUNK_BYTES: usize = 1 << 20;
 /// What recovery knows about a log besides one segment's bytes.
 #[derive(Clone, Debug)]
 pub(crate) struct RecoveryContext {
-    /// Offsets below this were durable (see `recovery.rs`).
+    /// Offsets below this were durable (see `recovery/`).
     pub(crate) recovery_point: Offset,
     pub(crate) epochs: EpochCache,
     /// Damaged ranges known from the `damaged-ranges` file, all segments.
@@ -77,7 +77,7 @@ pub struct RecoveryReport {
     pub end: ScanEnd,
     /// Leader epoch of the last valid batch scanned (-1 when none was).
     pub last_epoch: Epoch,
-    /// Damaged ranges found or stepped over (never cut: see `recovery.rs`).
+    /// Damaged ranges found or stepped over (never cut: see `recovery/`).
     pub damaged: Vec<DamagedRange>,
 }
 
