@@ -2,11 +2,14 @@
 //! buffers and hands them out as writes. A buffer is handed out whole as soon as it fills; the
 //! bytes after the last full buffer go out as a *tail* write when a group commits.
 //!
-//! Lives on the shard that owns the partition, inside the log state, and does no I/O itself: the
-//! commit pipeline (`commit.rs`) takes [`WriteJob`]s, runs them with [`write_fully`] and reports
-//! each outcome with [`Appender::complete`] or [`Appender::fail`]. Every write the appender hands
-//! out is a *slot*; slots are kept in file order and the written prefix advances only over a
-//! contiguous run of completed slots, so writes may complete in any order.
+//! Lives on the shard that owns the partition, inside the log state. Sans-I/O: no glommio, no
+//! files. The group-commit core (`group_commit.rs`) hands its [`WriteJob`]s to the commit
+//! pipeline (`commit.rs`), which runs them (`dma::write_fully`) and reports each outcome with
+//! [`Appender::complete`] or [`Appender::fail`]. The buffers are a [`StageBuf`]: aligned DMA
+//! memory in the broker (`dma.rs`), plain vectors in tests and in the simulation
+//! (`group_commit/sim/`). Every write the appender hands out is a *slot*; slots are kept in file
+//! order and the written prefix advances only over a contiguous run of completed slots, so
+//! writes may complete in any order.
 //!
 //! One writer per block: a tail write ends with a partial block that the next slot (a later tail
 //! or the buffer that continues after it) rewrites with more bytes. The two overlap by that block,
@@ -19,13 +22,21 @@ use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::rc::Rc;
 
-use glommio::io::{DmaBuffer, DmaFile};
-
 use super::config::DIO_ALIGN_BYTES;
-use super::error::{LogError, Result};
 use crate::types::Offset;
 
 const ALIGN: usize = DIO_ALIGN_BYTES as usize;
+
+/// The memory the appender stages bytes in and hands out as writes. Its length is fixed at
+/// allocation.
+pub(crate) trait StageBuf: Sized {
+    /// A staging buffer of `len` bytes, kept (pooled) for the life of the log.
+    fn staging(len: usize) -> Self;
+    /// A buffer of `len` bytes for one tail write, freed after it.
+    fn tail(len: usize) -> Self;
+    fn bytes(&self) -> &[u8];
+    fn bytes_mut(&mut self) -> &mut [u8];
+}
 
 pub(crate) fn align_down(v: u64) -> u64 {
     v & !(DIO_ALIGN_BYTES - 1)
@@ -47,17 +58,17 @@ pub(crate) struct Boundary {
 /// allocate, map or fault in memory. Lives on the log's shard, inside the log; borrowed only in
 /// synchronous code.
 ///
-/// Buffers come from the heap (`allocate_dma_buffer_global`), not from glommio's registered I/O
-/// memory, since they are kept for the life of the log. At most `idle_max` idle buffers are kept;
-/// more are freed when returned.
-pub(crate) struct BufferPool {
+/// Buffers are [`StageBuf::staging`] ones (in the broker from the heap, not from glommio's
+/// registered I/O memory, since they are kept for the life of the log). At most `idle_max` idle
+/// buffers are kept; more are freed when returned.
+pub(crate) struct BufferPool<B> {
     buffer_bytes: usize,
     idle_max: usize,
-    idle: RefCell<Vec<DmaBuffer>>,
+    idle: RefCell<Vec<B>>,
 }
 
-impl BufferPool {
-    pub(crate) fn new(buffer_bytes: usize, idle_max: usize) -> Rc<BufferPool> {
+impl<B: StageBuf> BufferPool<B> {
+    pub(crate) fn new(buffer_bytes: usize, idle_max: usize) -> Rc<BufferPool<B>> {
         assert!(buffer_bytes % ALIGN == 0 && buffer_bytes >= ALIGN);
         Rc::new(BufferPool {
             buffer_bytes,
@@ -70,15 +81,15 @@ impl BufferPool {
         self.buffer_bytes
     }
 
-    fn get(&self) -> DmaBuffer {
+    fn get(&self) -> B {
         let pooled = self.idle.borrow_mut().pop();
-        pooled.unwrap_or_else(|| glommio::allocate_dma_buffer_global(self.buffer_bytes))
+        pooled.unwrap_or_else(|| B::staging(self.buffer_bytes))
     }
 
     /// Takes a staging buffer back once no write uses it.
-    pub(crate) fn put(&self, buf: DmaBuffer) {
+    pub(crate) fn put(&self, buf: B) {
         // A buffer of another size (a tail, or a trimmed one) is simply freed.
-        if buf.len() != self.buffer_bytes {
+        if buf.bytes().len() != self.buffer_bytes {
             return;
         }
         let mut idle = self.idle.borrow_mut();
@@ -90,8 +101,8 @@ impl BufferPool {
 
 /// The staging buffer being filled: it covers the file from `file_pos` (aligned) and holds `len`
 /// bytes, the first of which may be a partial block already written by a tail.
-struct Current {
-    buf: DmaBuffer,
+struct Current<B> {
+    buf: B,
     file_pos: u64,
     len: usize,
 }
@@ -108,7 +119,7 @@ enum SlotState {
 
 /// One write of the file: the aligned range `start..stop`, bringing the logical end to
 /// `logical_end`, whose last whole batch ends at `boundary`.
-struct Slot {
+struct Slot<B> {
     id: u64,
     start: u64,
     stop: u64,
@@ -117,16 +128,17 @@ struct Slot {
     tail: bool,
     state: SlotState,
     /// The bytes, while the slot is pending.
-    buf: Option<DmaBuffer>,
+    buf: Option<B>,
     /// `buf` is a pool buffer (a full one), to be given back after the write.
     pooled: bool,
 }
 
 /// A write handed out by [`Appender::next_write`]: write `buf` at `pos`, then report `id`.
-pub(crate) struct WriteJob {
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct WriteJob<B> {
     pub(crate) id: u64,
     pub(crate) pos: u64,
-    pub(crate) buf: Rc<DmaBuffer>,
+    pub(crate) buf: B,
     /// Give `buf` back with [`Appender::complete`] / [`Appender::fail`] (a pool buffer).
     pub(crate) pooled: bool,
 }
@@ -156,11 +168,12 @@ struct Prealloc {
     retry_at: u64,
 }
 
-pub(crate) struct Appender {
-    pool: Rc<BufferPool>,
+/// The staging and the writes of one segment.
+pub(crate) struct Appender<B: StageBuf> {
+    pool: Rc<BufferPool<B>>,
     buffer_bytes: usize,
     /// Always `Some` until drop.
-    current: Option<Current>,
+    current: Option<Current<B>>,
     /// Logical end of everything staged, and the batch boundary there.
     staged: Boundary,
     /// The boundary up to which bytes are handed off as slots (full buffers and tails).
@@ -168,7 +181,7 @@ pub(crate) struct Appender {
     /// Logical bytes handed off as slots.
     committed_pos: u64,
     /// Handed-off writes in file order, oldest first; completed ones are removed from the front.
-    slots: VecDeque<Slot>,
+    slots: VecDeque<Slot<B>>,
     next_id: u64,
     /// Logical end of the contiguous prefix of completed writes, and its last batch boundary.
     written_pos: u64,
@@ -178,7 +191,7 @@ pub(crate) struct Appender {
     prealloc: Prealloc,
 }
 
-impl Drop for Appender {
+impl<B: StageBuf> Drop for Appender<B> {
     /// Gives the staging buffers back to the pool (a finalized segment's go to the next one).
     fn drop(&mut self) {
         if let Some(cur) = self.current.take() {
@@ -194,11 +207,11 @@ impl Drop for Appender {
 
 const CURRENT: &str = "the staging buffer is present until drop";
 
-impl Appender {
+impl<B: StageBuf> Appender<B> {
     /// An appender that continues the file at logical position `end`, where the batch with offset
     /// `next` would start; `tail` holds the bytes from `align_down(end)` to `end` as they are on
     /// disk. The file is assumed to be `end` bytes long (rounded up to a block).
-    pub(crate) fn resume(pool: Rc<BufferPool>, end: u64, next: Offset, tail: &[u8]) -> Self {
+    pub(crate) fn resume(pool: Rc<BufferPool<B>>, end: u64, next: Offset, tail: &[u8]) -> Self {
         assert_eq!(
             tail.len() as u64,
             end - align_down(end),
@@ -206,7 +219,7 @@ impl Appender {
         );
         let buffer_bytes = pool.buffer_bytes();
         let mut buf = pool.get();
-        buf.as_bytes_mut()[..tail.len()].copy_from_slice(tail);
+        buf.bytes_mut()[..tail.len()].copy_from_slice(tail);
         let at = Boundary { pos: end, next };
         Appender {
             pool,
@@ -267,7 +280,7 @@ impl Appender {
         while !data.is_empty() {
             let cur = self.current.as_mut().expect(CURRENT);
             let n = (self.buffer_bytes - cur.len).min(data.len());
-            cur.buf.as_bytes_mut()[cur.len..cur.len + n].copy_from_slice(&data[..n]);
+            cur.buf.bytes_mut()[cur.len..cur.len + n].copy_from_slice(&data[..n]);
             cur.len += n;
             data = &data[n..];
             if cur.len == self.buffer_bytes {
@@ -298,7 +311,7 @@ impl Appender {
         logical_end: u64,
         boundary: Boundary,
         tail: bool,
-        buf: DmaBuffer,
+        buf: B,
         pooled: bool,
     ) {
         // Slots follow each other in the file, overlapping by at most the partial block a tail
@@ -334,13 +347,13 @@ impl Appender {
         let cur = self.current.as_mut().expect(CURRENT);
         let len = cur.len;
         let padded = align_up(len as u64) as usize;
-        let mut buf = glommio::allocate_dma_buffer(padded);
-        buf.as_bytes_mut()[..len].copy_from_slice(&cur.buf.as_bytes()[..len]);
-        buf.as_bytes_mut()[len..].fill(0);
+        let mut buf = B::tail(padded);
+        buf.bytes_mut()[..len].copy_from_slice(&cur.buf.bytes()[..len]);
+        buf.bytes_mut()[len..].fill(0);
         let start = cur.file_pos;
         // Keep only the partial last block: the next slot starts there and rewrites it.
         let keep_from = align_down(len as u64) as usize;
-        cur.buf.as_bytes_mut().copy_within(keep_from..len, 0);
+        cur.buf.bytes_mut().copy_within(keep_from..len, 0);
         cur.file_pos += keep_from as u64;
         cur.len = len - keep_from;
         let staged = self.staged;
@@ -358,7 +371,7 @@ impl Appender {
 
     /// The next write that may start now: a pending slot whose predecessor does not overlap it
     /// or has completed. Slots that overlap are so written in order, one at a time.
-    pub(crate) fn next_write(&mut self) -> Option<WriteJob> {
+    pub(crate) fn next_write(&mut self) -> Option<WriteJob<B>> {
         if self.failed {
             return None;
         }
@@ -373,7 +386,7 @@ impl Appender {
                     return Some(WriteJob {
                         id: s.id,
                         pos: s.start,
-                        buf: Rc::new(buf),
+                        buf,
                         pooled: s.pooled,
                     });
                 }
@@ -385,7 +398,7 @@ impl Appender {
 
     /// Records that write `id` completed, and takes its buffer back when it is a staging buffer.
     /// Returns how far the written prefix advanced, if it did.
-    pub(crate) fn complete(&mut self, id: u64, buf: Option<DmaBuffer>) -> Option<Advance> {
+    pub(crate) fn complete(&mut self, id: u64, buf: Option<B>) -> Option<Advance> {
         if let Some(b) = buf {
             self.pool.put(b);
         }
@@ -413,7 +426,7 @@ impl Appender {
     }
 
     /// Records that write `id` failed: nothing more is handed out until [`Appender::rollback`].
-    pub(crate) fn fail(&mut self, id: u64, buf: Option<DmaBuffer>) {
+    pub(crate) fn fail(&mut self, id: u64, buf: Option<B>) {
         if let Some(b) = buf {
             self.pool.put(b);
         }
@@ -436,7 +449,7 @@ impl Appender {
             }
         }
         let cur = self.current.as_mut().expect(CURRENT);
-        cur.buf.as_bytes_mut()[..tail.len()].copy_from_slice(tail);
+        cur.buf.bytes_mut()[..tail.len()].copy_from_slice(tail);
         cur.file_pos = align_down(at.pos);
         cur.len = tail.len();
         self.staged = at;
@@ -506,303 +519,25 @@ impl Boundary {
     }
 }
 
-/// Why a write failed.
-pub(crate) enum WriteFault {
-    Os(glommio::GlommioError<()>),
-    Short(String),
-}
+/// Plain memory, for tests and the simulation: the appender does not care about alignment.
+#[cfg(test)]
+impl StageBuf for Vec<u8> {
+    fn staging(len: usize) -> Self {
+        vec![0; len]
+    }
 
-impl WriteFault {
-    pub(crate) fn into_error(self, path: &std::path::Path) -> LogError {
-        match self {
-            WriteFault::Os(e) => LogError::glommio("write", path, e),
-            WriteFault::Short(msg) => LogError::io(
-                "write",
-                path,
-                std::io::Error::new(std::io::ErrorKind::WriteZero, msg),
-            ),
-        }
+    fn tail(len: usize) -> Self {
+        vec![0; len]
     }
-}
 
-/// Writes all of `buf` at `pos`. A short write (the device filled up part way) is retried for the
-/// rest, so the caller sees the OS error behind it (ENOSPC, EFBIG) rather than a bare count.
-/// Holds no clone of `buf` once it returns, so the caller can take the buffer back.
-pub(crate) async fn write_fully(
-    file: &DmaFile,
-    buf: Rc<DmaBuffer>,
-    mut pos: u64,
-) -> std::result::Result<(), WriteFault> {
-    let want = buf.len();
-    let n = file
-        .write_rc_at(buf.clone(), pos)
-        .await
-        .map_err(WriteFault::Os)?;
-    if n == want {
-        return Ok(());
+    fn bytes(&self) -> &[u8] {
+        self
     }
-    // The rare path: copy the rest into a buffer of its own and retry.
-    let mut done = n;
-    let mut rest_buf = buf;
-    loop {
-        if done == 0 || done % ALIGN != 0 {
-            return Err(WriteFault::Short(format!(
-                "short direct write: {done} of {want} bytes"
-            )));
-        }
-        let mut next = glommio::allocate_dma_buffer(rest_buf.len() - done);
-        next.as_bytes_mut()
-            .copy_from_slice(&rest_buf.as_bytes()[done..]);
-        pos += done as u64;
-        rest_buf = Rc::new(next);
-        let len = rest_buf.len();
-        let n = file
-            .write_rc_at(rest_buf.clone(), pos)
-            .await
-            .map_err(WriteFault::Os)?;
-        if n == len {
-            return Ok(());
-        }
-        done = n;
-    }
-}
 
-/// Reads the partial block before `end` from `file`, as needed by [`Appender::resume`] and
-/// [`Appender::rollback`].
-pub(crate) async fn read_tail(file: &DmaFile, path: &std::path::Path, end: u64) -> Result<Vec<u8>> {
-    let start = align_down(end);
-    let len = (end - start) as usize;
-    if len == 0 {
-        return Ok(Vec::new());
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        self
     }
-    let got = file
-        .read_at_aligned(start, ALIGN)
-        .await
-        .map_err(|e| LogError::glommio("read", path.to_path_buf(), e))?;
-    if got.len() < len {
-        return Err(LogError::io(
-            "read",
-            path.to_path_buf(),
-            std::io::Error::new(
-                std::io::ErrorKind::UnexpectedEof,
-                "segment shorter than expected",
-            ),
-        ));
-    }
-    Ok(got[..len].to_vec())
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Runs `f` on a glommio executor (tails are allocated from the executor's I/O memory).
-    fn on_executor(f: impl FnOnce() + Send + 'static) {
-        glommio::LocalExecutorBuilder::default()
-            .io_memory(256 << 10)
-            .spawn(move || async move { f() })
-            .expect("spawn executor")
-            .join()
-            .expect("executor thread");
-    }
-
-    fn bytes(n: usize, seed: u8) -> Vec<u8> {
-        (0..n).map(|i| seed.wrapping_add(i as u8) | 1).collect()
-    }
-
-    fn at(pos: u64, next: u64) -> Boundary {
-        Boundary {
-            pos,
-            next: Offset(next),
-        }
-    }
-
-    #[test]
-    fn alignment_helpers() {
-        assert_eq!(align_down(4095), 0);
-        assert_eq!(align_down(4096), 4096);
-        assert_eq!(align_up(1), 4096);
-        assert_eq!(align_up(4096), 4096);
-        assert_eq!(align_up(0), 0);
-    }
-
-    #[test]
-    fn full_buffers_go_out_whole_and_written_advances_over_a_contiguous_prefix() {
-        on_executor(|| {
-            let pool = BufferPool::new(8192, 4);
-            let mut app = Appender::resume(pool, 0, Offset(0), &[]);
-            let (a, b, c) = (bytes(5000, 1), bytes(5000, 2), bytes(7000, 3));
-            app.stage(&a, Offset(1));
-            app.stage(&b, Offset(2));
-            app.stage(&c, Offset(3));
-            // Two buffers filled, each in the middle of a batch.
-            assert_eq!(app.committed(), at(10_000, 2));
-            let j0 = app.next_write().expect("first buffer");
-            let j1 = app.next_write().expect("second buffer: no overlap");
-            assert!(app.next_write().is_none());
-            assert_eq!((j0.pos, j0.buf.len(), j1.pos), (0, 8192, 8192));
-            let mut all = a.clone();
-            all.extend_from_slice(&b);
-            all.extend_from_slice(&c);
-            assert_eq!(j0.buf.as_bytes(), &all[..8192]);
-            assert_eq!(j1.buf.as_bytes(), &all[8192..16_384]);
-            // Out of order: the second completing first advances nothing.
-            assert_eq!(app.complete(j1.id, None), None);
-            assert_eq!(app.written(), at(0, 0));
-            let adv = app.complete(j0.id, None).expect("prefix advanced");
-            assert_eq!(
-                adv,
-                Advance {
-                    bytes: 16_384,
-                    written: at(10_000, 2)
-                }
-            );
-            assert!(!app.fully_written());
-            // The rest goes out as a tail, padded with zeros to a block.
-            assert!(app.take_tail());
-            assert!(!app.take_tail(), "nothing new to cut");
-            let t = app.next_write().expect("tail");
-            assert_eq!((t.pos, t.buf.len()), (16_384, 4096));
-            assert_eq!(&t.buf.as_bytes()[..616], &all[16_384..]);
-            assert!(t.buf.as_bytes()[616..].iter().all(|&x| x == 0));
-            let adv = app.complete(t.id, None).expect("advanced");
-            assert_eq!(adv.written, at(17_000, 3));
-            assert!(app.fully_written());
-        });
-    }
-
-    #[test]
-    fn the_partial_block_of_a_tail_is_rewritten_only_after_the_tail_is_written() {
-        on_executor(|| {
-            let pool = BufferPool::new(8192, 4);
-            let mut app = Appender::resume(pool, 0, Offset(0), &[]);
-            let (a, b) = (bytes(100, 7), bytes(9000, 8));
-            app.stage(&a, Offset(1));
-            assert!(app.take_tail());
-            let t = app.next_write().expect("tail");
-            assert!(app.tail_in_flight());
-            // The next buffer starts at block 0 again: it fills and waits for the tail.
-            app.stage(&b, Offset(2));
-            assert!(app.next_write().is_none(), "block 0 has a write in flight");
-            app.complete(t.id, None).expect("advanced");
-            let f = app.next_write().expect("now the buffer goes");
-            assert_eq!((f.pos, f.buf.len()), (0, 8192));
-            assert_eq!(&f.buf.as_bytes()[..100], &a[..]);
-            assert_eq!(&f.buf.as_bytes()[100..], &b[..8092]);
-            // Its only batch boundary is the one the tail already reached.
-            let adv = app.complete(f.id, None).expect("advanced");
-            assert_eq!(
-                adv,
-                Advance {
-                    bytes: 8092,
-                    written: at(100, 1)
-                }
-            );
-        });
-    }
-
-    #[test]
-    fn rollback_forgets_everything_after_the_written_boundary() {
-        on_executor(|| {
-            let pool = BufferPool::new(8192, 4);
-            let mut app = Appender::resume(pool, 0, Offset(0), &[]);
-            let (a, b) = (bytes(6000, 1), bytes(6000, 2));
-            app.stage(&a, Offset(1));
-            assert!(app.take_tail());
-            let t = app.next_write().expect("tail");
-            app.complete(t.id, None).expect("advanced");
-            app.stage(&b, Offset(2));
-            assert!(app.take_tail());
-            let t2 = app.next_write().expect("second tail");
-            app.fail(t2.id, None);
-            assert!(!app.take_tail() && app.next_write().is_none());
-            assert_eq!(app.written(), at(6000, 1));
-            app.rollback(&a[4096..]);
-            assert!(app.fully_written());
-            let c = bytes(10, 3);
-            app.stage(&c, Offset(2));
-            assert!(app.take_tail());
-            let t3 = app.next_write().expect("after rollback");
-            assert_eq!((t3.pos, t3.buf.len()), (4096, 4096));
-            assert_eq!(&t3.buf.as_bytes()[..1904], &a[4096..]);
-            assert_eq!(&t3.buf.as_bytes()[1904..1914], &c[..]);
-            assert_eq!(
-                app.complete(t3.id, None).expect("advanced").written,
-                at(6010, 2)
-            );
-        });
-    }
-
-    #[test]
-    fn preallocation_stays_half_a_step_ahead_of_the_staging_buffer() {
-        on_executor(|| {
-            let pool = BufferPool::new(8192, 4);
-            let mut app = Appender::resume(pool, 0, Offset(0), &[]);
-            assert_eq!(
-                app.preallocate_target(1 << 20, 1 << 30),
-                None,
-                "nothing staged"
-            );
-            app.stage(&bytes(100, 1), Offset(1));
-            let target = app
-                .preallocate_target(1 << 20, 1 << 30)
-                .expect("first step");
-            assert_eq!(target, 8192 + (1 << 20));
-            app.preallocate_started();
-            assert_eq!(
-                app.preallocate_target(1 << 20, 1 << 30),
-                None,
-                "one at a time"
-            );
-            app.preallocate_done(target, false, false);
-            assert_eq!(
-                app.preallocate_target(1 << 20, 1 << 30),
-                None,
-                "far enough ahead"
-            );
-            // A small segment preallocates the minimum step, not all of `step`.
-            let mut young = Appender::resume(BufferPool::new(8192, 4), 0, Offset(0), &[]);
-            young.stage(&bytes(100, 1), Offset(1));
-            assert_eq!(
-                young.preallocate_target(32 << 20, 1 << 30),
-                Some(8192 + PREALLOCATE_MIN_BYTES)
-            );
-            // Short of space: nothing reached, no retry until a step's worth more is staged.
-            young.preallocate_started();
-            young.preallocate_done(0, true, false);
-            assert_eq!(young.preallocated_end(), 0);
-            assert_eq!(
-                young.preallocate_target(32 << 20, 1 << 30),
-                None,
-                "backing off"
-            );
-            young.stage(&bytes(PREALLOCATE_MIN_BYTES as usize, 2), Offset(2));
-            assert!(
-                young.preallocate_target(32 << 20, 1 << 30).is_some(),
-                "retried"
-            );
-            assert_eq!(app.preallocate_target(0, 1 << 30), None, "turned off");
-            let mut small = Appender::resume(BufferPool::new(8192, 4), 0, Offset(0), &[]);
-            small.stage(&bytes(100, 1), Offset(1));
-            assert_eq!(
-                small.preallocate_target(1 << 20, 65_536),
-                Some(65_536),
-                "capped"
-            );
-        });
-    }
-
-    #[test]
-    fn pool_reuses_buffers_up_to_its_bound() {
-        let pool = BufferPool::new(8192, 2);
-        let bufs: Vec<_> = (0..3).map(|_| pool.get()).collect();
-        for b in bufs {
-            pool.put(b);
-        }
-        assert_eq!(pool.idle.borrow().len(), 2);
-        let mut odd = glommio::allocate_dma_buffer_global(8192);
-        odd.trim_to_size(4096);
-        pool.put(odd);
-        assert_eq!(pool.idle.borrow().len(), 2, "only whole buffers are pooled");
-    }
-}
+mod tests;

@@ -4,7 +4,7 @@
 //! `recovery-point-checkpoint` holds the partition's **recovery point** (Kafka's
 //! `recovery-point-offset-checkpoint`, one file per partition here): an offset below which every
 //! batch was covered by an `fdatasync` when the file was written. Recovery treats a failed batch
-//! below it as media damage, never as a torn tail (`recovery.rs`). Text: a version line `0`, then
+//! below it as media damage, never as a torn tail (`recovery/`). Text: a version line `0`, then
 //! the offset. It is written from the log's checkpoint task every `recovery_point_interval_ms`
 //! while the durable offset moves, when the log is closed, and lowered before a truncation
 //! below it; never on the append path.

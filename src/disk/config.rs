@@ -72,7 +72,7 @@ pub struct LogConfig {
     pub disk_reserve_bytes: u64,
     /// How often the recovery point (the durable offset) is checkpointed while it moves
     /// (Kafka's `log.flush.offset.checkpoint.interval.ms`). Recovery never truncates below it;
-    /// between checkpoints it tells a torn tail from damage by what follows (`recovery.rs`).
+    /// between checkpoints it tells a torn tail from damage by what follows (`recovery/`).
     /// Costs one small synced file write per active partition per interval, off the append path.
     pub recovery_point_interval_ms: u64,
 }

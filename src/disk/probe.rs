@@ -23,7 +23,6 @@ pub async fn prime(dir: &Path) -> Result<()> {
     let path = dir.join(PROBE_FILE_NAME);
     let ok = std::fs::metadata(&path).is_ok_and(|m| m.len() >= PROBE_BYTES as u64);
     if !ok {
-        std::fs::create_dir_all(dir).map_err(|e| LogError::io("create directory", dir, e))?;
         // Several shards may prime the same directory at once: each writes its own temporary
         // file and renames it into place (atomic), so they never trip over each other.
         let tmp = dir.join(format!(
@@ -31,9 +30,16 @@ pub async fn prime(dir: &Path) -> Result<()> {
             std::process::id(),
             std::thread::current().id()
         ));
-        std::fs::write(&tmp, vec![b'Q'; PROBE_BYTES])
-            .map_err(|e| LogError::io("write", &tmp, e))?;
-        std::fs::rename(&tmp, &path).map_err(|e| LogError::io("rename", &path, e))?;
+        // Off the shard's thread: glommio's blocking pool.
+        let (d, t, p) = (dir.to_path_buf(), tmp.clone(), path.clone());
+        glommio::executor()
+            .spawn_blocking(move || {
+                std::fs::create_dir_all(&d).map_err(|e| ("create directory", d, e))?;
+                std::fs::write(&t, vec![b'Q'; PROBE_BYTES]).map_err(|e| ("write", t.clone(), e))?;
+                std::fs::rename(&t, &p).map_err(|e| ("rename", p, e))
+            })
+            .await
+            .map_err(|(op, path, e)| LogError::io(op, path, e))?;
     }
     let f = DmaFile::open(&path)
         .await
