@@ -41,8 +41,3 @@ pub use log::{
     system_clock, AppendInfo, Clock, LogOptions, LogStats, OpenReport, PartitionLog, ReadBatches,
 };
 pub use segment::{RecoveryReport, NO_TIMESTAMP};
-
-/// Transitional: the crash tests still name the synthetic batches here; they live in
-/// `quill-testkit`.
-#[doc(hidden)]
-pub use quill_testkit::synthetic;
