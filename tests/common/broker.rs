@@ -214,8 +214,23 @@ use quill_proto::protocol::{
 impl Broker {
     /// SIGTERM and wait at most `limit` (a hang guard, not a latency check): past it the broker
     /// is SIGKILLed and the test fails. Returns the exit status code.
-    pub fn stop_within(mut self, limit: Duration) -> Option<i32> {
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+    pub fn stop_within(self, limit: Duration) -> Option<i32> {
+        self.signal_within(libc::SIGTERM, limit)
+    }
+
+    /// SIGINT (Ctrl-C), and asserts the same clean shutdown as [`Broker::stop`].
+    pub fn interrupt(self) {
+        assert_eq!(
+            self.signal_within(libc::SIGINT, STOP_LIMIT),
+            Some(0),
+            "a clean shutdown on SIGINT exits 0"
+        );
+    }
+
+    /// Sends `signal` and waits at most `limit` for the broker to exit, as
+    /// [`Broker::stop_within`].
+    pub fn signal_within(mut self, signal: libc::c_int, limit: Duration) -> Option<i32> {
+        unsafe { libc::kill(self.child.id() as i32, signal) };
         let deadline = std::time::Instant::now() + limit;
         loop {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
@@ -224,7 +239,7 @@ impl Broker {
             if std::time::Instant::now() >= deadline {
                 let _ = self.child.kill();
                 let _ = self.child.wait();
-                panic!("the broker did not exit within {limit:?} of SIGTERM");
+                panic!("the broker did not exit within {limit:?} of signal {signal}");
             }
             std::thread::sleep(Duration::from_millis(10));
         }
