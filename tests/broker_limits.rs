@@ -385,14 +385,10 @@ fn retention_runs_without_a_restart() {
     let broker = Broker::start(dir.path(), 1);
     let mut c = broker.connect();
     let create = Request::CreateTopic(CreateTopicRequest {
-        name: "r".into(),
-        partitions: 1,
         retention_ms: Retention::Forever,
         retention_bytes: Retention::Limit(8192),
         segment_bytes: Some(4096),
-        segment_ms: None,
-        durability: None,
-        flush_ms: None,
+        ..CreateTopicRequest::with_defaults("r", 1)
     });
     assert!(matches!(c.call(&create), Response::CreateTopic));
     // About 1 KiB per batch: segments of 3 batches, 30 batches in all.

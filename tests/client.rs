@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::broker::{fetch_all_batches, Broker};
-use common::client::{config, with_client, with_client_of, within};
-use common::{closed_port, run, tmpdir};
+use common::client::{config, with_client, with_client_of};
+use common::{closed_port, run, tmpdir, within};
 use quill_client::blocking;
 use quill_client::{
     partition_for_key, Acks, AutoReset, Client, ClientConfig, ClientError, ConsumedRecord,

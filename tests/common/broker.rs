@@ -9,9 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use quill_proto::protocol::{
-    decode_response, ApiKey, CreateTopicRequest, Request, Response, Retention,
-};
+use quill_proto::protocol::{decode_response, ApiKey, CreateTopicRequest, Request, Response};
 
 /// How long a broker may take to exit after SIGTERM before a test calls it hung.
 pub const STOP_LIMIT: Duration = Duration::from_secs(60);
@@ -189,17 +187,9 @@ impl Conn {
     }
 }
 
+/// A CreateTopic of `partitions` partitions with the broker's default settings.
 pub fn create_topic(name: &str, partitions: u32) -> Request {
-    Request::CreateTopic(CreateTopicRequest {
-        name: name.into(),
-        partitions,
-        retention_ms: Retention::Default,
-        retention_bytes: Retention::Default,
-        segment_bytes: None,
-        segment_ms: None,
-        durability: None,
-        flush_ms: None,
-    })
+    Request::CreateTopic(CreateTopicRequest::with_defaults(name, partitions))
 }
 
 // ---- Additions for the bad-input, crash and API tests. ----
@@ -713,4 +703,26 @@ pub fn partition_dirs(data_dir: &Path) -> Vec<String> {
         .unwrap_or_default();
     out.sort();
     out
+}
+
+/// `catalog.json` of the data directory, as JSON.
+pub fn catalog(data_dir: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(data_dir.join("catalog.json")).unwrap()).unwrap()
+}
+
+/// The shard each partition of `topic` is recorded on in `catalog.json`; also checks that each
+/// placement names node 0 (the default `--node-id`) as leader and only replica.
+pub fn recorded_shards(data_dir: &Path, topic: &str) -> Vec<u16> {
+    let c = catalog(data_dir);
+    let placement = c["topics"][topic]["placement"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no placement for {topic}: {c}"));
+    placement
+        .iter()
+        .map(|p| {
+            assert_eq!(p["node"], 0, "{p}");
+            assert_eq!(p["replicas"], serde_json::json!([0]), "{p}");
+            p["shard"].as_u64().unwrap() as u16
+        })
+        .collect()
 }
