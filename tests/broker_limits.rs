@@ -1,5 +1,6 @@
 //! The real broker binary against the promises of `docs/PROTOCOL.md` that outside testers found
 //! broken (issue 8): `min_bytes` 0, invalid topic names, the exact `inflight_requests_max`,
+//! the `fetch_wait_ms_max` and `fetch_bytes_max` caps,
 //! retention without a restart, one meaning for a Produce `timeout_ms`, the idle and
 //! partial-frame timeouts, and one broker per port and per data directory.
 
@@ -133,39 +134,225 @@ one_and_two_shards!(
 
 // ---- inflight_requests_max ----
 
-/// PROTOCOL.md, "Limits": at most `inflight_requests_max` requests are served at once on a
-/// connection. Long polls on an empty partition each wait `WAIT` ms, so the ones the broker took
-/// at once come back together after about `WAIT`, and the rest only after a second `WAIT`.
+/// How long a request beyond `inflight_requests_max` is watched for being served early: a
+/// broker that served it would append it within milliseconds.
+const NOT_SERVED_WINDOW: Duration = Duration::from_secs(1);
+/// A bound on waits for something that must happen (a hang guard, not a latency target).
+const SERVED_LIMIT: Duration = Duration::from_secs(30);
+
+/// Waits (bounded) until the high watermark of `topic`-`partition` is `want`.
+fn wait_for_offset(conn: &mut Conn, topic: &str, partition: u32, want: i64, what: &str) {
+    let deadline = Instant::now() + SERVED_LIMIT;
+    while latest_offset(conn, topic, partition) != want {
+        assert!(
+            Instant::now() < deadline,
+            "{what}: not within {SERVED_LIMIT:?}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// PROTOCOL.md, "Limits": the broker serves exactly `inflight_requests_max` requests at once on
+/// a connection and reads no further until one is answered. Long polls on an empty partition
+/// hold their places; a produce behind them shows whether it was served (appended, as another
+/// connection sees) while they wait. Behind MAX - 1 polls it is; behind MAX it is not, until a
+/// record wakes the polls.
 #[test]
 fn inflight_requests_max_is_exact() {
     const MAX: usize = 8;
-    const SENT: usize = MAX + 6;
-    const WAIT: u32 = 3_000;
+    const LONG_POLL_MS: u32 = 120_000;
     let dir = tmpdir();
     let broker = Broker::start_with_config(
         dir.path(),
         1,
-        &format!("[limits]\ninflight_requests_max = {MAX}\n"),
+        &format!("[limits]\ninflight_requests_max = {MAX}\nfetch_wait_ms_max = {LONG_POLL_MS}\n"),
+    );
+    let mut watcher = broker.connect();
+    assert_eq!(watcher.call(&create_topic("t", 2)), Response::CreateTopic);
+    // Partition 0 stays empty (the polls wait on it); partition 1 takes the produces.
+    let polls_then_produce = |polls: usize, seed: u64| {
+        let mut c = broker.connect();
+        for _ in 0..polls {
+            c.send(&fetch_request("t", 0, 0, LONG_POLL_MS));
+        }
+        c.send(&produce_request("t", 1, batch(seed, 1, 10, 1)));
+        c
+    };
+    let mut within = polls_then_produce(MAX - 1, 1);
+    wait_for_offset(
+        &mut watcher,
+        "t",
+        1,
+        1,
+        "a produce behind MAX - 1 waiting requests is served",
+    );
+    let mut beyond = polls_then_produce(MAX, 2);
+    std::thread::sleep(NOT_SERVED_WINDOW);
+    assert_eq!(
+        latest_offset(&mut watcher, "t", 1),
+        1,
+        "a produce behind MAX waiting requests was served"
+    );
+    // A record wakes every poll; once they are answered the produce behind them is served.
+    produce_ok(watcher.call(&produce_request("t", 0, batch(3, 1, 10, 1))));
+    wait_for_offset(
+        &mut watcher,
+        "t",
+        1,
+        2,
+        "the produce is served once the polls are answered",
+    );
+    for (c, polls) in [(&mut within, MAX - 1), (&mut beyond, MAX)] {
+        c.set_read_timeout(SERVED_LIMIT);
+        for _ in 0..polls {
+            let p = fetch_partition(c.recv().1);
+            assert_eq!((p.error_code, p.records.len()), (ErrorCode::None, 1));
+        }
+        produce_ok(c.recv().1);
+    }
+    broker.stop();
+}
+
+// ---- fetch_wait_ms_max and fetch_bytes_max ----
+
+/// The broker's cap on a Fetch's wait, far below what the fetches below ask for.
+const WAIT_CAP_MS: u32 = 1_000;
+/// A fetch at the log end asks to wait this long (10 minutes).
+const WAIT_ASKED_MS: u32 = 600_000;
+/// How long a capped fetch may take to be answered: a hang guard far above `WAIT_CAP_MS` and
+/// far below `WAIT_ASKED_MS`.
+const CAPPED_ANSWER_LIMIT: Duration = Duration::from_secs(30);
+
+/// PROTOCOL.md, "Limits": a Fetch's `max_wait_ms` is capped at `fetch_wait_ms_max`. A fetch
+/// asking for 10 minutes at the end of an empty log is answered, empty, once the 1 s cap has
+/// passed, for one partition and for several (which wait on their own deadline).
+#[test]
+fn fetch_wait_ms_max_caps_max_wait() {
+    let dir = tmpdir();
+    let broker = Broker::start_with_config(
+        dir.path(),
+        2,
+        &format!("[limits]\nfetch_wait_ms_max = {WAIT_CAP_MS}\n"),
     );
     let mut c = broker.connect();
-    assert!(matches!(
-        c.call(&create_topic("t", 1)),
-        Response::CreateTopic
-    ));
-    let started = Instant::now();
-    for _ in 0..SENT {
-        c.send(&fetch_request("t", 0, 0, WAIT));
+    assert_eq!(c.call(&create_topic("w", 2)), Response::CreateTopic);
+    c.set_read_timeout(CAPPED_ANSWER_LIMIT);
+    for parts in [vec![("w", 0, 0)], vec![("w", 0, 0), ("w", 1, 0)]] {
+        let started = Instant::now();
+        c.send(&fetch_many(&parts, WAIT_ASKED_MS, 1));
+        let resp = match c.try_recv() {
+            Ok((_, resp)) => resp,
+            Err(e) => panic!("{parts:?}: no answer within {CAPPED_ANSWER_LIMIT:?}: {e:?}"),
+        };
+        let Response::Fetch(f) = resp else {
+            panic!("expected a fetch response, got {resp:?}")
+        };
+        let got: Vec<(u32, ErrorCode, usize)> = f.topics[0]
+            .partitions
+            .iter()
+            .map(|p| (p.partition, p.error_code, p.records.len()))
+            .collect();
+        let want: Vec<(u32, ErrorCode, usize)> =
+            parts.iter().map(|p| (p.1, ErrorCode::None, 0)).collect();
+        assert_eq!(got, want, "an empty answer at the cap");
+        // It did wait (up to the cap): a fetch that ignored min_bytes is another bug.
+        assert!(
+            started.elapsed() >= Duration::from_millis(u64::from(WAIT_CAP_MS) / 2),
+            "answered after {:?}, before the cap",
+            started.elapsed()
+        );
     }
-    let mut first_wave = 0;
-    for _ in 0..SENT {
-        let p = fetch_partition(c.recv().1);
-        assert_eq!(p.error_code, ErrorCode::None);
-        // Halfway between the two waves.
-        if started.elapsed() < Duration::from_millis(u64::from(WAIT) * 3 / 2) {
-            first_wave += 1;
+    broker.stop();
+}
+
+/// The broker's cap on the record bytes of one Fetch response, far below what the fetches below
+/// ask for.
+const BYTES_CAP: u32 = 64 << 10;
+
+/// A broker with `fetch_bytes_max` = `BYTES_CAP` and a topic "big" of two partitions holding
+/// 80 batches of about 5 KiB each.
+fn broker_with_a_bytes_cap(dir: &std::path::Path) -> Broker {
+    let broker = Broker::start_with_config(
+        dir,
+        2,
+        &format!("[limits]\nfetch_bytes_max = {BYTES_CAP}\n"),
+    );
+    let mut c = broker.connect();
+    assert_eq!(c.call(&create_topic("big", 2)), Response::CreateTopic);
+    for p in 0..2u32 {
+        for i in 0..80u64 {
+            produce_ok(c.call(&produce_request("big", p, batch(i, 5, 1000, 1))));
         }
     }
-    assert_eq!(first_wave, MAX, "requests served at once on one connection");
+    broker
+}
+
+/// The record bytes per partition of a Fetch of `partitions` of "big" from offset 0 that asks
+/// for 16 MiB in all and per partition; every partition must have been read without error.
+fn fetch_asking_16_mib(c: &mut Conn, partitions: &[u32]) -> Vec<usize> {
+    const ASKED: u32 = 16 << 20;
+    let req = Request::Fetch(FetchRequest {
+        max_wait_ms: 0,
+        min_bytes: 1,
+        max_bytes: ASKED,
+        topics: vec![FetchTopic {
+            name: "big".into(),
+            partitions: partitions
+                .iter()
+                .map(|&partition| FetchPartition {
+                    partition,
+                    fetch_offset: 0,
+                    partition_max_bytes: ASKED,
+                })
+                .collect(),
+        }],
+    });
+    let Response::Fetch(f) = c.call(&req) else {
+        panic!("expected a fetch response")
+    };
+    f.topics[0]
+        .partitions
+        .iter()
+        .map(|p| {
+            assert_eq!(p.error_code, ErrorCode::None, "{:?}", p.error_message);
+            p.records_bytes()
+        })
+        .collect()
+}
+
+/// PROTOCOL.md, "Limits": `fetch_bytes_max` bounds the record bytes of one Fetch response;
+/// `max_bytes` above it is treated as `fetch_bytes_max`. A fetch asking for 16 MiB of a
+/// partition holding 400 KiB gets at most the cap, and at least one batch.
+#[test]
+fn fetch_bytes_max_caps_max_bytes() {
+    let dir = tmpdir();
+    let broker = broker_with_a_bytes_cap(dir.path());
+    let sizes = fetch_asking_16_mib(&mut broker.connect(), &[0]);
+    assert!(sizes[0] > 0, "the first batch comes");
+    assert!(
+        sizes[0] <= BYTES_CAP as usize,
+        "{} record bytes over fetch_bytes_max {BYTES_CAP}",
+        sizes[0]
+    );
+    broker.stop();
+}
+
+/// The same cap on a response of two partitions: the whole response, not each partition.
+#[test]
+#[ignore = "broker bug: fetch_bytes_max caps each partition's read (shard/partition/local.rs), \
+            but the response as a whole is only trimmed to the request's max_bytes \
+            (net/handler.rs), so two partitions return up to twice the cap"]
+fn fetch_bytes_max_caps_a_whole_multi_partition_response() {
+    let dir = tmpdir();
+    let broker = broker_with_a_bytes_cap(dir.path());
+    let sizes = fetch_asking_16_mib(&mut broker.connect(), &[0, 1]);
+    let total: usize = sizes.iter().sum();
+    assert!(sizes[0] > 0, "the first batch comes");
+    assert!(
+        total <= BYTES_CAP as usize,
+        "{total} record bytes ({sizes:?}) over fetch_bytes_max {BYTES_CAP}"
+    );
+    broker.stop();
 }
 
 // ---- Retention ----
@@ -198,14 +385,10 @@ fn retention_runs_without_a_restart() {
     let broker = Broker::start(dir.path(), 1);
     let mut c = broker.connect();
     let create = Request::CreateTopic(CreateTopicRequest {
-        name: "r".into(),
-        partitions: 1,
         retention_ms: Retention::Forever,
         retention_bytes: Retention::Limit(8192),
         segment_bytes: Some(4096),
-        segment_ms: None,
-        durability: None,
-        flush_ms: None,
+        ..CreateTopicRequest::with_defaults("r", 1)
     });
     assert!(matches!(c.call(&create), Response::CreateTopic));
     // About 1 KiB per batch: segments of 3 batches, 30 batches in all.
@@ -244,10 +427,14 @@ fn produce_timeout_has_one_meaning(shards: usize) {
     let dir = tmpdir();
     let broker = Broker::start(dir.path(), shards);
     let mut c = broker.connect();
-    assert!(matches!(
-        c.call(&create_topic("t", 1)),
-        Response::CreateTopic
-    ));
+    // Segments of 16 KiB: every other 8 KiB batch rolls the log, and appends arriving while a
+    // new segment is created must wait, so with `timeout_ms` 0 some of them time out. (The
+    // default 64 MiB write queue alone never fills with 64 requests in flight.)
+    let create = Request::CreateTopic(CreateTopicRequest {
+        segment_bytes: Some(16 << 10),
+        ..CreateTopicRequest::with_defaults("t", 1)
+    });
+    assert!(matches!(c.call(&create), Response::CreateTopic));
     const N: u64 = 400;
     for i in 0..N {
         let req = Request::Produce(ProduceRequest {
@@ -284,6 +471,13 @@ fn produce_timeout_has_one_meaning(shards: usize) {
         stored, acked,
         "batches in the log vs acknowledged ({timed_out} timed out)"
     );
+    // Both outcomes happened: otherwise the rule above was not put to the test.
+    assert!(
+        timed_out > 0,
+        "no produce timed out ({} acknowledged)",
+        acked.len()
+    );
+    assert!(!acked.is_empty(), "every produce timed out");
 }
 one_and_two_shards!(
     produce_timeout_1_shard,

@@ -17,28 +17,6 @@ use quill_proto::protocol::*;
 
 const START_LIMIT: Duration = Duration::from_secs(60);
 
-/// `catalog.json` as JSON.
-fn catalog(data: &Path) -> serde_json::Value {
-    serde_json::from_slice(&std::fs::read(data.join("catalog.json")).unwrap()).unwrap()
-}
-
-/// The shard each partition of `topic` is recorded on; also checks each placement names node 0
-/// (the default `--node-id`) as leader and only replica.
-fn recorded_shards(data: &Path, topic: &str) -> Vec<u16> {
-    let c = catalog(data);
-    let placement = c["topics"][topic]["placement"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no placement for {topic}: {c}"));
-    placement
-        .iter()
-        .map(|p| {
-            assert_eq!(p["node"], 0, "{p}");
-            assert_eq!(p["replicas"], serde_json::json!([0]), "{p}");
-            p["shard"].as_u64().unwrap() as u16
-        })
-        .collect()
-}
-
 /// The leader shard of each partition of `topic`, from Metadata; every partition is served.
 fn leader_shards(conn: &mut Conn, topic: &str) -> Vec<u16> {
     let Response::Metadata(m) = conn.call(&metadata_request(Some(&[topic]))) else {

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::broker::{fetch_all_batches, Broker};
-use common::client::{config, with_client, with_client_of, within};
-use common::{closed_port, run, tmpdir};
+use common::client::{config, with_client, with_client_of};
+use common::{closed_port, run, tmpdir, within};
 use quill_client::blocking;
 use quill_client::{
     partition_for_key, Acks, AutoReset, Client, ClientConfig, ClientError, ConsumedRecord,
@@ -27,6 +27,10 @@ use quill_proto::record::BatchHeader;
 /// milliseconds even on a loaded machine.
 const LONG_POLL_MS: u32 = 120_000;
 const WAKE_LIMIT: Duration = Duration::from_secs(15);
+
+/// How long a lingering producer's records are watched for going out early: a broken client
+/// that sent at once would be acknowledged well within it.
+const NOT_SENT_WINDOW: Duration = Duration::from_secs(1);
 
 /// A broker whose `fetch_wait_ms_max` allows a `LONG_POLL_MS` wait.
 fn long_poll_broker(dir: &std::path::Path, shards: usize) -> Broker {
@@ -284,13 +288,24 @@ fn batches_follow_batch_bytes_and_linger() {
             let r = ProducerRecord::new("b2", format!("{i}"));
             deliveries.push(lingering.send(r).await.unwrap());
         }
-        glommio::timer::sleep(Duration::from_millis(50)).await;
+        // Long enough for a client that sent at once to have its records acknowledged even on
+        // a loaded machine; with a one minute linger nothing may have gone.
+        glommio::timer::sleep(NOT_SENT_WINDOW).await;
         assert!(
             deliveries
                 .iter()
                 .all(|d| d.try_result().is_none() && d.delivered().is_none()),
             "nothing is sent before the linger ends or a flush"
         );
+        // Nor has anything reached the broker (a client that sent but did not report it).
+        let probe = client.consumer(ConsumerConfig::default()).unwrap();
+        probe.assign("b2", None, StartOffset::Latest).await.unwrap();
+        assert_eq!(
+            probe.position("b2", 0),
+            Some(0),
+            "nothing stored before the linger ends"
+        );
+        drop(probe);
         lingering.flush().await.unwrap();
         assert!(
             deliveries.iter().all(|d| d.delivered() == Some(true)),

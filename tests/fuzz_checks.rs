@@ -2,8 +2,10 @@
 //! `cargo test`: the round trips they assert (a decoded request re-encodes to the same bytes, a
 //! decoded response survives encode + decode, an accepted batch has exactly `recordCount`
 //! readable records) are checked here without libFuzzer, and the targets' bodies cannot stop
-//! compiling unnoticed. The corpus: valid requests, responses and batches, every truncation
-//! and single-byte corruption of them, and seeded random bytes.
+//! compiling unnoticed. The corpus: valid requests, responses of every kind and batches, every
+//! truncation and single-byte corruption of them, requests with a byte too many, and seeded
+//! random bytes. Valid batches with null keys, values and header values must also read back as
+//! built, which the round trips alone cannot see.
 
 mod common;
 
@@ -21,7 +23,12 @@ use common::broker::{
 };
 use common::{batch, seed, stamped};
 use quill_proto::error_code::ErrorCode;
-use quill_proto::protocol::{encode_response, Request, Response};
+use quill_proto::protocol::{
+    encode_response, BrokerMetadata, DamagedRangeMetadata, FetchPartitionResponse, FetchResponse,
+    FetchTopicResponse, ListOffsetsPartitionResponse, ListOffsetsResponse,
+    ListOffsetsTopicResponse, MetadataResponse, PartitionMetadata, ProducePartitionResponse,
+    ProduceResponse, ProduceTopicResponse, Request, Response, ShardPort, TopicMetadata,
+};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -72,6 +79,69 @@ fn batch_validator_checks_over_a_seeded_corpus() {
     for v in &valid {
         assert!(quill::record::validate_batch(v, 1 << 20).is_ok());
     }
+    // And what they accept reads back as it was built, nulls included (the checks above only
+    // see that reading agrees with validating, which a decoder wrong in both would pass).
+    let (built, records) = batch_with_nulls();
+    for input in damaged_copies(&built) {
+        batch_validator::run(&input);
+    }
+    assert!(quill::record::validate_batch(&built, 1 << 20).is_ok());
+    let read: Vec<Built> = quill::record::records(&built)
+        .unwrap()
+        .map(|r| {
+            let r = r.expect("a valid batch's records read");
+            let headers = r
+                .headers
+                .iter()
+                .map(|h| (h.key.to_vec(), h.value.map(<[u8]>::to_vec)));
+            (
+                r.timestamp_delta,
+                r.key.map(<[u8]>::to_vec),
+                r.value.map(<[u8]>::to_vec),
+                headers.collect(),
+            )
+        })
+        .collect();
+    assert_eq!(read, records, "records read back as built");
+}
+
+/// A record as built: timestamp delta, key, value, headers.
+type Built = (
+    i64,
+    Option<Vec<u8>>,
+    Option<Vec<u8>>,
+    Vec<(Vec<u8>, Option<Vec<u8>>)>,
+);
+
+/// A stamped batch whose records have null and empty keys, values and header values, and
+/// timestamp deltas that need several varint bytes; and those records.
+fn batch_with_nulls() -> (Vec<u8>, Vec<Built>) {
+    let v = |s: &str| Some(s.as_bytes().to_vec());
+    let records: Vec<Built> = vec![
+        (0, None, v("value"), vec![]),
+        (1, v("key"), None, vec![(b"h".to_vec(), None)]),
+        (
+            300,
+            v(""),
+            v(""),
+            vec![(b"a".to_vec(), v("1")), (b"".to_vec(), v(""))],
+        ),
+        (
+            70_000,
+            None,
+            None,
+            vec![(b"n".to_vec(), None), (b"m".to_vec(), v("2"))],
+        ),
+    ];
+    let mut b = quill::record::BatchBuilder::new(1_000);
+    for (delta, key, value, headers) in &records {
+        let headers: Vec<(&[u8], Option<&[u8]>)> = headers
+            .iter()
+            .map(|(k, v)| (k.as_slice(), v.as_deref()))
+            .collect();
+        b.push(1_000 + delta, key.as_deref(), value.as_deref(), &headers);
+    }
+    (stamped(b.finish(), 7, 3), records)
 }
 
 fn request_frames() -> Vec<Vec<u8>> {
@@ -94,17 +164,98 @@ fn request_frames() -> Vec<Vec<u8>> {
         .collect()
 }
 
-#[test]
-fn frame_decoder_checks_over_a_seeded_corpus() {
-    let mut rng = StdRng::seed_from_u64(seed("frame_decoder_checks_over_a_seeded_corpus"));
-    let mut frames = request_frames();
-    for r in [
+/// `frame` (size prefix included) with a zero byte appended and its size prefix grown by one.
+fn with_a_trailing_byte(frame: &[u8]) -> Vec<u8> {
+    let mut out = frame.to_vec();
+    out.push(0);
+    let size = u32::from_be_bytes(out[..4].try_into().unwrap()) + 1;
+    out[..4].copy_from_slice(&size.to_be_bytes());
+    out
+}
+
+/// A response of every kind with a body, every field distinct from its neighbours (a decoder
+/// that mixes two fields up decodes something that does not survive encode + decode).
+fn responses() -> Vec<Response> {
+    vec![
         Response::CreateTopic,
         Response::Error {
             code: ErrorCode::UnknownTopicOrPartition,
             message: Some("no such topic".into()),
         },
-    ] {
+        Response::Produce(ProduceResponse {
+            topics: vec![ProduceTopicResponse {
+                name: "t".into(),
+                partitions: vec![ProducePartitionResponse {
+                    partition: 1,
+                    error_code: ErrorCode::None,
+                    error_message: None,
+                    base_offsets: vec![40, 42],
+                }],
+            }],
+        }),
+        Response::Fetch(FetchResponse {
+            topics: vec![FetchTopicResponse {
+                name: "t".into(),
+                partitions: vec![FetchPartitionResponse {
+                    partition: 2,
+                    error_code: ErrorCode::None,
+                    error_message: Some("m".into()),
+                    high_watermark: 12,
+                    log_start_offset: 3,
+                    log_end_offset: 14,
+                    records: vec![stamped(batch(1, 2, 10, 5), 7, 3).into()],
+                }],
+            }],
+        }),
+        Response::ListOffsets(ListOffsetsResponse {
+            topics: vec![ListOffsetsTopicResponse {
+                name: "t".into(),
+                partitions: vec![ListOffsetsPartitionResponse {
+                    partition: 3,
+                    error_code: ErrorCode::None,
+                    offset: 17,
+                }],
+            }],
+        }),
+        Response::Metadata(MetadataResponse {
+            brokers: vec![BrokerMetadata {
+                node_id: 1,
+                host: "h".into(),
+                port: 9092,
+                shard_ports: vec![ShardPort {
+                    shard_id: 1,
+                    port: 9100,
+                }],
+            }],
+            topics: vec![TopicMetadata {
+                error_code: ErrorCode::None,
+                name: "t".into(),
+                partitions: vec![PartitionMetadata {
+                    partition: 4,
+                    error_code: ErrorCode::None,
+                    leader_node: 5,
+                    leader_shard: 6,
+                    leader_epoch: 7,
+                    log_start_offset: 8,
+                    high_watermark: 9,
+                    log_end_offset: 10,
+                }],
+            }],
+            damaged_ranges: Some(vec![DamagedRangeMetadata {
+                topic: "t".into(),
+                partition: 4,
+                first_offset: 11,
+                last_offset: 12,
+            }]),
+        }),
+    ]
+}
+
+#[test]
+fn frame_decoder_checks_over_a_seeded_corpus() {
+    let mut rng = StdRng::seed_from_u64(seed("frame_decoder_checks_over_a_seeded_corpus"));
+    let mut frames = request_frames();
+    for r in responses() {
         frames.push(encode_response(5, &r).to_bytes().to_vec());
     }
     let mut inputs = Vec::new();
@@ -118,6 +269,12 @@ fn frame_decoder_checks_over_a_seeded_corpus() {
         }
     }
     inputs.push([&[255u8][..], &frames.concat()].concat());
+    // Each request with one byte more than its fields take (the size prefix grown to match):
+    // a decoder that does not check it used the whole frame accepts it, and the re-encoding
+    // is then shorter than the frame.
+    for f in request_frames() {
+        inputs.push([&[255u8][..], &with_a_trailing_byte(&f)].concat());
+    }
     inputs.extend(random_inputs(&mut rng, 2000, 200));
     for input in &inputs {
         frame_decoder::run(input);

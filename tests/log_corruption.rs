@@ -13,20 +13,14 @@
 
 mod common;
 
-use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use bytes::Bytes;
 use common::*;
-use quill::disk::checkpoint::{encode_recovery_point, RECOVERY_POINT_FILE};
 use quill::disk::{LogConfig, LogError, OpenReport, PartitionLog};
 use quill_proto::types::{Epoch, Offset};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-
-/// A read or open that takes longer than this is a hang, not a slow disk.
-const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Byte ranges of the batch header fields that lie outside the CRC (docs/FORMAT.md).
 const BASE_OFFSET_FIELD: std::ops::Range<usize> = 0..8;
@@ -70,18 +64,6 @@ struct Pristine {
 
 /// What to append: (records, value bytes, first timestamp) per batch.
 type Plan = Vec<(usize, usize, i64)>;
-
-fn seg_log(dir: &Path, base: u64) -> PathBuf {
-    dir.join(format!("{base:020}.log"))
-}
-
-fn seg_index(dir: &Path, base: u64) -> PathBuf {
-    dir.join(format!("{base:020}.index"))
-}
-
-fn seg_timeindex(dir: &Path, base: u64) -> PathBuf {
-    dir.join(format!("{base:020}.timeindex"))
-}
 
 fn config(segment_bytes: u64, index_interval_bytes: u64) -> LogConfig {
     LogConfig {
@@ -138,7 +120,7 @@ fn write_log(config: LogConfig, plan: Plan, seed: u64) -> Pristine {
             position += b.bytes.len() as u64;
             contents.extend_from_slice(&b.bytes);
         }
-        let on_disk = std::fs::read(seg_log(&path, base)).unwrap();
+        let on_disk = std::fs::read(segment_file(&path, base, "log")).unwrap();
         assert!(
             on_disk == contents,
             "seed {seed}: segment {base} is not its batches back to back"
@@ -164,28 +146,8 @@ fn segment_of(bases: &[u64], offset: u64) -> u64 {
 /// Copies the pristine log into a fresh directory `<root>/case-<n>/p0` and returns its path.
 fn copy_log(src: &Path, root: &Path, n: usize) -> PathBuf {
     let dst = root.join(format!("case-{n}")).join("p0");
-    std::fs::create_dir_all(&dst).unwrap();
-    for e in std::fs::read_dir(src).unwrap() {
-        let e = e.unwrap();
-        std::fs::copy(e.path(), dst.join(e.file_name())).unwrap();
-    }
+    copy_dir(src, &dst);
     dst
-}
-
-/// Models a crash that came before any recovery-point checkpoint past `offset`: only offsets
-/// below it are known durable, so a torn tail after it is cut.
-fn set_recovery_point(dir: &Path, offset: u64) {
-    std::fs::write(
-        dir.join(RECOVERY_POINT_FILE),
-        encode_recovery_point(Offset(offset)),
-    )
-    .unwrap();
-}
-
-fn flip_bit(path: &Path, position: u64, bit: u32) {
-    let mut bytes = std::fs::read(path).unwrap();
-    bytes[position as usize] ^= 1 << bit;
-    std::fs::write(path, bytes).unwrap();
 }
 
 fn file_len(path: &Path) -> u64 {
@@ -194,32 +156,6 @@ fn file_len(path: &Path) -> u64 {
 
 // ---------------------------------------------------------------------------------------------
 // Reading and checking.
-
-/// Fails the test instead of hanging when `f` does not complete.
-async fn bounded<T>(what: &str, f: impl Future<Output = T>) -> T {
-    let timed = futures_lite::future::or(async { Some(f.await) }, async {
-        glommio::timer::sleep(CALL_TIMEOUT).await;
-        None
-    });
-    match timed.await {
-        Some(v) => v,
-        None => panic!("{what}: no answer within {CALL_TIMEOUT:?} (the call hangs)"),
-    }
-}
-
-async fn read(
-    log: &PartitionLog,
-    from: u64,
-    max_bytes: usize,
-    ctx: &str,
-) -> Result<Vec<Bytes>, LogError> {
-    bounded(
-        &format!("{ctx}: read({from}, {max_bytes})"),
-        log.read(Offset(from), max_bytes),
-    )
-    .await
-    .map(|r| r.batches)
-}
 
 async fn open(path: &Path, config: &LogConfig, ctx: &str) -> (PartitionLog, OpenReport) {
     bounded(
@@ -236,22 +172,7 @@ async fn check_exactly(log: &PartitionLog, want: &[Stored], ctx: &str) {
     let end = want.last().map_or(0, |b| b.next);
     assert_eq!(log.log_end_offset(), Offset(end), "{ctx}: log end offset");
     assert_eq!(log.high_watermark(), Offset(end), "{ctx}: high watermark");
-    let mut got = Vec::new();
-    let mut from = 0;
-    while from < end {
-        let batches = read(log, from, 50_000, ctx)
-            .await
-            .unwrap_or_else(|e| panic!("{ctx}: sequential read at {from}: {e}"));
-        assert!(
-            !batches.is_empty(),
-            "{ctx}: sequential read at {from} (below {end}) is empty"
-        );
-        for b in batches {
-            let h = quill::record::BatchHeader::parse(&b).unwrap();
-            from = h.last_offset() as u64 + 1;
-            got.push(b);
-        }
-    }
+    let got = read_range(log, 0, end, || 50_000, ctx).await;
     assert_eq!(got.len(), want.len(), "{ctx}: number of batches read");
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
         assert!(
@@ -261,7 +182,7 @@ async fn check_exactly(log: &PartitionLog, want: &[Stored], ctx: &str) {
         );
     }
     for w in want {
-        let got = read(log, w.base, 1, ctx)
+        let got = read_at(log, w.base, 1, ctx)
             .await
             .unwrap_or_else(|e| panic!("{ctx}: read of batch {}: {e}", w.base));
         assert!(
@@ -270,7 +191,7 @@ async fn check_exactly(log: &PartitionLog, want: &[Stored], ctx: &str) {
             w.base
         );
     }
-    let past = read(log, end, 100, ctx).await;
+    let past = read_at(log, end, 100, ctx).await;
     assert!(
         matches!(&past, Ok(b) if b.is_empty()),
         "{ctx}: read at the end: {past:?}"
@@ -362,7 +283,7 @@ fn truncated_tail_keeps_the_batches_before_the_cut() {
     for seed in 0..3u64 {
         let p = write_log(config(16 << 10, 1024), varied_plan(seed, 40, &[]), seed);
         let last = *p.bases.last().unwrap();
-        let last_len = file_len(&seg_log(&p.path, last));
+        let last_len = file_len(&segment_file(&p.path, last, "log"));
         assert!(p.bases.len() >= 3, "seed {seed}: the log must roll");
         let mut rng = StdRng::seed_from_u64(seed);
         let mut cuts: Vec<u64> = (0..16).map(|_| rng.gen_range(0..last_len)).collect();
@@ -392,7 +313,7 @@ fn truncated_tail_keeps_the_batches_before_the_cut() {
                 let dir = copy_log(&src, &root, n);
                 let f = std::fs::OpenOptions::new()
                     .write(true)
-                    .open(seg_log(&dir, last))
+                    .open(segment_file(&dir, last, "log"))
                     .unwrap();
                 f.set_len(cut).unwrap();
                 drop(f);
@@ -405,7 +326,7 @@ fn truncated_tail_keeps_the_batches_before_the_cut() {
                     .find(|b| b.segment == last)
                     .map_or(0, |b| b.end());
                 assert_eq!(
-                    file_len(&seg_log(&dir, last)),
+                    file_len(&segment_file(&dir, last, "log")),
                     valid_end,
                     "{ctx}: file cut back to the valid end"
                 );
@@ -442,7 +363,7 @@ fn truncated_tail_at_every_byte_of_the_last_batch() {
             let dir = copy_log(&src, &root, cut as usize);
             let f = std::fs::OpenOptions::new()
                 .write(true)
-                .open(seg_log(&dir, last.segment))
+                .open(segment_file(&dir, last.segment, "log"))
                 .unwrap();
             f.set_len(cut).unwrap();
             drop(f);
@@ -456,7 +377,7 @@ fn truncated_tail_at_every_byte_of_the_last_batch() {
             check_exactly(&log, want, &ctx).await;
             let valid_end = want.last().unwrap().end();
             assert_eq!(
-                file_len(&seg_log(&dir, last.segment)),
+                file_len(&segment_file(&dir, last.segment, "log")),
                 valid_end,
                 "{ctx}: file length"
             );
@@ -503,7 +424,7 @@ fn truncated_tail_below_the_recovery_point_keeps_the_log_end() {
             let dir = copy_log(&src, &root, n);
             let f = std::fs::OpenOptions::new()
                 .write(true)
-                .open(seg_log(&dir, last))
+                .open(segment_file(&dir, last, "log"))
                 .unwrap();
             f.set_len(cut).unwrap();
             drop(f);
@@ -523,18 +444,22 @@ fn truncated_tail_below_the_recovery_point_keeps_the_log_end() {
             );
             assert_eq!(
                 report.corrupt,
-                vec![(seg_log(&dir, last), Offset(b.base), Offset(end - 1))],
+                vec![(
+                    segment_file(&dir, last, "log"),
+                    Offset(b.base),
+                    Offset(end - 1)
+                )],
                 "{ctx}"
             );
             for w in model.iter().filter(|w| w.next <= b.base) {
-                let got = read(&log, w.base, 1, &ctx).await;
+                let got = read_at(&log, w.base, 1, &ctx).await;
                 assert!(
                     matches!(&got, Ok(v) if v.len() == 1 && v[0][..] == w.bytes[..]),
                     "{ctx}: batch {}",
                     w.base
                 );
             }
-            let got = read(&log, b.base, 1, &ctx).await;
+            let got = read_at(&log, b.base, 1, &ctx).await;
             assert!(
                 matches!(&got, Err(LogError::CorruptSegment { first, next, .. }) if first.0 == b.base && next.0 == end),
                 "{ctx}: {got:?}"
@@ -578,7 +503,7 @@ fn appended_garbage_is_cut_off() {
     let p = write_log(config(16 << 10, 1024), varied_plan(seed, 30, &[]), seed);
     let last = *p.bases.last().unwrap();
     let end = p.model.last().unwrap().next;
-    let valid_len = file_len(&seg_log(&p.path, last));
+    let valid_len = file_len(&segment_file(&p.path, last, "log"));
     let mut rng = StdRng::seed_from_u64(seed);
     let mut garbage: Vec<(String, Vec<u8>)> = Vec::new();
     for i in 0..8 {
@@ -625,7 +550,7 @@ fn appended_garbage_is_cut_off() {
         for (n, (what, g)) in garbage.iter().enumerate() {
             let ctx = format!("seed {seed}: {what} appended to segment {last}");
             let dir = copy_log(&src, &root, n);
-            let log_file = seg_log(&dir, last);
+            let log_file = segment_file(&dir, last, "log");
             let mut bytes = std::fs::read(&log_file).unwrap();
             bytes.extend_from_slice(g);
             std::fs::write(&log_file, bytes).unwrap();
@@ -690,13 +615,17 @@ fn flipped_bit_in_the_last_batch_past_the_recovery_point() {
                 let ctx =
                     format!("seed {seed}: bit {bit} of byte {at} of the last batch ({len} bytes)");
                 let dir = copy_log(&src, &root, n);
-                flip_bit(&seg_log(&dir, last.segment), last.position + at as u64, bit);
+                flip_bit(
+                    &segment_file(&dir, last.segment, "log"),
+                    last.position + at as u64,
+                    bit,
+                );
                 set_recovery_point(&dir, last.base);
                 let (log, _) = open(&dir, &cfg, &ctx).await;
                 if EPOCH_FIELD.contains(&at) {
                     assert_eq!(log.log_end_offset(), Offset(last.next), "{ctx}: log end");
                     assert_eq!(log.last_epoch(), Epoch(last.epoch), "{ctx}: last epoch");
-                    let got = read(&log, last.base, 1, &ctx).await;
+                    let got = read_at(&log, last.base, 1, &ctx).await;
                     assert!(
                         matches!(&got, Err(LogError::CorruptSegment { first, last: l, .. })
                             if first.0 == last.base && l.0 == last.next - 1),
@@ -704,7 +633,7 @@ fn flipped_bit_in_the_last_batch_past_the_recovery_point() {
                         describe(&got, &model)
                     );
                     for b in kept {
-                        let got = read(&log, b.base, 1, &ctx).await;
+                        let got = read_at(&log, b.base, 1, &ctx).await;
                         assert!(
                             matches!(&got, Ok(v) if v.len() == 1 && v[0][..] == b.bytes[..]),
                             "{ctx}: batch {}",
@@ -720,7 +649,7 @@ fn flipped_bit_in_the_last_batch_past_the_recovery_point() {
                 } else {
                     check_exactly(&log, kept, &ctx).await;
                     assert_eq!(
-                        file_len(&seg_log(&dir, last.segment)),
+                        file_len(&segment_file(&dir, last.segment, "log")),
                         last.position,
                         "{ctx}: file length"
                     );
@@ -758,7 +687,7 @@ fn last_epoch_survives_recovery_of_a_torn_tail() {
         let dir = copy_log(&src, &root, 0);
         let f = std::fs::OpenOptions::new()
             .write(true)
-            .open(seg_log(&dir, last.segment))
+            .open(segment_file(&dir, last.segment, "log"))
             .unwrap();
         f.set_len(cut).unwrap();
         drop(f);
@@ -802,8 +731,8 @@ fn flip_middle_batch(seed: u64, flips: Vec<(usize, u32)>) {
     let root = p.path.parent().unwrap().parent().unwrap().to_path_buf();
     let (src, cfg, model) = (p.path.clone(), p.config.clone(), p.model.clone());
     run(move || async move {
-        let seg_path = seg_log(&src, 0);
-        let index = std::fs::read(seg_index(&src, 0)).unwrap();
+        let seg_path = segment_file(&src, 0, "log");
+        let index = std::fs::read(segment_file(&src, 0, "index")).unwrap();
         let newest_entry = u32::from_be_bytes(index[index.len() - 4..].try_into().unwrap());
         assert!(
             u64::from(newest_entry) > mb.position,
@@ -815,7 +744,7 @@ fn flip_middle_batch(seed: u64, flips: Vec<(usize, u32)>) {
                 mb.base
             );
             let dir = copy_log(&src, &root, n);
-            flip_bit(&seg_log(&dir, 0), mb.position + at as u64, bit);
+            flip_bit(&segment_file(&dir, 0, "log"), mb.position + at as u64, bit);
             let (log, report) = open(&dir, &cfg, &ctx).await;
             // Recovery scanned only from the newest index entry: the damage is not seen there.
             let active = report.active.clone().unwrap();
@@ -831,14 +760,14 @@ fn flip_middle_batch(seed: u64, flips: Vec<(usize, u32)>) {
             );
             // Batches before the damaged one read fine.
             for b in &model[..m] {
-                let got = read(&log, b.base, 1, &ctx).await;
+                let got = read_at(&log, b.base, 1, &ctx).await;
                 assert!(
                     matches!(&got, Ok(v) if v.len() == 1 && v[0][..] == b.bytes[..]),
                     "{ctx}: batch {} before the damage: {got:?}",
                     b.base
                 );
             }
-            let got = read(&log, mb.base, 1, &ctx).await;
+            let got = read_at(&log, mb.base, 1, &ctx).await;
             match got {
                 Err(LogError::CorruptSegment {
                     path,
@@ -866,7 +795,7 @@ fn flip_middle_batch(seed: u64, flips: Vec<(usize, u32)>) {
             }
             // The batches after it are intact and served.
             for b in &model[m + 1..] {
-                let got = read(&log, b.base, 1, &ctx).await;
+                let got = read_at(&log, b.base, 1, &ctx).await;
                 assert!(
                     matches!(&got, Ok(v) if v.len() == 1 && v[0][..] == b.bytes[..]),
                     "{ctx}: batch {} after the damage: {}",
@@ -1074,10 +1003,14 @@ fn check_index_damage(seed: u64, targets: fn(&Pristine) -> Vec<u64>, damages: &[
                         let dir = copy_log(&src, &root, 0);
                         let mut rng = StdRng::seed_from_u64(seed ^ target);
                         if matches!(file, IndexFile::Offset | IndexFile::Both) {
-                            damage_index(&seg_index(&dir, target), damage, &mut rng);
+                            damage_index(&segment_file(&dir, target, "index"), damage, &mut rng);
                         }
                         if matches!(file, IndexFile::Time | IndexFile::Both) {
-                            damage_index(&seg_timeindex(&dir, target), damage, &mut rng);
+                            damage_index(
+                                &segment_file(&dir, target, "timeindex"),
+                                damage,
+                                &mut rng,
+                            );
                         }
                         let (log, report) = open(&dir, &cfg, &c).await;
                         assert!(
@@ -1085,7 +1018,10 @@ fn check_index_damage(seed: u64, targets: fn(&Pristine) -> Vec<u64>, damages: &[
                             "{c}: OpenReport::corrupt {:?}",
                             report.corrupt
                         );
-                        for f in [seg_index(&dir, target), seg_timeindex(&dir, target)] {
+                        for f in [
+                            segment_file(&dir, target, "index"),
+                            segment_file(&dir, target, "timeindex"),
+                        ] {
                             assert!(f.exists(), "{c}: {} is written again at open", f.display());
                         }
                         check_exactly(&log, &model, &c).await;
@@ -1166,7 +1102,7 @@ fn cut_active_time_index_keeps_the_segment_max_timestamp() {
     let root = p.path.parent().unwrap().parent().unwrap().to_path_buf();
     let (src, cfg, model) = (p.path.clone(), p.config.clone(), p.model.clone());
     run(move || async move {
-        let pristine = std::fs::read(seg_timeindex(&src, 0)).unwrap();
+        let pristine = std::fs::read(segment_file(&src, 0, "timeindex")).unwrap();
         assert!(
             pristine.len() >= 24,
             "seed {seed}: the time index has an entry for batch 2"
@@ -1175,7 +1111,7 @@ fn cut_active_time_index_keeps_the_segment_max_timestamp() {
         for (n, keep) in [13usize, 0].into_iter().enumerate() {
             let ctx = format!("seed {seed}: active time index cut to {keep} bytes");
             let dir = copy_log(&src, &root, n);
-            std::fs::write(seg_timeindex(&dir, 0), &pristine[..keep]).unwrap();
+            std::fs::write(segment_file(&dir, 0, "timeindex"), &pristine[..keep]).unwrap();
             let (log, _) = open(&dir, &cfg, &ctx).await;
             check_exactly(&log, &model, &ctx).await;
             check_timestamps(&log, &model, &ctx).await;
@@ -1252,7 +1188,7 @@ fn corrupt_sealed_segment_is_refused_not_served() {
                 model[m].base
             );
             let dir = copy_log(&src, &root, 0);
-            corrupt_byte(&seg_log(&dir, seg), at, xor);
+            corrupt_byte(&segment_file(&dir, seg, "log"), at, xor);
             let (log, report) = open(&dir, &cfg, &ctx).await;
             // Open checks the tail of each sealed segment (from its last index entry) against
             // its indexes: damage there is found at open and reported with the segment's path;
@@ -1261,7 +1197,7 @@ fn corrupt_sealed_segment_is_refused_not_served() {
                 report
                     .corrupt
                     .iter()
-                    .all(|(path, _, _)| *path == seg_log(&dir, seg)),
+                    .all(|(path, _, _)| *path == segment_file(&dir, seg, "log")),
                 "{ctx}: only the damaged segment may be reported: {:?}",
                 report.corrupt
             );
@@ -1271,7 +1207,7 @@ fn corrupt_sealed_segment_is_refused_not_served() {
             order.extend(0..model.len());
             for i in order {
                 let b = &model[i];
-                let got = read(&log, b.base, 1, &ctx).await;
+                let got = read_at(&log, b.base, 1, &ctx).await;
                 match got {
                     Ok(v) => {
                         assert!(
@@ -1291,7 +1227,7 @@ fn corrupt_sealed_segment_is_refused_not_served() {
                         assert!(i == m, "{ctx}: batch {} was refused", b.base);
                         assert_eq!(
                             path,
-                            seg_log(&dir, seg),
+                            segment_file(&dir, seg, "log"),
                             "{ctx}: the error names the segment"
                         );
                         assert!(
@@ -1320,11 +1256,11 @@ fn corrupt_sealed_segment_found_by_index_rebuild() {
         run(move || async move {
             let ctx = format!("seed {seed}: byte {at} of sealed segment {seg} xor {xor:#x} (batch {}), index deleted", model[m].base);
             let dir = copy_log(&src, &root, 0);
-            corrupt_byte(&seg_log(&dir, seg), at, xor);
-            std::fs::remove_file(seg_index(&dir, seg)).unwrap();
+            corrupt_byte(&segment_file(&dir, seg, "log"), at, xor);
+            std::fs::remove_file(segment_file(&dir, seg, "index")).unwrap();
             let (log, report) = open(&dir, &cfg, &ctx).await;
             let lost = (
-                seg_log(&dir, seg),
+                segment_file(&dir, seg, "log"),
                 Offset(model[m].base),
                 Offset(model[m].next - 1),
             );
@@ -1334,18 +1270,21 @@ fn corrupt_sealed_segment_found_by_index_rebuild() {
             );
             assert_eq!(report.corrupt, vec![lost], "{ctx}: OpenReport::corrupt");
             assert!(
-                report.rebuilt.iter().any(|r| r.path == seg_log(&dir, seg)),
+                report
+                    .rebuilt
+                    .iter()
+                    .any(|r| r.path == segment_file(&dir, seg, "log")),
                 "{ctx}: rebuilt {:?}",
                 report.rebuilt
             );
             for (i, b) in model.iter().enumerate() {
-                let got = read(&log, b.base, 1, &ctx).await;
+                let got = read_at(&log, b.base, 1, &ctx).await;
                 if i == m {
                     match got {
                         Err(LogError::CorruptSegment {
                             path, first, last, ..
                         }) => {
-                            assert_eq!(path, seg_log(&dir, seg), "{ctx}");
+                            assert_eq!(path, segment_file(&dir, seg, "log"), "{ctx}");
                             assert_eq!(
                                 (first, last),
                                 (Offset(model[m].base), Offset(model[m].next - 1)),
@@ -1388,13 +1327,13 @@ fn corrupt_sealed_segment_keeps_the_valid_batches_before_it_readable() {
             model[m].base
         );
         let dir = copy_log(&src, &root, 0);
-        corrupt_byte(&seg_log(&dir, seg), at, xor);
+        corrupt_byte(&segment_file(&dir, seg, "log"), at, xor);
         let (log, _) = open(&dir, &cfg, &ctx).await;
         // Sequential consumer from the segment's first batch, large reads.
         let mut from = seg;
         let mut got = Vec::new();
         let err = loop {
-            match read(&log, from, 1 << 20, &ctx).await {
+            match read_at(&log, from, 1 << 20, &ctx).await {
                 Ok(v) => {
                     assert!(!v.is_empty(), "{ctx}: empty read at {from}");
                     for b in v {
@@ -1420,7 +1359,7 @@ fn corrupt_sealed_segment_keeps_the_valid_batches_before_it_readable() {
             "{ctx}: the consumer got the valid batches before the damage"
         );
         for b in valid {
-            let again = read(&log, b.base, 1, &ctx).await;
+            let again = read_at(&log, b.base, 1, &ctx).await;
             assert!(
                 matches!(&again, Ok(v) if v.len() == 1 && v[0][..] == b.bytes[..]),
                 "{ctx}: valid batch {} before the damage after the consumer hit it: {}",

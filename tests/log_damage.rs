@@ -43,10 +43,6 @@ fn config(segment_bytes: u64, index_interval_bytes: u64) -> LogConfig {
     }
 }
 
-fn seg_log(dir: &Path, base: u64) -> PathBuf {
-    dir.join(format!("{base:020}.log"))
-}
-
 /// Appends `n` batches of 1 to 10 records (epoch `epoch` for all), closes the log.
 fn write_log(config: LogConfig, n: usize, epoch: i32, seed: u64) -> Written {
     let plan = (0..n)
@@ -102,20 +98,6 @@ fn write_plan(config: LogConfig, plan: Vec<(usize, usize)>, epoch: i32, seed: u6
         model,
         bases,
     }
-}
-
-fn copy_log(src: &Path, dst: &Path) {
-    std::fs::create_dir_all(dst).unwrap();
-    for e in std::fs::read_dir(src).unwrap() {
-        let e = e.unwrap();
-        std::fs::copy(e.path(), dst.join(e.file_name())).unwrap();
-    }
-}
-
-fn flip_bit(path: &Path, position: u64, bit: u32) {
-    let mut bytes = std::fs::read(path).unwrap();
-    bytes[position as usize] ^= 1 << bit;
-    std::fs::write(path, bytes).unwrap();
 }
 
 /// Reads every batch from offset 0 as a consumer that skips a damaged range would: on
@@ -232,10 +214,10 @@ fn flipped_epoch_bit_in_the_last_batch_does_not_block_appends() {
         for bit in [24u32, 0, 7, 31, 15] {
             let ctx = format!("epoch bit {bit} of the last batch");
             let dir = root.join(format!("case-{bit}"));
-            copy_log(&src, &dir);
+            copy_dir(&src, &dir);
             let last = model.last().unwrap();
             let byte = last.position + 12 + (3 - u64::from(bit / 8));
-            flip_bit(&seg_log(&dir, last.segment), byte, bit % 8);
+            flip_bit(&segment_file(&dir, last.segment, "log"), byte, bit % 8);
             let (log, _) = PartitionLog::open(&dir, options_no_cache(cfg.clone()))
                 .await
                 .unwrap();
@@ -260,8 +242,8 @@ fn flipped_bit_before_the_last_index_entry_is_skipped_not_fatal() {
         for (m, at) in [(5usize, 40u64), (9, 21), (12, 200), (3, 17)] {
             let ctx = format!("batch {m}, byte {at}");
             let dir = root.join(format!("case-{m}"));
-            copy_log(&src, &dir);
-            flip_bit(&seg_log(&dir, 0), model[m].position + at, 3);
+            copy_dir(&src, &dir);
+            flip_bit(&segment_file(&dir, 0, "log"), model[m].position + at, 3);
             let (log, _) = PartitionLog::open(&dir, options_no_cache(cfg.clone()))
                 .await
                 .unwrap();
@@ -301,8 +283,8 @@ fn flipped_bit_after_the_last_index_entry_never_truncates() {
         ] {
             let ctx = format!("batch {m}, byte {at}");
             let dir = root.join(format!("case-{m}-{at}"));
-            copy_log(&src, &dir);
-            flip_bit(&seg_log(&dir, 0), model[m].position + at, 5);
+            copy_dir(&src, &dir);
+            flip_bit(&segment_file(&dir, 0, "log"), model[m].position + at, 5);
             let (log, _) = PartitionLog::open(&dir, options_no_cache(cfg.clone()))
                 .await
                 .unwrap();
@@ -343,8 +325,8 @@ fn flipped_bit_in_a_sealed_segment_loses_only_its_batch() {
             for drop_index in [false, true] {
                 let ctx = format!("sealed batch {m}, byte {at}, index deleted: {drop_index}");
                 let dir = root.join(format!("case-{case}-{drop_index}"));
-                copy_log(&src, &dir);
-                flip_bit(&seg_log(&dir, seg), model[m].position + at, 1);
+                copy_dir(&src, &dir);
+                flip_bit(&segment_file(&dir, seg, "log"), model[m].position + at, 1);
                 if drop_index {
                     std::fs::remove_file(dir.join(format!("{seg:020}.index"))).unwrap();
                 }
@@ -358,15 +340,6 @@ fn flipped_bit_in_a_sealed_segment_loses_only_its_batch() {
             }
         }
     });
-}
-
-/// Models a crash before any recovery-point checkpoint past `offset`.
-fn set_recovery_point(dir: &Path, offset: u64) {
-    std::fs::write(
-        dir.join(quill::disk::checkpoint::RECOVERY_POINT_FILE),
-        quill::disk::checkpoint::encode_recovery_point(Offset(offset)),
-    )
-    .unwrap();
 }
 
 /// A bit flipped at every byte of a small batch with batches after it, in the active segment
@@ -411,8 +384,12 @@ fn bit_flips_at_every_byte_of_a_batch_damage_exactly_that_batch() {
                             if past { "past" } else { "below" }
                         );
                         let dir = root.join(format!("every-{n}"));
-                        copy_log(&src, &dir);
-                        flip_bit(&seg_log(&dir, b.segment), b.position + at, (at % 8) as u32);
+                        copy_dir(&src, &dir);
+                        flip_bit(
+                            &segment_file(&dir, b.segment, "log"),
+                            b.position + at,
+                            (at % 8) as u32,
+                        );
                         if past {
                             set_recovery_point(&dir, b.base);
                         }
@@ -465,8 +442,8 @@ fn repair_range_rejects_mismatched_bytes_and_repairs_in_place() {
             let b = &model[m];
             let ctx = format!("batch {m} in segment {}", b.segment);
             let dir = root.join(format!("repair-{n}"));
-            copy_log(&src, &dir);
-            flip_bit(&seg_log(&dir, b.segment), b.position + 40, 2);
+            copy_dir(&src, &dir);
+            flip_bit(&segment_file(&dir, b.segment, "log"), b.position + 40, 2);
             let (log, _) = PartitionLog::open(&dir, options_no_cache(cfg.clone()))
                 .await
                 .unwrap();
@@ -533,8 +510,8 @@ fn a_truncation_completes_when_the_damaged_ranges_cannot_be_written() {
     let root = w._dir.path().to_path_buf();
     run(move || async move {
         let dir = root.join("truncate");
-        copy_log(&src, &dir);
-        flip_bit(&seg_log(&dir, 0), model[12].position + 100, 2);
+        copy_dir(&src, &dir);
+        flip_bit(&segment_file(&dir, 0, "log"), model[12].position + 100, 2);
         let (log, _) = PartitionLog::open(&dir, options(cfg.clone()))
             .await
             .unwrap();
@@ -566,7 +543,7 @@ fn a_directory_without_segments_below_its_recovery_point_is_refused() {
     let root = w._dir.path().to_path_buf();
     run(move || async move {
         let dir = root.join("emptied");
-        copy_log(&src, &dir);
+        copy_dir(&src, &dir);
         for e in std::fs::read_dir(&dir).unwrap().flatten() {
             let name = e.file_name().to_string_lossy().to_string();
             if name.ends_with(".log") || name.ends_with("index") {
@@ -607,7 +584,7 @@ fn a_failed_roll_leaves_nothing_behind() {
         std::fs::create_dir_all(&blocker).unwrap();
         assert!(log.append(batch(9, 1, 1500, 1), Epoch(0)).await.is_err());
         assert!(
-            !seg_log(&path, next).exists(),
+            !segment_file(&path, next, "log").exists(),
             "the failed roll left its .log"
         );
         std::fs::remove_dir(&blocker).unwrap();

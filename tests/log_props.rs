@@ -9,9 +9,7 @@
 mod common;
 
 use std::cell::Cell;
-use std::future::Future;
 use std::rc::Rc;
-use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use common::*;
@@ -26,8 +24,6 @@ use rand::{Rng, SeedableRng};
 
 /// Seed of the proptest runner for every property in this file.
 const PROPTEST_SEED: u64 = 0x5155_494C_4C50;
-/// A read or lookup that takes longer than this is a hang, not a slow disk.
-const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn proptest_config(cases: u32) -> ProptestConfig {
     ProptestConfig {
@@ -229,32 +225,6 @@ fn open_options(config: LogConfig, cached: bool) -> LogOptions {
 // ---------------------------------------------------------------------------------------------
 // Driving the log.
 
-/// Fails the test instead of hanging when `f` does not complete.
-async fn bounded<T>(what: &str, f: impl Future<Output = T>) -> T {
-    let timed = futures_lite::future::or(async { Some(f.await) }, async {
-        glommio::timer::sleep(CALL_TIMEOUT).await;
-        None
-    });
-    match timed.await {
-        Some(v) => v,
-        None => panic!("{what}: no answer within {CALL_TIMEOUT:?}"),
-    }
-}
-
-async fn read(
-    log: &PartitionLog,
-    from: u64,
-    max_bytes: usize,
-    ctx: &str,
-) -> Result<Vec<Bytes>, LogError> {
-    bounded(
-        &format!("{ctx}: read({from}, {max_bytes})"),
-        log.read(Offset(from), max_bytes),
-    )
-    .await
-    .map(|r| r.batches)
-}
-
 /// Appends `batches` with `epoch`, checking the offsets each gets, and adds them to `model`.
 async fn append_all(
     log: &PartitionLog,
@@ -302,7 +272,7 @@ async fn check_reads(log: &PartitionLog, start: u64, want: &[Stored], rng: &mut 
     assert_eq!(log.log_end_offset(), Offset(end), "{ctx}: log end offset");
     assert_eq!(log.high_watermark(), Offset(end), "{ctx}: high watermark");
     for (i, b) in want.iter().enumerate() {
-        let got = read(log, b.base, 1, ctx)
+        let got = read_at(log, b.base, 1, ctx)
             .await
             .unwrap_or_else(|e| panic!("{ctx}: read of batch {i} at {}: {e}", b.base));
         assert_eq!(got.len(), 1, "{ctx}: read({}, 1) returns one batch", b.base);
@@ -313,7 +283,7 @@ async fn check_reads(log: &PartitionLog, start: u64, want: &[Stored], rng: &mut 
         );
         let inside = rng.gen_range(b.base..b.next);
         let max_bytes = rng.gen_range(1..=40_000);
-        let got = read(log, inside, max_bytes, ctx)
+        let got = read_at(log, inside, max_bytes, ctx)
             .await
             .unwrap_or_else(|e| panic!("{ctx}: read({inside}, {max_bytes}) in batch {i}: {e}"));
         assert!(
@@ -340,14 +310,14 @@ async fn check_reads(log: &PartitionLog, start: u64, want: &[Stored], rng: &mut 
             w.base
         );
     }
-    let past = read(log, end, 1000, ctx)
+    let past = read_at(log, end, 1000, ctx)
         .await
         .expect("reading at the log end is allowed");
     assert!(
         past.is_empty(),
         "{ctx}: read at the log end returns nothing"
     );
-    match read(log, end + 1, 1000, ctx).await {
+    match read_at(log, end + 1, 1000, ctx).await {
         Err(LogError::OffsetOutOfRange {
             requested,
             earliest,
@@ -369,28 +339,7 @@ async fn read_everything(
     rng: &mut StdRng,
     ctx: &str,
 ) -> Vec<Bytes> {
-    let mut out = Vec::new();
-    let mut from = start;
-    while from < end {
-        let max_bytes = rng.gen_range(1..=100_000);
-        let got = read(log, from, max_bytes, ctx)
-            .await
-            .unwrap_or_else(|e| panic!("{ctx}: sequential read at {from}: {e}"));
-        assert!(
-            !got.is_empty(),
-            "{ctx}: sequential read at {from} (below {end}) is empty"
-        );
-        for b in got {
-            let h = quill::record::BatchHeader::parse(&b).expect("a batch header");
-            assert_eq!(
-                h.base_offset as u64, from,
-                "{ctx}: sequential read is contiguous"
-            );
-            from = h.last_offset() as u64 + 1;
-            out.push(b);
-        }
-    }
-    out
+    read_range(log, start, end, || rng.gen_range(1..=100_000), ctx).await
 }
 
 /// The offset of the first record, in offset order, whose timestamp is at least `t`.
@@ -671,7 +620,7 @@ fn retention_case(
             probes.extend([0, start - 1]);
         }
         for from in probes {
-            match read(&log, from, 1000, &c).await {
+            match read_at(&log, from, 1000, &c).await {
                 Err(LogError::OffsetOutOfRange { requested, earliest, .. }) => {
                     assert_eq!(requested, Offset(from), "{c}");
                     assert_eq!(earliest, Offset(start), "{c}: earliest offset named by the error");

@@ -2,8 +2,8 @@
 //! `validate_batch`, `batches`, `records` and `first_offset_at_or_after`, on the input as is and
 //! with its CRC made right (so the fuzzer gets past the CRC check into the record walk).
 //!
-//! Checked beyond "no panic": a batch `validate_batch` accepts has its records readable to the
-//! end, exactly `recordCount` of them, with offset deltas 0, 1, 2...
+//! Checked beyond "no panic": a batch `validate_batch` accepts has the CRC of its bytes and its
+//! records readable to the end, exactly `recordCount` of them, with offset deltas 0, 1, 2...
 //!
 //! Shared by the fuzz target (`fuzz_targets/batch_validator.rs`) and by the test suite
 //! (`tests/fuzz_checks.rs`), so the checks compile and run in every `cargo test`.
@@ -19,6 +19,11 @@ const CRC_AT: usize = 17;
 
 fn check_batch(batch: &[u8]) {
     if let Ok(header) = validate_batch(batch, BATCH_BYTES_MAX) {
+        assert_eq!(
+            header.crc,
+            crc_of(batch),
+            "an accepted batch's CRC matches its bytes"
+        );
         if header.compression() == Compression::None {
             let mut count = 0i32;
             for record in records(batch).expect("a valid batch has records") {

@@ -9,9 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use quill_proto::protocol::{
-    decode_response, ApiKey, CreateTopicRequest, Request, Response, Retention,
-};
+use quill_proto::protocol::{decode_response, ApiKey, CreateTopicRequest, Request, Response};
 
 /// How long a broker may take to exit after SIGTERM before a test calls it hung.
 pub const STOP_LIMIT: Duration = Duration::from_secs(60);
@@ -189,17 +187,9 @@ impl Conn {
     }
 }
 
+/// A CreateTopic of `partitions` partitions with the broker's default settings.
 pub fn create_topic(name: &str, partitions: u32) -> Request {
-    Request::CreateTopic(CreateTopicRequest {
-        name: name.into(),
-        partitions,
-        retention_ms: Retention::Default,
-        retention_bytes: Retention::Default,
-        segment_bytes: None,
-        segment_ms: None,
-        durability: None,
-        flush_ms: None,
-    })
+    Request::CreateTopic(CreateTopicRequest::with_defaults(name, partitions))
 }
 
 // ---- Additions for the bad-input, crash and API tests. ----
@@ -214,8 +204,23 @@ use quill_proto::protocol::{
 impl Broker {
     /// SIGTERM and wait at most `limit` (a hang guard, not a latency check): past it the broker
     /// is SIGKILLed and the test fails. Returns the exit status code.
-    pub fn stop_within(mut self, limit: Duration) -> Option<i32> {
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+    pub fn stop_within(self, limit: Duration) -> Option<i32> {
+        self.signal_within(libc::SIGTERM, limit)
+    }
+
+    /// SIGINT (Ctrl-C), and asserts the same clean shutdown as [`Broker::stop`].
+    pub fn interrupt(self) {
+        assert_eq!(
+            self.signal_within(libc::SIGINT, STOP_LIMIT),
+            Some(0),
+            "a clean shutdown on SIGINT exits 0"
+        );
+    }
+
+    /// Sends `signal` and waits at most `limit` for the broker to exit, as
+    /// [`Broker::stop_within`].
+    pub fn signal_within(mut self, signal: libc::c_int, limit: Duration) -> Option<i32> {
+        unsafe { libc::kill(self.child.id() as i32, signal) };
         let deadline = std::time::Instant::now() + limit;
         loop {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
@@ -224,7 +229,7 @@ impl Broker {
             if std::time::Instant::now() >= deadline {
                 let _ = self.child.kill();
                 let _ = self.child.wait();
-                panic!("the broker did not exit within {limit:?} of SIGTERM");
+                panic!("the broker did not exit within {limit:?} of signal {signal}");
             }
             std::thread::sleep(Duration::from_millis(10));
         }
@@ -698,4 +703,26 @@ pub fn partition_dirs(data_dir: &Path) -> Vec<String> {
         .unwrap_or_default();
     out.sort();
     out
+}
+
+/// `catalog.json` of the data directory, as JSON.
+pub fn catalog(data_dir: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(data_dir.join("catalog.json")).unwrap()).unwrap()
+}
+
+/// The shard each partition of `topic` is recorded on in `catalog.json`; also checks that each
+/// placement names node 0 (the default `--node-id`) as leader and only replica.
+pub fn recorded_shards(data_dir: &Path, topic: &str) -> Vec<u16> {
+    let c = catalog(data_dir);
+    let placement = c["topics"][topic]["placement"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no placement for {topic}: {c}"));
+    placement
+        .iter()
+        .map(|p| {
+            assert_eq!(p["node"], 0, "{p}");
+            assert_eq!(p["replicas"], serde_json::json!([0]), "{p}");
+            p["shard"].as_u64().unwrap() as u16
+        })
+        .collect()
 }

@@ -4,7 +4,6 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use quill_client::{Client, ClientConfig};
 
@@ -44,14 +43,4 @@ where
     let out = with_client_of(&broker, f);
     broker.stop();
     out
-}
-
-/// Waits for `f` at most `limit`; `None` if it did not finish (a hang guard, not a latency
-/// target).
-pub async fn within<T>(limit: Duration, f: impl Future<Output = T>) -> Option<T> {
-    futures_lite::future::or(async { Some(f.await) }, async {
-        glommio::timer::sleep(limit).await;
-        None
-    })
-    .await
 }

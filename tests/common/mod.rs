@@ -2,16 +2,19 @@
 #![allow(dead_code)]
 
 use std::future::Future;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::time::Duration;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use glommio::LocalExecutorBuilder;
-use quill::disk::{system_clock, BatchCache, LogConfig, LogOptions, PartitionLog};
+use quill::disk::checkpoint::{encode_recovery_point, RECOVERY_POINT_FILE};
+use quill::disk::{system_clock, BatchCache, LogConfig, LogError, LogOptions, PartitionLog};
 use quill_proto::record::BatchBuilder;
 use quill_proto::types::Offset;
 
 pub mod broker;
+pub mod cli;
 pub mod client;
 
 /// Defines two tests that run `f(1)` and `f(2)`: the same behaviour with one shard and with
@@ -58,32 +61,124 @@ pub fn set_fsize_limit(bytes: libc::rlim_t) {
     assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_FSIZE, &lim) }, 0);
 }
 
-/// Reads every batch from the log start to the high watermark, `max_bytes` per read, as
-/// `(base offset, stored bytes)`; checks that each read below the high watermark returns data
-/// and that batches are contiguous.
-pub async fn read_all_by(log: &PartitionLog, max_bytes: usize) -> Vec<(u64, Vec<u8>)> {
-    let mut from = log.log_start_offset();
-    let hw = log.high_watermark();
-    let mut got = Vec::new();
-    while from < hw {
-        let r = log.read(from, max_bytes).await.unwrap();
+/// How long one call into the log (open, read, append) may take before the test calls it hung:
+/// a hang guard, not a latency target.
+pub const CALL_LIMIT: Duration = Duration::from_secs(10);
+
+/// Waits for `f` at most `limit`; `None` if it did not finish (a hang guard, not a latency
+/// target).
+pub async fn within<T>(limit: Duration, f: impl Future<Output = T>) -> Option<T> {
+    futures_lite::future::or(async { Some(f.await) }, async {
+        glommio::timer::sleep(limit).await;
+        None
+    })
+    .await
+}
+
+/// `f`'s output; fails the test, naming `what`, if it takes more than [`CALL_LIMIT`].
+pub async fn bounded<T>(what: &str, f: impl Future<Output = T>) -> T {
+    within(CALL_LIMIT, f)
+        .await
+        .unwrap_or_else(|| panic!("{what}: no answer within {CALL_LIMIT:?} (the call hangs)"))
+}
+
+/// The batches of one bounded `log.read(from, max_bytes)`; `ctx` names the case on failure.
+pub async fn read_at(
+    log: &PartitionLog,
+    from: u64,
+    max_bytes: usize,
+    ctx: &str,
+) -> Result<Vec<Bytes>, LogError> {
+    bounded(
+        &format!("{ctx}: read({from}, {max_bytes})"),
+        log.read(Offset(from), max_bytes),
+    )
+    .await
+    .map(|r| r.batches)
+}
+
+/// Every batch from `from` up to `end`, read in order with `max_bytes()` per read; checks that
+/// each read below `end` succeeds and returns data and that the batches are contiguous.
+pub async fn read_range(
+    log: &PartitionLog,
+    from: u64,
+    end: u64,
+    mut max_bytes: impl FnMut() -> usize,
+    ctx: &str,
+) -> Vec<Bytes> {
+    let mut out = Vec::new();
+    let mut from = from;
+    while from < end {
+        let got = read_at(log, from, max_bytes(), ctx)
+            .await
+            .unwrap_or_else(|e| panic!("{ctx}: sequential read at {from}: {e}"));
         assert!(
-            !r.batches.is_empty(),
-            "read at {from} below the high watermark {hw}"
+            !got.is_empty(),
+            "{ctx}: sequential read at {from} (below {end}) is empty"
         );
-        for b in r.batches {
-            let h = quill::record::BatchHeader::parse(&b).unwrap();
-            assert_eq!(h.base_offset as u64, from.0, "batches are contiguous");
-            got.push((from.0, b.to_vec()));
-            from = Offset(h.last_offset() as u64 + 1);
+        for b in got {
+            let h = quill::record::BatchHeader::parse(&b).expect("a batch header");
+            assert_eq!(
+                h.base_offset as u64, from,
+                "{ctx}: sequential read is contiguous"
+            );
+            from = h.last_offset() as u64 + 1;
+            out.push(b);
         }
     }
-    got
+    out
+}
+
+/// Reads every batch from the log start to the high watermark, `max_bytes` per read, as
+/// `(base offset, stored bytes)` ([`read_range`]).
+pub async fn read_all_by(log: &PartitionLog, max_bytes: usize) -> Vec<(u64, Vec<u8>)> {
+    let (start, hw) = (log.log_start_offset().0, log.high_watermark().0);
+    read_range(log, start, hw, || max_bytes, "read_all")
+        .await
+        .into_iter()
+        .map(|b| {
+            let h = quill::record::BatchHeader::parse(&b).expect("a batch header");
+            (h.base_offset as u64, b.to_vec())
+        })
+        .collect()
 }
 
 /// [`read_all_by`] with 1 MiB reads.
 pub async fn read_all(log: &PartitionLog) -> Vec<(u64, Vec<u8>)> {
     read_all_by(log, 1 << 20).await
+}
+
+// ---- A log's files, for the damage and recovery tests. ----
+
+/// The segment file of `base` with extension `ext` ("log", "index", "timeindex") in `dir`.
+pub fn segment_file(dir: &Path, base: u64, ext: &str) -> PathBuf {
+    dir.join(format!("{base:020}.{ext}"))
+}
+
+/// Copies every file of the log directory `src` into `dst` (created).
+pub fn copy_dir(src: &Path, dst: &Path) {
+    std::fs::create_dir_all(dst).unwrap();
+    for e in std::fs::read_dir(src).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), dst.join(e.file_name())).unwrap();
+    }
+}
+
+/// Inverts bit `bit` of the byte at `position` of `path`.
+pub fn flip_bit(path: &Path, position: u64, bit: u32) {
+    let mut bytes = std::fs::read(path).unwrap();
+    bytes[position as usize] ^= 1 << bit;
+    std::fs::write(path, bytes).unwrap();
+}
+
+/// Writes the log directory's recovery-point checkpoint as `offset`: models a crash that came
+/// before any checkpoint past it (only offsets below it are known durable).
+pub fn set_recovery_point(dir: &Path, offset: u64) {
+    std::fs::write(
+        dir.join(RECOVERY_POINT_FILE),
+        encode_recovery_point(Offset(offset)),
+    )
+    .unwrap();
 }
 
 /// Runs `f` on a fresh glommio executor. `io_memory` is kept small so that several test threads

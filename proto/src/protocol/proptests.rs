@@ -362,6 +362,26 @@ proptest! {
         }
     }
 
+    /// A valid frame with bytes after its last field is refused: every decoder checks that it
+    /// used the whole frame. (A response tail stays under 4 bytes: a version 0 Metadata
+    /// response followed by a whole array count is a valid version 1 one.)
+    #[test]
+    fn bytes_after_the_last_field_are_refused(
+        request in arb_request(),
+        (key, response) in arb_response(),
+        tail in vec(any::<u8>(), 1..4),
+    ) {
+        let mut frame = request_frame(&request, 7);
+        frame.put_slice(&tail);
+        let e = decode_request(frame).unwrap_err();
+        prop_assert_eq!(e.code, ErrorCode::InvalidRequest, "{:?}: {}", request, e);
+        prop_assert_eq!(e.header.map(|h| h.correlation_id), Some(7));
+        let mut frame = BytesMut::from(&response_frame(7, &response)[..]);
+        frame.put_slice(&tail);
+        let e = decode_response(key, frame.freeze()).unwrap_err();
+        prop_assert_eq!(e.code, ErrorCode::InvalidRequest, "{:?}: {}", response, e);
+    }
+
     /// Valid frames with a few bytes changed: deep inside the decoders.
     #[test]
     fn mutated_frames_never_panic(

@@ -476,6 +476,46 @@ mod tests {
             }
         }
 
+        /// Bytes between a record's last header and the end its length declares are refused,
+        /// by validation and by the reader, whichever record of the batch carries them.
+        #[test]
+        fn bytes_after_a_records_fields_are_refused(
+            inputs in prop::collection::vec(input(), 1..6),
+            at in any::<prop::sample::Index>(),
+            extra in prop::collection::vec(any::<u8>(), 1..8),
+        ) {
+            let base_timestamp = inputs.iter().map(|i| i.timestamp_ms).min().unwrap();
+            let mut b = BatchBuilder::new(base_timestamp);
+            for i in &inputs {
+                let headers: Vec<(&[u8], Option<&[u8]>)> =
+                    i.headers.iter().map(|(k, v)| (k.as_slice(), v.as_deref())).collect();
+                b.push(i.timestamp_ms, i.key.as_deref(), i.value.as_deref(), &headers);
+            }
+            let good = b.finish();
+            let k = at.index(inputs.len());
+            // The same records, record k with `extra` after its headers and its length grown.
+            let mut bad = good[..BATCH_HEADER_BYTES].to_vec();
+            let mut rest = &good[BATCH_HEADER_BYTES..];
+            for i in 0..inputs.len() {
+                let (len, n) = crate::record::decode_varint(rest).unwrap();
+                let mut body = rest[n..n + len as usize].to_vec();
+                if i == k {
+                    body.extend_from_slice(&extra);
+                }
+                bad.extend(record(&body));
+                rest = &rest[n + len as usize..];
+            }
+            prop_assert!(rest.is_empty());
+            let batch_length = (bad.len() - crate::record::BATCH_LENGTH_OFFSET_BYTES) as i32;
+            bad[8..12].copy_from_slice(&batch_length.to_be_bytes());
+            fix_crc(&mut bad);
+            let refused = BatchError::RecordTrailingBytes { index: k as i32, bytes: extra.len() };
+            prop_assert_eq!(validate_batch(&bad, 1 << 20), Err(refused.clone()));
+            let read: Vec<_> = records(&bad).unwrap().collect();
+            prop_assert!(read[..k].iter().all(|r| r.is_ok()));
+            prop_assert_eq!(read[k].clone(), Err(refused));
+        }
+
         #[test]
         fn random_record_regions_never_panic_the_readers(
             region in prop::collection::vec(any::<u8>(), 0..200),
