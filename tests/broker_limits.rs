@@ -339,9 +339,6 @@ fn fetch_bytes_max_caps_max_bytes() {
 
 /// The same cap on a response of two partitions: the whole response, not each partition.
 #[test]
-#[ignore = "broker bug: fetch_bytes_max caps each partition's read (shard/partition/local.rs), \
-            but the response as a whole is only trimmed to the request's max_bytes \
-            (net/handler.rs), so two partitions return up to twice the cap"]
 fn fetch_bytes_max_caps_a_whole_multi_partition_response() {
     let dir = tmpdir();
     let broker = broker_with_a_bytes_cap(dir.path());

@@ -40,12 +40,25 @@ pub struct PartitionFetch {
 impl PartitionService {
     /// Reads every partition of `req`, each on its owner and concurrently, waiting until
     /// `req.min_bytes` are there across them, one of them failed, or `req.max_wait` (bounded by
-    /// `fetch_wait_ms_max`) passed. Results mirror `req.partitions`.
+    /// `fetch_wait_ms_max`) passed; the answer holds at most `req.max_bytes` bounded by
+    /// `fetch_bytes_max` (first batch excepted). Results mirror `req.partitions`.
     pub async fn fetch_many(&self, req: &FetchMany) -> Vec<Result<Fetched, PartitionError>> {
         let shard = self.shard();
         let wait_max = Duration::from_millis(u64::from(shard.config.limits.fetch_wait_ms_max));
         let wait = req.max_wait.min(wait_max);
         let deadline = Instant::now() + wait;
+        // `fetch_bytes_max` bounds the whole answer, not only each partition's read.
+        let bytes_max = shard.config.limits.fetch_bytes_max as usize;
+        let capped;
+        let req = if req.max_bytes > bytes_max {
+            capped = FetchMany {
+                max_bytes: bytes_max,
+                ..req.clone()
+            };
+            &capped
+        } else {
+            req
+        };
         let results = if req.partitions.len() == 1 {
             // One partition: its own long poll (with min_bytes) is the whole wait.
             self.read_all(req, wait, req.min_bytes).await
