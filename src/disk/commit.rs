@@ -366,12 +366,7 @@ async fn finalize(inner: Rc<Inner>, base: Offset) {
         (s.active_file(), s.log_path(), s.size)
     };
     let outcome: Result<()> = async {
-        file.truncate(size)
-            .await
-            .map_err(|e| LogError::glommio("truncate", &path, e))?;
-        file.fdatasync()
-            .await
-            .map_err(|e| LogError::glommio("fdatasync", &path, e))?;
+        dma::truncate_synced(&file, &path, size).await?;
         let image = inner
             .state
             .borrow()

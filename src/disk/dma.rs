@@ -120,3 +120,18 @@ pub(crate) async fn read_tail(file: &DmaFile, path: &std::path::Path, end: u64) 
     }
     Ok(got[..len].to_vec())
 }
+
+/// Cuts a segment file to `size` bytes and syncs it, so the cut is durable (a close, a
+/// rollback, a truncation).
+pub(crate) async fn truncate_synced(
+    file: &DmaFile,
+    path: &std::path::Path,
+    size: u64,
+) -> Result<()> {
+    file.truncate(size)
+        .await
+        .map_err(|e| LogError::glommio("truncate", path, e))?;
+    file.fdatasync()
+        .await
+        .map_err(|e| LogError::glommio("fdatasync", path, e))
+}

@@ -16,6 +16,7 @@ use crate::disk::checkpoint;
 use crate::disk::commit;
 use crate::disk::config::{Durability, LogConfig};
 use crate::disk::damage::{DamagedRange, DAMAGED_RANGES_FILE};
+use crate::disk::dma;
 use crate::disk::error::{LogError, Result};
 use crate::disk::faults::Faults;
 use crate::disk::files;
@@ -640,12 +641,7 @@ async fn close_files(inner: &Rc<Inner>) -> Result<()> {
     };
     // Drop the zero padding of the last block and any preallocated space, so a clean restart
     // finds an exact end.
-    file.truncate(size)
-        .await
-        .map_err(|e| LogError::glommio("truncate", &path, e))?;
-    file.fdatasync()
-        .await
-        .map_err(|e| LogError::glommio("fdatasync", &path, e))?;
+    dma::truncate_synced(&file, &path, size).await?;
     let image = inner
         .state
         .borrow()

@@ -119,12 +119,7 @@ impl PartitionLog {
             }
             checkpoint::sync_dir(&inner.dir).await?;
         }
-        file.truncate(position)
-            .await
-            .map_err(|e| LogError::glommio("truncate", &path, e))?;
-        file.fdatasync()
-            .await
-            .map_err(|e| LogError::glommio("fdatasync", &path, e))?;
+        dma::truncate_synced(&file, &path, position).await?;
         let tail = dma::read_tail(&file, &path, position).await?;
         // From here the files are cut: the state follows them whatever happens next, and the
         // checkpoint files are best effort (a failure is logged; the files hold the truth).
