@@ -9,6 +9,7 @@ pub mod cli;
 pub mod config;
 pub mod disk;
 pub mod net;
+pub mod replication;
 pub mod shard;
 
 /// The hidden `quill debug` subcommand (crash tests drive it); not part of the API.
