@@ -62,6 +62,10 @@ pub enum LogError {
     /// [`crate::disk::PartitionLog::repair_range`] refused the replacement bytes.
     #[error("cannot repair the damaged range at offset {first}: {reason}")]
     Repair { first: Offset, reason: String },
+    /// A replicated append's batches do not start at the log end, or are not contiguous
+    /// (`expected` is where the batch had to start); nothing from that batch on was appended.
+    #[error("a replicated batch starts at offset {got}, but the log needs offset {expected}")]
+    OffsetMismatch { expected: Offset, got: Offset },
     /// The log was closed while the operation waited.
     #[error("the log is closed")]
     Closed,

@@ -50,6 +50,7 @@ impl LogFailure {
             | LogError::TruncateBelowHighWatermark { .. }
             | LogError::TruncateInsideBatch { .. }
             | LogError::Repair { .. }
+            | LogError::OffsetMismatch { .. }
             | LogError::Config(_) => LogFailure::Other,
         }
     }

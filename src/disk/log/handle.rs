@@ -30,6 +30,15 @@ use crate::local::{promise, Event};
 use crate::record;
 use crate::types::{Epoch, Offset, TimestampMs};
 
+/// One batch of an append: its validated header, the epoch to stamp, and the base offset it
+/// must get when it carries one (a replicated append).
+struct Item {
+    batch: BytesMut,
+    header: record::BatchHeader,
+    epoch: Epoch,
+    at: Option<Offset>,
+}
+
 /// A partition log. Lives on the shard that owns the partition; wrap it in an `Rc` to share it
 /// between that shard's tasks. Call [`PartitionLog::close`] for a clean shutdown; dropping it
 /// without closing is a crash as far as the disk is concerned (staged appends are lost, acknowledged
@@ -251,16 +260,84 @@ impl PartitionLog {
         durability: Durability,
         deadline: Option<std::time::Instant>,
     ) -> Result<Vec<AppendInfo>> {
+        let cfg = &self.inner.config;
+        let mut items = Vec::with_capacity(batches.len());
+        for batch in batches {
+            let header = record::validate_batch(&batch, cfg.batch_bytes_max)?;
+            items.push(Item {
+                batch,
+                header,
+                epoch,
+                at: None,
+            });
+        }
+        self.stage(items, durability, deadline).await
+    }
+
+    /// Appends batches that already carry their offsets and leader epochs, keeping both: a
+    /// replica storing its leader's batches (the same bytes at the same offsets). The first batch
+    /// must start at the log end and each next one right after the previous; epochs may rise
+    /// from batch to batch (a new epoch is recorded in the leader-epoch checkpoint before its
+    /// first batch is staged) but never fall below the log's. Otherwise the call fails
+    /// ([`LogError::OffsetMismatch`], [`LogError::StaleEpoch`]) and nothing is appended. Waits and
+    /// acknowledges like [`PartitionLog::append_many_by`].
+    pub async fn append_replicated(
+        &self,
+        batches: Vec<BytesMut>,
+        durability: Durability,
+        deadline: Option<std::time::Instant>,
+    ) -> Result<Vec<AppendInfo>> {
+        let cfg = &self.inner.config;
+        let mut items: Vec<Item> = Vec::with_capacity(batches.len());
+        for batch in batches {
+            let header = record::validate_batch(&batch, cfg.batch_bytes_max)?;
+            let at = Offset(header.base_offset.max(0) as u64);
+            let epoch = Epoch(header.partition_leader_epoch);
+            if let Some(prev) = items.last() {
+                let expected = Offset(prev.header.last_offset() as u64 + 1);
+                if header.base_offset < 0 || at != expected {
+                    return Err(LogError::OffsetMismatch { expected, got: at });
+                }
+                if epoch < prev.epoch {
+                    return Err(LogError::StaleEpoch {
+                        epoch,
+                        current: prev.epoch,
+                    });
+                }
+            }
+            items.push(Item {
+                batch,
+                header,
+                epoch,
+                at: Some(at),
+            });
+        }
+        if let Some(first) = items.first() {
+            let end = self.log_end_offset();
+            if first.at != Some(end) {
+                return Err(LogError::OffsetMismatch {
+                    expected: end,
+                    got: first.at.unwrap_or(end),
+                });
+            }
+        }
+        self.stage(items, durability, deadline).await
+    }
+
+    /// Stages `items` in order (assigning offsets, or checking the ones they carry) and waits
+    /// for their durability.
+    async fn stage(
+        &self,
+        items: Vec<Item>,
+        durability: Durability,
+        deadline: Option<std::time::Instant>,
+    ) -> Result<Vec<AppendInfo>> {
         let inner = &*self.inner;
         let cfg = &inner.config;
-        if batches.is_empty() {
+        let Some(first_epoch) = items.first().map(|i| i.epoch) else {
             return Ok(Vec::new());
-        }
-        let mut headers = Vec::with_capacity(batches.len());
-        for b in &batches {
-            headers.push(record::validate_batch(b, cfg.batch_bytes_max)?);
-        }
-        let total: u64 = batches.iter().map(|b| b.len() as u64).sum();
+        };
+        let total: u64 = items.iter().map(|i| i.batch.len() as u64).sum();
         let started = std::time::Instant::now();
         // Backpressure, and wait out a roll or an epoch change in progress.
         loop {
@@ -273,9 +350,9 @@ impl PartitionLog {
                 if let Some(cause) = st.commit.poisoned() {
                     return Err(inner.poisoned_error(cause));
                 }
-                if epoch < st.last_epoch {
+                if first_epoch < st.last_epoch {
                     return Err(LogError::StaleEpoch {
-                        epoch,
+                        epoch: first_epoch,
                         current: st.last_epoch,
                     });
                 }
@@ -304,9 +381,15 @@ impl PartitionLog {
                 }
             }
         }
-        let mut infos = Vec::with_capacity(batches.len());
+        let mut infos = Vec::with_capacity(items.len());
         let mut last_next = Offset::ZERO;
-        for (mut batch, header) in batches.into_iter().zip(headers) {
+        for Item {
+            mut batch,
+            header,
+            epoch,
+            at,
+        } in items
+        {
             let len = batch.len() as u64;
             let count = u64::from(header.last_offset_delta as u32) + 1;
             // Before staging: roll the segment, and record a new leader epoch, as needed. Both
@@ -351,6 +434,16 @@ impl PartitionLog {
             // order.
             let mut st = inner.state.borrow_mut();
             let base = st.next_offset;
+            if let Some(at) = at {
+                if at != base {
+                    // Only a caller appending to the same log by another way gets here; what
+                    // was staged before this batch stays (it was where it had to be).
+                    return Err(LogError::OffsetMismatch {
+                        expected: base,
+                        got: at,
+                    });
+                }
+            }
             record::set_base_offset(&mut batch, base.0 as i64);
             record::set_partition_leader_epoch(&mut batch, epoch.0);
             let stamped = record::BatchHeader {
