@@ -68,15 +68,26 @@ fn a_replica_stores_the_leaders_bytes_at_the_leaders_offsets() {
             assert_eq!(infos[0].base_offset, Offset(h.base_offset as u64));
         }
         assert_eq!(follower.log_end_offset(), leader.log_end_offset());
-        assert_eq!(follower.high_watermark(), Offset::ZERO, "capped by the bound");
+        assert_eq!(
+            follower.high_watermark(),
+            Offset::ZERO,
+            "capped by the bound"
+        );
         follower.set_replication_bound(Some(Offset(90)));
         assert_eq!(follower.high_watermark(), Offset(90));
         assert_eq!(follower.last_epoch(), Epoch(5));
         assert_eq!(stored(&follower).await, batches, "the same bytes");
-        assert!(follower.segment_bases().len() > 1, "the test must cross a roll");
+        assert!(
+            follower.segment_bases().len() > 1,
+            "the test must cross a roll"
+        );
         follower.close().await.unwrap();
         let (follower, _) = PartitionLog::open(&fp, options(config())).await.unwrap();
-        assert_eq!(stored(&follower).await, batches, "the same bytes after a reopen");
+        assert_eq!(
+            stored(&follower).await,
+            batches,
+            "the same bytes after a reopen"
+        );
         assert_eq!(follower.last_epoch(), Epoch(5));
         // The epochs were recorded where the leader's began: an older epoch is refused.
         let mut stale = batch(99, 1, 10, 1000);

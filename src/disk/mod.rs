@@ -28,6 +28,7 @@ pub mod log;
 mod meta;
 pub mod probe;
 pub mod recovery;
+pub mod replica_state;
 mod segment;
 mod space;
 mod state;
