@@ -117,6 +117,93 @@ impl Default for TopicDefaults {
     }
 }
 
+/// One node of a cluster as `--peers` names it: `ID@HOST:PORT`, its replication address (QUIC
+/// over UDP).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Peer {
+    pub node: u32,
+    pub addr: SocketAddr,
+}
+
+impl std::str::FromStr for Peer {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Peer, String> {
+        let (id, addr) = s
+            .split_once('@')
+            .ok_or_else(|| format!("peer {s:?}: expected ID@HOST:PORT, e.g. 1@127.0.0.1:9192"))?;
+        let node: u32 = id
+            .parse()
+            .map_err(|_| format!("peer {s:?}: node id {id:?} is not a number"))?;
+        if node == 0 {
+            return Err(format!("peer {s:?}: node ids start at 1"));
+        }
+        let addr = std::net::ToSocketAddrs::to_socket_addrs(addr)
+            .map_err(|e| format!("peer {s:?}: cannot resolve {addr:?}: {e}"))?
+            .next()
+            .ok_or_else(|| format!("peer {s:?}: {addr:?} resolves to no address"))?;
+        Ok(Peer { node, addr })
+    }
+}
+
+impl std::fmt::Display for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}@{}", self.node, self.addr)
+    }
+}
+
+impl Serialize for Peer {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Peer {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Peer, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// How replication runs (`[replication]` in the TOML file). Only read when `peers` is set.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReplicationSettings {
+    /// The CPU the replication thread (quinn on a tokio `current_thread` runtime) is pinned to;
+    /// unpinned when left out.
+    pub cpu: Option<usize>,
+    /// One Raft tick. Elections start after `election_ticks` to twice that without a leader's
+    /// word; the leader sends heartbeats every `heartbeat_ticks`.
+    pub tick_ms: u64,
+    pub election_ticks: u32,
+    pub heartbeat_ticks: u32,
+    /// Messages queued between the shards and the replication thread, per direction and shard;
+    /// a full queue is backpressure.
+    pub channel_messages_max: usize,
+    /// Most bytes of entries in one Raft append message.
+    pub append_bytes_max: u64,
+    /// Append messages in flight to one follower of one group.
+    pub inflight_appends_max: usize,
+    /// A replica that has not caught up with its leader's log end for this long leaves the
+    /// in-sync set (Kafka's `replica.lag.time.max.ms`).
+    pub replica_lag_ms_max: u64,
+}
+
+impl Default for ReplicationSettings {
+    fn default() -> Self {
+        ReplicationSettings {
+            cpu: None,
+            tick_ms: 50,
+            election_ticks: 10,
+            heartbeat_ticks: 2,
+            channel_messages_max: 4096,
+            append_bytes_max: 1 << 20,
+            inflight_appends_max: 256,
+            replica_lag_ms_max: 10_000,
+        }
+    }
+}
+
 /// Everything `quill serve` needs.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -132,7 +219,16 @@ pub struct BrokerConfig {
     pub shards: usize,
     /// CPUs to pin shards to, in shard order; empty means the first `shards` available CPUs.
     pub cpus: Vec<usize>,
+    /// This broker's node id; in a cluster, its entry in `peers` (ids start at 1).
     pub node_id: u32,
+    /// Every node of the cluster, this one included: `["1@10.0.0.1:9192", ...]`, the replication
+    /// addresses (QUIC over UDP; `listen` stays the client address). Empty: a single node,
+    /// without replication.
+    pub peers: Vec<Peer>,
+    /// Directory of the cluster's certificates (`quill cluster init-certs`): `ca.pem`, and
+    /// `node-<id>.pem` with `node-<id>-key.pem` for this node. Required with `peers`.
+    pub tls_dir: Option<PathBuf>,
+    pub replication: ReplicationSettings,
     /// Host name clients are told to connect to; defaults to the listen address's IP.
     pub advertised_host: Option<String>,
     /// Memory glommio registers for I/O per ring, per shard (3 rings each); keep
@@ -170,6 +266,9 @@ impl Default for BrokerConfig {
             shards: 0,
             cpus: Vec::new(),
             node_id: 0,
+            peers: Vec::new(),
+            tls_dir: None,
+            replication: ReplicationSettings::default(),
             advertised_host: None,
             io_memory_bytes: 1 << 20,
             batch_cache_bytes_max: 256 << 20,
@@ -264,7 +363,68 @@ impl BrokerConfig {
         if self.topic_defaults.partitions == 0 {
             return Err("topic_defaults.partitions must be at least 1".into());
         }
+        self.validate_cluster()?;
         self.validate_counts()
+    }
+
+    /// Whether this broker is one node of a replicated cluster (`peers` given).
+    pub fn is_cluster(&self) -> bool {
+        !self.peers.is_empty()
+    }
+
+    /// The cluster settings that cannot work: this node missing from `peers`, an id or address
+    /// given twice, no certificates, Raft timings that cannot elect a leader.
+    fn validate_cluster(&self) -> Result<(), String> {
+        if !self.is_cluster() {
+            return Ok(());
+        }
+        if !self.peers.iter().any(|p| p.node == self.node_id) {
+            let ids: Vec<String> = self.peers.iter().map(|p| p.node.to_string()).collect();
+            return Err(format!(
+                "node_id {} is not one of the peers (ids {}): a node binds its own entry",
+                self.node_id,
+                ids.join(",")
+            ));
+        }
+        for (i, p) in self.peers.iter().enumerate() {
+            for q in &self.peers[i + 1..] {
+                if p.node == q.node {
+                    return Err(format!("peers: node id {} is given twice", p.node));
+                }
+                if p.addr == q.addr {
+                    return Err(format!(
+                        "peers: nodes {} and {} both have address {}",
+                        p.node, q.node, p.addr
+                    ));
+                }
+            }
+        }
+        if self.tls_dir.is_none() {
+            return Err(
+                "peers needs tls_dir (--tls-dir): nodes talk only over mutual TLS; \
+                 make the certificates with `quill cluster init-certs DIR`"
+                    .into(),
+            );
+        }
+        let r = &self.replication;
+        if r.tick_ms == 0 || r.heartbeat_ticks == 0 || r.channel_messages_max == 0 {
+            return Err(
+                "replication.tick_ms, heartbeat_ticks and channel_messages_max must be at least 1"
+                    .into(),
+            );
+        }
+        if r.election_ticks <= r.heartbeat_ticks {
+            return Err(format!(
+                "replication.election_ticks ({}) must exceed heartbeat_ticks ({})",
+                r.election_ticks, r.heartbeat_ticks
+            ));
+        }
+        if r.append_bytes_max == 0 || r.inflight_appends_max == 0 {
+            return Err(
+                "replication.append_bytes_max and inflight_appends_max must be at least 1".into(),
+            );
+        }
+        Ok(())
     }
 
     /// Counts and sizes no broker can run with (issue 9): each is refused with its name.
@@ -382,5 +542,42 @@ mod tests {
             ..BrokerConfig::default()
         };
         assert!(c.validate().unwrap_err().contains("durability"));
+    }
+
+    #[test]
+    fn cluster_settings_are_checked() {
+        let c: BrokerConfig = toml::from_str(
+            r#"
+            node_id = 2
+            peers = ["1@127.0.0.1:9192", "2@127.0.0.1:9193", "3@127.0.0.1:9194"]
+            tls_dir = "/etc/quill/certs"
+            [replication]
+            tick_ms = 20
+            "#,
+        )
+        .unwrap();
+        c.validate().unwrap();
+        assert!(c.is_cluster());
+        assert_eq!(c.peers[1].to_string(), "2@127.0.0.1:9193");
+        assert_eq!(c.replication.election_ticks, 10);
+        let bad = |f: &dyn Fn(&mut BrokerConfig)| {
+            let mut b = c.clone();
+            f(&mut b);
+            b.validate().unwrap_err()
+        };
+        assert!(bad(&|b| b.node_id = 4).contains("not one of the peers"));
+        assert!(bad(&|b| b.tls_dir = None).contains("tls_dir"));
+        assert!(bad(&|b| b.peers[2].node = 1).contains("given twice"));
+        assert!(bad(&|b| b.peers[2].addr = b.peers[0].addr).contains("both have address"));
+        assert!(bad(&|b| b.replication.election_ticks = 2).contains("election_ticks"));
+        for text in [
+            "127.0.0.1:9192",
+            "x@127.0.0.1:1",
+            "0@127.0.0.1:1",
+            "1@nowhere",
+        ] {
+            assert!(text.parse::<Peer>().is_err(), "{text}");
+        }
+        assert!(toml::from_str::<BrokerConfig>("peers = [\"1@\"]").is_err());
     }
 }

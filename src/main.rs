@@ -57,9 +57,19 @@ struct ServeArgs {
     /// CPUs to pin the shards to, e.g. 0,1.
     #[arg(long, value_delimiter = ',')]
     cpus: Option<Vec<usize>>,
-    /// This broker's node id.
+    /// This broker's node id (in a cluster: its entry in --peers, ids start at 1).
     #[arg(long)]
     node_id: Option<u32>,
+    /// Every node's replication address (QUIC over UDP), this node's included, e.g.
+    /// 1@127.0.0.1:9192,2@127.0.0.1:9193,3@127.0.0.1:9194. Forms a cluster.
+    #[arg(long, value_delimiter = ',', value_name = "ID@HOST:PORT")]
+    peers: Option<Vec<quill::config::Peer>>,
+    /// Directory of the cluster's certificates (`quill cluster init-certs`); needed with --peers.
+    #[arg(long)]
+    tls_dir: Option<PathBuf>,
+    /// CPU to pin the replication thread (QUIC) to.
+    #[arg(long)]
+    replication_cpu: Option<usize>,
     /// Host name clients are told to connect to.
     #[arg(long)]
     advertised_host: Option<String>,
@@ -92,6 +102,15 @@ impl ServeArgs {
         }
         if let Some(v) = self.node_id {
             c.node_id = v;
+        }
+        if let Some(v) = self.peers {
+            c.peers = v;
+        }
+        if let Some(v) = self.tls_dir {
+            c.tls_dir = Some(v);
+        }
+        if let Some(v) = self.replication_cpu {
+            c.replication.cpu = Some(v);
         }
         if let Some(v) = self.advertised_host {
             c.advertised_host = Some(v);
