@@ -24,8 +24,11 @@ pub struct Placement {
     pub node: NodeId,
     /// The shard of `node` that owns the partition's log and serves it.
     pub shard: ShardId,
-    /// Every node holding a replica, the leader included.
+    /// Every node holding a replica, the leader included. In a cluster, `node` and `shard` name
+    /// the preferred leader (the first replica); who leads now is the cluster metadata's word.
     pub replicas: Vec<NodeId>,
+    /// The shard of each replica on its node, in the order of `replicas`.
+    pub replica_shards: Vec<ShardId>,
 }
 
 /// `catalog.json`'s form of a placement (`docs/FORMAT.md`, "Topic catalog").
@@ -34,24 +37,35 @@ struct StoredPlacement {
     node: u32,
     shard: u16,
     replicas: Vec<u32>,
+    /// Left out by single-node brokers before replication: every replica on `shard`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    replica_shards: Option<Vec<u16>>,
 }
 
 impl From<StoredPlacement> for Placement {
     fn from(s: StoredPlacement) -> Placement {
+        let replica_shards = match s.replica_shards {
+            Some(v) => v.into_iter().map(ShardId).collect(),
+            None => vec![ShardId(s.shard); s.replicas.len()],
+        };
         Placement {
             node: NodeId(s.node),
             shard: ShardId(s.shard),
             replicas: s.replicas.into_iter().map(NodeId).collect(),
+            replica_shards,
         }
     }
 }
 
 impl From<Placement> for StoredPlacement {
     fn from(p: Placement) -> StoredPlacement {
+        // A single-node placement keeps the form it had before replication.
+        let plain = p.replica_shards.iter().all(|&s| s == p.shard);
         StoredPlacement {
             node: p.node.0,
             shard: p.shard.0,
             replicas: p.replicas.into_iter().map(|n| n.0).collect(),
+            replica_shards: (!plain).then(|| p.replica_shards.into_iter().map(|s| s.0).collect()),
         }
     }
 }
@@ -63,7 +77,25 @@ impl Placement {
             node,
             shard,
             replicas: vec![node],
+            replica_shards: vec![shard],
         }
+    }
+
+    /// Replicas on `replicas` (node, shard), the first the preferred leader.
+    pub fn replicated(replicas: &[(NodeId, ShardId)]) -> Placement {
+        let (node, shard) = replicas[0];
+        Placement {
+            node,
+            shard,
+            replicas: replicas.iter().map(|r| r.0).collect(),
+            replica_shards: replicas.iter().map(|r| r.1).collect(),
+        }
+    }
+
+    /// The shard of `node`'s replica, if `node` holds one.
+    pub fn shard_on(&self, node: NodeId) -> Option<ShardId> {
+        let i = self.replicas.iter().position(|&n| n == node)?;
+        self.replica_shards.get(i).copied()
     }
 
     /// The default choice for a new partition: the hash's shard on this node.
@@ -116,6 +148,7 @@ pub fn settle(
             why = Settled::Moved { from: p.shard };
         }
         p.shard = owner_shard(topic, partition, shards);
+        p.replica_shards = vec![p.shard; p.replicas.len()];
     }
     (p, why)
 }
@@ -166,6 +199,24 @@ mod tests {
         let (q, why) = settle(Some(&p), "t", 0, 1, 1, NodeId(1));
         assert_eq!(why, Settled::Rehomed { from: NodeId(7) });
         assert_eq!(q, Placement::single(NodeId(1), ShardId(0)));
+    }
+
+    #[test]
+    fn replicated_placement_keeps_each_replicas_shard() {
+        let p = Placement::replicated(&[
+            (NodeId(2), ShardId(1)),
+            (NodeId(3), ShardId(0)),
+            (NodeId(1), ShardId(1)),
+        ]);
+        assert_eq!((p.node, p.shard), (NodeId(2), ShardId(1)));
+        assert_eq!(p.shard_on(NodeId(3)), Some(ShardId(0)));
+        assert_eq!(p.shard_on(NodeId(4)), None);
+        let json = serde_json::to_string(&p).unwrap();
+        assert_eq!(
+            json,
+            r#"{"node":2,"shard":1,"replicas":[2,3,1],"replica_shards":[1,0,1]}"#
+        );
+        assert_eq!(serde_json::from_str::<Placement>(&json).unwrap(), p);
     }
 
     #[test]
