@@ -432,11 +432,35 @@ impl Catalog {
         shards: usize,
         node: NodeId,
     ) -> Result<TopicMeta, CatalogError> {
+        if partitions > PARTITIONS_MAX {
+            return Err(CatalogError::InvalidPartitions(partitions));
+        }
+        let placement = (0..partitions)
+            .map(|p| Placement::choose(name, p, shards, node))
+            .collect();
+        self.create_placed(name, partitions, config, placement)
+    }
+
+    /// Adds a topic (in memory) whose partitions are placed as `placement` says (one entry per
+    /// partition): the cluster metadata's choice, made by the metadata leader.
+    pub fn create_placed(
+        &mut self,
+        name: &str,
+        partitions: u32,
+        config: TopicConfig,
+        placement: Vec<Placement>,
+    ) -> Result<TopicMeta, CatalogError> {
         validate_topic_name(name)?;
         if partitions == 0 || partitions > PARTITIONS_MAX {
             return Err(CatalogError::InvalidPartitions(partitions));
         }
         config.log_config().map_err(CatalogError::InvalidConfig)?;
+        if placement.len() != partitions as usize {
+            return Err(CatalogError::InvalidConfig(format!(
+                "{} placements for {partitions} partitions",
+                placement.len()
+            )));
+        }
         if self.topics.contains_key(name) {
             return Err(CatalogError::TopicExists(name.to_string()));
         }
@@ -445,9 +469,7 @@ impl Catalog {
             id: self.next_topic_id,
             partitions,
             config,
-            placement: (0..partitions)
-                .map(|p| Placement::choose(name, p, shards, node))
-                .collect(),
+            placement,
         };
         self.next_topic_id += 1;
         self.topics.insert(name.to_string(), meta.clone());
