@@ -16,6 +16,7 @@ use quill_proto::types::Offset;
 pub mod broker;
 pub mod cli;
 pub mod client;
+pub mod cluster;
 
 /// Defines two tests that run `f(1)` and `f(2)`: the same behaviour with one shard and with
 /// two (where requests cross shards).
