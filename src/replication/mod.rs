@@ -8,4 +8,8 @@
 //! - `transport/`: quinn on one pinned tokio `current_thread` runtime per broker, mutual TLS,
 //!   bounded channels to and from the shards.
 
+pub mod message;
+pub mod raft;
+#[cfg(test)]
+mod sim;
 pub mod metadata;
