@@ -5,7 +5,6 @@
 
 mod common;
 
-use bytes::BytesMut;
 use common::*;
 use quill::disk::{Durability, LogConfig, LogError, PartitionLog};
 use quill::types::{Epoch, Offset};
@@ -37,8 +36,8 @@ async fn stored(log: &PartitionLog) -> Vec<bytes::Bytes> {
     }
 }
 
-fn copy(b: &bytes::Bytes) -> BytesMut {
-    BytesMut::from(&b[..])
+fn copy(b: &bytes::Bytes) -> bytes::Bytes {
+    b.clone()
 }
 
 /// A follower fed the leader's batches, across epochs and segment rolls, holds the same bytes at
@@ -94,7 +93,7 @@ fn a_replica_stores_the_leaders_bytes_at_the_leaders_offsets() {
         quill::record::set_base_offset(&mut stale, follower.log_end_offset().0 as i64);
         quill::record::set_partition_leader_epoch(&mut stale, 3);
         match follower
-            .append_replicated(vec![stale], Durability::Sync, None)
+            .append_replicated(vec![stale.freeze()], Durability::Sync, None)
             .await
         {
             Err(LogError::StaleEpoch { epoch, current }) => {
@@ -122,7 +121,7 @@ fn batches_that_do_not_continue_the_log_are_refused() {
             b
         };
         match log
-            .append_replicated(vec![at(1, 4)], Durability::Sync, None)
+            .append_replicated(vec![at(1, 4).freeze()], Durability::Sync, None)
             .await
         {
             Err(LogError::OffsetMismatch { expected, got }) => {
@@ -131,7 +130,7 @@ fn batches_that_do_not_continue_the_log_are_refused() {
             other => panic!("a batch past the end was taken: {other:?}"),
         }
         match log
-            .append_replicated(vec![at(1, 0), at(2, 3)], Durability::Sync, None)
+            .append_replicated(vec![at(1, 0).freeze(), at(2, 3).freeze()], Durability::Sync, None)
             .await
         {
             Err(LogError::OffsetMismatch { expected, got }) => {
@@ -140,7 +139,7 @@ fn batches_that_do_not_continue_the_log_are_refused() {
             other => panic!("a gap was taken: {other:?}"),
         }
         assert_eq!(log.log_end_offset(), Offset::ZERO, "nothing appended");
-        log.append_replicated(vec![at(1, 0), at(2, 2)], Durability::Sync, None)
+        log.append_replicated(vec![at(1, 0).freeze(), at(2, 2).freeze()], Durability::Sync, None)
             .await
             .unwrap();
         assert_eq!(log.log_end_offset(), Offset(4));
@@ -160,7 +159,7 @@ fn a_divergent_uncommitted_tail_is_replaced_by_the_leaders() {
             let mut b = batch(seed, 2, 50, 1000);
             quill::record::set_base_offset(&mut b, base as i64);
             quill::record::set_partition_leader_epoch(&mut b, epoch);
-            b
+            b.freeze()
         };
         let (log, _) = PartitionLog::open(&path, options(config())).await.unwrap();
         log.set_replication_bound(Some(Offset(4)));

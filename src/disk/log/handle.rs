@@ -7,7 +7,7 @@ use std::path::Path;
 use std::rc::Rc;
 use std::time::Instant;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use glommio::sync::Semaphore;
 
 use super::types::{AppendInfo, LogOptions, LogStats, OpenReport};
@@ -33,10 +33,25 @@ use crate::types::{Epoch, Offset, TimestampMs};
 /// One batch of an append: its validated header, the epoch to stamp, and the base offset it
 /// must get when it carries one (a replicated append).
 struct Item {
-    batch: BytesMut,
+    batch: ItemBytes,
     header: record::BatchHeader,
     epoch: Epoch,
     at: Option<Offset>,
+}
+
+/// A batch to stamp (a producer's), or one stamped already (a replica's copy, kept as it is).
+enum ItemBytes {
+    Stamp(BytesMut),
+    Kept(Bytes),
+}
+
+impl ItemBytes {
+    fn len(&self) -> usize {
+        match self {
+            ItemBytes::Stamp(b) => b.len(),
+            ItemBytes::Kept(b) => b.len(),
+        }
+    }
 }
 
 /// A partition log. Lives on the shard that owns the partition; wrap it in an `Rc` to share it
@@ -265,7 +280,7 @@ impl PartitionLog {
         for batch in batches {
             let header = record::validate_batch(&batch, cfg.batch_bytes_max)?;
             items.push(Item {
-                batch,
+                batch: ItemBytes::Stamp(batch),
                 header,
                 epoch,
                 at: None,
@@ -283,7 +298,7 @@ impl PartitionLog {
     /// acknowledges like [`PartitionLog::append_many_by`].
     pub async fn append_replicated(
         &self,
-        batches: Vec<BytesMut>,
+        batches: Vec<Bytes>,
         durability: Durability,
         deadline: Option<std::time::Instant>,
     ) -> Result<Vec<AppendInfo>> {
@@ -306,7 +321,7 @@ impl PartitionLog {
                 }
             }
             items.push(Item {
-                batch,
+                batch: ItemBytes::Kept(batch),
                 header,
                 epoch,
                 at: Some(at),
@@ -384,7 +399,7 @@ impl PartitionLog {
         let mut infos = Vec::with_capacity(items.len());
         let mut last_next = Offset::ZERO;
         for Item {
-            mut batch,
+            batch,
             header,
             epoch,
             at,
@@ -444,8 +459,15 @@ impl PartitionLog {
                     });
                 }
             }
-            record::set_base_offset(&mut batch, base.0 as i64);
-            record::set_partition_leader_epoch(&mut batch, epoch.0);
+            let batch = match batch {
+                ItemBytes::Stamp(mut b) => {
+                    record::set_base_offset(&mut b, base.0 as i64);
+                    record::set_partition_leader_epoch(&mut b, epoch.0);
+                    b.freeze()
+                }
+                // Its offset was checked against `base` above, and its epoch is the one staged.
+                ItemBytes::Kept(b) => b,
+            };
             let stamped = record::BatchHeader {
                 base_offset: base.0 as i64,
                 partition_leader_epoch: epoch.0,
@@ -464,7 +486,7 @@ impl PartitionLog {
             drop(st);
             inner
                 .cache
-                .insert(inner.cache_key, base, next, batch.freeze());
+                .insert(inner.cache_key, base, next, batch);
             infos.push(AppendInfo {
                 base_offset: base,
                 last_offset: next.prev(),
