@@ -323,7 +323,10 @@ mod tests {
         };
         let data = &m.entries[0].data;
         let range = frame.as_ptr() as usize..frame.as_ptr() as usize + frame.len();
-        assert!(range.contains(&(data.as_ptr() as usize)), "entry data was copied");
+        assert!(
+            range.contains(&(data.as_ptr() as usize)),
+            "entry data was copied"
+        );
     }
 
     #[test]
@@ -335,10 +338,7 @@ mod tests {
         ));
         let mut bad = BytesMut::from(&frame[..]);
         bad[0] = 9;
-        assert_eq!(
-            decode(&bad.freeze()),
-            Err(DecodeError::UnknownVersion(9))
-        );
+        assert_eq!(decode(&bad.freeze()), Err(DecodeError::UnknownVersion(9)));
         let mut bad = BytesMut::from(&frame[..]);
         bad[1] = 77;
         assert_eq!(decode(&bad.freeze()), Err(DecodeError::UnknownKind(77)));

@@ -8,8 +8,9 @@
 //! - `transport/`: quinn on one pinned tokio `current_thread` runtime per broker, mutual TLS,
 //!   bounded channels to and from the shards.
 
+pub mod driver;
 pub mod message;
+pub mod metadata;
 pub mod raft;
 #[cfg(test)]
 mod sim;
-pub mod metadata;

@@ -6,9 +6,7 @@ use bytes::{Bytes, BytesMut};
 use raft::eraftpb::{Message, MessageType};
 use raft::{GetEntriesContext, RawNode, SnapshotStatus, StateRole};
 
-use super::batch::{
-    check_batch, control_batch, epoch_of, stamp, BatchMeta, UNSTAMPED_EPOCH,
-};
+use super::batch::{check_batch, control_batch, epoch_of, stamp, BatchMeta, UNSTAMPED_EPOCH};
 use super::config::ReplicaConfig;
 use super::error::{FetchedError, ProposeError, ReplicaError};
 use super::storage::{snapshot_anchor, WindowStorage};
@@ -304,7 +302,12 @@ impl Replica {
     }
 
     fn others(&self) -> Vec<u64> {
-        let mut v: Vec<u64> = self.voters.iter().copied().filter(|&v| v != self.id).collect();
+        let mut v: Vec<u64> = self
+            .voters
+            .iter()
+            .copied()
+            .filter(|&v| v != self.id)
+            .collect();
         if let Some(l) = self.leader().filter(|&l| l != self.id) {
             v.retain(|&x| x != l);
             v.insert(0, l);
@@ -901,7 +904,8 @@ impl Replica {
             .filter(|(_, p)| p.state == raft::ProgressState::Snapshot)
             .map(|(&id, _)| id)
             .collect();
-        self.snapshot_ticks.retain(|(id, _)| in_snapshot.contains(id));
+        self.snapshot_ticks
+            .retain(|(id, _)| in_snapshot.contains(id));
         let mut retry = Vec::new();
         for id in in_snapshot {
             match self.snapshot_ticks.iter_mut().find(|(i, _)| *i == id) {

@@ -104,11 +104,7 @@ impl raft::Storage for WindowStorage {
                 Some(d) => d.clone(),
                 None if !can_wait => Bytes::new(),
                 None if out.is_empty() => {
-                    self.wants.borrow_mut().push(Want {
-                        low,
-                        high,
-                        context,
-                    });
+                    self.wants.borrow_mut().push(Want { low, high, context });
                     return Err(raft::Error::Store(StorageError::LogTemporarilyUnavailable));
                 }
                 // Send what is cached; the next append asks for the rest.

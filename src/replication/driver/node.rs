@@ -1,0 +1,107 @@
+//! [`Replication`]: one shard's replica groups, the loop that hands them what the replication
+//! thread received, and their clock.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::time::Duration;
+
+use ahash::AHashMap;
+
+use super::group::Group;
+use super::link::{Inbound, ShardLink};
+use super::net::Net;
+use crate::replication::message::{self, GroupId};
+use crate::replication::raft::ReplicaConfig;
+use crate::types::NodeId;
+
+pub struct Replication {
+    pub node: NodeId,
+    pub cfg: ReplicaConfig,
+    pub net: Rc<Net>,
+    groups: RefCell<AHashMap<GroupId, Rc<Group>>>,
+    closed: Cell<bool>,
+}
+
+impl Replication {
+    /// Starts the shard's replication: the sender, the inbound loop and the ticks.
+    pub fn start(node: NodeId, cfg: ReplicaConfig, link: ShardLink, outbox_max: usize) -> Rc<Self> {
+        let net = Net::new(node, outbox_max);
+        let r = Rc::new(Replication {
+            node,
+            cfg,
+            net: net.clone(),
+            groups: RefCell::new(AHashMap::new()),
+            closed: Cell::new(false),
+        });
+        glommio::spawn_local(net.sender(link.tx)).detach();
+        glommio::spawn_local(r.clone().inbound(link.rx)).detach();
+        glommio::spawn_local(r.clone().ticks()).detach();
+        r
+    }
+
+    pub fn add(&self, g: Rc<Group>) {
+        if let Some(old) = self.groups.borrow_mut().insert(g.id, g) {
+            old.close();
+        }
+    }
+
+    pub fn remove(&self, id: GroupId) -> Option<Rc<Group>> {
+        let g = self.groups.borrow_mut().remove(&id);
+        if let Some(g) = &g {
+            g.close();
+        }
+        g
+    }
+
+    pub fn group(&self, id: GroupId) -> Option<Rc<Group>> {
+        self.groups.borrow().get(&id).cloned()
+    }
+
+    pub fn groups(&self) -> Vec<Rc<Group>> {
+        self.groups.borrow().values().cloned().collect()
+    }
+
+    async fn inbound(self: Rc<Self>, rx: async_channel::Receiver<Inbound>) {
+        while let Ok(m) = rx.recv().await {
+            if self.closed.get() {
+                return;
+            }
+            match m {
+                Inbound::Message { from, body } => {
+                    let Ok((id, msg)) = message::decode(&body) else {
+                        self.net.count_received(true);
+                        continue;
+                    };
+                    let g = self.group(id);
+                    self.net.count_received(g.is_none());
+                    if let Some(g) = g {
+                        g.receive(from, msg);
+                    }
+                }
+                Inbound::PeerUp(n) => self.net.set_up(n, true),
+                Inbound::PeerDown(n) => self.net.set_up(n, false),
+            }
+        }
+    }
+
+    /// Ticks every group every `tick_ms`. (Quiescence, ticking idle groups less, comes with
+    /// node liveness: a quiet follower must still notice a dead leader.)
+    async fn ticks(self: Rc<Self>) {
+        let period = Duration::from_millis(self.cfg.tick_ms.max(1));
+        while !self.closed.get() {
+            glommio::timer::sleep(period).await;
+            for g in self.groups() {
+                g.tick();
+            }
+        }
+    }
+
+    /// Stops every group and the loops.
+    pub fn close(&self) {
+        self.closed.set(true);
+        for (_, g) in self.groups.borrow_mut().drain() {
+            g.close();
+        }
+        self.net.close();
+    }
+}
