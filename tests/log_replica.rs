@@ -130,7 +130,11 @@ fn batches_that_do_not_continue_the_log_are_refused() {
             other => panic!("a batch past the end was taken: {other:?}"),
         }
         match log
-            .append_replicated(vec![at(1, 0).freeze(), at(2, 3).freeze()], Durability::Sync, None)
+            .append_replicated(
+                vec![at(1, 0).freeze(), at(2, 3).freeze()],
+                Durability::Sync,
+                None,
+            )
             .await
         {
             Err(LogError::OffsetMismatch { expected, got }) => {
@@ -139,9 +143,13 @@ fn batches_that_do_not_continue_the_log_are_refused() {
             other => panic!("a gap was taken: {other:?}"),
         }
         assert_eq!(log.log_end_offset(), Offset::ZERO, "nothing appended");
-        log.append_replicated(vec![at(1, 0).freeze(), at(2, 2).freeze()], Durability::Sync, None)
-            .await
-            .unwrap();
+        log.append_replicated(
+            vec![at(1, 0).freeze(), at(2, 2).freeze()],
+            Durability::Sync,
+            None,
+        )
+        .await
+        .unwrap();
         assert_eq!(log.log_end_offset(), Offset(4));
         log.close().await.unwrap();
     });

@@ -484,9 +484,7 @@ impl PartitionLog {
             st.commit.staged(len);
             st.counters.appends += 1;
             drop(st);
-            inner
-                .cache
-                .insert(inner.cache_key, base, next, batch);
+            inner.cache.insert(inner.cache_key, base, next, batch);
             infos.push(AppendInfo {
                 base_offset: base,
                 last_offset: next.prev(),

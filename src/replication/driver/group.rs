@@ -399,8 +399,7 @@ impl Group {
         if !mergeable {
             return out;
         }
-        loop {
-            let Some(next) = q.front() else { break };
+        while let Some(next) = q.front() {
             let more: usize = next.batches.iter().map(Bytes::len).sum();
             if !pure(next) || bytes + more > MERGE_BYTES_MAX {
                 break;
