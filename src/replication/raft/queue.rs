@@ -44,6 +44,11 @@ impl PersistQueue {
         self.queue.pop_front().expect("started work is at the front").id
     }
 
+    /// The work started and not finished yet.
+    pub fn current(&self) -> Option<&Persist> {
+        self.queue.front().filter(|_| self.in_flight)
+    }
+
     /// Whether work is running.
     pub fn in_flight(&self) -> bool {
         self.in_flight

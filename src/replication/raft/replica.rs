@@ -27,6 +27,8 @@ struct Pending {
     messages: Vec<Message>,
     /// It fills the gap a restart found before the anchor.
     closes_gap: bool,
+    /// It installs the snapshot at this index.
+    snapshot: Option<u64>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -284,8 +286,9 @@ impl Replica {
     }
 
     /// Checks batches another replica sent for a catch-up: whole valid batches, the first at
-    /// `from_offset`, contiguous, none past `to_offset`. Returns their headers; the driver
-    /// appends them as they are.
+    /// `from_offset`, contiguous. Returns the headers of those below `to_offset` (the server may
+    /// send more: the driver ignores the rest); the driver appends those batches as they are.
+    /// A batch across `to_offset` is an error (the server's log disagrees with ours).
     pub fn check_fetched(
         &self,
         from_offset: u64,
@@ -342,7 +345,12 @@ impl Replica {
     /// One tick of the group's clock (every `tick_ms`).
     pub fn tick(&mut self) -> Result<(), ReplicaError> {
         self.run(|r| {
-            r.raw.tick();
+            // While a snapshot is being installed raft-rs's applied index is behind the new
+            // anchor, and a campaign would look for entries there (raft-rs `hup` slices from
+            // applied + 1): the follower's clock stops until the catch-up is done. It still votes.
+            if !r.pending.iter().any(|p| p.snapshot.is_some()) {
+                r.raw.tick();
+            }
             r.retry_snapshots();
             Ok(())
         })
@@ -435,6 +443,13 @@ impl Replica {
             r.actions.extend(p.messages.into_iter().map(Action::Send));
             if let Some(n) = p.ready {
                 r.raw.on_persist_ready(n);
+            }
+            if let Some(i) = p.snapshot {
+                // The snapshot is the state machine up to its index (the log is): applied moves
+                // there, so raft-rs never looks for entries before the new anchor.
+                if i > r.raw.raft.raft_log.applied {
+                    r.raw.advance_apply_to(i);
+                }
             }
             Ok(())
         })
@@ -601,6 +616,7 @@ impl Replica {
             ready,
             messages,
             closes_gap: false,
+            snapshot: None,
         });
         self.actions.push_back(Action::Persist(p));
         id
@@ -652,6 +668,7 @@ impl Replica {
             sync: rd.must_sync(),
         };
         let mut result = Ok(());
+        let mut snapshot = None;
         if !rd.snapshot().is_empty() {
             match snapshot_anchor(rd.snapshot()) {
                 Some(a) => {
@@ -665,6 +682,7 @@ impl Replica {
                     });
                     self.window_mut().reset(a);
                     self.fail_waiters_from(0);
+                    snapshot = Some(a.index);
                 }
                 None => result = Err(ReplicaError::BadSnapshot(rd.snapshot().data.len())),
             }
@@ -716,6 +734,7 @@ impl Replica {
             || work.state.is_some();
         if has_work {
             self.push_persist(work, Some(number), persisted_messages);
+            self.pending.back_mut().expect("just pushed").snapshot = snapshot;
         } else if let Some(tail) = self.pending.back_mut() {
             // Nothing of its own to write, but it may only be released after the work before it.
             tail.ready = Some(number);
@@ -935,6 +954,10 @@ pub fn check_fetched(
         let (_, range) = item.map_err(|error| FetchedError::BadBatch { at, error })?;
         let meta = check_batch(&data[range.clone()], batch_bytes_max)
             .map_err(|error| FetchedError::BadBatch { at, error })?;
+        if meta.base_offset >= to_offset && meta.base_offset == expected {
+            // The server sends up to its high watermark: the rest is not part of the catch-up.
+            break;
+        }
         if meta.base_offset != expected {
             return Err(FetchedError::NotContiguous {
                 expected,
