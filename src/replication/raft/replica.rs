@@ -182,6 +182,7 @@ impl Replica {
                     id: 0,
                     truncate_to: None,
                     catch_up: Some(CatchUp {
+                        from_offset: log_end,
                         to_offset: anchor.offset,
                         sources,
                     }),
@@ -672,11 +673,11 @@ impl Replica {
         if !rd.snapshot().is_empty() {
             match snapshot_anchor(rd.snapshot()) {
                 Some(a) => {
-                    // The log is cut back to what is committed here, then filled from others up
-                    // to the snapshot's offset; the window starts over at the snapshot.
+                    // The log is filled from others from what is known committed here up to the
+                    // snapshot's offset; the window starts over at the snapshot.
                     let committed_end = self.window().end_of(self.commit).unwrap_or(0);
-                    work.truncate_to = Some(committed_end);
                     work.catch_up = Some(CatchUp {
+                        from_offset: committed_end,
                         to_offset: a.offset,
                         sources: self.others(),
                     });

@@ -141,6 +141,8 @@ enum Event {
 /// A catch-up being performed for the node's current `Persist`.
 struct CatchUpRun {
     persist: Persist,
+    /// The next offset to fetch.
+    next: u64,
     to_offset: u64,
     source: usize,
     request_id: u64,
@@ -158,7 +160,40 @@ struct Node {
     hw_max: u64,
 }
 
+/// What a run exercised, summed over seeds (printed with `--nocapture`).
+#[derive(Clone, Copy, Debug, Default)]
+struct Stats {
+    seeds: u64,
+    acked: u64,
+    crashes: u64,
+    sync_failures: u64,
+    truncations: u64,
+    catch_ups: u64,
+    fetch_logs: u64,
+    read_logs: u64,
+    anchor_moves: u64,
+    leaders: u64,
+    events: u64,
+}
+
+impl Stats {
+    fn add(&mut self, o: &Stats) {
+        self.seeds += o.seeds;
+        self.acked += o.acked;
+        self.crashes += o.crashes;
+        self.sync_failures += o.sync_failures;
+        self.truncations += o.truncations;
+        self.catch_ups += o.catch_ups;
+        self.fetch_logs += o.fetch_logs;
+        self.read_logs += o.read_logs;
+        self.anchor_moves += o.anchor_moves;
+        self.leaders += o.leaders;
+        self.events += o.events;
+    }
+}
+
 struct Sim {
+    stats: Stats,
     seed: u64,
     rng: Rng,
     now: u64,
@@ -207,6 +242,10 @@ impl Sim {
         cfg.snapshot_retry_ticks = rng.range(10, 60) as usize;
         let faults = Faults::pick(&mut rng);
         let mut sim = Sim {
+            stats: Stats {
+                seeds: 1,
+                ..Stats::default()
+            },
             seed,
             rng,
             now: 0,
@@ -279,6 +318,7 @@ impl Sim {
         }
         node.replica = None;
         node.life += 1;
+        self.stats.crashes += 1;
         node.queue.clear();
         node.catch_up = None;
         node.disk.crash(&mut self.rng);
@@ -334,9 +374,13 @@ impl Sim {
                     self.send(id, to, frame);
                 }
                 Action::Persist(p) => {
+                    self.stats.truncations += u64::from(p.truncate_to.is_some());
+                    self.stats.catch_ups += u64::from(p.catch_up.is_some());
+                    self.stats.anchor_moves += u64::from(!p.sync);
                     self.nodes[k].queue.push(p);
                 }
                 Action::ReadLog(rl) => {
+                    self.stats.read_logs += 1;
                     let d = self.rng.range(0, self.faults.disk_ms_max);
                     let life = self.nodes[k].life;
                     self.at(
@@ -353,6 +397,7 @@ impl Sim {
                 }
                 Action::Leader { leader, term } => {
                     if leader == Some(id) {
+                        self.stats.leaders += 1;
                         check(self.seed, self.checks.leader(term, id));
                     }
                 }
@@ -388,6 +433,7 @@ impl Sim {
                             ));
                         }
                         self.checks.acked.push((base, payload));
+                        self.stats.acked += 1;
                     }
                 }
             }
@@ -411,6 +457,7 @@ impl Sim {
         }
         if let Some(c) = &p.catch_up {
             let run = CatchUpRun {
+                next: c.from_offset.min(node.disk.end()),
                 to_offset: c.to_offset,
                 persist: p.clone(),
                 source: 0,
@@ -451,6 +498,7 @@ impl Sim {
     fn disk_done(&mut self, k: usize) {
         if self.rng.chance(self.faults.sync_fail_per_mille) {
             // fdatasync failed: the log is poisoned, the node restarts from its disk.
+            self.stats.sync_failures += 1;
             self.crash(k);
             return;
         }
@@ -477,8 +525,13 @@ impl Sim {
         let Some(run) = node.catch_up.as_mut() else {
             return;
         };
-        if node.disk.end() >= run.to_offset {
+        if run.next >= run.to_offset {
             let run = node.catch_up.take().expect("checked");
+            let to = run.to_offset;
+            if to < node.hw {
+                fail(self.seed, &format!("node {}: catch-up cut to {to} below its high watermark {}", node.id, node.hw));
+            }
+            node.disk.truncate(to);
             self.append_and_wait(k, run.persist);
             return;
         }
@@ -488,10 +541,11 @@ impl Sim {
         let from = node.id;
         let msg = WireMessage::FetchLog(FetchLog {
             request_id,
-            from_offset: node.disk.end(),
+            from_offset: run.next,
             max_bytes: self.cfg.catch_up_bytes_max,
         });
         let life = node.life;
+        self.stats.fetch_logs += 1;
         let frame = encode(GROUP, &msg).expect("encodes");
         self.send(from, to, frame);
         self.at(
@@ -562,7 +616,7 @@ impl Sim {
                 let Some(run) = node.catch_up.as_ref() else {
                     return;
                 };
-                if run.request_id != rep.request_id || rep.from_offset != node.disk.end() {
+                if run.request_id != rep.request_id || rep.from_offset != run.next {
                     return;
                 }
                 if rep.status != FetchLogStatus::Ok {
@@ -580,13 +634,24 @@ impl Sim {
                 }
                 let r = node.replica.as_ref().expect("up");
                 let metas = r
-                    .check_fetched(node.disk.end(), run.to_offset, &rep.batches)
+                    .check_fetched(run.next, run.to_offset, &rep.batches)
                     .unwrap_or_else(|e| fail(self.seed, &format!("fetched batches: {e}")));
                 let mut at = 0usize;
+                let mut next = run.next;
                 for m in metas {
+                    next = m.end_offset();
                     let b = rep.batches.slice(at..at + m.bytes as usize);
                     at += m.bytes as usize;
-                    node.disk.append(m, b);
+                    if node.disk.batch_at(m.base_offset) != Some(&b) {
+                        if m.base_offset < node.hw {
+                            fail(self.seed, &format!("node {}: catch-up cut at {} below its high watermark {}", node.id, m.base_offset, node.hw));
+                        }
+                        node.disk.truncate(m.base_offset);
+                        node.disk.append(m, b);
+                    }
+                }
+                if let Some(run) = node.catch_up.as_mut() {
+                    run.next = next;
                 }
                 self.fetch_next(k);
             }
@@ -686,6 +751,7 @@ impl Sim {
             return false;
         };
         self.now = t;
+        self.stats.events += 1;
         let e = self.payloads.remove(&slot).expect("scheduled");
         match e {
             Event::Tick(k) => {
@@ -757,7 +823,7 @@ impl Sim {
             })
     }
 
-    fn run(mut self, run_ms: u64) {
+    fn run(mut self, run_ms: u64) -> Stats {
         while self.now < run_ms {
             if !self.step(true, true) {
                 break;
@@ -802,6 +868,7 @@ impl Sim {
         }
         let disks: Vec<(u64, &SimDisk)> = self.nodes.iter().map(|n| (n.id, &n.disk)).collect();
         check(self.seed, self.checks.final_check(&disks));
+        self.stats
     }
 }
 
@@ -809,23 +876,29 @@ fn env(name: &str) -> Option<u64> {
     std::env::var(name).ok().and_then(|v| v.parse().ok())
 }
 
-fn run_seed(seed: u64) {
-    Sim::new(seed).run(4_000);
+fn run_seed(seed: u64) -> Stats {
+    Sim::new(seed).run(RUN_MS)
 }
+
+/// Simulated time per seed before healing.
+const RUN_MS: u64 = 4_000;
 
 /// Runs this test's share (`part` of `parts`) of the seeds.
 fn run_share(part: u64, parts: u64) {
+    let t = std::time::Instant::now();
+    let mut total = Stats::default();
     if let Some(seed) = env("QUILL_RAFT_SIM_SEED") {
         if part == 0 {
-            run_seed(seed);
+            total.add(&run_seed(seed));
         }
-        return;
+    } else {
+        let count = env("QUILL_RAFT_SIM_SEEDS").unwrap_or(10_000);
+        let start = env("QUILL_RAFT_SIM_START").unwrap_or(0);
+        for seed in (start..start + count).filter(|s| s % parts == part) {
+            total.add(&run_seed(seed));
+        }
     }
-    let count = env("QUILL_RAFT_SIM_SEEDS").unwrap_or(10_000);
-    let start = env("QUILL_RAFT_SIM_START").unwrap_or(0);
-    for seed in (start..start + count).filter(|s| s % parts == part) {
-        run_seed(seed);
-    }
+    eprintln!("raft sim share {part}/{parts}: {total:?} in {:?}", t.elapsed());
 }
 
 #[test]
