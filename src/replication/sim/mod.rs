@@ -877,7 +877,21 @@ fn env(name: &str) -> Option<u64> {
 }
 
 fn run_seed(seed: u64) -> Stats {
-    Sim::new(seed).run(RUN_MS)
+    // raft-rs's own assertions panic without the seed: name it.
+    match std::panic::catch_unwind(|| Sim::new(seed).run(RUN_MS)) {
+        Ok(stats) => stats,
+        Err(e) => {
+            let what = e
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
+            if what.starts_with("raft sim seed") {
+                std::panic::resume_unwind(e);
+            }
+            fail(seed, &format!("panicked: {what}"))
+        }
+    }
 }
 
 /// Simulated time per seed before healing.
