@@ -282,10 +282,12 @@ mod tests {
         m.index = 41;
         m.log_term = 6;
         m.commit = 40;
-        let mut e = Entry::default();
-        e.index = 42;
-        e.term = 7;
-        e.data = Bytes::from_static(b"a record batch would be here");
+        let e = Entry {
+            index: 42,
+            term: 7,
+            data: Bytes::from_static(b"a record batch would be here"),
+            ..Default::default()
+        };
         m.entries = vec![e].into();
         m
     }
@@ -323,7 +325,10 @@ mod tests {
         };
         let data = &m.entries[0].data;
         let range = frame.as_ptr() as usize..frame.as_ptr() as usize + frame.len();
-        assert!(range.contains(&(data.as_ptr() as usize)), "entry data was copied");
+        assert!(
+            range.contains(&(data.as_ptr() as usize)),
+            "entry data was copied"
+        );
     }
 
     #[test]
@@ -335,10 +340,7 @@ mod tests {
         ));
         let mut bad = BytesMut::from(&frame[..]);
         bad[0] = 9;
-        assert_eq!(
-            decode(&bad.freeze()),
-            Err(DecodeError::UnknownVersion(9))
-        );
+        assert_eq!(decode(&bad.freeze()), Err(DecodeError::UnknownVersion(9)));
         let mut bad = BytesMut::from(&frame[..]);
         bad[1] = 77;
         assert_eq!(decode(&bad.freeze()), Err(DecodeError::UnknownKind(77)));

@@ -41,7 +41,10 @@ impl PersistQueue {
     pub fn finish(&mut self) -> u64 {
         assert!(self.in_flight, "PersistQueue::finish with nothing started");
         self.in_flight = false;
-        self.queue.pop_front().expect("started work is at the front").id
+        self.queue
+            .pop_front()
+            .expect("started work is at the front")
+            .id
     }
 
     /// The work started and not finished yet.

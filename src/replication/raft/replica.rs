@@ -6,9 +6,7 @@ use bytes::{Bytes, BytesMut};
 use raft::eraftpb::{Message, MessageType};
 use raft::{GetEntriesContext, RawNode, SnapshotStatus, StateRole};
 
-use super::batch::{
-    check_batch, control_batch, epoch_of, stamp, BatchMeta, UNSTAMPED_EPOCH,
-};
+use super::batch::{check_batch, control_batch, epoch_of, stamp, BatchMeta, UNSTAMPED_EPOCH};
 use super::config::ReplicaConfig;
 use super::error::{FetchedError, ProposeError, ReplicaError};
 use super::storage::{snapshot_anchor, WindowStorage};
@@ -137,10 +135,12 @@ impl Replica {
             (state.term, state.vote)
         };
         let commit = state.commit.clamp(anchor.index, window.last_index());
-        let mut hs = raft::eraftpb::HardState::default();
-        hs.term = term;
-        hs.vote = vote;
-        hs.commit = commit;
+        let hs = raft::eraftpb::HardState {
+            term,
+            vote,
+            commit,
+            ..Default::default()
+        };
         let voters = state.voters.clone();
         let hw = window.end_of(commit).expect("commit inside the window");
         let storage = WindowStorage::new(window, hs, &voters);
@@ -308,7 +308,12 @@ impl Replica {
     }
 
     fn others(&self) -> Vec<u64> {
-        let mut v: Vec<u64> = self.voters.iter().copied().filter(|&v| v != self.id).collect();
+        let mut v: Vec<u64> = self
+            .voters
+            .iter()
+            .copied()
+            .filter(|&v| v != self.id)
+            .collect();
         if let Some(l) = self.leader().filter(|&l| l != self.id) {
             v.retain(|&x| x != l);
             v.insert(0, l);
@@ -400,8 +405,10 @@ impl Replica {
         let mut m = Message::default();
         m.set_msg_type(MessageType::MsgPropose);
         m.from = self.id;
-        let mut e = raft::eraftpb::Entry::default();
-        e.data = batch.freeze();
+        let e = raft::eraftpb::Entry {
+            data: batch.freeze(),
+            ..Default::default()
+        };
         m.entries = vec![e].into();
         let stepped = self.raw.step(m);
         if stepped.is_err() || self.raw.raft.raft_log.last_index() != index {
@@ -477,19 +484,14 @@ impl Replica {
     // ---- inside ----
 
     fn fill_from(&mut self, from: u64, to: u64, data: &Bytes) {
-        let mut index = from;
-        for item in batches(data) {
+        for (index, item) in (from..=to).zip(batches(data)) {
             let Ok((h, range)) = item else { break };
-            if index > to {
-                break;
-            }
             if !self
                 .window_mut()
                 .fill(index, data.slice(range), BatchMeta::of(&h))
             {
                 break;
             }
-            index += 1;
         }
     }
 
@@ -921,7 +923,8 @@ impl Replica {
             .filter(|(_, p)| p.state == raft::ProgressState::Snapshot)
             .map(|(&id, _)| id)
             .collect();
-        self.snapshot_ticks.retain(|(id, _)| in_snapshot.contains(id));
+        self.snapshot_ticks
+            .retain(|(id, _)| in_snapshot.contains(id));
         let mut retry = Vec::new();
         for id in in_snapshot {
             match self.snapshot_ticks.iter_mut().find(|(i, _)| *i == id) {

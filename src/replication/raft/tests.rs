@@ -115,7 +115,9 @@ impl Cluster {
     /// Performs every action of node k that can complete now.
     fn drain(&mut self, k: usize) {
         loop {
-            let Some(r) = self.nodes[k].r.as_mut() else { return };
+            let Some(r) = self.nodes[k].r.as_mut() else {
+                return;
+            };
             let Some(a) = r.next_action() else { break };
             match a {
                 Action::Send(m) => self.net.push_back(m),
@@ -158,7 +160,7 @@ impl Cluster {
                 .collect();
             for b in fetched {
                 let log = &mut self.nodes[k].log;
-                if log.iter().any(|x| *x == b) {
+                if log.contains(&b) {
                     continue;
                 }
                 truncate(log, base(&b));
@@ -415,10 +417,12 @@ fn a_stamped_batch_at_the_wrong_offset_is_refused_and_changes_nothing() {
     let term = c.r(l).term();
     let mut b = batch(b"x", 1);
     stamp(&mut b, 57, term);
-    let mut e = Entry::default();
-    e.index = 2;
-    e.term = term;
-    e.data = b.freeze();
+    let e = Entry {
+        index: 2,
+        term,
+        data: b.freeze(),
+        ..Default::default()
+    };
     let mut m = Message::default();
     m.set_msg_type(MessageType::MsgAppend);
     m.from = l as u64 + 1;
@@ -430,7 +434,14 @@ fn a_stamped_batch_at_the_wrong_offset_is_refused_and_changes_nothing() {
     let before = c.r(f).last_index();
     let err = c.r(f).step(m).unwrap_err();
     assert!(
-        matches!(err, ReplicaError::OffsetMismatch { expected: 1, found: 57, .. }),
+        matches!(
+            err,
+            ReplicaError::OffsetMismatch {
+                expected: 1,
+                found: 57,
+                ..
+            }
+        ),
         "{err}"
     );
     assert!(!err.is_fatal());
@@ -441,7 +452,10 @@ fn a_stamped_batch_at_the_wrong_offset_is_refused_and_changes_nothing() {
     m.set_msg_type(MessageType::MsgHeartbeat);
     m.from = 9;
     m.to = f as u64 + 1;
-    assert!(matches!(c.r(f).step(m), Err(ReplicaError::Misrouted { .. })));
+    assert!(matches!(
+        c.r(f).step(m),
+        Err(ReplicaError::Misrouted { .. })
+    ));
 }
 
 #[test]
@@ -452,10 +466,12 @@ fn unstamped_data_is_stamped_by_the_follower() {
     c.settle();
     let f = 1 - l;
     let term = c.r(l).term();
-    let mut e = Entry::default();
-    e.index = 2;
-    e.term = term;
-    e.data = batch(b"u", 2).freeze();
+    let e = Entry {
+        index: 2,
+        term,
+        data: batch(b"u", 2).freeze(),
+        ..Default::default()
+    };
     let mut m = Message::default();
     m.set_msg_type(MessageType::MsgAppend);
     m.from = l as u64 + 1;
@@ -577,7 +593,10 @@ fn a_lagging_follower_is_served_from_the_log_when_the_cache_is_gone() {
     assert_eq!(c.r(l).window_stats().2, 0, "nothing durable stays cached");
     c.isolated[f] = false;
     c.tick_all(10);
-    assert!(c.reads_served > 0, "the leader read entries back from its log");
+    assert!(
+        c.reads_served > 0,
+        "the leader read entries back from its log"
+    );
     assert_eq!(c.nodes[f].log, c.nodes[l].log);
 }
 

@@ -179,7 +179,9 @@ impl Window {
     /// # Panics
     /// If `index` is not in the window.
     pub(crate) fn compact_to(&mut self, index: u64) {
-        let end = self.end_of(index).expect("compacting to an index outside the window");
+        let end = self
+            .end_of(index)
+            .expect("compacting to an index outside the window");
         let term = self.term(index).expect("in the window");
         let n = (index - self.anchor.index) as usize;
         for s in self.slots.drain(..n) {

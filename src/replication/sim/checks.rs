@@ -146,11 +146,7 @@ impl Checks {
                         "acknowledged payload {payload} at {offset} found at {ats:?}"
                     ))
                 }
-                None => {
-                    return Err(format!(
-                        "acknowledged payload {payload} at {offset} lost"
-                    ))
-                }
+                None => return Err(format!("acknowledged payload {payload} at {offset} lost")),
             }
         }
         for (offset, bytes) in &self.consumed {

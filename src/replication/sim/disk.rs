@@ -119,7 +119,11 @@ impl SimDisk {
     }
 
     /// The batches covering `from..to`, in order.
-    pub(super) fn batches_in(&self, from: u64, to: u64) -> impl Iterator<Item = &(u64, u64, Bytes)> {
+    pub(super) fn batches_in(
+        &self,
+        from: u64,
+        to: u64,
+    ) -> impl Iterator<Item = &(u64, u64, Bytes)> {
         let k = self.position(from).unwrap_or_else(|k| k);
         self.log[k..].iter().take_while(move |b| b.0 < to)
     }

@@ -32,8 +32,8 @@
 mod checks;
 mod disk;
 
-use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
 
 use bytes::Bytes;
 
@@ -43,9 +43,7 @@ use crate::record::BatchBuilder;
 use crate::replication::message::{
     decode, encode, FetchLog, FetchLogReply, FetchLogStatus, GroupId, WireMessage,
 };
-use crate::replication::raft::{
-    Acks, Action, Persist, PersistQueue, Replica, ReplicaConfig,
-};
+use crate::replication::raft::{Acks, Action, Persist, PersistQueue, Replica, ReplicaConfig};
 
 /// SplitMix64: small, seedable, good enough to pick events.
 pub(super) struct Rng(u64);
@@ -119,7 +117,11 @@ impl Faults {
 #[derive(Debug)]
 enum Event {
     Tick(usize),
-    Deliver { from: u64, to: usize, frame: Bytes },
+    Deliver {
+        from: u64,
+        to: usize,
+        frame: Bytes,
+    },
     /// The started persist of node's life `life` completes.
     DiskDone(usize, u64),
     ReadDone {
@@ -291,9 +293,9 @@ impl Sim {
         self.next_slot += 1;
         self.payloads.insert(slot, e);
         self.seq += 1;
-        self.events.push(Reverse((self.now + delay, self.seq, slot)));
+        self.events
+            .push(Reverse((self.now + delay, self.seq, slot)));
     }
-
 
     /// Loads the node's disk into a fresh replica.
     fn start(&mut self, k: usize) {
@@ -331,7 +333,10 @@ impl Sim {
 
     fn restart(&mut self, k: usize) {
         let node = &self.nodes[k];
-        check(self.seed, self.checks.survived(node.id, &node.disk, node.hw_max));
+        check(
+            self.seed,
+            self.checks.survived(node.id, &node.disk, node.hw_max),
+        );
         self.start(k);
     }
 
@@ -343,7 +348,11 @@ impl Sim {
         if self.rng.chance(self.faults.drop_per_mille) {
             return;
         }
-        let copies = if self.rng.chance(self.faults.dup_per_mille) { 2 } else { 1 };
+        let copies = if self.rng.chance(self.faults.dup_per_mille) {
+            2
+        } else {
+            1
+        };
         for _ in 0..copies {
             let d = self.rng.range(1, self.faults.delay_ms_max);
             self.at(
@@ -425,8 +434,12 @@ impl Sim {
                     term,
                     result,
                 } => {
-                    let Some((payload, base, all)) = self.proposals.remove(&(id, term, index)) else {
-                        fail(self.seed, &format!("node {id}: completion of unknown proposal {term}/{index}"));
+                    let Some((payload, base, all)) = self.proposals.remove(&(id, term, index))
+                    else {
+                        fail(
+                            self.seed,
+                            &format!("node {id}: completion of unknown proposal {term}/{index}"),
+                        );
                     };
                     if result.is_ok() && all {
                         if base >= self.nodes[k].hw {
@@ -451,10 +464,13 @@ impl Sim {
         let node = &mut self.nodes[k];
         if let Some(t) = p.truncate_to {
             if t < node.hw {
-                fail(self.seed, &format!(
-                    "node {}: truncation to {t} below its high watermark {}",
-                    node.id, node.hw
-                ));
+                fail(
+                    self.seed,
+                    &format!(
+                        "node {}: truncation to {t} below its high watermark {}",
+                        node.id, node.hw
+                    ),
+                );
             }
             node.disk.truncate(t);
         }
@@ -476,12 +492,15 @@ impl Sim {
     fn append_and_wait(&mut self, k: usize, p: Persist) {
         let node = &mut self.nodes[k];
         if p.first_offset != node.disk.end() && !p.batches.is_empty() {
-            fail(self.seed, &format!(
-                "node {}: persist appends at {} but the log ends at {}",
-                node.id,
-                p.first_offset,
-                node.disk.end()
-            ));
+            fail(
+                self.seed,
+                &format!(
+                    "node {}: persist appends at {} but the log ends at {}",
+                    node.id,
+                    p.first_offset,
+                    node.disk.end()
+                ),
+            );
         }
         for b in &p.batches {
             let meta = crate::replication::raft::check_fetched(
@@ -532,7 +551,13 @@ impl Sim {
             let run = node.catch_up.take().expect("checked");
             let to = run.to_offset;
             if to < node.hw {
-                fail(self.seed, &format!("node {}: catch-up cut to {to} below its high watermark {}", node.id, node.hw));
+                fail(
+                    self.seed,
+                    &format!(
+                        "node {}: catch-up cut to {to} below its high watermark {}",
+                        node.id, node.hw
+                    ),
+                );
             }
             node.disk.truncate(to);
             self.append_and_wait(k, run.persist);
@@ -578,14 +603,20 @@ impl Sim {
         if !self.linked(from, to) || self.nodes[k].replica.is_none() {
             return;
         }
-        let (group, msg) = decode(&frame).unwrap_or_else(|e| fail(self.seed, &format!("decode: {e}")));
+        let (group, msg) =
+            decode(&frame).unwrap_or_else(|e| fail(self.seed, &format!("decode: {e}")));
         assert_eq!(group, GROUP);
         match msg {
             WireMessage::Raft(m) => {
                 let r = self.nodes[k].replica.as_mut().expect("up");
                 if let Err(e) = r.step(m) {
                     // Rejected messages are fine (stale, duplicated); inconsistencies are not.
-                    if e.is_fatal() || matches!(e, crate::replication::raft::ReplicaError::OffsetMismatch { .. }) {
+                    if e.is_fatal()
+                        || matches!(
+                            e,
+                            crate::replication::raft::ReplicaError::OffsetMismatch { .. }
+                        )
+                    {
                         fail(self.seed, &format!("node {to} step: {e}"));
                     }
                 }
@@ -598,7 +629,10 @@ impl Sim {
                 let reply = match r.serve_fetch(f.from_offset) {
                     None => (FetchLogStatus::NotAvailable, Bytes::new()),
                     Some(range) => {
-                        match node.disk.read(range.start, range.end, u64::from(f.max_bytes)) {
+                        match node
+                            .disk
+                            .read(range.start, range.end, u64::from(f.max_bytes))
+                        {
                             Some(b) => (FetchLogStatus::Ok, b),
                             None => (FetchLogStatus::BadOffset, Bytes::new()),
                         }
@@ -647,7 +681,13 @@ impl Sim {
                     at += m.bytes as usize;
                     if node.disk.batch_at(m.base_offset) != Some(&b) {
                         if m.base_offset < node.hw {
-                            fail(self.seed, &format!("node {}: catch-up cut at {} below its high watermark {}", node.id, m.base_offset, node.hw));
+                            fail(
+                                self.seed,
+                                &format!(
+                                    "node {}: catch-up cut at {} below its high watermark {}",
+                                    node.id, m.base_offset, node.hw
+                                ),
+                            );
                         }
                         node.disk.truncate(m.base_offset);
                         node.disk.append(m, b);
@@ -863,7 +903,10 @@ impl Sim {
                         None => format!("node {} down", n.id),
                     })
                     .collect();
-                fail(self.seed, &format!("did not settle after healing: {state:?}"));
+                fail(
+                    self.seed,
+                    &format!("did not settle after healing: {state:?}"),
+                );
             }
             if !self.step(false, false) {
                 break;
@@ -899,7 +942,11 @@ fn run_seed(seed: u64) -> Stats {
 
 /// Seeds run by default: 10,000 in release builds (about a minute on two cores), fewer in debug
 /// builds, which are about ten times slower.
-const DEFAULT_SEEDS: u64 = if cfg!(debug_assertions) { 1_000 } else { 10_000 };
+const DEFAULT_SEEDS: u64 = if cfg!(debug_assertions) {
+    1_000
+} else {
+    10_000
+};
 
 /// Simulated time per seed before healing.
 const RUN_MS: u64 = 15_000;
@@ -919,7 +966,10 @@ fn run_share(part: u64, parts: u64) {
             total.add(&run_seed(seed));
         }
     }
-    eprintln!("raft sim share {part}/{parts}: {total:?} in {:?}", t.elapsed());
+    eprintln!(
+        "raft sim share {part}/{parts}: {total:?} in {:?}",
+        t.elapsed()
+    );
 }
 
 #[test]
