@@ -6,13 +6,14 @@ use bytes::{Bytes, BytesMut};
 use raft::eraftpb::{Message, MessageType};
 use raft::{GetEntriesContext, RawNode, SnapshotStatus, StateRole};
 
-use super::batch::{check_batch, control_batch, epoch_of, stamp, BatchMeta, UNSTAMPED_EPOCH};
+use super::batch::{stamp, BatchMeta};
 use super::config::ReplicaConfig;
 use super::error::{FetchedError, ProposeError, ReplicaError};
+use super::ingest::{check_fetched, check_message, stored_batch};
 use super::storage::{snapshot_anchor, WindowStorage};
 use super::types::{Acks, Action, CatchUp, Persist, PersistedState, Proposal, ReadLog};
 use super::window::{Anchor, Window};
-use crate::record::{batches, validate_batch, BatchHeader};
+use crate::record::{batches, validate_batch};
 use crate::replication::message::GroupId;
 
 /// Persist work handed out and not reported yet, with what waits on it.
@@ -367,7 +368,7 @@ impl Replica {
     /// the replica stays usable.
     pub fn step(&mut self, msg: Message) -> Result<(), ReplicaError> {
         self.run(|r| {
-            r.check_message(&msg)?;
+            check_message(&msg, r.id, &r.voters, r.window(), r.cfg.batch_bytes_max)?;
             r.raw
                 .step(msg)
                 .map_err(|e| ReplicaError::Raft(e.to_string()))
@@ -495,118 +496,6 @@ impl Replica {
         }
     }
 
-    /// Checks a message before raft-rs sees it, so a bad one changes nothing.
-    fn check_message(&self, m: &Message) -> Result<(), ReplicaError> {
-        if m.to != self.id || !self.voters.contains(&m.from) || m.from == self.id {
-            return Err(ReplicaError::Misrouted {
-                from: m.from,
-                to: m.to,
-                id: self.id,
-            });
-        }
-        match m.get_msg_type() {
-            // Proposals are never forwarded (raft-rs 0.7 has no disable_proposal_forwarding:
-            // refusing them here has the same effect).
-            MessageType::MsgPropose => Err(ReplicaError::Raft("forwarded proposal".into())),
-            MessageType::MsgSnapshot => {
-                let len = m.get_snapshot().data.len();
-                if snapshot_anchor(m.get_snapshot()).is_none() {
-                    return Err(ReplicaError::BadSnapshot(len));
-                }
-                Ok(())
-            }
-            MessageType::MsgAppend => self.check_append(m),
-            _ => Ok(()),
-        }
-    }
-
-    /// Every entry is a valid batch, and a stamped one sits at the offset this replica
-    /// computes for its index (when the message's previous entry matches ours, which is when
-    /// raft-rs would take the entries).
-    fn check_append(&self, m: &Message) -> Result<(), ReplicaError> {
-        let w = self.window();
-        let mut expected = (w.term(m.index) == Some(m.log_term))
-            .then(|| w.end_of(m.index))
-            .flatten();
-        for e in m.entries.iter() {
-            let count = if e.data.is_empty() {
-                1
-            } else {
-                let meta = check_batch(&e.data, self.cfg.batch_bytes_max).map_err(|error| {
-                    ReplicaError::BadEntry {
-                        index: e.index,
-                        error,
-                    }
-                })?;
-                if let Some(x) = expected {
-                    if meta.epoch != UNSTAMPED_EPOCH
-                        && (meta.base_offset != x || i64::from(meta.epoch) != e.term as i64)
-                    {
-                        return Err(ReplicaError::OffsetMismatch {
-                            index: e.index,
-                            expected: x,
-                            found: meta.base_offset,
-                            term: e.term,
-                            found_epoch: meta.epoch,
-                        });
-                    }
-                }
-                meta.last_offset - meta.base_offset + 1
-            };
-            expected = expected.map(|x| x + count);
-        }
-        Ok(())
-    }
-
-    /// The bytes to store for entry (`index`, `term`, `data`) at `offset`: a control batch for
-    /// an empty entry, the batch stamped with `offset` and `term` otherwise.
-    fn stored_batch(
-        &self,
-        index: u64,
-        term: u64,
-        data: &Bytes,
-        offset: u64,
-    ) -> Result<(Bytes, BatchMeta), ReplicaError> {
-        if data.is_empty() {
-            let b = control_batch(offset, term);
-            let meta = BatchMeta {
-                base_offset: offset,
-                last_offset: offset,
-                epoch: epoch_of(term),
-                bytes: b.len() as u32,
-            };
-            return Ok((b, meta));
-        }
-        let bad = |error| ReplicaError::BadEntry { index, error };
-        let h = BatchHeader::parse(data).map_err(bad)?;
-        let mut meta = BatchMeta::of(&h);
-        if meta.bytes as usize != data.len() {
-            return Err(bad(crate::record::BatchError::LengthMismatch {
-                declared: meta.bytes as usize,
-                actual: data.len(),
-            }));
-        }
-        if meta.epoch == UNSTAMPED_EPOCH {
-            let mut b = BytesMut::from(&data[..]);
-            stamp(&mut b, offset, term);
-            let n = meta.last_offset - meta.base_offset;
-            meta.base_offset = offset;
-            meta.last_offset = offset + n;
-            meta.epoch = epoch_of(term);
-            return Ok((b.freeze(), meta));
-        }
-        if meta.base_offset != offset || i64::from(meta.epoch) != term as i64 {
-            return Err(ReplicaError::OffsetMismatch {
-                index,
-                expected: offset,
-                found: meta.base_offset,
-                term,
-                found_epoch: meta.epoch,
-            });
-        }
-        Ok((data.clone(), meta))
-    }
-
     fn push_persist(&mut self, mut p: Persist, ready: Option<u64>, messages: Vec<Message>) -> u64 {
         let id = self.next_persist_id;
         self.next_persist_id += 1;
@@ -700,7 +589,7 @@ impl Replica {
             work.first_offset = self.window().end_offset();
             for e in &entries {
                 let offset = self.window().end_offset();
-                match self.stored_batch(e.index, e.term, &e.data, offset) {
+                match stored_batch(e.index, e.term, &e.data, offset) {
                     Ok((bytes, meta)) => {
                         self.window_mut().push(e.term, meta, Some(bytes.clone()));
                         work.batches.push(bytes);
@@ -942,41 +831,4 @@ impl Replica {
             self.raw.report_snapshot(id, SnapshotStatus::Failure);
         }
     }
-}
-
-/// See [`Replica::check_fetched`].
-pub fn check_fetched(
-    from_offset: u64,
-    to_offset: u64,
-    data: &[u8],
-    batch_bytes_max: usize,
-) -> Result<Vec<BatchMeta>, FetchedError> {
-    let mut out = Vec::new();
-    let mut expected = from_offset;
-    let mut at = 0usize;
-    for item in batches(data) {
-        let (_, range) = item.map_err(|error| FetchedError::BadBatch { at, error })?;
-        let meta = check_batch(&data[range.clone()], batch_bytes_max)
-            .map_err(|error| FetchedError::BadBatch { at, error })?;
-        if meta.base_offset >= to_offset && meta.base_offset == expected {
-            // The server sends up to its high watermark: the rest is not part of the catch-up.
-            break;
-        }
-        if meta.base_offset != expected {
-            return Err(FetchedError::NotContiguous {
-                expected,
-                found: meta.base_offset,
-            });
-        }
-        if meta.end_offset() > to_offset {
-            return Err(FetchedError::PastTarget {
-                end: meta.end_offset(),
-                target: to_offset,
-            });
-        }
-        expected = meta.end_offset();
-        at = range.end;
-        out.push(meta);
-    }
-    Ok(out)
 }
