@@ -282,10 +282,12 @@ mod tests {
         m.index = 41;
         m.log_term = 6;
         m.commit = 40;
-        let mut e = Entry::default();
-        e.index = 42;
-        e.term = 7;
-        e.data = Bytes::from_static(b"a record batch would be here");
+        let e = Entry {
+            index: 42,
+            term: 7,
+            data: Bytes::from_static(b"a record batch would be here"),
+            ..Default::default()
+        };
         m.entries = vec![e].into();
         m
     }

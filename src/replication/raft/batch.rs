@@ -124,7 +124,7 @@ mod tests {
         assert_eq!(h.partition_leader_epoch, 7);
         assert_eq!(h.record_count, 1);
         let rec = records(&a).unwrap().next().unwrap().unwrap();
-        assert_eq!(rec.key.as_deref(), Some(&[0u8, 0, 0, 2][..]));
+        assert_eq!(rec.key, Some(&[0u8, 0, 0, 2][..]));
         assert_ne!(control_batch(101, 7), a);
         assert_ne!(control_batch(100, 8), a);
         // Only the stamped fields differ between offsets: the CRC does not cover them.

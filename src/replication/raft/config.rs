@@ -9,6 +9,11 @@ pub struct ReplicaConfig {
     /// Ticks without hearing from a leader before a (pre-)election; raft-rs randomizes in
     /// `[election_ticks, 2 * election_ticks)`.
     pub election_ticks: usize,
+    /// raft-rs draws each election timeout from `[election_ticks, election_ticks_max)` with the
+    /// thread's RNG (not seedable); 0 means `2 * election_ticks`. The simulator sets
+    /// `election_ticks + 1` (no randomness inside raft-rs, so a seed replays) and randomizes
+    /// `election_ticks` per node and the tick times from its seed instead.
+    pub election_ticks_max: usize,
     pub heartbeat_ticks: usize,
     /// raft-rs's `max_size_per_msg`: bytes of entries per append message.
     pub msg_bytes_max: u64,
@@ -36,6 +41,7 @@ impl Default for ReplicaConfig {
         ReplicaConfig {
             tick_ms: 50,
             election_ticks: 10,
+            election_ticks_max: 0,
             heartbeat_ticks: 2,
             msg_bytes_max: 1 << 20,
             inflight_msgs_max: 256,
@@ -57,6 +63,7 @@ impl ReplicaConfig {
         raft::Config {
             id,
             election_tick: self.election_ticks,
+            max_election_tick: self.election_ticks_max,
             heartbeat_tick: self.heartbeat_ticks,
             applied,
             max_size_per_msg: self.msg_bytes_max,

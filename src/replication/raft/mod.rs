@@ -55,6 +55,7 @@
 mod batch;
 mod config;
 mod error;
+mod ingest;
 mod queue;
 mod replica;
 mod storage;
@@ -67,7 +68,8 @@ mod tests;
 pub use batch::{control_batch, stamp, BatchMeta, CONTROL_ATTRIBUTE, CONTROL_TYPE_LEADER_CHANGE};
 pub use config::ReplicaConfig;
 pub use error::{FetchedError, ProposeError, ReplicaError};
+pub use ingest::check_fetched;
 pub use queue::PersistQueue;
-pub use replica::{check_fetched, Replica};
+pub use replica::Replica;
 pub use types::{Acks, Action, CatchUp, Persist, PersistedState, Proposal, ReadLog};
 pub use window::Anchor;

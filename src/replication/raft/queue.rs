@@ -47,6 +47,11 @@ impl PersistQueue {
             .id
     }
 
+    /// The work started and not finished yet.
+    pub fn current(&self) -> Option<&Persist> {
+        self.queue.front().filter(|_| self.in_flight)
+    }
+
     /// Whether work is running.
     pub fn in_flight(&self) -> bool {
         self.in_flight

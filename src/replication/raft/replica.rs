@@ -6,13 +6,14 @@ use bytes::{Bytes, BytesMut};
 use raft::eraftpb::{Message, MessageType};
 use raft::{GetEntriesContext, RawNode, SnapshotStatus, StateRole};
 
-use super::batch::{check_batch, control_batch, epoch_of, stamp, BatchMeta, UNSTAMPED_EPOCH};
+use super::batch::{stamp, BatchMeta};
 use super::config::ReplicaConfig;
 use super::error::{FetchedError, ProposeError, ReplicaError};
+use super::ingest::{check_fetched, check_message, stored_batch};
 use super::storage::{snapshot_anchor, WindowStorage};
 use super::types::{Acks, Action, CatchUp, Persist, PersistedState, Proposal, ReadLog};
 use super::window::{Anchor, Window};
-use crate::record::{batches, validate_batch, BatchHeader};
+use crate::record::{batches, validate_batch};
 use crate::replication::message::GroupId;
 
 /// Persist work handed out and not reported yet, with what waits on it.
@@ -25,6 +26,8 @@ struct Pending {
     messages: Vec<Message>,
     /// It fills the gap a restart found before the anchor.
     closes_gap: bool,
+    /// It installs the snapshot at this index.
+    snapshot: Option<u64>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -133,10 +136,12 @@ impl Replica {
             (state.term, state.vote)
         };
         let commit = state.commit.clamp(anchor.index, window.last_index());
-        let mut hs = raft::eraftpb::HardState::default();
-        hs.term = term;
-        hs.vote = vote;
-        hs.commit = commit;
+        let hs = raft::eraftpb::HardState {
+            term,
+            vote,
+            commit,
+            ..Default::default()
+        };
         let voters = state.voters.clone();
         let hw = window.end_of(commit).expect("commit inside the window");
         let storage = WindowStorage::new(window, hs, &voters);
@@ -178,6 +183,7 @@ impl Replica {
                     id: 0,
                     truncate_to: None,
                     catch_up: Some(CatchUp {
+                        from_offset: log_end,
                         to_offset: anchor.offset,
                         sources,
                     }),
@@ -282,8 +288,9 @@ impl Replica {
     }
 
     /// Checks batches another replica sent for a catch-up: whole valid batches, the first at
-    /// `from_offset`, contiguous, none past `to_offset`. Returns their headers; the driver
-    /// appends them as they are.
+    /// `from_offset`, contiguous. Returns the headers of those below `to_offset` (the server may
+    /// send more: the driver ignores the rest); the driver appends those batches as they are.
+    /// A batch across `to_offset` is an error (the server's log disagrees with ours).
     pub fn check_fetched(
         &self,
         from_offset: u64,
@@ -345,7 +352,12 @@ impl Replica {
     /// One tick of the group's clock (every `tick_ms`).
     pub fn tick(&mut self) -> Result<(), ReplicaError> {
         self.run(|r| {
-            r.raw.tick();
+            // While a snapshot is being installed raft-rs's applied index is behind the new
+            // anchor, and a campaign would look for entries there (raft-rs `hup` slices from
+            // applied + 1): the follower's clock stops until the catch-up is done. It still votes.
+            if !r.pending.iter().any(|p| p.snapshot.is_some()) {
+                r.raw.tick();
+            }
             r.retry_snapshots();
             Ok(())
         })
@@ -356,7 +368,7 @@ impl Replica {
     /// the replica stays usable.
     pub fn step(&mut self, msg: Message) -> Result<(), ReplicaError> {
         self.run(|r| {
-            r.check_message(&msg)?;
+            check_message(&msg, r.id, &r.voters, r.window(), r.cfg.batch_bytes_max)?;
             r.raw
                 .step(msg)
                 .map_err(|e| ReplicaError::Raft(e.to_string()))
@@ -394,8 +406,10 @@ impl Replica {
         let mut m = Message::default();
         m.set_msg_type(MessageType::MsgPropose);
         m.from = self.id;
-        let mut e = raft::eraftpb::Entry::default();
-        e.data = batch.freeze();
+        let e = raft::eraftpb::Entry {
+            data: batch.freeze(),
+            ..Default::default()
+        };
         m.entries = vec![e].into();
         let stepped = self.raw.step(m);
         if stepped.is_err() || self.raw.raft.raft_log.last_index() != index {
@@ -439,6 +453,13 @@ impl Replica {
             if let Some(n) = p.ready {
                 r.raw.on_persist_ready(n);
             }
+            if let Some(i) = p.snapshot {
+                // The snapshot is the state machine up to its index (the log is): applied moves
+                // there, so raft-rs never looks for entries before the new anchor.
+                if i > r.raw.raft.raft_log.applied {
+                    r.raw.advance_apply_to(i);
+                }
+            }
             Ok(())
         })
     }
@@ -464,132 +485,15 @@ impl Replica {
     // ---- inside ----
 
     fn fill_from(&mut self, from: u64, to: u64, data: &Bytes) {
-        let mut index = from;
-        for item in batches(data) {
+        for (index, item) in (from..=to).zip(batches(data)) {
             let Ok((h, range)) = item else { break };
-            if index > to {
-                break;
-            }
             if !self
                 .window_mut()
                 .fill(index, data.slice(range), BatchMeta::of(&h))
             {
                 break;
             }
-            index += 1;
         }
-    }
-
-    /// Checks a message before raft-rs sees it, so a bad one changes nothing.
-    fn check_message(&self, m: &Message) -> Result<(), ReplicaError> {
-        if m.to != self.id || !self.voters.contains(&m.from) || m.from == self.id {
-            return Err(ReplicaError::Misrouted {
-                from: m.from,
-                to: m.to,
-                id: self.id,
-            });
-        }
-        match m.get_msg_type() {
-            // Proposals are never forwarded (raft-rs 0.7 has no disable_proposal_forwarding:
-            // refusing them here has the same effect).
-            MessageType::MsgPropose => Err(ReplicaError::Raft("forwarded proposal".into())),
-            MessageType::MsgSnapshot => {
-                let len = m.get_snapshot().data.len();
-                if snapshot_anchor(m.get_snapshot()).is_none() {
-                    return Err(ReplicaError::BadSnapshot(len));
-                }
-                Ok(())
-            }
-            MessageType::MsgAppend => self.check_append(m),
-            _ => Ok(()),
-        }
-    }
-
-    /// Every entry is a valid batch, and a stamped one sits at the offset this replica
-    /// computes for its index (when the message's previous entry matches ours, which is when
-    /// raft-rs would take the entries).
-    fn check_append(&self, m: &Message) -> Result<(), ReplicaError> {
-        let w = self.window();
-        let mut expected = (w.term(m.index) == Some(m.log_term))
-            .then(|| w.end_of(m.index))
-            .flatten();
-        for e in m.entries.iter() {
-            let count = if e.data.is_empty() {
-                1
-            } else {
-                let meta = check_batch(&e.data, self.cfg.batch_bytes_max).map_err(|error| {
-                    ReplicaError::BadEntry {
-                        index: e.index,
-                        error,
-                    }
-                })?;
-                if let Some(x) = expected {
-                    if meta.epoch != UNSTAMPED_EPOCH
-                        && (meta.base_offset != x || i64::from(meta.epoch) != e.term as i64)
-                    {
-                        return Err(ReplicaError::OffsetMismatch {
-                            index: e.index,
-                            expected: x,
-                            found: meta.base_offset,
-                            term: e.term,
-                            found_epoch: meta.epoch,
-                        });
-                    }
-                }
-                meta.last_offset - meta.base_offset + 1
-            };
-            expected = expected.map(|x| x + count);
-        }
-        Ok(())
-    }
-
-    /// The bytes to store for entry (`index`, `term`, `data`) at `offset`: a control batch for
-    /// an empty entry, the batch stamped with `offset` and `term` otherwise.
-    fn stored_batch(
-        &self,
-        index: u64,
-        term: u64,
-        data: &Bytes,
-        offset: u64,
-    ) -> Result<(Bytes, BatchMeta), ReplicaError> {
-        if data.is_empty() {
-            let b = control_batch(offset, term);
-            let meta = BatchMeta {
-                base_offset: offset,
-                last_offset: offset,
-                epoch: epoch_of(term),
-                bytes: b.len() as u32,
-            };
-            return Ok((b, meta));
-        }
-        let bad = |error| ReplicaError::BadEntry { index, error };
-        let h = BatchHeader::parse(data).map_err(bad)?;
-        let mut meta = BatchMeta::of(&h);
-        if meta.bytes as usize != data.len() {
-            return Err(bad(crate::record::BatchError::LengthMismatch {
-                declared: meta.bytes as usize,
-                actual: data.len(),
-            }));
-        }
-        if meta.epoch == UNSTAMPED_EPOCH {
-            let mut b = BytesMut::from(&data[..]);
-            stamp(&mut b, offset, term);
-            let n = meta.last_offset - meta.base_offset;
-            meta.base_offset = offset;
-            meta.last_offset = offset + n;
-            meta.epoch = epoch_of(term);
-            return Ok((b.freeze(), meta));
-        }
-        if meta.base_offset != offset || i64::from(meta.epoch) != term as i64 {
-            return Err(ReplicaError::OffsetMismatch {
-                index,
-                expected: offset,
-                found: meta.base_offset,
-                term,
-                found_epoch: meta.epoch,
-            });
-        }
-        Ok((data.clone(), meta))
     }
 
     fn push_persist(&mut self, mut p: Persist, ready: Option<u64>, messages: Vec<Message>) -> u64 {
@@ -604,6 +508,7 @@ impl Replica {
             ready,
             messages,
             closes_gap: false,
+            snapshot: None,
         });
         self.actions.push_back(Action::Persist(p));
         id
@@ -655,19 +560,21 @@ impl Replica {
             sync: rd.must_sync(),
         };
         let mut result = Ok(());
+        let mut snapshot = None;
         if !rd.snapshot().is_empty() {
             match snapshot_anchor(rd.snapshot()) {
                 Some(a) => {
-                    // The log is cut back to what is committed here, then filled from others up
-                    // to the snapshot's offset; the window starts over at the snapshot.
+                    // The log is filled from others from what is known committed here up to the
+                    // snapshot's offset; the window starts over at the snapshot.
                     let committed_end = self.window().end_of(self.commit).unwrap_or(0);
-                    work.truncate_to = Some(committed_end);
                     work.catch_up = Some(CatchUp {
+                        from_offset: committed_end,
                         to_offset: a.offset,
                         sources: self.others(),
                     });
                     self.window_mut().reset(a);
                     self.fail_waiters_from(0);
+                    snapshot = Some(a.index);
                 }
                 None => result = Err(ReplicaError::BadSnapshot(rd.snapshot().data.len())),
             }
@@ -682,7 +589,7 @@ impl Replica {
             work.first_offset = self.window().end_offset();
             for e in &entries {
                 let offset = self.window().end_offset();
-                match self.stored_batch(e.index, e.term, &e.data, offset) {
+                match stored_batch(e.index, e.term, &e.data, offset) {
                     Ok((bytes, meta)) => {
                         self.window_mut().push(e.term, meta, Some(bytes.clone()));
                         work.batches.push(bytes);
@@ -719,6 +626,7 @@ impl Replica {
             || work.state.is_some();
         if has_work {
             self.push_persist(work, Some(number), persisted_messages);
+            self.pending.back_mut().expect("just pushed").snapshot = snapshot;
         } else if let Some(tail) = self.pending.back_mut() {
             // Nothing of its own to write, but it may only be released after the work before it.
             tail.ready = Some(number);
@@ -923,37 +831,4 @@ impl Replica {
             self.raw.report_snapshot(id, SnapshotStatus::Failure);
         }
     }
-}
-
-/// See [`Replica::check_fetched`].
-pub fn check_fetched(
-    from_offset: u64,
-    to_offset: u64,
-    data: &[u8],
-    batch_bytes_max: usize,
-) -> Result<Vec<BatchMeta>, FetchedError> {
-    let mut out = Vec::new();
-    let mut expected = from_offset;
-    let mut at = 0usize;
-    for item in batches(data) {
-        let (_, range) = item.map_err(|error| FetchedError::BadBatch { at, error })?;
-        let meta = check_batch(&data[range.clone()], batch_bytes_max)
-            .map_err(|error| FetchedError::BadBatch { at, error })?;
-        if meta.base_offset != expected {
-            return Err(FetchedError::NotContiguous {
-                expected,
-                found: meta.base_offset,
-            });
-        }
-        if meta.end_offset() > to_offset {
-            return Err(FetchedError::PastTarget {
-                end: meta.end_offset(),
-                target: to_offset,
-            });
-        }
-        expected = meta.end_offset();
-        at = range.end;
-        out.push(meta);
-    }
-    Ok(out)
 }

@@ -40,8 +40,10 @@ const ENTRY_OVERHEAD_BYTES: u64 = 24;
 
 impl WindowStorage {
     pub(crate) fn new(window: Window, hard_state: HardState, voters: &[u64]) -> WindowStorage {
-        let mut conf_state = ConfState::default();
-        conf_state.voters = voters.to_vec();
+        let conf_state = ConfState {
+            voters: voters.to_vec(),
+            ..Default::default()
+        };
         WindowStorage {
             window,
             hard_state,
@@ -53,8 +55,10 @@ impl WindowStorage {
     /// The snapshot the anchor stands for.
     pub(crate) fn anchor_snapshot(&self) -> Snapshot {
         let a = self.window.anchor();
-        let mut s = Snapshot::default();
-        s.data = Bytes::copy_from_slice(&a.offset.to_be_bytes());
+        let mut s = Snapshot {
+            data: Bytes::copy_from_slice(&a.offset.to_be_bytes()),
+            ..Default::default()
+        };
         let m = s.mut_metadata();
         m.index = a.index;
         m.term = a.term;
@@ -114,11 +118,12 @@ impl raft::Storage for WindowStorage {
             if !out.is_empty() && size > max {
                 break;
             }
-            let mut e = Entry::default();
-            e.index = index;
-            e.term = w.term(index).expect("index inside the window");
-            e.data = data;
-            out.push(e);
+            out.push(Entry {
+                index,
+                term: w.term(index).expect("index inside the window"),
+                data,
+                ..Default::default()
+            });
         }
         Ok(out)
     }

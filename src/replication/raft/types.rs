@@ -55,12 +55,25 @@ pub struct Proposal {
     pub last_offset: u64,
 }
 
-/// Catch up from other replicas: after the driver cut its log to `Persist::truncate_to`, fetch
-/// batches with `FetchLog` from its log end up to `to_offset` from `sources` (try them in
-/// order, moving to the next on an error or no progress, and round again), check each reply
-/// with `Replica::check_fetched` and append the batches as they are.
+/// Catch up from other replicas after a Raft snapshot (or a restart that found the log ending
+/// before the anchor). The log must end up holding the other replicas' committed batches up to
+/// `to_offset`, byte for byte, and nothing after it:
+///
+/// 1. fetch with `FetchLog` from `min(from_offset, log end)`: `from_offset` is the end of what
+///    this replica knows is committed, so its log is good below it;
+/// 2. check each reply with `Replica::check_fetched` (it keeps only batches below `to_offset`);
+///    for each batch at offset `o`: if the log already has the same batch at `o` (same header:
+///    offsets, epoch, CRC), keep it; otherwise cut the log to end at `o` and append the fetched
+///    batch as it is;
+/// 3. ask `sources` in order (the likely leader first), moving to the next one on an error, a
+///    `NotAvailable` or no answer, and round again after a short pause;
+/// 4. once at `to_offset`, cut the log to end at `to_offset` if it goes further.
+///
+/// Local batches that are the same are kept rather than cut and fetched again, so a restarted
+/// replica that does not yet know how far its log is committed never drops committed batches.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CatchUp {
+    pub from_offset: u64,
     pub to_offset: u64,
     /// Node ids, the likely leader first.
     pub sources: Vec<u64>,
@@ -70,12 +83,13 @@ pub struct CatchUp {
 /// the other in the order they were handed out (`PersistQueue` does that), each in this order:
 ///
 /// 1. `truncate_to`: cut the log so it ends at this offset, if it ends after it;
-/// 2. `catch_up`: fetch and append batches up to `catch_up.to_offset`;
+/// 2. `catch_up`: fetch batches up to `catch_up.to_offset` ([`CatchUp`] says how);
 /// 3. append `batches` (they start at `first_offset`, which is then the log end; each is stamped
 ///    with its offset and term already);
 /// 4. write `state` if present;
-/// 5. if `sync`, make all of it durable (`fdatasync` of the log, the state file replaced
-///    durably);
+/// 5. if `sync`, make all of it durable: `fdatasync` the log *before* the state file is
+///    replaced, so a durable state never names a log that is not durable (without `sync`, the
+///    state may be written without syncing: it only names durable entries then);
 ///
 /// then report `Replica::persisted(id)`. A failed write or sync is fatal for the group: restart
 /// it from disk (drop the replica, reload the state and the log's batch headers).
