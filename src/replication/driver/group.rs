@@ -453,15 +453,15 @@ impl Group {
         Ok(())
     }
 
-    /// Fetches the log from other replicas up to `c.to_offset` and appends it as it is.
+    /// Fetches the log from other replicas from min(`c.from_offset`, log end) up to
+    /// `c.to_offset`: a local batch equal to the fetched one (offsets, epoch, CRC) is kept, the
+    /// log is cut at the first that differs and the fetched batches appended as they are; at the
+    /// end the log is cut to `c.to_offset`.
     async fn catch_up(&self, c: &CatchUp) -> Result<(), String> {
-        loop {
+        let mut at = c.from_offset.min(self.log.log_end_offset().0);
+        while at < c.to_offset {
             if self.closed.get() {
                 return Err("closed during a catch-up".into());
-            }
-            let end = self.log.log_end_offset().0;
-            if end >= c.to_offset {
-                return Ok(());
             }
             let mut progressed = false;
             for &src in &c.sources {
@@ -475,7 +475,7 @@ impl Group {
                         src,
                         shard,
                         self.id,
-                        end,
+                        at,
                         self.cfg.catch_up_bytes_max,
                         FETCH_TIMEOUT,
                     )
@@ -486,12 +486,13 @@ impl Group {
                 if reply.status != FetchLogStatus::Ok {
                     continue;
                 }
-                let metas = match self
+                let checked = self
                     .core
                     .borrow()
-                    .check_fetched(end, c.to_offset, &reply.batches)
-                {
-                    Ok(m) => m,
+                    .check_fetched(at, c.to_offset, &reply.batches);
+                let metas = match checked {
+                    Ok(m) if !m.is_empty() => m,
+                    Ok(_) => continue,
                     Err(e) => {
                         tracing::warn!(group = %self.id, %src, error = %e,
                             "refused a catch-up answer");
@@ -499,18 +500,12 @@ impl Group {
                     }
                 };
                 let mut rest = reply.batches.clone();
-                let mut batches = Vec::with_capacity(metas.len());
+                let mut fetched = Vec::with_capacity(metas.len());
                 for m in &metas {
-                    batches.push(rest.split_to(m.bytes as usize));
+                    fetched.push((*m, rest.split_to(m.bytes as usize)));
                 }
-                if batches.is_empty() {
-                    continue;
-                }
-                let durability = self.log.config().durability;
-                self.log
-                    .append_replicated(batches, durability, None)
-                    .await
-                    .map_err(|e| format!("appending caught-up batches: {e}"))?;
+                self.store_fetched(fetched).await?;
+                at = metas.last().expect("non-empty").end_offset();
                 progressed = true;
                 break;
             }
@@ -518,6 +513,47 @@ impl Group {
                 glommio::timer::sleep(CATCH_UP_BACKOFF).await;
             }
         }
+        if self.log.log_end_offset().0 > c.to_offset {
+            self.log
+                .truncate_to(Offset(c.to_offset))
+                .await
+                .map_err(|e| format!("cutting a catch-up to offset {}: {e}", c.to_offset))?;
+        }
+        Ok(())
+    }
+
+    /// Keeps the local batches equal to the fetched ones; from the first that differs (or is
+    /// missing) the log is cut and the fetched batches appended as they are.
+    async fn store_fetched(&self, fetched: Vec<(BatchMeta, Bytes)>) -> Result<(), String> {
+        let mut append = Vec::new();
+        for (m, bytes) in fetched {
+            if append.is_empty() && m.base_offset < self.log.log_end_offset().0 {
+                let local = self
+                    .log
+                    .read_upto(Offset(m.base_offset), 1, Offset(m.end_offset()))
+                    .await
+                    .ok()
+                    .and_then(|r| r.batches.into_iter().next());
+                if local.as_deref() == Some(&bytes[..]) {
+                    continue;
+                }
+                self.log
+                    .truncate_to(Offset(m.base_offset))
+                    .await
+                    .map_err(|e| {
+                        format!("cutting at offset {} for a catch-up: {e}", m.base_offset)
+                    })?;
+            }
+            append.push(bytes);
+        }
+        if !append.is_empty() {
+            let durability = self.log.config().durability;
+            self.log
+                .append_replicated(append, durability, None)
+                .await
+                .map_err(|e| format!("appending caught-up batches: {e}"))?;
+        }
+        Ok(())
     }
 
     async fn read_log(self: Rc<Self>, r: ReadLog) {
