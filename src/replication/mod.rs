@@ -7,3 +7,5 @@
 //! - `message.rs`: the replication messages and their encoding (`docs/REPLICATION.md`).
 //! - `transport/`: quinn on one pinned tokio `current_thread` runtime per broker, mutual TLS,
 //!   bounded channels to and from the shards.
+
+pub mod transport;
