@@ -13,6 +13,9 @@ use rcgen::{
 use super::tls::{ca_path, cert_path, key_path, node_name, CA_KEY_FILE};
 use crate::types::NodeId;
 
+/// How long the certificates `init-certs` makes are valid, in years from January 1 of this year.
+pub const CERT_VALIDITY_YEARS: i32 = 10;
+
 /// The most nodes one `init-certs` makes certificates for.
 pub const INIT_CERTS_NODES_MAX: u32 = 1000;
 
@@ -81,11 +84,17 @@ pub fn init_certs(dir: &Path, nodes: u32, force: bool) -> Result<Vec<PathBuf>, I
 
 /// PEM texts in the order of [`init_certs_files`].
 fn generate(nodes: u32) -> Result<Vec<String>, rcgen::Error> {
+    let year = current_year();
+    let validity = |p: &mut CertificateParams| {
+        p.not_before = rcgen::date_time_ymd(year, 1, 1);
+        p.not_after = rcgen::date_time_ymd(year + CERT_VALIDITY_YEARS, 1, 1);
+    };
     let ca_key = KeyPair::generate()?;
     let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
     ca_params
         .distinguished_name
         .push(DnType::CommonName, "Quill cluster CA");
+    validity(&mut ca_params);
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     ca_params.key_usages = vec![
         KeyUsagePurpose::KeyCertSign,
@@ -100,6 +109,7 @@ fn generate(nodes: u32) -> Result<Vec<String>, rcgen::Error> {
         let key = KeyPair::generate()?;
         let mut params = CertificateParams::new(vec![name.clone()])?;
         params.distinguished_name.push(DnType::CommonName, name);
+        validity(&mut params);
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![
             ExtendedKeyUsagePurpose::ServerAuth,
@@ -110,6 +120,22 @@ fn generate(nodes: u32) -> Result<Vec<String>, rcgen::Error> {
         pems.push(key.serialize_pem());
     }
     Ok(pems)
+}
+
+/// The current UTC year (civil calendar from days since 1970, H. Hinnant's algorithm).
+fn current_year() -> i32 {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let z = (secs / 86_400) as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(month <= 2)) as i32
 }
 
 fn write_file(path: &Path, bytes: &[u8], secret: bool) -> Result<(), InitCertsError> {
