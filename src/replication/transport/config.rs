@@ -87,7 +87,8 @@ impl TransportConfig {
         }
     }
 
-    /// Refuses impossible settings by name.
+    /// Refuses impossible settings by name, TLS files of another node, and a CPU this process
+    /// may not run on.
     pub fn validate(&self) -> Result<(), TransportError> {
         let bad = |m: String| Err(TransportError::Config(m));
         if self.node.0 == 0 {
@@ -142,6 +143,23 @@ impl TransportConfig {
         }
         if self.stream_receive_window_bytes < 1024 {
             return bad("stream_receive_window_bytes must be >= 1024".into());
+        }
+        if self.tls.node() != self.node {
+            return bad(format!(
+                "the TLS files are node {}'s, this is node {}",
+                self.tls.node(),
+                self.node
+            ));
+        }
+        if let Some(cpu) = self.cpu {
+            let available: Vec<usize> = core_affinity::get_core_ids()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|c| c.id)
+                .collect();
+            if !available.contains(&cpu) {
+                return Err(TransportError::Cpu { cpu, available });
+            }
         }
         Ok(())
     }

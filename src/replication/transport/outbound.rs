@@ -218,6 +218,7 @@ async fn write_lane(shared: Rc<Shared>, peer: Rc<Peer>, shard: ShardId, lane: Rc
                 Ok(()) => {
                     add(&pc.messages_sent, batch.messages);
                     add(&pc.bytes_sent, batch.body_bytes);
+                    add(&pc.batches_sent, 1);
                 }
                 Err(e) => {
                     tracing::debug!(peer = %peer.node, %shard, "write failed: {e}");

@@ -85,23 +85,6 @@ pub(crate) fn start(
     socket: UdpSocket,
 ) -> Result<(Transport, Vec<ShardLink>), TransportError> {
     cfg.validate()?;
-    if cfg.tls.node() != cfg.node {
-        return Err(TransportError::Config(format!(
-            "the TLS files are node {}'s, this is node {}",
-            cfg.tls.node(),
-            cfg.node
-        )));
-    }
-    if let Some(cpu) = cfg.cpu {
-        let available: Vec<usize> = core_affinity::get_core_ids()
-            .unwrap_or_default()
-            .into_iter()
-            .map(|c| c.id)
-            .collect();
-        if !available.contains(&cpu) {
-            return Err(TransportError::Cpu { cpu, available });
-        }
-    }
     let transport_config = Arc::new(quic_transport_config(&cfg));
     let server_crypto = cfg.tls.server_config(cfg.peers.keys().copied())?;
     let server_crypto = quinn::crypto::rustls::QuicServerConfig::try_from(server_crypto)

@@ -34,6 +34,8 @@ pub struct PeerStats {
     /// Messages written to it (to a stream, not yet known to be read) and their body bytes.
     pub messages_sent: u64,
     pub bytes_sent: u64,
+    /// Writes those messages took (each a batch of frames on one stream).
+    pub batches_sent: u64,
     /// Messages received from it and handed to a shard's channel, and their body bytes.
     pub messages_received: u64,
     pub bytes_received: u64,
@@ -53,6 +55,7 @@ pub(crate) struct PeerCounters {
     pub(crate) connects: AtomicU64,
     pub(crate) messages_sent: AtomicU64,
     pub(crate) bytes_sent: AtomicU64,
+    pub(crate) batches_sent: AtomicU64,
     pub(crate) messages_received: AtomicU64,
     pub(crate) bytes_received: AtomicU64,
     pub(crate) dropped_peer_down: AtomicU64,
@@ -108,6 +111,7 @@ impl Counters {
                     connects: c.connects.load(Relaxed),
                     messages_sent: c.messages_sent.load(Relaxed),
                     bytes_sent: c.bytes_sent.load(Relaxed),
+                    batches_sent: c.batches_sent.load(Relaxed),
                     messages_received: c.messages_received.load(Relaxed),
                     bytes_received: c.bytes_received.load(Relaxed),
                     dropped: down + full + failed,
