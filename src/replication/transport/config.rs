@@ -169,3 +169,41 @@ impl TransportConfig {
         self.stream_receive_window_bytes as u64 * (self.shards as u64 + 1)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::replication::transport::certs::init_certs;
+
+    #[test]
+    fn impossible_settings_are_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        init_certs(dir.path(), 1, false).unwrap();
+        let tls = TlsFiles::load(dir.path(), NodeId(1)).unwrap();
+        let peers = [(NodeId(1), "127.0.0.1:1".parse().unwrap())].into();
+        let good = TransportConfig::new(NodeId(1), peers, tls, 2);
+        good.validate().unwrap();
+        assert_eq!(good.connection_receive_window_bytes(), 3 * (4 << 20));
+        let refused = |f: &dyn Fn(&mut TransportConfig), name: &str| {
+            let mut c = good.clone();
+            f(&mut c);
+            let e = c.validate().unwrap_err().to_string();
+            assert!(e.contains(name), "{name}: {e}");
+        };
+        refused(&|c| c.shards = 0, "shards");
+        refused(&|c| c.shards = SHARDS_MAX + 1, "shards");
+        refused(&|c| c.channel_messages_max = 0, "channel_messages_max");
+        refused(&|c| c.frame_bytes_max = 0, "frame_bytes_max");
+        refused(&|c| c.lane_bytes_max = 10, "lane_bytes_max");
+        refused(&|c| c.keepalive_ms = c.idle_timeout_ms, "keepalive_ms");
+        refused(
+            &|c| c.reconnect_backoff_ms_min = 0,
+            "reconnect_backoff_ms_min",
+        );
+        refused(&|c| c.node = NodeId(2), "peers must name this node");
+        refused(
+            &|c| c.stream_receive_window_bytes = 10,
+            "stream_receive_window_bytes",
+        );
+    }
+}
