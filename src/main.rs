@@ -32,6 +32,8 @@ enum Command {
     Produce(quill::cli::ProduceArgs),
     /// Consume records from a topic and print them.
     Consume(quill::cli::ConsumeArgs),
+    /// Cluster set-up: certificates for the brokers' mutual TLS.
+    Cluster(quill::cli::cluster::ClusterArgs),
     /// Tools for tests and for exercising a data directory.
     #[command(subcommand, hide = true)]
     Debug(DebugCommand),
@@ -170,6 +172,7 @@ fn main() -> ExitCode {
         Command::Topic(args) => return quill::cli::topic::run(args),
         Command::Produce(args) => return quill::cli::produce::run(args),
         Command::Consume(args) => return quill::cli::consume::run(args),
+        Command::Cluster(args) => return quill::cli::cluster::run(args),
         Command::Serve(args) => args.into_config().and_then(|config| {
             quill::broker::serve(config, |l| {
                 let ports: Vec<String> = l.shard_ports.iter().map(|p| p.to_string()).collect();

@@ -6,6 +6,7 @@
 //! else `127.0.0.1:9092`. Errors are one line on stderr, `quill: <what went wrong>`, and the
 //! exit status says what kind ([`EXIT_STATUS_HELP`]).
 
+pub mod cluster;
 pub mod consume;
 pub mod logging;
 pub mod produce;

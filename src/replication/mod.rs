@@ -14,3 +14,4 @@ pub mod metadata;
 pub mod raft;
 #[cfg(test)]
 mod sim;
+pub mod transport;
