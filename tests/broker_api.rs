@@ -128,6 +128,9 @@ fn metadata(shards: usize) {
                 log_start_offset: 0,
                 high_watermark: 2 * i64::from(p),
                 log_end_offset: 2 * i64::from(p),
+                // Version 0: no replica lists.
+                replicas: vec![],
+                in_sync: vec![],
             })
             .collect(),
     };
@@ -238,6 +241,7 @@ fn produce_in_order(order: &[(&str, u32)]) -> ProduceRequest {
         }
     }
     ProduceRequest {
+        version: 0,
         acks: Acks::Leader,
         timeout_ms: 30_000,
         topics,
@@ -300,6 +304,7 @@ fn multi_partition_requests(shards: usize) {
     let resp = c.call(&Request::Produce(req));
     assert_eq!(response_layout(resp), request_layout(&layout));
     let fetch = Request::Fetch(FetchRequest {
+        version: 0,
         max_wait_ms: 0,
         min_bytes: 1,
         max_bytes: 1 << 20,
@@ -353,6 +358,7 @@ fn responses_mirror_repeated_topic_entries() {
     let resp = c.call(&Request::Produce(req));
     assert_eq!(response_layout(resp), request_layout(&layout), "produce");
     let fetch = Request::Fetch(FetchRequest {
+        version: 0,
         max_wait_ms: 0,
         min_bytes: 1,
         max_bytes: 1 << 20,
@@ -500,6 +506,7 @@ fn list_offsets(shards: usize) {
             let mut c = Conn::connect(addr);
             // One request for every partition and case, answered in request order.
             let req = ListOffsetsRequest {
+                version: 0,
                 topics: vec![ListOffsetsTopic {
                     name: "ts".into(),
                     partitions: (0..3u32)
@@ -655,6 +662,7 @@ fn fetch_req(
     parts: &[(u32, i64, u32)],
 ) -> Request {
     Request::Fetch(FetchRequest {
+        version: 0,
         max_wait_ms,
         min_bytes,
         max_bytes,

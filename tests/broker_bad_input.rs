@@ -411,6 +411,7 @@ fn produce_with_a_repeated_partition_is_invalid_request() {
         records: batch(seed, 1, 10, 1),
     };
     let req = Request::Produce(ProduceRequest {
+        version: 0,
         acks: Acks::Leader,
         timeout_ms: 10_000,
         topics: vec![ProduceTopic {
@@ -449,6 +450,7 @@ fn produce_with_a_repeated_partition_is_invalid_request() {
         partition_max_bytes: 1 << 20,
     };
     let resp = c.call(&Request::Fetch(FetchRequest {
+        version: 0,
         max_wait_ms: 0,
         min_bytes: 1,
         max_bytes: 1 << 20,
@@ -521,6 +523,7 @@ fn damaged_batches(shards: usize) {
             );
             // The same bad batch next to a good one for partition 1: partitions are independent.
             let resp = c.call(&Request::Produce(ProduceRequest {
+                version: 0,
                 acks: Acks::Leader,
                 timeout_ms: 30_000,
                 topics: vec![ProduceTopic {

@@ -35,6 +35,7 @@ fn fetch_many(parts: &[(&str, u32, i64)], max_wait_ms: u32, min_bytes: u32) -> R
         }
     }
     Request::Fetch(FetchRequest {
+        version: 0,
         max_wait_ms,
         min_bytes,
         max_bytes: 1 << 20,
@@ -292,6 +293,7 @@ fn broker_with_a_bytes_cap(dir: &std::path::Path) -> Broker {
 fn fetch_asking_16_mib(c: &mut Conn, partitions: &[u32]) -> Vec<usize> {
     const ASKED: u32 = 16 << 20;
     let req = Request::Fetch(FetchRequest {
+        version: 0,
         max_wait_ms: 0,
         min_bytes: 1,
         max_bytes: ASKED,
@@ -382,6 +384,8 @@ fn retention_runs_without_a_restart() {
     let broker = Broker::start(dir.path(), 1);
     let mut c = broker.connect();
     let create = Request::CreateTopic(CreateTopicRequest {
+        version: 0,
+        replication_factor: 0,
         retention_ms: Retention::Forever,
         retention_bytes: Retention::Limit(8192),
         segment_bytes: Some(4096),
@@ -428,6 +432,8 @@ fn produce_timeout_has_one_meaning(shards: usize) {
     // new segment is created must wait, so with `timeout_ms` 0 some of them time out. (The
     // default 64 MiB write queue alone never fills with 64 requests in flight.)
     let create = Request::CreateTopic(CreateTopicRequest {
+        version: 0,
+        replication_factor: 0,
         segment_bytes: Some(16 << 10),
         ..CreateTopicRequest::with_defaults("t", 1)
     });
@@ -435,6 +441,7 @@ fn produce_timeout_has_one_meaning(shards: usize) {
     const N: u64 = 400;
     for i in 0..N {
         let req = Request::Produce(ProduceRequest {
+            version: 0,
             acks: Acks::Leader,
             timeout_ms: 0,
             topics: vec![ProduceTopic {
@@ -729,6 +736,7 @@ fn repeated_entries_and_list_offsets_sentinels() {
     let fetch = fetch_many(&[("t", 0, 0), ("t", 0, 0)], 0, 1);
     assert_eq!(error_code(&c.call(&fetch)), ErrorCode::InvalidRequest);
     let list = Request::ListOffsets(ListOffsetsRequest {
+        version: 0,
         topics: vec![ListOffsetsTopic {
             name: "t".into(),
             partitions: vec![

@@ -20,7 +20,9 @@ use super::error::ClientError;
 use super::metadata::{resolve_host, Metadata, Route, TopicInfo};
 use quill_proto::error_code::ErrorCode;
 use quill_proto::local::Event;
-use quill_proto::protocol::{Limits, MetadataRequest, MetadataResponse, Request, Response};
+use quill_proto::protocol::{
+    LeaderHint, Limits, MetadataRequest, MetadataResponse, Request, Response,
+};
 
 /// Which failures a request may be sent again after.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -342,13 +344,23 @@ impl Client {
         }
     }
 
-    /// Asks for metadata of `topics` (`None`: all, empty: brokers only) and updates the cache.
+    /// Asks for metadata of `topics` (`None`: all, empty: brokers only) at version 2 (falling
+    /// back to version 0 from a broker without it) and updates the cache.
     pub(crate) async fn refresh_metadata(
         &self,
         topics: Option<Vec<String>>,
     ) -> Result<MetadataResponse, ClientError> {
-        let request = Request::Metadata(MetadataRequest::new(topics));
-        match self.call_any(&request, Retry::Idempotent).await? {
+        let request = Request::Metadata(MetadataRequest::latest(topics.clone()));
+        let mut response = self.call_any(&request, Retry::Idempotent).await?;
+        if let Response::Error {
+            code: ErrorCode::UnsupportedVersion,
+            ..
+        } = response
+        {
+            let request = Request::Metadata(MetadataRequest::new(topics));
+            response = self.call_any(&request, Retry::Idempotent).await?;
+        }
+        match response {
             Response::Metadata(m) => {
                 self.inner
                     .metadata
@@ -368,11 +380,21 @@ impl Client {
         }
     }
 
-    /// Refreshes `topic` in the background unless a refresh of it is already under way.
+    /// Refreshes `topic` in the background unless a refresh of it is already under way or
+    /// one started less than `metadata_refresh_backoff_ms` ago (a partition without a leader
+    /// would otherwise cost a Metadata request per retry).
     pub(crate) fn refresh_in_background(&self, topic: &Arc<str>) {
-        if !self.inner.refreshing.borrow_mut().insert(topic.clone()) {
+        let backoff = Duration::from_millis(self.inner.config.metadata_refresh_backoff_ms);
+        if self.inner.refreshing.borrow().contains(topic)
+            || !self
+                .inner
+                .metadata
+                .borrow_mut()
+                .refresh_due(topic, Instant::now(), backoff)
+        {
             return;
         }
+        self.inner.refreshing.borrow_mut().insert(topic.clone());
         let client = self.clone();
         let topic = topic.clone();
         glommio::spawn_local(async move {
@@ -419,6 +441,60 @@ impl Client {
     /// Where requests for a partition go, per the cache.
     pub(crate) fn route(&self, topic: &str, partition: u32) -> Route {
         self.inner.metadata.borrow().route(topic, partition)
+    }
+
+    /// Takes in the leader hint of a `NOT_LEADER` answer (see [`Metadata::apply_leader_hint`]).
+    pub(crate) fn apply_leader_hint(&self, topic: &str, partition: u32, hint: LeaderHint) -> bool {
+        self.inner
+            .metadata
+            .borrow_mut()
+            .apply_leader_hint(topic, partition, hint)
+    }
+
+    /// Sends an admin request (CreateTopic, DeleteTopic) to the cluster's metadata leader, as
+    /// the last Metadata v2 answer named it (a bootstrap broker while none is known), retrying
+    /// per `retry` like [`Client::call_any`]. A `NOT_CONTROLLER` answer means nothing was done:
+    /// the metadata is refreshed to find the new leader and the request sent there, up to
+    /// `retries_max` times.
+    pub(crate) async fn call_controller(
+        &self,
+        request: &Request,
+        retry: Retry,
+    ) -> Result<Response, ClientError> {
+        let retries_max = self.inner.config.retries_max;
+        let mut moved = 0u32;
+        loop {
+            let addr = {
+                let m = self.inner.metadata.borrow();
+                m.controller().and_then(|node| m.broker_addr(node, None))
+            };
+            let outcome = match addr {
+                Some(addr) => {
+                    match self.call_at(addr, request, self.request_timeout()).await {
+                        // The controller went away: refresh and ask again (it was not acted on).
+                        Err(ClientError::Unreachable { .. }) => Ok(Response::Error {
+                            code: ErrorCode::NotController,
+                            message: Some(format!("metadata leader {addr} unreachable")),
+                        }),
+                        other => other,
+                    }
+                }
+                None => self.call_any(request, retry).await,
+            };
+            match &outcome {
+                Ok(Response::Error {
+                    code: ErrorCode::NotController,
+                    ..
+                }) if moved < retries_max => {
+                    moved += 1;
+                    self.inner.metadata.borrow_mut().forget_controller();
+                    glommio::timer::sleep(self.retry_backoff()).await;
+                    // Brokers and the controller only.
+                    let _ = self.refresh_metadata(Some(Vec::new())).await;
+                }
+                _ => return outcome,
+            }
+        }
     }
 
     /// Forgets what the cache knows of `topic`.

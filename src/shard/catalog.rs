@@ -432,6 +432,24 @@ impl Catalog {
         shards: usize,
         node: NodeId,
     ) -> Result<TopicMeta, CatalogError> {
+        self.create_replicated(name, partitions, config, shards, node, &[node])
+    }
+
+    /// [`Catalog::create`] with each partition's replica set `replicas` (the leader `node`
+    /// among them) recorded in its placement.
+    pub fn create_replicated(
+        &mut self,
+        name: &str,
+        partitions: u32,
+        config: TopicConfig,
+        shards: usize,
+        node: NodeId,
+        replicas: &[NodeId],
+    ) -> Result<TopicMeta, CatalogError> {
+        assert!(
+            replicas.contains(&node),
+            "the leader {node} is one of the replicas {replicas:?}"
+        );
         validate_topic_name(name)?;
         if partitions == 0 || partitions > PARTITIONS_MAX {
             return Err(CatalogError::InvalidPartitions(partitions));
@@ -446,7 +464,10 @@ impl Catalog {
             partitions,
             config,
             placement: (0..partitions)
-                .map(|p| Placement::choose(name, p, shards, node))
+                .map(|p| Placement {
+                    replicas: replicas.to_vec(),
+                    ..Placement::choose(name, p, shards, node)
+                })
                 .collect(),
         };
         self.next_topic_id += 1;
