@@ -4,8 +4,8 @@
 //! A retriable failure is retried until the unit's delivery timeout (`delivery_timeout_ms`,
 //! counted from its oldest batch's first record) would pass before the next attempt; then the
 //! records fail with [`ClientError::DeliveryTimedOut`], which names the last error. A leader
-//! change (`NOT_LEADER`, `LEADER_NOT_AVAILABLE`, or the leader's broker refusing connections)
-//! does not use up `retries_max`: it is what a failover looks like, and the delivery timeout
+//! change (`NOT_LEADER`, `LEADER_NOT_AVAILABLE`, or the leader's broker refusing or dropping
+//! connections: it went away) does not use up `retries_max`: it is what a failover looks like, and the delivery timeout
 //! bounds it. Other retriable failures also stop after `retries_max` retries. A client-side
 //! timeout (waiting for a response) is final, as before: the broker had a whole request
 //! timeout, and a retry would multiply the wait for every record behind it.
@@ -43,7 +43,7 @@ pub(crate) enum Verdict {
 /// needs a refresh before the next attempt and the retry is not counted.
 pub(crate) fn is_leader_change(error: &ClientError) -> bool {
     match error {
-        ClientError::Unreachable { .. } => true,
+        ClientError::Unreachable { .. } | ClientError::ConnectionLost { .. } => true,
         ClientError::Broker { code, .. } => {
             matches!(code, ErrorCode::NotLeader | ErrorCode::LeaderNotAvailable)
         }
@@ -111,6 +111,10 @@ mod tests {
             ClientError::Unreachable {
                 addr: "127.0.0.1:1".into(),
                 reason: "connection refused".into(),
+            },
+            ClientError::ConnectionLost {
+                addr: "127.0.0.1:1".into(),
+                reason: "reset".into(),
             },
         ] {
             // Far more attempts than retries_max: still retried, not counted.
