@@ -161,7 +161,10 @@ fn metadata_v2(shards: usize) {
         let m1 = metadata_of(c.call(&metadata_v(1, &["meta"])));
         assert_eq!(m1.damaged_ranges, Some(vec![]));
         assert_eq!(m1.controller_node, -1);
-        assert!(m1.topics[0].partitions.iter().all(|p| p.replicas.is_empty()));
+        assert!(m1.topics[0]
+            .partitions
+            .iter()
+            .all(|p| p.replicas.is_empty()));
         let m0 = metadata_of(c.call(&metadata_v(0, &["meta"])));
         assert_eq!(m0.damaged_ranges, None);
         assert_eq!(m0.topics, m1.topics);
@@ -228,9 +231,8 @@ fn describe_cluster_one_node(shards: usize) {
     created(c.call(&create_topic("dc", 2)));
     created(c.call(&create_topic("other", 1)));
     produce_ok(c.call(&produce_request("dc", 0, batch(1, 3, 8, 1))));
-    let describe = |topics: Option<Vec<String>>| {
-        Request::DescribeCluster(DescribeClusterRequest { topics })
-    };
+    let describe =
+        |topics: Option<Vec<String>>| Request::DescribeCluster(DescribeClusterRequest { topics });
     let Response::DescribeCluster(d) = c.call(&describe(None)) else {
         panic!("not DescribeCluster")
     };
@@ -267,7 +269,10 @@ fn describe_cluster_one_node(shards: usize) {
         );
     }
     assert_eq!(
-        (dc.partitions[0].high_watermark, dc.partitions[0].log_end_offset),
+        (
+            dc.partitions[0].high_watermark,
+            dc.partitions[0].log_end_offset
+        ),
         (3, 3)
     );
     assert_eq!(d.under_replicated_partitions, 0);
@@ -309,7 +314,9 @@ fn control_batch(seed: u64) -> BytesMut {
     b[21..23].copy_from_slice(&attributes.to_be_bytes());
     let crc = quill::record::crc_of(&b);
     b[17..21].copy_from_slice(&crc.to_be_bytes());
-    assert!(quill::record::validate_batch(&b, 1 << 20).unwrap().is_control());
+    assert!(quill::record::validate_batch(&b, 1 << 20)
+        .unwrap()
+        .is_control());
     b
 }
 

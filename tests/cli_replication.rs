@@ -36,7 +36,11 @@ fn topic_create_with_a_replication_factor_and_describe_json() {
     );
     ok(&r);
     assert_eq!(r.stdout, "created topic 'rj' with 3 partitions\n");
-    ok(&quill(&b, &["produce", "rj", "-p", "2", "--acks", "all"], b"a\nb\n"));
+    ok(&quill(
+        &b,
+        &["produce", "rj", "-p", "2", "--acks", "all"],
+        b"a\nb\n",
+    ));
 
     let r = quill(&b, &["topic", "describe", "rj", "--json"], b"");
     ok(&r);
@@ -61,7 +65,11 @@ fn topic_create_with_a_replication_factor_and_describe_json() {
     let r = quill(&b, &["topic", "describe", "rj"], b"");
     ok(&r);
     let lines: Vec<&str> = r.stdout.lines().collect();
-    assert!(lines[1].contains("REPLICAS") && lines[1].contains("IN-SYNC"), "{}", r.stdout);
+    assert!(
+        lines[1].contains("REPLICAS") && lines[1].contains("IN-SYNC"),
+        "{}",
+        r.stdout
+    );
     let cols: Vec<&str> = lines[4].split_whitespace().collect();
     assert_eq!(&cols[4..], ["0", "0", "0", "2", "2", "ok"]);
 
@@ -86,7 +94,10 @@ fn topic_create_with_a_replication_factor_and_describe_json() {
          than the 1 live node of the cluster)\n"
     );
     let r = quill(&b, &["topic", "describe", "r3", "--json"], b"");
-    assert_eq!((r.code, r.stderr.as_str()), (1, "quill: unknown topic 'r3'\n"));
+    assert_eq!(
+        (r.code, r.stderr.as_str()),
+        (1, "quill: unknown topic 'r3'\n")
+    );
     // 0 is a bad command line (the broker's default is what leaving the flag out means).
     let r = quill(
         &b,
@@ -110,7 +121,11 @@ fn produce_with_acks_all() {
     let dir = tmpdir();
     let broker = Broker::start(dir.path(), 2);
     let b = broker.addr.to_string();
-    ok(&quill(&b, &["topic", "create", "aa", "--partitions", "2"], b""));
+    ok(&quill(
+        &b,
+        &["topic", "create", "aa", "--partitions", "2"],
+        b"",
+    ));
     let r = quill(
         &b,
         &["produce", "aa", "--acks", "all", "-K", ":", "-v"],
@@ -141,7 +156,11 @@ fn cluster_status_output_from_a_real_broker() {
     let dir = tmpdir();
     let broker = Broker::start(dir.path(), 2);
     let b = broker.addr.to_string();
-    ok(&quill(&b, &["topic", "create", "cs", "--partitions", "2"], b""));
+    ok(&quill(
+        &b,
+        &["topic", "create", "cs", "--partitions", "2"],
+        b"",
+    ));
     ok(&quill(&b, &["produce", "cs", "-p", "1"], b"x\ny\n"));
     let client = blocking::Client::connect(ClientConfig::new(b.clone())).unwrap();
     let d = client.admin().describe_cluster(None).unwrap();
@@ -166,7 +185,10 @@ fn cluster_status_output_from_a_real_broker() {
     assert_eq!(parts[1]["log_end_offset"], 2);
     let text = status_text(&d);
     assert!(text.starts_with("metadata leader: node 0\n"), "{text}");
-    assert!(text.contains("partitions: 2, under-replicated: 0"), "{text}");
+    assert!(
+        text.contains("partitions: 2, under-replicated: 0"),
+        "{text}"
+    );
     assert!(text.contains(" 0:0*"), "{text}");
     drop(client);
     broker.stop();

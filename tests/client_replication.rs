@@ -11,8 +11,8 @@ use common::broker::Broker;
 use common::client::with_client;
 use common::{closed_port, tmpdir};
 use quill_client::{
-    blocking, Acks, ClientConfig, ClientError, ConsumerConfig, ErrorCode, NewTopic,
-    ProducerConfig, ProducerRecord, StartOffset,
+    blocking, Acks, ClientConfig, ClientError, ConsumerConfig, ErrorCode, NewTopic, ProducerConfig,
+    ProducerRecord, StartOffset,
 };
 
 #[test]
@@ -39,10 +39,16 @@ fn acks_all_and_the_replica_views_on_one_node() {
         let d = admin.describe_topic("ra").await.unwrap();
         assert_eq!(d.controller_node, Some(0));
         for p in &d.partitions {
-            assert_eq!((p.replicas.as_slice(), p.in_sync.as_slice()), (&[0][..], &[0][..]));
+            assert_eq!(
+                (p.replicas.as_slice(), p.in_sync.as_slice()),
+                (&[0][..], &[0][..])
+            );
         }
         assert_eq!(d.partitions[1].high_watermark, 10);
-        let c = admin.describe_cluster(Some(vec!["ra".into()])).await.unwrap();
+        let c = admin
+            .describe_cluster(Some(vec!["ra".into()]))
+            .await
+            .unwrap();
         assert_eq!(c.metadata_leader, 0);
         assert!(c.nodes.len() == 1 && c.nodes[0].up);
         assert_eq!(c.topics[0].partitions.len(), 3);
@@ -139,7 +145,10 @@ fn a_leader_that_never_comes_back_fails_with_the_delivery_timeout() {
         ..ClientConfig::new(listen.clone())
     })
     .unwrap();
-    client.admin().create_topic(NewTopic::new("gone", 1)).unwrap();
+    client
+        .admin()
+        .create_topic(NewTopic::new("gone", 1))
+        .unwrap();
     let producer = client
         .producer(ProducerConfig {
             delivery_timeout_ms: 700,
