@@ -36,7 +36,8 @@ fn names(resp: Response) -> Vec<String> {
 
 // ---- ApiVersions ----
 
-/// PROTOCOL.md, "0 ApiVersions": all 8 APIs at version 0, and the broker's limits.
+/// PROTOCOL.md, "0 ApiVersions" and "Versions": all 9 APIs with their versions, and the
+/// broker's limits.
 fn api_versions(shards: usize) {
     let dir = tmpdir();
     let broker = Broker::start(dir.path(), shards);
@@ -54,8 +55,15 @@ fn api_versions(shards: usize) {
             .iter()
             .map(|a| (a.api_key, a.min_version, a.max_version))
             .collect();
-        // Metadata (key 1) has version 1: damaged ranges (issue 9).
-        let want: Vec<(u16, u16, u16)> = (0..8u16).map(|k| (k, 0, u16::from(k == 1))).collect();
+        // Metadata (key 1) has version 1: damaged ranges (issue 9), and version 2, with
+        // CreateTopic, Produce, Fetch and ListOffsets version 1 and DescribeCluster (key 8):
+        // replication (issue 11).
+        let max = |k: u16| match k {
+            1 => 2,
+            2 | 5 | 6 | 7 => 1,
+            _ => 0,
+        };
+        let want: Vec<(u16, u16, u16)> = (0..9u16).map(|k| (k, 0, max(k))).collect();
         assert_eq!(apis, want);
         assert_eq!(
             v.limits,

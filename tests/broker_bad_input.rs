@@ -280,12 +280,12 @@ fn unknown_api_key_and_version() {
     let mut c = broker.connect();
     for (key, version, corr) in [
         (99u16, 0u16, 1001u32),
-        (8, 0, 1002),
+        (9, 0, 1002),
         (0, 1, 1003),
         (5, 7, 1004),
     ] {
-        // Produce version 7 with a first body byte of 0 is still answered: only version 0's
-        // acks byte means "no response".
+        // Produce version 7 with a first body byte of 0 is still answered: only the acks byte
+        // of a served version (0 or 1) means "no response".
         c.send_raw(&raw_frame(key, version, corr, &[0, 0, 0, 0]));
         // A valid request right behind it, before reading anything.
         c.send(&Request::ApiVersions(ApiVersionsRequest {

@@ -71,7 +71,7 @@ fn topic_create_with_a_replication_factor_and_describe_json() {
         r.stdout
     );
     let cols: Vec<&str> = lines[4].split_whitespace().collect();
-    assert_eq!(&cols[4..], ["0", "0", "0", "2", "2", "ok"]);
+    assert_eq!(&cols[4..], ["0", "2", "2", "0", "0", "ok"]);
 
     // More replicas than nodes: refused by the broker (exit 1), nothing created.
     let r = quill(

@@ -208,16 +208,16 @@ pub fn run(args: TopicArgs) -> ExitCode {
             Ok(d) => {
                 println!("topic {}  partitions {}", d.name, d.partitions.len());
                 println!(
-                    "{:>9}  {:>6}  {:>5}  {:>5}  {:>8}  {:>8}  {:>12}  {:>14}  {:>12}  STATUS",
+                    "{:>9}  {:>6}  {:>5}  {:>5}  {:>12}  {:>14}  {:>12}  {:>8}  {:>8}  STATUS",
                     "PARTITION",
                     "LEADER",
                     "SHARD",
                     "EPOCH",
-                    "REPLICAS",
-                    "IN-SYNC",
                     "LOG-START",
                     "HIGH-WATERMARK",
                     "LOG-END",
+                    "REPLICAS",
+                    "IN-SYNC",
                 );
                 for p in d.partitions {
                     // Damaged ranges: offsets stored but not served (consumers skip them).
@@ -234,16 +234,17 @@ pub fn run(args: TopicArgs) -> ExitCode {
                         "ok".to_string()
                     };
                     println!(
-                        "{:>9}  {:>6}  {:>5}  {:>5}  {:>8}  {:>8}  {:>12}  {:>14}  {:>12}  {}",
+                        "{:>9}  {:>6}  {:>5}  {:>5}  {:>12}  {:>14}  {:>12}  {:>8}  {:>8}  {}",
                         p.partition,
                         p.leader_node,
                         p.leader_shard,
                         p.leader_epoch,
-                        node_list(&p.replicas),
-                        node_list(&p.in_sync),
                         p.log_start_offset,
                         p.high_watermark,
                         p.log_end_offset,
+                        // After the offsets, so scripts reading columns by position still work.
+                        node_list(&p.replicas),
+                        node_list(&p.in_sync),
                         status
                     );
                 }
