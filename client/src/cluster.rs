@@ -24,6 +24,27 @@ use quill_proto::protocol::{
     LeaderHint, Limits, MetadataRequest, MetadataResponse, Request, Response,
 };
 
+/// Whether `outcome` allows sending the request again under `retry`.
+fn may_retry(outcome: &Result<Response, ClientError>, retry: Retry) -> bool {
+    match outcome {
+        Ok(Response::Error { code, .. }) => match retry {
+            Retry::Idempotent => code.is_retriable(),
+            Retry::NotIdempotent => matches!(
+                code,
+                ErrorCode::BrokerShuttingDown
+                    | ErrorCode::TooManyInflightRequests
+                    | ErrorCode::NotController
+            ),
+        },
+        Ok(_) => false,
+        Err(e) if e.is_timeout() => false,
+        Err(e) => match retry {
+            Retry::Idempotent => e.is_retriable(),
+            Retry::NotIdempotent => matches!(e, ClientError::Unreachable { .. }),
+        },
+    }
+}
+
 /// Which failures a request may be sent again after.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Retry {
@@ -320,22 +341,7 @@ impl Client {
         loop {
             let addr = self.inner.bootstrap[attempt as usize % self.inner.bootstrap.len()];
             let outcome = self.call_at(addr, request, self.request_timeout()).await;
-            let again = match &outcome {
-                Ok(Response::Error { code, .. }) => match retry {
-                    Retry::Idempotent => code.is_retriable(),
-                    Retry::NotIdempotent => matches!(
-                        code,
-                        ErrorCode::BrokerShuttingDown | ErrorCode::TooManyInflightRequests
-                    ),
-                },
-                Ok(_) => false,
-                Err(e) if e.is_timeout() => false,
-                Err(e) => match retry {
-                    Retry::Idempotent => e.is_retriable(),
-                    Retry::NotIdempotent => matches!(e, ClientError::Unreachable { .. }),
-                },
-            };
-            if !again || attempt >= retries_max {
+            if !may_retry(&outcome, retry) || attempt >= retries_max {
                 return outcome;
             }
             attempt += 1;
@@ -462,37 +468,34 @@ impl Client {
         retry: Retry,
     ) -> Result<Response, ClientError> {
         let retries_max = self.inner.config.retries_max;
-        let mut moved = 0u32;
+        let mut attempt = 0u32;
         loop {
-            let addr = {
+            let controller = {
                 let m = self.inner.metadata.borrow();
                 m.controller().and_then(|node| m.broker_addr(node, None))
             };
-            let outcome = match addr {
-                Some(addr) => {
-                    match self.call_at(addr, request, self.request_timeout()).await {
-                        // The controller went away: refresh and ask again (it was not acted on).
-                        Err(ClientError::Unreachable { .. }) => Ok(Response::Error {
-                            code: ErrorCode::NotController,
-                            message: Some(format!("metadata leader {addr} unreachable")),
-                        }),
-                        other => other,
-                    }
-                }
-                None => self.call_any(request, retry).await,
+            let addr = controller.unwrap_or_else(|| {
+                self.inner.bootstrap[attempt as usize % self.inner.bootstrap.len()]
+            });
+            let outcome = self.call_at(addr, request, self.request_timeout()).await;
+            // Not (or no longer) the controller: nothing was done; find the new one.
+            let moved = match &outcome {
+                Ok(Response::Error { code, .. }) => *code == ErrorCode::NotController,
+                Err(ClientError::Unreachable { .. }) => controller.is_some(),
+                _ => false,
             };
-            match &outcome {
-                Ok(Response::Error {
-                    code: ErrorCode::NotController,
-                    ..
-                }) if moved < retries_max => {
-                    moved += 1;
-                    self.inner.metadata.borrow_mut().forget_controller();
-                    glommio::timer::sleep(self.retry_backoff()).await;
-                    // Brokers and the controller only.
-                    let _ = self.refresh_metadata(Some(Vec::new())).await;
-                }
-                _ => return outcome,
+            if !may_retry(&outcome, retry) || attempt >= retries_max {
+                return outcome;
+            }
+            attempt += 1;
+            tracing::debug!(attempt, ?outcome, "retrying an admin request");
+            if moved {
+                self.inner.metadata.borrow_mut().forget_controller();
+            }
+            glommio::timer::sleep(self.retry_backoff()).await;
+            if moved {
+                // Brokers and the controller only; a failure leaves the bootstrap to ask.
+                let _ = self.refresh_metadata(Some(Vec::new())).await;
             }
         }
     }
