@@ -798,10 +798,11 @@ fn repeated_entries_and_list_offsets_sentinels() {
     }
 }
 
-/// PROTOCOL.md, "5 Produce": the broker attaches no meaning to the timestamp-type,
-/// transactional and control bits; such batches are stored and served byte for byte as sent
-/// (only `baseOffset` and `partitionLeaderEpoch` are stamped), so a LogAppendTime batch keeps
-/// the `maxTimestamp` its producer wrote.
+/// PROTOCOL.md, "5 Produce": the broker attaches no meaning to the timestamp-type and
+/// transactional bits; such batches are stored and served byte for byte as sent (only
+/// `baseOffset` and `partitionLeaderEpoch` are stamped), so a LogAppendTime batch keeps the
+/// `maxTimestamp` its producer wrote. The control bit is refused (issue 11: control batches are
+/// the broker's own), alone or with the others, and nothing of it is stored.
 #[test]
 fn attribute_bits_are_stored_as_sent() {
     let dir = tmpdir();
@@ -812,13 +813,24 @@ fn attribute_bits_are_stored_as_sent() {
         Response::CreateTopic
     ));
     let mut sent = Vec::new();
-    for (i, bits) in [0x08u8, 0x10, 0x20, 0x30].into_iter().enumerate() {
+    for (i, bits) in [0x08u8, 0x10, 0x20, 0x30, 0x18].into_iter().enumerate() {
         let mut b = batch(i as u64, 2, 10, 1_000 + i as i64);
         b[22] |= bits; // attributes, low byte
         let crc = quill::record::crc_of(&b);
         b[17..21].copy_from_slice(&crc.to_be_bytes());
-        sent.push(b.to_vec());
-        produce_ok(c.call(&produce_request("t", 0, b)));
+        let control = bits & 0x20 != 0;
+        let p = produce_partition(c.call(&produce_request("t", 0, b.clone())));
+        if control {
+            assert_eq!(p.error_code, ErrorCode::InvalidRecord, "bits {bits:#x}");
+        } else {
+            assert_eq!(
+                p.error_code,
+                ErrorCode::None,
+                "bits {bits:#x}: {:?}",
+                p.error_message
+            );
+            sent.push(b.to_vec());
+        }
     }
     let stored = fetch_all_batches(&mut c, "t", 0);
     assert_eq!(stored.len(), sent.len());
