@@ -36,7 +36,8 @@ fn names(resp: Response) -> Vec<String> {
 
 // ---- ApiVersions ----
 
-/// PROTOCOL.md, "0 ApiVersions": all 8 APIs at version 0, and the broker's limits.
+/// PROTOCOL.md, "0 ApiVersions" and "Versions": all 9 APIs with their versions, and the
+/// broker's limits.
 fn api_versions(shards: usize) {
     let dir = tmpdir();
     let broker = Broker::start(dir.path(), shards);
@@ -54,8 +55,15 @@ fn api_versions(shards: usize) {
             .iter()
             .map(|a| (a.api_key, a.min_version, a.max_version))
             .collect();
-        // Metadata (key 1) has version 1: damaged ranges (issue 9).
-        let want: Vec<(u16, u16, u16)> = (0..8u16).map(|k| (k, 0, u16::from(k == 1))).collect();
+        // Metadata (key 1) has version 1: damaged ranges (issue 9), and version 2, with
+        // CreateTopic, Produce, Fetch and ListOffsets version 1 and DescribeCluster (key 8):
+        // replication (issue 11).
+        let max = |k: u16| match k {
+            1 => 2,
+            2 | 5 | 6 | 7 => 1,
+            _ => 0,
+        };
+        let want: Vec<(u16, u16, u16)> = (0..9u16).map(|k| (k, 0, max(k))).collect();
         assert_eq!(apis, want);
         assert_eq!(
             v.limits,
@@ -128,6 +136,9 @@ fn metadata(shards: usize) {
                 log_start_offset: 0,
                 high_watermark: 2 * i64::from(p),
                 log_end_offset: 2 * i64::from(p),
+                // Version 0: no replica lists.
+                replicas: vec![],
+                in_sync: vec![],
             })
             .collect(),
     };
@@ -238,6 +249,7 @@ fn produce_in_order(order: &[(&str, u32)]) -> ProduceRequest {
         }
     }
     ProduceRequest {
+        version: 0,
         acks: Acks::Leader,
         timeout_ms: 30_000,
         topics,
@@ -300,6 +312,7 @@ fn multi_partition_requests(shards: usize) {
     let resp = c.call(&Request::Produce(req));
     assert_eq!(response_layout(resp), request_layout(&layout));
     let fetch = Request::Fetch(FetchRequest {
+        version: 0,
         max_wait_ms: 0,
         min_bytes: 1,
         max_bytes: 1 << 20,
@@ -353,6 +366,7 @@ fn responses_mirror_repeated_topic_entries() {
     let resp = c.call(&Request::Produce(req));
     assert_eq!(response_layout(resp), request_layout(&layout), "produce");
     let fetch = Request::Fetch(FetchRequest {
+        version: 0,
         max_wait_ms: 0,
         min_bytes: 1,
         max_bytes: 1 << 20,
@@ -500,6 +514,7 @@ fn list_offsets(shards: usize) {
             let mut c = Conn::connect(addr);
             // One request for every partition and case, answered in request order.
             let req = ListOffsetsRequest {
+                version: 0,
                 topics: vec![ListOffsetsTopic {
                     name: "ts".into(),
                     partitions: (0..3u32)
@@ -655,6 +670,7 @@ fn fetch_req(
     parts: &[(u32, i64, u32)],
 ) -> Request {
     Request::Fetch(FetchRequest {
+        version: 0,
         max_wait_ms,
         min_bytes,
         max_bytes,

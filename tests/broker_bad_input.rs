@@ -280,12 +280,12 @@ fn unknown_api_key_and_version() {
     let mut c = broker.connect();
     for (key, version, corr) in [
         (99u16, 0u16, 1001u32),
-        (8, 0, 1002),
+        (9, 0, 1002),
         (0, 1, 1003),
         (5, 7, 1004),
     ] {
-        // Produce version 7 with a first body byte of 0 is still answered: only version 0's
-        // acks byte means "no response".
+        // Produce version 7 with a first body byte of 0 is still answered: only the acks byte
+        // of a served version (0 or 1) means "no response".
         c.send_raw(&raw_frame(key, version, corr, &[0, 0, 0, 0]));
         // A valid request right behind it, before reading anything.
         c.send(&Request::ApiVersions(ApiVersionsRequest {
@@ -411,6 +411,7 @@ fn produce_with_a_repeated_partition_is_invalid_request() {
         records: batch(seed, 1, 10, 1),
     };
     let req = Request::Produce(ProduceRequest {
+        version: 0,
         acks: Acks::Leader,
         timeout_ms: 10_000,
         topics: vec![ProduceTopic {
@@ -449,6 +450,7 @@ fn produce_with_a_repeated_partition_is_invalid_request() {
         partition_max_bytes: 1 << 20,
     };
     let resp = c.call(&Request::Fetch(FetchRequest {
+        version: 0,
         max_wait_ms: 0,
         min_bytes: 1,
         max_bytes: 1 << 20,
@@ -521,6 +523,7 @@ fn damaged_batches(shards: usize) {
             );
             // The same bad batch next to a good one for partition 1: partitions are independent.
             let resp = c.call(&Request::Produce(ProduceRequest {
+                version: 0,
                 acks: Acks::Leader,
                 timeout_ms: 30_000,
                 topics: vec![ProduceTopic {

@@ -61,6 +61,8 @@ fn nofile_of(broker: &Broker) -> (u64, u64) {
 
 fn topic(name: &str, partitions: u32, segment_bytes: Option<u64>) -> Request {
     Request::CreateTopic(CreateTopicRequest {
+        version: 0,
+        replication_factor: 0,
         segment_bytes,
         ..CreateTopicRequest::with_defaults(name, partitions)
     })

@@ -35,6 +35,7 @@ fn fetch_many(parts: &[(&str, u32, i64)], max_wait_ms: u32, min_bytes: u32) -> R
         }
     }
     Request::Fetch(FetchRequest {
+        version: 0,
         max_wait_ms,
         min_bytes,
         max_bytes: 1 << 20,
@@ -292,6 +293,7 @@ fn broker_with_a_bytes_cap(dir: &std::path::Path) -> Broker {
 fn fetch_asking_16_mib(c: &mut Conn, partitions: &[u32]) -> Vec<usize> {
     const ASKED: u32 = 16 << 20;
     let req = Request::Fetch(FetchRequest {
+        version: 0,
         max_wait_ms: 0,
         min_bytes: 1,
         max_bytes: ASKED,
@@ -382,6 +384,8 @@ fn retention_runs_without_a_restart() {
     let broker = Broker::start(dir.path(), 1);
     let mut c = broker.connect();
     let create = Request::CreateTopic(CreateTopicRequest {
+        version: 0,
+        replication_factor: 0,
         retention_ms: Retention::Forever,
         retention_bytes: Retention::Limit(8192),
         segment_bytes: Some(4096),
@@ -428,6 +432,8 @@ fn produce_timeout_has_one_meaning(shards: usize) {
     // new segment is created must wait, so with `timeout_ms` 0 some of them time out. (The
     // default 64 MiB write queue alone never fills with 64 requests in flight.)
     let create = Request::CreateTopic(CreateTopicRequest {
+        version: 0,
+        replication_factor: 0,
         segment_bytes: Some(16 << 10),
         ..CreateTopicRequest::with_defaults("t", 1)
     });
@@ -435,6 +441,7 @@ fn produce_timeout_has_one_meaning(shards: usize) {
     const N: u64 = 400;
     for i in 0..N {
         let req = Request::Produce(ProduceRequest {
+            version: 0,
             acks: Acks::Leader,
             timeout_ms: 0,
             topics: vec![ProduceTopic {
@@ -729,6 +736,7 @@ fn repeated_entries_and_list_offsets_sentinels() {
     let fetch = fetch_many(&[("t", 0, 0), ("t", 0, 0)], 0, 1);
     assert_eq!(error_code(&c.call(&fetch)), ErrorCode::InvalidRequest);
     let list = Request::ListOffsets(ListOffsetsRequest {
+        version: 0,
         topics: vec![ListOffsetsTopic {
             name: "t".into(),
             partitions: vec![
@@ -790,10 +798,11 @@ fn repeated_entries_and_list_offsets_sentinels() {
     }
 }
 
-/// PROTOCOL.md, "5 Produce": the broker attaches no meaning to the timestamp-type,
-/// transactional and control bits; such batches are stored and served byte for byte as sent
-/// (only `baseOffset` and `partitionLeaderEpoch` are stamped), so a LogAppendTime batch keeps
-/// the `maxTimestamp` its producer wrote.
+/// PROTOCOL.md, "5 Produce": the broker attaches no meaning to the timestamp-type and
+/// transactional bits; such batches are stored and served byte for byte as sent (only
+/// `baseOffset` and `partitionLeaderEpoch` are stamped), so a LogAppendTime batch keeps the
+/// `maxTimestamp` its producer wrote. The control bit is refused (issue 11: control batches are
+/// the broker's own), alone or with the others, and nothing of it is stored.
 #[test]
 fn attribute_bits_are_stored_as_sent() {
     let dir = tmpdir();
@@ -804,13 +813,24 @@ fn attribute_bits_are_stored_as_sent() {
         Response::CreateTopic
     ));
     let mut sent = Vec::new();
-    for (i, bits) in [0x08u8, 0x10, 0x20, 0x30].into_iter().enumerate() {
+    for (i, bits) in [0x08u8, 0x10, 0x20, 0x30, 0x18].into_iter().enumerate() {
         let mut b = batch(i as u64, 2, 10, 1_000 + i as i64);
         b[22] |= bits; // attributes, low byte
         let crc = quill::record::crc_of(&b);
         b[17..21].copy_from_slice(&crc.to_be_bytes());
-        sent.push(b.to_vec());
-        produce_ok(c.call(&produce_request("t", 0, b)));
+        let control = bits & 0x20 != 0;
+        let p = produce_partition(c.call(&produce_request("t", 0, b.clone())));
+        if control {
+            assert_eq!(p.error_code, ErrorCode::InvalidRecord, "bits {bits:#x}");
+        } else {
+            assert_eq!(
+                p.error_code,
+                ErrorCode::None,
+                "bits {bits:#x}: {:?}",
+                p.error_message
+            );
+            sent.push(b.to_vec());
+        }
     }
     let stored = fetch_all_batches(&mut c, "t", 0);
     assert_eq!(stored.len(), sent.len());

@@ -60,7 +60,8 @@ fn topic_create_list_describe_delete() {
         assert_eq!(cols[0], i.to_string());
         let shard: u16 = cols[2].parse().unwrap();
         assert!(shard < 2);
-        assert_eq!(&cols[4..], ["0", "0", "0", "ok"]);
+        // The offsets, the replicas and in-sync replicas (node 0), the status.
+        assert_eq!(&cols[4..], ["0", "0", "0", "0", "0", "ok"]);
     }
 
     let r = quill(&b, &["topic", "create", "c1", "--partitions", "1"], b"");

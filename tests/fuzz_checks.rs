@@ -25,7 +25,7 @@ use common::{batch, seed, stamped};
 use quill_proto::error_code::ErrorCode;
 use quill_proto::protocol::{
     encode_response, BrokerMetadata, DamagedRangeMetadata, FetchPartitionResponse, FetchResponse,
-    FetchTopicResponse, ListOffsetsPartitionResponse, ListOffsetsResponse,
+    FetchTopicResponse, LeaderHint, ListOffsetsPartitionResponse, ListOffsetsResponse,
     ListOffsetsTopicResponse, MetadataResponse, PartitionMetadata, ProducePartitionResponse,
     ProduceResponse, ProduceTopicResponse, Request, Response, ShardPort, TopicMetadata,
 };
@@ -190,6 +190,7 @@ fn responses() -> Vec<Response> {
                     error_code: ErrorCode::None,
                     error_message: None,
                     base_offsets: vec![40, 42],
+                    leader: LeaderHint::UNKNOWN,
                 }],
             }],
         }),
@@ -200,6 +201,11 @@ fn responses() -> Vec<Response> {
                     partition: 2,
                     error_code: ErrorCode::None,
                     error_message: Some("m".into()),
+                    leader: LeaderHint {
+                        leader_node: 1,
+                        leader_shard: 0,
+                        leader_epoch: 2,
+                    },
                     high_watermark: 12,
                     log_start_offset: 3,
                     log_end_offset: 14,
@@ -214,6 +220,7 @@ fn responses() -> Vec<Response> {
                     partition: 3,
                     error_code: ErrorCode::None,
                     offset: 17,
+                    leader: LeaderHint::UNKNOWN,
                 }],
             }],
         }),
@@ -239,6 +246,8 @@ fn responses() -> Vec<Response> {
                     log_start_offset: 8,
                     high_watermark: 9,
                     log_end_offset: 10,
+                    replicas: vec![5, 6],
+                    in_sync: vec![5],
                 }],
             }],
             damaged_ranges: Some(vec![DamagedRangeMetadata {
@@ -247,6 +256,7 @@ fn responses() -> Vec<Response> {
                 first_offset: 11,
                 last_offset: 12,
             }]),
+            controller_node: 5,
         }),
     ]
 }
@@ -256,7 +266,8 @@ fn frame_decoder_checks_over_a_seeded_corpus() {
     let mut rng = StdRng::seed_from_u64(seed("frame_decoder_checks_over_a_seeded_corpus"));
     let mut frames = request_frames();
     for r in responses() {
-        frames.push(encode_response(5, &r).to_bytes().to_vec());
+        let version = r.api_key().map_or(0, |k| k.version_max());
+        frames.push(encode_response(5, version, &r).to_bytes().to_vec());
     }
     let mut inputs = Vec::new();
     // The first byte is the knob: frame limit and chunk size.

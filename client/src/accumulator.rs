@@ -95,6 +95,10 @@ pub(crate) struct Unit<B> {
     pub(crate) batches: Vec<SealedBatch<B>>,
     /// How many times this unit was sent before and failed retriably.
     pub(crate) attempts: u32,
+    /// How many of those count against `retries_max` (a leader change does not).
+    pub(crate) counted_retries: u32,
+    /// When its oldest batch was opened: the delivery timeout runs from here.
+    pub(crate) created: Instant,
     charged: usize,
 }
 
@@ -112,6 +116,8 @@ struct Queued<B> {
     batches: Vec<SealedBatch<B>>,
     charged: usize,
     attempts: u32,
+    counted_retries: u32,
+    created: Instant,
     not_before: Option<Instant>,
 }
 
@@ -173,6 +179,8 @@ fn seal<B>(open: OpenBatch<B>) -> Queued<B> {
         }],
         charged: open.charged,
         attempts: 0,
+        counted_retries: 0,
+        created: open.created,
         not_before: None,
     }
 }
@@ -381,6 +389,7 @@ impl<B: Clone> Accumulator<B> {
                         first.records.unsplit(q.records);
                         first.batches.extend(q.batches);
                         first.charged += q.charged;
+                        first.created = first.created.min(q.created);
                     }
                 }
                 pq.inflight += 1;
@@ -390,6 +399,8 @@ impl<B: Clone> Accumulator<B> {
                     records: first.records,
                     batches: first.batches,
                     attempts: first.attempts,
+                    counted_retries: first.counted_retries,
+                    created: first.created,
                     charged: first.charged,
                 });
                 // More may be sendable at once (another unit, if in-flight room remains).
@@ -441,8 +452,8 @@ impl<B: Clone> Accumulator<B> {
     }
 
     /// The unit failed retriably: it goes back to the front of its partition, to be sent
-    /// again no earlier than `not_before`.
-    pub(crate) fn retry(&mut self, unit: Unit<B>, not_before: Instant) {
+    /// again no earlier than `not_before`. `counted`: the retry counts against `retries_max`.
+    pub(crate) fn retry(&mut self, unit: Unit<B>, not_before: Instant, counted: bool) {
         let (topic, partition, charged) = (unit.topic.clone(), unit.partition, unit.charged);
         self.finish(&topic, partition, 0);
         let pq = self.queue_mut(&topic, partition);
@@ -451,6 +462,8 @@ impl<B: Clone> Accumulator<B> {
             batches: unit.batches,
             charged,
             attempts: unit.attempts + 1,
+            counted_retries: unit.counted_retries + u32::from(counted),
+            created: unit.created,
             not_before: Some(not_before),
         });
     }
@@ -691,17 +704,42 @@ mod tests {
         acc.drain(now, &mut out);
         assert!(out.is_empty());
         let later = now + Duration::from_millis(100);
-        acc.retry(unit, later);
+        acc.retry(unit, later, true);
         assert_eq!(acc.drain(now, &mut out), Some(later));
         assert!(out.is_empty());
         acc.drain(later, &mut out);
         let unit = out.pop().unwrap();
         assert_eq!(unit.attempts, 1);
+        assert_eq!(unit.counted_retries, 1);
+        // The delivery timeout still runs from the batch's first record.
+        assert_eq!(unit.created, now);
         assert_eq!(unit.batches.len(), 1);
         assert_eq!(unit.batches[0].handle, 1);
         acc.complete(unit);
         acc.drain(later, &mut out);
         assert_eq!(out.pop().unwrap().batches[0].handle, 2);
+    }
+
+    #[test]
+    fn leader_change_retries_are_not_counted_and_keep_the_oldest_creation_time() {
+        let mut acc = Accumulator::<u64>::new(config());
+        let t: Arc<str> = Arc::from("t");
+        let t0 = Instant::now();
+        let t1 = t0 + Duration::from_millis(5);
+        acc.append(&t, 0, rec(b"one"), t0, || 1).unwrap();
+        acc.flush_begin();
+        acc.append(&t, 0, rec(b"two"), t1, || 2).unwrap();
+        acc.flush_begin();
+        let mut out = Vec::new();
+        acc.drain(t1, &mut out);
+        let unit = out.pop().unwrap();
+        assert_eq!(unit.batches.len(), 2, "fresh batches merge");
+        assert_eq!(unit.created, t0);
+        acc.retry(unit, t1, false);
+        acc.drain(t1, &mut out);
+        let unit = out.pop().unwrap();
+        assert_eq!((unit.attempts, unit.counted_retries), (1, 0));
+        assert_eq!(unit.created, t0);
     }
 
     #[test]

@@ -4,8 +4,8 @@ use super::cluster::{Client, Retry};
 use super::error::ClientError;
 use quill_proto::error_code::ErrorCode;
 use quill_proto::protocol::{
-    is_valid_topic_name, CreateTopicRequest, DeleteTopicRequest, Durability, MetadataRequest,
-    Request, Response, Retention,
+    is_valid_topic_name, CreateTopicRequest, DeleteTopicRequest, DescribeClusterRequest,
+    DescribeClusterResponse, Durability, MetadataRequest, Request, Response, Retention,
 };
 
 /// A topic to create. Settings left unset take the broker's defaults.
@@ -34,6 +34,9 @@ pub struct NewTopic {
     pub durability: Option<Durability>,
     /// Longest time between syncs under interval durability, in ms.
     pub flush_ms: Option<u64>,
+    /// How many nodes hold a replica of each partition, the leader included; 0 for the
+    /// broker's default. More than the live nodes is refused (`INVALID_REPLICATION_FACTOR`).
+    pub replication_factor: u16,
 }
 
 impl NewTopic {
@@ -47,7 +50,13 @@ impl NewTopic {
             segment_ms: None,
             durability: None,
             flush_ms: None,
+            replication_factor: 0,
         }
+    }
+
+    pub fn replication_factor(mut self, replicas: u16) -> Self {
+        self.replication_factor = replicas;
+        self
     }
 
     pub fn retention_ms(mut self, retention: Retention) -> Self {
@@ -109,6 +118,12 @@ pub struct PartitionDescription {
     /// Damaged ranges `(first, last)`: offsets the broker holds but cannot serve (a consumer
     /// skips them); empty from a broker without Metadata version 1.
     pub damaged_ranges: Vec<(i64, i64)>,
+    /// The nodes holding a replica, the leader included, in placement order; empty from a
+    /// broker without Metadata version 2.
+    pub replicas: Vec<u32>,
+    /// The replicas the leader counts as in sync; empty from a broker without Metadata
+    /// version 2.
+    pub in_sync: Vec<u32>,
 }
 
 /// A topic and its partitions, as Metadata reports them now.
@@ -116,6 +131,8 @@ pub struct PartitionDescription {
 pub struct TopicDescription {
     pub name: String,
     pub partitions: Vec<PartitionDescription>,
+    /// The cluster's metadata leader, if the broker named it (Metadata version 2).
+    pub controller_node: Option<u32>,
 }
 
 /// Topic administration. Made by [`Client::admin`]; cheap (it shares the client).
@@ -181,6 +198,10 @@ impl Admin {
         }
         let name = topic.name.clone();
         let request = Request::CreateTopic(CreateTopicRequest {
+            // Version 1 only when a replication factor is asked for, so a plain create stays
+            // readable by older brokers.
+            version: u16::from(topic.replication_factor != 0),
+            replication_factor: topic.replication_factor,
             name: topic.name,
             partitions: topic.partitions,
             retention_ms: topic.retention_ms,
@@ -190,7 +211,11 @@ impl Admin {
             durability: topic.durability,
             flush_ms: topic.flush_ms,
         });
-        match self.client.call_any(&request, Retry::NotIdempotent).await? {
+        match self
+            .client
+            .call_controller(&request, Retry::NotIdempotent)
+            .await?
+        {
             Response::CreateTopic => {
                 self.client.forget_topic(&name);
                 Ok(())
@@ -210,7 +235,10 @@ impl Admin {
         let request = Request::DeleteTopic(DeleteTopicRequest {
             name: name.to_string(),
         });
-        let outcome = self.client.call_any(&request, Retry::NotIdempotent).await?;
+        let outcome = self
+            .client
+            .call_controller(&request, Retry::NotIdempotent)
+            .await?;
         self.client.forget_topic(name);
         match outcome {
             Response::DeleteTopic => Ok(()),
@@ -254,13 +282,10 @@ impl Admin {
     /// A topic's partitions with their leader shard and offsets, as of now.
     pub async fn describe_topic(&self, name: &str) -> Result<TopicDescription, ClientError> {
         check_name(name)?;
-        let request = Request::Metadata(MetadataRequest {
-            topics: Some(vec![name.to_string()]),
-            damaged_ranges: true,
-        });
+        let request = Request::Metadata(MetadataRequest::latest(Some(vec![name.to_string()])));
         let response = match self.client.call_any(&request, Retry::Idempotent).await? {
             Response::Metadata(m) => m,
-            // A broker without version 1: describe without damaged ranges.
+            // An older broker: describe without damaged ranges or replicas.
             Response::Error {
                 code: ErrorCode::UnsupportedVersion,
                 ..
@@ -292,6 +317,7 @@ impl Admin {
             other => return Err(unexpected("Metadata", &other)),
         };
         let damaged = response.damaged_ranges.unwrap_or_default();
+        let controller_node = u32::try_from(response.controller_node).ok();
         let Some(t) = response.topics.into_iter().find(|t| t.name == name) else {
             return Err(ClientError::UnknownTopic {
                 topic: name.to_string(),
@@ -325,8 +351,30 @@ impl Admin {
                         .filter(|d| d.topic == name && d.partition == p.partition)
                         .map(|d| (d.first_offset, d.last_offset))
                         .collect(),
+                    replicas: p.replicas,
+                    in_sync: p.in_sync,
                 })
                 .collect(),
+            controller_node,
         })
+    }
+
+    /// The cluster as the answering broker sees it (DescribeCluster): nodes and whether they
+    /// are up, the metadata leader, and for each partition of `topics` (`None`: all) its leader
+    /// and every replica's lag, with the count of under-replicated partitions.
+    pub async fn describe_cluster(
+        &self,
+        topics: Option<Vec<String>>,
+    ) -> Result<DescribeClusterResponse, ClientError> {
+        let request = Request::DescribeCluster(DescribeClusterRequest { topics });
+        match self.client.call_any(&request, Retry::Idempotent).await? {
+            Response::DescribeCluster(d) => Ok(d),
+            Response::Error { code, message } => Err(ClientError::Broker {
+                code,
+                message,
+                context: "describe cluster".to_string(),
+            }),
+            other => Err(unexpected("DescribeCluster", &other)),
+        }
     }
 }

@@ -46,6 +46,7 @@ use super::error::ClientError;
 use super::producer::ProducerStats;
 use super::records::{ConsumedRecord, ProducerRecord, RecordMetadata};
 use quill_proto::local::Event;
+use quill_proto::protocol::DescribeClusterResponse;
 use quill_proto::protocol::Limits;
 
 /// Memory glommio registers for file I/O on the client's executor; the client does no file
@@ -70,6 +71,7 @@ enum AdminCmd {
     Delete(String, Reply<()>),
     List(Reply<Vec<TopicSummary>>),
     Describe(String, Reply<TopicDescription>),
+    DescribeCluster(Option<Vec<String>>, Reply<DescribeClusterResponse>),
 }
 
 enum DeliveryMsg {
@@ -221,6 +223,14 @@ impl Admin {
     /// See [`super::Admin::describe_topic`].
     pub fn describe_topic(&self, name: &str) -> Result<TopicDescription, ClientError> {
         self.call(|r| AdminCmd::Describe(name.to_string(), r))
+    }
+
+    /// See [`super::Admin::describe_cluster`].
+    pub fn describe_cluster(
+        &self,
+        topics: Option<Vec<String>>,
+    ) -> Result<DescribeClusterResponse, ClientError> {
+        self.call(|r| AdminCmd::DescribeCluster(topics, r))
     }
 }
 
@@ -447,6 +457,9 @@ async fn serve_admin(admin: super::Admin, cmd: AdminCmd, _live: LiveGuard) {
         }
         AdminCmd::List(reply) => {
             let _ = reply.send(admin.list_topics().await);
+        }
+        AdminCmd::DescribeCluster(topics, reply) => {
+            let _ = reply.send(admin.describe_cluster(topics).await);
         }
         AdminCmd::Describe(name, reply) => {
             let _ = reply.send(admin.describe_topic(&name).await);

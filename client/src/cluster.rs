@@ -20,7 +20,30 @@ use super::error::ClientError;
 use super::metadata::{resolve_host, Metadata, Route, TopicInfo};
 use quill_proto::error_code::ErrorCode;
 use quill_proto::local::Event;
-use quill_proto::protocol::{Limits, MetadataRequest, MetadataResponse, Request, Response};
+use quill_proto::protocol::{
+    LeaderHint, Limits, MetadataRequest, MetadataResponse, Request, Response,
+};
+
+/// Whether `outcome` allows sending the request again under `retry`.
+fn may_retry(outcome: &Result<Response, ClientError>, retry: Retry) -> bool {
+    match outcome {
+        Ok(Response::Error { code, .. }) => match retry {
+            Retry::Idempotent => code.is_retriable(),
+            Retry::NotIdempotent => matches!(
+                code,
+                ErrorCode::BrokerShuttingDown
+                    | ErrorCode::TooManyInflightRequests
+                    | ErrorCode::NotController
+            ),
+        },
+        Ok(_) => false,
+        Err(e) if e.is_timeout() => false,
+        Err(e) => match retry {
+            Retry::Idempotent => e.is_retriable(),
+            Retry::NotIdempotent => matches!(e, ClientError::Unreachable { .. }),
+        },
+    }
+}
 
 /// Which failures a request may be sent again after.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -318,22 +341,7 @@ impl Client {
         loop {
             let addr = self.inner.bootstrap[attempt as usize % self.inner.bootstrap.len()];
             let outcome = self.call_at(addr, request, self.request_timeout()).await;
-            let again = match &outcome {
-                Ok(Response::Error { code, .. }) => match retry {
-                    Retry::Idempotent => code.is_retriable(),
-                    Retry::NotIdempotent => matches!(
-                        code,
-                        ErrorCode::BrokerShuttingDown | ErrorCode::TooManyInflightRequests
-                    ),
-                },
-                Ok(_) => false,
-                Err(e) if e.is_timeout() => false,
-                Err(e) => match retry {
-                    Retry::Idempotent => e.is_retriable(),
-                    Retry::NotIdempotent => matches!(e, ClientError::Unreachable { .. }),
-                },
-            };
-            if !again || attempt >= retries_max {
+            if !may_retry(&outcome, retry) || attempt >= retries_max {
                 return outcome;
             }
             attempt += 1;
@@ -342,13 +350,23 @@ impl Client {
         }
     }
 
-    /// Asks for metadata of `topics` (`None`: all, empty: brokers only) and updates the cache.
+    /// Asks for metadata of `topics` (`None`: all, empty: brokers only) at version 2 (falling
+    /// back to version 0 from a broker without it) and updates the cache.
     pub(crate) async fn refresh_metadata(
         &self,
         topics: Option<Vec<String>>,
     ) -> Result<MetadataResponse, ClientError> {
-        let request = Request::Metadata(MetadataRequest::new(topics));
-        match self.call_any(&request, Retry::Idempotent).await? {
+        let request = Request::Metadata(MetadataRequest::latest(topics.clone()));
+        let mut response = self.call_any(&request, Retry::Idempotent).await?;
+        if let Response::Error {
+            code: ErrorCode::UnsupportedVersion,
+            ..
+        } = response
+        {
+            let request = Request::Metadata(MetadataRequest::new(topics));
+            response = self.call_any(&request, Retry::Idempotent).await?;
+        }
+        match response {
             Response::Metadata(m) => {
                 self.inner
                     .metadata
@@ -368,11 +386,21 @@ impl Client {
         }
     }
 
-    /// Refreshes `topic` in the background unless a refresh of it is already under way.
+    /// Refreshes `topic` in the background unless a refresh of it is already under way or
+    /// one started less than `metadata_refresh_backoff_ms` ago (a partition without a leader
+    /// would otherwise cost a Metadata request per retry).
     pub(crate) fn refresh_in_background(&self, topic: &Arc<str>) {
-        if !self.inner.refreshing.borrow_mut().insert(topic.clone()) {
+        let backoff = Duration::from_millis(self.inner.config.metadata_refresh_backoff_ms);
+        if self.inner.refreshing.borrow().contains(topic)
+            || !self
+                .inner
+                .metadata
+                .borrow_mut()
+                .refresh_due(topic, Instant::now(), backoff)
+        {
             return;
         }
+        self.inner.refreshing.borrow_mut().insert(topic.clone());
         let client = self.clone();
         let topic = topic.clone();
         glommio::spawn_local(async move {
@@ -419,6 +447,57 @@ impl Client {
     /// Where requests for a partition go, per the cache.
     pub(crate) fn route(&self, topic: &str, partition: u32) -> Route {
         self.inner.metadata.borrow().route(topic, partition)
+    }
+
+    /// Takes in the leader hint of a `NOT_LEADER` answer (see [`Metadata::apply_leader_hint`]).
+    pub(crate) fn apply_leader_hint(&self, topic: &str, partition: u32, hint: LeaderHint) -> bool {
+        self.inner
+            .metadata
+            .borrow_mut()
+            .apply_leader_hint(topic, partition, hint)
+    }
+
+    /// Sends an admin request (CreateTopic, DeleteTopic) to the cluster's metadata leader, as
+    /// the last Metadata v2 answer named it (a bootstrap broker while none is known), retrying
+    /// per `retry` like [`Client::call_any`]. A `NOT_CONTROLLER` answer means nothing was done:
+    /// the metadata is refreshed to find the new leader and the request sent there, up to
+    /// `retries_max` times.
+    pub(crate) async fn call_controller(
+        &self,
+        request: &Request,
+        retry: Retry,
+    ) -> Result<Response, ClientError> {
+        let retries_max = self.inner.config.retries_max;
+        let mut attempt = 0u32;
+        loop {
+            let controller = {
+                let m = self.inner.metadata.borrow();
+                m.controller().and_then(|node| m.broker_addr(node, None))
+            };
+            let addr = controller.unwrap_or_else(|| {
+                self.inner.bootstrap[attempt as usize % self.inner.bootstrap.len()]
+            });
+            let outcome = self.call_at(addr, request, self.request_timeout()).await;
+            // Not (or no longer) the controller: nothing was done; find the new one.
+            let moved = match &outcome {
+                Ok(Response::Error { code, .. }) => *code == ErrorCode::NotController,
+                Err(ClientError::Unreachable { .. }) => controller.is_some(),
+                _ => false,
+            };
+            if !may_retry(&outcome, retry) || attempt >= retries_max {
+                return outcome;
+            }
+            attempt += 1;
+            tracing::debug!(attempt, ?outcome, "retrying an admin request");
+            if moved {
+                self.inner.metadata.borrow_mut().forget_controller();
+            }
+            glommio::timer::sleep(self.retry_backoff()).await;
+            if moved {
+                // Brokers and the controller only; a failure leaves the bootstrap to ask.
+                let _ = self.refresh_metadata(Some(Vec::new())).await;
+            }
+        }
     }
 
     /// Forgets what the cache knows of `topic`.

@@ -33,6 +33,10 @@ pub struct ClientConfig {
     pub inflight_requests_max: u32,
     /// Cached topic metadata older than this is refreshed when next used. Default 300000.
     pub metadata_max_age_ms: u64,
+    /// Least time between two metadata refreshes of one topic caused by failures
+    /// (`NOT_LEADER`, `LEADER_NOT_AVAILABLE`, a broker gone): during an election every retry
+    /// would otherwise ask again. Default 100.
+    pub metadata_refresh_backoff_ms: u64,
     /// Largest response frame accepted, size prefix excluded; a larger one is a protocol error.
     /// Must exceed the consumer's `fetch_bytes_max` plus a batch. Default 64 MiB.
     pub frame_bytes_max: u32,
@@ -50,6 +54,7 @@ impl Default for ClientConfig {
             retry_backoff_ms: 100,
             inflight_requests_max: 256,
             metadata_max_age_ms: 300_000,
+            metadata_refresh_backoff_ms: 100,
             frame_bytes_max: 64 << 20,
             client_software_name: concat!("quill-rust/", env!("CARGO_PKG_VERSION")).to_string(),
         }
@@ -99,10 +104,19 @@ pub struct ProducerConfig {
     /// than this gets a batch of its own). Capped by the broker's `batch_bytes_max`. Default
     /// 64 KiB.
     pub batch_bytes: usize,
-    /// [`Acks::Leader`]: a record's delivery resolves once the broker made it durable, with its
-    /// offset. [`Acks::None`]: once it was written to the socket, with offset -1; failures go
-    /// unreported. Default `Leader`.
+    /// [`Acks::Leader`]: a record's delivery resolves once the partition's leader made it
+    /// durable, with its offset. [`Acks::All`]: once a majority of the partition's replicas
+    /// hold it durably (the same as `Leader` on a partition with one replica). [`Acks::None`]:
+    /// once it was written to the socket, with offset -1; failures go unreported. Default
+    /// `Leader`.
     pub acks: Acks,
+    /// How long a record may take to be acknowledged, from when its batch was opened, retries
+    /// included: retriable failures (a leader moving, an election, a broker going away) are
+    /// retried transparently, after a metadata refresh where the leader may have moved, until
+    /// this runs out; then the delivery fails with
+    /// [`ClientError::DeliveryTimedOut`](super::ClientError::DeliveryTimedOut) naming the last
+    /// error. Default 120000 (Kafka's `delivery.timeout.ms`).
+    pub delivery_timeout_ms: u64,
     /// Memory for records not yet acknowledged, counted as the capacity of their batches (each
     /// batch reserves `batch_bytes`). `send` waits while it is full. At least `batch_bytes`.
     /// Default 32 MiB.
@@ -119,6 +133,7 @@ impl Default for ProducerConfig {
             linger_ms: 1,
             batch_bytes: 64 << 10,
             acks: Acks::Leader,
+            delivery_timeout_ms: 120_000,
             buffer_bytes_max: 32 << 20,
             partition_inflight_requests_max: 1,
         }
@@ -141,6 +156,9 @@ impl ProducerConfig {
         }
         if self.partition_inflight_requests_max == 0 {
             return bad("partition_inflight_requests_max must be at least 1");
+        }
+        if self.delivery_timeout_ms == 0 {
+            return bad("delivery_timeout_ms must be at least 1");
         }
         Ok(())
     }

@@ -20,6 +20,8 @@ use quill_proto::protocol::{decode_response, ApiKey, Request, Response};
 struct Outstanding<T> {
     correlation_id: u32,
     api_key: ApiKey,
+    /// The version the request went as: the response comes in the same.
+    version: u16,
     token: T,
 }
 
@@ -93,6 +95,7 @@ impl<T> Correlator<T> {
             self.outstanding.push_back(Outstanding {
                 correlation_id,
                 api_key: request.api_key(),
+                version: request.version(),
                 token: token(),
             });
         }
@@ -115,8 +118,8 @@ impl<T> Correlator<T> {
         let Some(head) = self.outstanding.front() else {
             return Err("a response arrived with no request outstanding".to_string());
         };
-        let (api_key, expected) = (head.api_key, head.correlation_id);
-        let (got, response) = decode_response(api_key, frame.freeze())
+        let (api_key, version, expected) = (head.api_key, head.version, head.correlation_id);
+        let (got, response) = decode_response(api_key, version, frame.freeze())
             .map_err(|e| format!("undecodable {} response: {e}", api_key.as_str()))?;
         if got != expected {
             return Err(format!(
@@ -148,6 +151,7 @@ mod tests {
 
     fn produce(acks: Acks) -> Request {
         Request::Produce(ProduceRequest {
+            version: 0,
             acks,
             timeout_ms: 1000,
             topics: vec![ProduceTopic {
@@ -161,7 +165,7 @@ mod tests {
     }
 
     fn response(correlation_id: u32, response: &Response) -> BytesMut {
-        BytesMut::from(&encode_response(correlation_id, response).to_bytes()[..])
+        BytesMut::from(&encode_response(correlation_id, 0, response).to_bytes()[..])
     }
 
     #[test]

@@ -86,6 +86,17 @@ pub enum ClientError {
         offset: i64,
         reason: String,
     },
+    /// A record was not acknowledged within the producer's `delivery_timeout_ms`: it was
+    /// retried (through leader changes, after metadata refreshes) until the timeout ran out.
+    /// `last` is the last failure.
+    #[error("delivery to {topic}-{partition} timed out after {timeout_ms} ms (delivery_timeout_ms) with {attempts} attempts; last error: {last}")]
+    DeliveryTimedOut {
+        topic: String,
+        partition: u32,
+        timeout_ms: u64,
+        attempts: u32,
+        last: Box<ClientError>,
+    },
     /// The producer, consumer or client was closed or dropped before the call completed.
     #[error("the {what} was closed before the call completed")]
     Closed { what: &'static str },
@@ -115,6 +126,7 @@ impl ClientError {
             ClientError::OffsetOutOfRange { .. } => Some(ErrorCode::OffsetOutOfRange),
             ClientError::DamagedRange { .. } => Some(ErrorCode::CorruptStoredData),
             ClientError::Broker { code, .. } => Some(*code),
+            ClientError::DeliveryTimedOut { last, .. } => last.code(),
             _ => None,
         }
     }
@@ -127,7 +139,8 @@ impl ClientError {
             ClientError::Unreachable { .. }
             | ClientError::ConnectionLost { .. }
             | ClientError::TimedOut { .. }
-            | ClientError::ConnectTimedOut { .. } => true,
+            | ClientError::ConnectTimedOut { .. }
+            | ClientError::DeliveryTimedOut { .. } => true,
             ClientError::Broker { code, .. } => code.is_retriable(),
             _ => false,
         }

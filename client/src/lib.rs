@@ -74,6 +74,7 @@ mod metadata;
 pub mod partitioner;
 mod producer;
 mod records;
+mod retry;
 
 pub use admin::{Admin, NewTopic, PartitionDescription, TopicDescription, TopicSummary};
 pub use cluster::Client;
@@ -85,4 +86,7 @@ pub use producer::{Delivery, Producer, ProducerStats};
 pub use records::{ConsumedRecord, Header, ProducerRecord, RecordMetadata};
 
 pub use quill_proto::error_code::ErrorCode;
-pub use quill_proto::protocol::{Acks, Durability, Limits, Retention};
+pub use quill_proto::protocol::{
+    Acks, ClusterNode, ClusterPartition, ClusterReplica, ClusterTopic, DescribeClusterResponse,
+    Durability, LeaderHint, Limits, Retention,
+};

@@ -5,7 +5,12 @@
 //! go ([`Metadata::route`]): to the leader broker's port of the shard that owns the partition
 //! (`brokers[].shard_ports[leader_shard]`), or its common port when the broker did not list
 //! that shard, so each request lands on the owning core with no hop between cores
-//! (`docs/PROTOCOL.md`, "Shard-aware clients"). Times are passed in, so the cache is a plain
+//! (`docs/PROTOCOL.md`, "Shard-aware clients"). The leader may be on any broker of the list:
+//! routing connects to whichever `leader_node` names. It also remembers the metadata leader
+//! (`controller_node`, where topic admin goes), takes in the leader hints of `NOT_LEADER`
+//! answers ([`Metadata::apply_leader_hint`]), and rate-limits refreshes per topic
+//! ([`Metadata::refresh_due`]), so a partition without a leader costs one Metadata request per
+//! `metadata_refresh_backoff_ms`, not one per retry. Times are passed in, so the cache is a plain
 //! value that tests drive directly.
 
 use ahash::{AHashMap as HashMap, AHashSet as HashSet};
@@ -14,7 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use quill_proto::error_code::ErrorCode;
-use quill_proto::protocol::{MetadataResponse, PartitionMetadata};
+use quill_proto::protocol::{LeaderHint, MetadataResponse, PartitionMetadata};
 
 /// One broker's addresses.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -67,6 +72,10 @@ pub(crate) struct Metadata {
     topics: HashMap<Arc<str>, TopicInfo>,
     /// Topics a refresh reported as unknown, until a later refresh finds them.
     missing: HashSet<Arc<str>>,
+    /// The metadata leader (Metadata v2 `controller_node`), if known.
+    controller: Option<u32>,
+    /// When a refresh of each topic was last started (rate limit).
+    refreshed_at: HashMap<Arc<str>, Instant>,
 }
 
 impl Metadata {
@@ -80,6 +89,9 @@ impl Metadata {
         now: Instant,
         mut resolve: impl FnMut(&str) -> Option<IpAddr>,
     ) -> Vec<(String, ErrorCode)> {
+        if let Ok(node) = u32::try_from(response.controller_node) {
+            self.controller = Some(node);
+        }
         if !response.brokers.is_empty() {
             self.brokers.clear();
             for b in &response.brokers {
@@ -144,6 +156,66 @@ impl Metadata {
         self.missing.remove(name);
     }
 
+    /// The metadata leader's node id, if a Metadata v2 answer named it.
+    pub(crate) fn controller(&self) -> Option<u32> {
+        self.controller
+    }
+
+    /// Forgets the metadata leader (it answered `NOT_CONTROLLER`).
+    pub(crate) fn forget_controller(&mut self) {
+        self.controller = None;
+    }
+
+    /// Whether a refresh of `topic` may start at `now`: none started within `backoff` before.
+    /// Records `now` as the latest start when it says yes.
+    pub(crate) fn refresh_due(
+        &mut self,
+        topic: &Arc<str>,
+        now: Instant,
+        backoff: Duration,
+    ) -> bool {
+        match self.refreshed_at.get(topic) {
+            Some(&at) if now.saturating_duration_since(at) < backoff => false,
+            _ => {
+                self.refreshed_at.insert(topic.clone(), now);
+                true
+            }
+        }
+    }
+
+    /// Takes in the leader hint of a `NOT_LEADER` answer for `topic`-`partition`: the partition
+    /// moves to the hinted leader when the hint names a broker this cache knows and an epoch
+    /// newer than the cached one (an older or equal epoch says nothing new). Returns whether the
+    /// route changed.
+    pub(crate) fn apply_leader_hint(
+        &mut self,
+        topic: &str,
+        partition: u32,
+        hint: LeaderHint,
+    ) -> bool {
+        let Some((node, shard)) = hint.leader() else {
+            return false;
+        };
+        if !self.brokers.contains_key(&node) {
+            return false;
+        }
+        let Some(p) = self
+            .topics
+            .get_mut(topic)
+            .and_then(|t| t.partitions.get_mut(partition as usize))
+        else {
+            return false;
+        };
+        if hint.leader_epoch <= p.leader_epoch {
+            return false;
+        }
+        p.leader_node = node;
+        p.leader_shard = shard;
+        p.leader_epoch = hint.leader_epoch;
+        p.error_code = ErrorCode::None;
+        true
+    }
+
     /// The address of `node`'s port for `shard`, or its common port.
     pub(crate) fn broker_addr(&self, node: u32, shard: Option<u16>) -> Option<SocketAddr> {
         let b = self.brokers.get(&node)?;
@@ -168,6 +240,10 @@ impl Metadata {
                 partitions: t.partition_count(),
             };
         };
+        // An election under way: no leader to send to until a refresh finds one.
+        if p.error_code == ErrorCode::LeaderNotAvailable {
+            return Route::Unknown;
+        }
         match self.broker_addr(p.leader_node, Some(p.leader_shard)) {
             Some(addr) => Route::To(addr),
             None => Route::Unknown,
@@ -204,29 +280,141 @@ mod tests {
             log_start_offset: 0,
             high_watermark: 0,
             log_end_offset: 0,
+            replicas: vec![1],
+            in_sync: vec![1],
         }
     }
 
     fn response(topics: Vec<TopicMetadata>) -> MetadataResponse {
         MetadataResponse {
-            brokers: vec![BrokerMetadata {
-                node_id: 1,
-                host: "127.0.0.1".into(),
-                port: 9092,
-                shard_ports: vec![
-                    ShardPort {
+            brokers: vec![
+                BrokerMetadata {
+                    node_id: 1,
+                    host: "127.0.0.1".into(),
+                    port: 9092,
+                    shard_ports: vec![
+                        ShardPort {
+                            shard_id: 0,
+                            port: 9100,
+                        },
+                        ShardPort {
+                            shard_id: 1,
+                            port: 9101,
+                        },
+                    ],
+                },
+                BrokerMetadata {
+                    node_id: 2,
+                    host: "127.0.0.2".into(),
+                    port: 9192,
+                    shard_ports: vec![ShardPort {
                         shard_id: 0,
-                        port: 9100,
-                    },
-                    ShardPort {
-                        shard_id: 1,
-                        port: 9101,
-                    },
-                ],
-            }],
+                        port: 9200,
+                    }],
+                },
+            ],
             topics,
             damaged_ranges: None,
+            controller_node: 2,
         }
+    }
+
+    fn topic_t(partitions: Vec<PartitionMetadata>) -> TopicMetadata {
+        TopicMetadata {
+            error_code: ErrorCode::None,
+            name: "t".into(),
+            partitions,
+        }
+    }
+
+    #[test]
+    fn a_leader_on_another_broker_routes_to_that_broker() {
+        let mut m = Metadata::default();
+        let on_2 = PartitionMetadata {
+            leader_node: 2,
+            leader_shard: 0,
+            ..partition(1, 0)
+        };
+        m.update(
+            &response(vec![topic_t(vec![partition(0, 1), on_2])]),
+            Instant::now(),
+            resolve_host,
+        );
+        assert_eq!(
+            m.route("t", 0),
+            Route::To(SocketAddr::from(([127, 0, 0, 1], 9101)))
+        );
+        assert_eq!(
+            m.route("t", 1),
+            Route::To(SocketAddr::from(([127, 0, 0, 2], 9200)))
+        );
+        assert_eq!(m.controller(), Some(2));
+        m.forget_controller();
+        assert_eq!(m.controller(), None);
+    }
+
+    #[test]
+    fn a_partition_without_a_leader_has_no_route_until_refreshed() {
+        let mut m = Metadata::default();
+        let electing = PartitionMetadata {
+            error_code: ErrorCode::LeaderNotAvailable,
+            ..partition(0, 0)
+        };
+        let now = Instant::now();
+        m.update(&response(vec![topic_t(vec![electing])]), now, resolve_host);
+        assert_eq!(m.route("t", 0), Route::Unknown);
+        m.update(
+            &response(vec![topic_t(vec![partition(0, 1)])]),
+            now,
+            resolve_host,
+        );
+        assert_eq!(
+            m.route("t", 0),
+            Route::To(SocketAddr::from(([127, 0, 0, 1], 9101)))
+        );
+    }
+
+    #[test]
+    fn leader_hints_move_a_partition_only_forward() {
+        let mut m = Metadata::default();
+        m.update(
+            &response(vec![topic_t(vec![partition(0, 1)])]),
+            Instant::now(),
+            resolve_host,
+        );
+        let hint = |node, shard, epoch| LeaderHint {
+            leader_node: node,
+            leader_shard: shard,
+            leader_epoch: epoch,
+        };
+        // Same epoch as cached (0): nothing new.
+        assert!(!m.apply_leader_hint("t", 0, hint(2, 0, 0)));
+        // Unknown leader, unknown broker, unknown partition: nothing to do.
+        assert!(!m.apply_leader_hint("t", 0, LeaderHint::UNKNOWN));
+        assert!(!m.apply_leader_hint("t", 0, hint(7, 0, 5)));
+        assert!(!m.apply_leader_hint("t", 3, hint(2, 0, 5)));
+        assert!(!m.apply_leader_hint("u", 0, hint(2, 0, 5)));
+        // A newer epoch on a known broker: routed there at once.
+        assert!(m.apply_leader_hint("t", 0, hint(2, 0, 1)));
+        assert_eq!(
+            m.route("t", 0),
+            Route::To(SocketAddr::from(([127, 0, 0, 2], 9200)))
+        );
+        assert!(!m.apply_leader_hint("t", 0, hint(1, 1, 1)));
+    }
+
+    #[test]
+    fn refreshes_are_rate_limited_per_topic() {
+        let mut m = Metadata::default();
+        let backoff = Duration::from_millis(100);
+        let t0 = Instant::now();
+        let t: Arc<str> = Arc::from("t");
+        let u: Arc<str> = Arc::from("u");
+        assert!(m.refresh_due(&t, t0, backoff));
+        assert!(!m.refresh_due(&t, t0 + Duration::from_millis(99), backoff));
+        assert!(m.refresh_due(&u, t0 + Duration::from_millis(1), backoff));
+        assert!(m.refresh_due(&t, t0 + backoff, backoff));
+        assert!(!m.refresh_due(&t, t0 + backoff, backoff));
     }
 
     #[test]

@@ -8,8 +8,8 @@
 //! without waiting for earlier ones: many batches and requests are in flight per connection,
 //! at most `partition_inflight_requests_max` requests per partition. Responses resolve the
 //! deliveries; retriable failures go back to the front of their partition after
-//! `retry_backoff_ms`, up to `retries_max` times, with a metadata refresh when the leader may
-//! have moved.
+//! `retry_backoff_ms`, within `delivery_timeout_ms`, with a metadata refresh (and the broker's
+//! leader hint) when the leader may have moved; the rule is the sans-I/O `retry::decide`.
 //!
 //! Per record there is no allocation beyond the record's own bytes and no syscall: a delivery
 //! is a shared handle on its batch plus an index, and the bytes go to the socket a batch (or
@@ -40,6 +40,7 @@ use super::error::ClientError;
 use super::metadata::Route;
 use super::partitioner::Partitioner;
 use super::records::{ProducerRecord, RecordMetadata};
+use super::retry::{self, RetryPolicy, Verdict};
 use quill_proto::error_code::ErrorCode;
 use quill_proto::local::Event;
 use quill_proto::protocol::{
@@ -534,7 +535,7 @@ fn dispatch(inner: &Rc<Inner>, units: &mut Vec<ProduceUnit>, now: Instant) {
             Route::Unknown => {
                 inner.client.refresh_in_background(&unit.topic);
                 let error = ClientError::Broker {
-                    code: ErrorCode::UnknownTopicOrPartition,
+                    code: ErrorCode::LeaderNotAvailable,
                     message: Some("no leader known yet".to_string()),
                     context: format!("produce to {}-{}", unit.topic, unit.partition),
                 };
@@ -602,23 +603,47 @@ fn unit_failed(
     retriable: bool,
     now: Instant,
 ) {
-    // A client-side timeout is final (see `ClientError::is_timeout`): the broker had a whole
-    // request timeout, and a retry would multiply the wait for every record behind it.
-    if retriable && !error.is_timeout() && unit.attempts < inner.client.config().retries_max {
-        if matches!(
-            error.code(),
-            Some(ErrorCode::UnknownTopicOrPartition | ErrorCode::StaleLeaderEpoch)
-        ) || error.is_connection()
-        {
-            // The leader may have moved, or the topic gone.
-            inner.client.refresh_in_background(&unit.topic);
+    let policy = RetryPolicy {
+        retries_max: inner.client.config().retries_max,
+        backoff: inner.client.retry_backoff(),
+        delivery_timeout: Duration::from_millis(inner.config.delivery_timeout_ms),
+    };
+    let verdict = retry::decide(
+        &policy,
+        &error,
+        retriable,
+        unit.counted_retries,
+        unit.created,
+        now,
+    );
+    let error = match verdict {
+        Verdict::Retry {
+            not_before,
+            refresh,
+            counted,
+        } => {
+            if refresh {
+                // The leader may have moved, or the topic gone.
+                inner.client.refresh_in_background(&unit.topic);
+            }
+            tracing::debug!(topic = %unit.topic, partition = unit.partition, attempts = unit.attempts, %error, "retrying a produce");
+            bump(&inner.counters.retries, 1);
+            inner
+                .state
+                .borrow_mut()
+                .acc
+                .retry(unit, not_before, counted);
+            return;
         }
-        tracing::debug!(topic = %unit.topic, partition = unit.partition, attempts = unit.attempts, %error, "retrying a produce");
-        bump(&inner.counters.retries, 1);
-        let not_before = now + inner.client.retry_backoff();
-        inner.state.borrow_mut().acc.retry(unit, not_before);
-        return;
-    }
+        Verdict::GiveUp => error,
+        Verdict::TimedOut => ClientError::DeliveryTimedOut {
+            topic: unit.topic.to_string(),
+            partition: unit.partition,
+            timeout_ms: inner.config.delivery_timeout_ms,
+            attempts: unit.attempts + 1,
+            last: Box::new(error),
+        },
+    };
     let batches = inner.state.borrow_mut().acc.complete(unit);
     bump(&inner.counters.batches_failed, batches.len() as u64);
     for b in batches {
@@ -667,6 +692,8 @@ async fn produce(inner: Rc<Inner>, addr: SocketAddr, mut units: Vec<ProduceUnit>
         }
     }
     let request = Request::Produce(ProduceRequest {
+        // Version 1: acks all, and leader hints in the answer.
+        version: 1,
         acks,
         timeout_ms: u32::try_from(timeout.as_millis()).unwrap_or(u32::MAX),
         topics,
@@ -679,7 +706,9 @@ async fn produce(inner: Rc<Inner>, addr: SocketAddr, mut units: Vec<ProduceUnit>
                 Some(error) => Err(error),
                 None => conn.send_unanswered(&request, timeout).await.map(|()| None),
             },
-            Acks::Leader => conn.call(&request, timeout + PRODUCE_GRACE).await.map(Some),
+            Acks::Leader | Acks::All => {
+                conn.call(&request, timeout + PRODUCE_GRACE).await.map(Some)
+            }
         },
     };
     // Take the batches back: a retry sends them again.
@@ -750,6 +779,13 @@ async fn produce(inner: Rc<Inner>, addr: SocketAddr, mut units: Vec<ProduceUnit>
                             unit_failed(&inner, u, error, false, now);
                         }
                     } else {
+                        if p.error_code == ErrorCode::NotLeader {
+                            // Route the retry to the hinted leader at once when the hint is
+                            // newer than the cache; the refresh confirms it either way.
+                            inner
+                                .client
+                                .apply_leader_hint(&u.topic, u.partition, p.leader);
+                        }
                         let retriable = p.error_code.is_retriable();
                         // A topic deleted meanwhile is reported as such; anything else
                         // keeps the broker's code and message.

@@ -34,12 +34,16 @@ fn check_request(frame: BytesMut) {
 
 fn check_response(frame: &[u8]) {
     for key in ApiKey::ALL {
-        if let Ok((correlation_id, response)) = decode_response(key, Bytes::copy_from_slice(frame))
-        {
-            let again = encode_response(correlation_id, &response).to_bytes();
-            let (id, decoded) = decode_response(key, again.slice(SIZE_PREFIX_BYTES..))
-                .expect("a re-encoded response decodes");
-            assert_eq!((id, &decoded), (correlation_id, &response));
+        let (min, max) = key.versions();
+        for version in min..=max {
+            if let Ok((correlation_id, response)) =
+                decode_response(key, version, Bytes::copy_from_slice(frame))
+            {
+                let again = encode_response(correlation_id, version, &response).to_bytes();
+                let (id, decoded) = decode_response(key, version, again.slice(SIZE_PREFIX_BYTES..))
+                    .expect("a re-encoded response decodes");
+                assert_eq!((id, &decoded), (correlation_id, &response));
+            }
         }
     }
 }

@@ -53,11 +53,27 @@ pub enum ErrorCode {
     StaleLeaderEpoch = 17,
     /// The connection has more requests in flight than `inflight_requests_max`.
     TooManyInflightRequests = 18,
+    /// This broker's shard does not lead the partition (it is a follower, or the partition
+    /// moved). Versions that carry a leader hint say where the leader is, when known; refresh
+    /// metadata and send to the leader.
+    NotLeader = 19,
+    /// The partition has no leader right now (an election is under way); retry after a
+    /// metadata refresh.
+    LeaderNotAvailable = 20,
+    /// An admin request reached a broker that is not the cluster's metadata leader (the
+    /// controller); Metadata v2 names it in `controller_node`.
+    NotController = 21,
+    /// CreateTopic asked for more replicas than there are live nodes (or a factor the broker
+    /// cannot place); the message names both numbers.
+    InvalidReplicationFactor = 22,
+    /// A well-formed record batch the broker refuses to append: a control batch sent by a
+    /// producer (control batches are written only by the broker itself).
+    InvalidRecord = 23,
 }
 
 impl ErrorCode {
     /// Every code, in numeric order.
-    pub const ALL: [ErrorCode; 19] = [
+    pub const ALL: [ErrorCode; 24] = [
         ErrorCode::None,
         ErrorCode::UnknownServerError,
         ErrorCode::CorruptMessage,
@@ -77,6 +93,11 @@ impl ErrorCode {
         ErrorCode::BrokerShuttingDown,
         ErrorCode::StaleLeaderEpoch,
         ErrorCode::TooManyInflightRequests,
+        ErrorCode::NotLeader,
+        ErrorCode::LeaderNotAvailable,
+        ErrorCode::NotController,
+        ErrorCode::InvalidReplicationFactor,
+        ErrorCode::InvalidRecord,
     ];
 
     /// The code with wire value `value`, or `None` for a value this build does not know (a
@@ -102,6 +123,11 @@ impl ErrorCode {
             16 => ErrorCode::BrokerShuttingDown,
             17 => ErrorCode::StaleLeaderEpoch,
             18 => ErrorCode::TooManyInflightRequests,
+            19 => ErrorCode::NotLeader,
+            20 => ErrorCode::LeaderNotAvailable,
+            21 => ErrorCode::NotController,
+            22 => ErrorCode::InvalidReplicationFactor,
+            23 => ErrorCode::InvalidRecord,
             _ => return None,
         })
     }
@@ -121,7 +147,10 @@ impl ErrorCode {
             | ErrorCode::RequestTimedOut
             | ErrorCode::BrokerShuttingDown
             | ErrorCode::StaleLeaderEpoch
-            | ErrorCode::TooManyInflightRequests => true,
+            | ErrorCode::TooManyInflightRequests
+            | ErrorCode::NotLeader
+            | ErrorCode::LeaderNotAvailable
+            | ErrorCode::NotController => true,
             ErrorCode::None
             | ErrorCode::UnknownServerError
             | ErrorCode::CorruptMessage
@@ -134,7 +163,9 @@ impl ErrorCode {
             | ErrorCode::InvalidTopicName
             | ErrorCode::InvalidPartitions
             | ErrorCode::InvalidConfig
-            | ErrorCode::CorruptStoredData => false,
+            | ErrorCode::CorruptStoredData
+            | ErrorCode::InvalidReplicationFactor
+            | ErrorCode::InvalidRecord => false,
         }
     }
 
@@ -160,7 +191,26 @@ impl ErrorCode {
             ErrorCode::BrokerShuttingDown => "BROKER_SHUTTING_DOWN",
             ErrorCode::StaleLeaderEpoch => "STALE_LEADER_EPOCH",
             ErrorCode::TooManyInflightRequests => "TOO_MANY_INFLIGHT_REQUESTS",
+            ErrorCode::NotLeader => "NOT_LEADER",
+            ErrorCode::LeaderNotAvailable => "LEADER_NOT_AVAILABLE",
+            ErrorCode::NotController => "NOT_CONTROLLER",
+            ErrorCode::InvalidReplicationFactor => "INVALID_REPLICATION_FACTOR",
+            ErrorCode::InvalidRecord => "INVALID_RECORD",
         }
+    }
+
+    /// Whether the partition's leader is elsewhere or not known: the client refreshes its
+    /// metadata (rate-limited) before sending again, to the new leader
+    /// (`docs/PROTOCOL.md`, "Retrying").
+    pub fn needs_metadata_refresh(self) -> bool {
+        matches!(
+            self,
+            ErrorCode::NotLeader
+                | ErrorCode::LeaderNotAvailable
+                | ErrorCode::NotController
+                | ErrorCode::UnknownTopicOrPartition
+                | ErrorCode::StaleLeaderEpoch
+        )
     }
 
     /// Whether this is [`ErrorCode::None`].
@@ -231,7 +281,7 @@ mod tests {
             .filter(|c| c.is_retriable())
             .map(|c| c.as_u16())
             .collect();
-        assert_eq!(retriable, [3, 13, 15, 16, 17, 18]);
+        assert_eq!(retriable, [3, 13, 15, 16, 17, 18, 19, 20, 21]);
         assert!(!ErrorCode::None.is_retriable());
     }
 

@@ -16,6 +16,9 @@ pub struct ClusterArgs {
 
 #[derive(clap::Subcommand, Debug)]
 pub enum ClusterCommand {
+    /// Show the cluster: nodes up/down, the metadata leader, partition leaders, replica lag,
+    /// under-replicated partitions.
+    Status(crate::cli::cluster_status::ClusterStatusArgs),
     /// Make a cluster CA and a certificate per node for the brokers' mutual TLS:
     /// DIR/ca.pem, DIR/ca-key.pem, DIR/node-<id>.pem and DIR/node-<id>-key.pem for ids 1..=N
     /// (keys mode 0600). Each broker then takes --tls-dir DIR and finds its files by its id.
@@ -38,6 +41,7 @@ pub enum ClusterCommand {
 /// Runs a `quill cluster` command and returns the process exit status.
 pub fn run(args: ClusterArgs) -> ExitCode {
     match args.command {
+        ClusterCommand::Status(args) => crate::cli::cluster_status::run(args),
         ClusterCommand::InitCerts { dir, nodes, force } => match init_certs(&dir, nodes, force) {
             Ok(paths) => {
                 for p in paths {

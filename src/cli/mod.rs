@@ -1,4 +1,5 @@
-//! The client subcommands of the `quill` binary (`topic`, `produce`, `consume`), in the
+//! The client subcommands of the `quill` binary (`topic`, `produce`, `consume`, and
+//! `cluster_status`, the `quill cluster status` command main.rs wires in), in the
 //! spirit of kcat. Each is a clap argument struct and a `run` function returning the process
 //! exit status; they use the blocking client ([`quill_client::blocking`]).
 //!
@@ -7,6 +8,7 @@
 //! exit status says what kind ([`EXIT_STATUS_HELP`]).
 
 pub mod cluster;
+pub mod cluster_status;
 pub mod consume;
 pub mod logging;
 pub mod produce;
@@ -59,6 +61,9 @@ pub const EXIT_STATUS_HELP: &str = exit_status_help!();
 pub const REQUEST_TIMEOUT_MS_DEFAULT: u64 = 10_000;
 /// How long a command waits for a TCP connection [`BrokerArgs::connect_timeout_ms`].
 pub const CONNECT_TIMEOUT_MS_DEFAULT: u64 = 5_000;
+/// How long `quill produce` retries a record through leader changes (a person is waiting:
+/// shorter than the library's 120 s).
+pub const DELIVERY_TIMEOUT_MS_DEFAULT: u64 = 30_000;
 /// Retries of a failure that came back fast (connection refused, a retriable error code). A
 /// timeout is never retried, so an unresponsive broker costs one timeout.
 pub const RETRIES_MAX: u32 = 3;

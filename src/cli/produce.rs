@@ -52,7 +52,8 @@ pub struct ProduceArgs {
     #[arg(short = 'K', long, value_name = "SEP")]
     pub key_separator: Option<String>,
     /// none: do not wait for the broker (records may be lost unnoticed); leader: each record
-    /// is acknowledged once durable.
+    /// is acknowledged once durable on the partition's leader; all: once durable on a
+    /// majority of its replicas (the same as leader with one replica).
     #[arg(long, value_enum, default_value_t = AcksArg::Leader)]
     pub acks: AcksArg,
     /// Print the summary line (records read, acknowledged, not acknowledged) also when every
@@ -82,6 +83,7 @@ The exit status is not 0 when a record was not acknowledged.
 pub enum AcksArg {
     None,
     Leader,
+    All,
 }
 
 /// Splits a line (without its newline) into key and value at the first `sep`.
@@ -128,7 +130,7 @@ pub fn summary_line(acks: Acks, read: u64, delivered: u64) -> String {
     let missing = read.saturating_sub(delivered);
     let records = if read == 1 { "record" } else { "records" };
     match acks {
-        Acks::Leader => format!(
+        Acks::Leader | Acks::All => format!(
             "quill: {read} {records} read, {delivered} acknowledged, {missing} not acknowledged"
         ),
         // The broker never answers these: written is all the client can vouch for.
@@ -312,6 +314,7 @@ pub fn run(args: ProduceArgs) -> ExitCode {
     let acks = match args.acks {
         AcksArg::None => Acks::None,
         AcksArg::Leader => Acks::Leader,
+        AcksArg::All => Acks::All,
     };
     let tally = Arc::new(Tally::default());
     let interrupts = match Interrupts::watch(tally.clone(), acks) {
@@ -328,6 +331,8 @@ pub fn run(args: ProduceArgs) -> ExitCode {
     let producer = match client.producer(ProducerConfig {
         acks,
         linger_ms: 5,
+        // Leader changes are retried this long before a record counts as not acknowledged.
+        delivery_timeout_ms: super::DELIVERY_TIMEOUT_MS_DEFAULT,
         ..ProducerConfig::default()
     }) {
         Ok(p) => p,

@@ -42,15 +42,23 @@ pub enum TopicCommand {
         /// write) [default: broker's]
         #[arg(long, value_enum)]
         durability: Option<DurabilityArg>,
+        /// Nodes holding a replica of each partition, the leader included; at most the
+        /// number of live nodes [default: broker's]
+        #[arg(long, value_name = "R", value_parser = clap::value_parser!(u16).range(1..))]
+        replication_factor: Option<u16>,
     },
     /// List topics, one name per line, sorted.
     #[command(after_help = EXIT_STATUS_HELP)]
     List,
-    /// Show a topic's partitions: leader shard and offsets.
-    #[command(after_help = EXIT_STATUS_HELP)]
+    /// Show a topic's partitions: leader (node and shard), epoch, replicas, in-sync replicas
+    /// and offsets.
+    #[command(after_help = DESCRIBE_HELP)]
     Describe {
         /// Topic name.
         name: String,
+        /// Print a JSON array, one object per partition, instead of the table.
+        #[arg(long)]
+        json: bool,
     },
     /// Delete a topic and all its data.
     #[command(after_help = EXIT_STATUS_HELP)]
@@ -58,6 +66,60 @@ pub enum TopicCommand {
         /// Topic name.
         name: String,
     },
+}
+
+const DESCRIBE_HELP: &str = concat!(
+    "\
+With --json, stdout is one JSON array with an object per partition, in partition order:
+  {\"partition\": 0, \"leader\": 0, \"leader_shard\": 1, \"leader_epoch\": 0,
+   \"replicas\": [0], \"in_sync\": [0], \"log_start_offset\": 0, \"high_watermark\": 5,
+   \"log_end_offset\": 5, \"damaged_ranges\": [], \"error\": null}
+`error` is null or the partition's error code name (for example \"STORAGE_ERROR\"); the
+offsets are then -1. `replicas` lists every node holding the partition, `in_sync` those its
+leader counts as caught up.
+
+",
+    super::exit_status_help!()
+);
+
+/// The `--json` form of a described topic: one object per partition.
+pub fn describe_json(d: &quill_client::TopicDescription) -> serde_json::Value {
+    serde_json::Value::Array(
+        d.partitions
+            .iter()
+            .map(|p| {
+                serde_json::json!({
+                    "partition": p.partition,
+                    "leader": p.leader_node,
+                    "leader_shard": p.leader_shard,
+                    "leader_epoch": p.leader_epoch,
+                    "replicas": p.replicas,
+                    "in_sync": p.in_sync,
+                    "log_start_offset": p.log_start_offset,
+                    "high_watermark": p.high_watermark,
+                    "log_end_offset": p.log_end_offset,
+                    "damaged_ranges": p
+                        .damaged_ranges
+                        .iter()
+                        .map(|&(first, last)| serde_json::json!({"first": first, "last": last}))
+                        .collect::<Vec<_>>(),
+                    "error": (!p.error_code.is_none()).then(|| p.error_code.as_str()),
+                })
+            })
+            .collect(),
+    )
+}
+
+/// Node ids as `1,2,3` (`-` for none).
+pub fn node_list(nodes: &[u32]) -> String {
+    if nodes.is_empty() {
+        return "-".to_string();
+    }
+    nodes
+        .iter()
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -88,6 +150,7 @@ pub fn run(args: TopicArgs) -> ExitCode {
             retention_bytes,
             segment_bytes,
             durability,
+            replication_factor,
         } => {
             let mut topic = NewTopic::new(name.clone(), *partitions);
             topic.retention_ms = match retention("retention-ms", *retention_ms) {
@@ -99,6 +162,7 @@ pub fn run(args: TopicArgs) -> ExitCode {
                 Err(m) => return usage(&m),
             };
             topic.segment_bytes = *segment_bytes;
+            topic.replication_factor = replication_factor.unwrap_or(0);
             topic.durability = durability.map(|d| match d {
                 DurabilityArg::Sync => Durability::Sync,
                 DurabilityArg::Interval => Durability::Interval,
@@ -133,11 +197,18 @@ pub fn run(args: TopicArgs) -> ExitCode {
             }
             Err(e) => fail(&e),
         },
-        TopicCommand::Describe { name } => match admin.describe_topic(&name) {
+        TopicCommand::Describe { name, json: true } => match admin.describe_topic(&name) {
+            Ok(d) => {
+                println!("{}", describe_json(&d));
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(&e),
+        },
+        TopicCommand::Describe { name, json: false } => match admin.describe_topic(&name) {
             Ok(d) => {
                 println!("topic {}  partitions {}", d.name, d.partitions.len());
                 println!(
-                    "{:>9}  {:>6}  {:>5}  {:>5}  {:>12}  {:>14}  {:>12}  STATUS",
+                    "{:>9}  {:>6}  {:>5}  {:>5}  {:>12}  {:>14}  {:>12}  {:>8}  {:>8}  STATUS",
                     "PARTITION",
                     "LEADER",
                     "SHARD",
@@ -145,6 +216,8 @@ pub fn run(args: TopicArgs) -> ExitCode {
                     "LOG-START",
                     "HIGH-WATERMARK",
                     "LOG-END",
+                    "REPLICAS",
+                    "IN-SYNC",
                 );
                 for p in d.partitions {
                     // Damaged ranges: offsets stored but not served (consumers skip them).
@@ -161,7 +234,7 @@ pub fn run(args: TopicArgs) -> ExitCode {
                         "ok".to_string()
                     };
                     println!(
-                        "{:>9}  {:>6}  {:>5}  {:>5}  {:>12}  {:>14}  {:>12}  {}",
+                        "{:>9}  {:>6}  {:>5}  {:>5}  {:>12}  {:>14}  {:>12}  {:>8}  {:>8}  {}",
                         p.partition,
                         p.leader_node,
                         p.leader_shard,
@@ -169,6 +242,9 @@ pub fn run(args: TopicArgs) -> ExitCode {
                         p.log_start_offset,
                         p.high_watermark,
                         p.log_end_offset,
+                        // After the offsets, so scripts reading columns by position still work.
+                        node_list(&p.replicas),
+                        node_list(&p.in_sync),
                         status
                     );
                 }

@@ -3,6 +3,7 @@
 //! the domain error's own text.
 
 use super::error_code::ErrorCode;
+use super::protocol::LeaderHint;
 use crate::shard::catalog::CatalogError;
 use crate::shard::{LogFailure, NotOpen, PartitionError, TopicError};
 
@@ -37,6 +38,22 @@ pub(crate) fn partition_code(e: &PartitionError) -> ErrorCode {
                 log_failure_code(*failure)
             }
         },
+        PartitionError::NotLeader { .. } => ErrorCode::NotLeader,
+        PartitionError::LeaderNotAvailable(_) => ErrorCode::LeaderNotAvailable,
+        PartitionError::ControlBatch { .. } => ErrorCode::InvalidRecord,
+    }
+}
+
+/// The leader hint a version 1 partition response carries with `e`: where the leader is for
+/// `NOT_LEADER`, nothing (-1s) for any other error.
+pub(crate) fn leader_hint(e: &PartitionError) -> LeaderHint {
+    match e {
+        PartitionError::NotLeader { leader, epoch, .. } => LeaderHint {
+            leader_node: leader.map_or(-1, |(node, _)| i32::try_from(node.0).unwrap_or(-1)),
+            leader_shard: leader.map_or(-1, |(_, shard)| i16::try_from(shard.0).unwrap_or(-1)),
+            leader_epoch: epoch.map_or(-1, |e| e.0),
+        },
+        _ => LeaderHint::UNKNOWN,
     }
 }
 
@@ -55,13 +72,15 @@ pub(crate) fn topic_code(e: &TopicError) -> ErrorCode {
         TopicError::InvalidConfig(_) => ErrorCode::InvalidConfig,
         TopicError::NoRoom { .. } => ErrorCode::StorageError,
         TopicError::Partition(p) => partition_code(p),
+        TopicError::NotController { .. } => ErrorCode::NotController,
+        TopicError::InvalidReplicationFactor { .. } => ErrorCode::InvalidReplicationFactor,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::types::{ShardId, TopicPartition};
+    use crate::types::{Epoch, NodeId, ShardId, TopicPartition};
 
     #[test]
     fn codes_and_messages() {
@@ -86,6 +105,60 @@ mod tests {
         );
         let e = TopicError::Partition(PartitionError::NoRecordBatch);
         assert_eq!(topic_code(&e), ErrorCode::CorruptMessage);
+        let tp = TopicPartition::new("t", 0);
+        let e = PartitionError::NotLeader {
+            tp: tp.clone(),
+            leader: Some((NodeId(2), ShardId(1))),
+            epoch: Some(Epoch(5)),
+        };
+        assert_eq!(partition_code(&e), ErrorCode::NotLeader);
+        assert_eq!(
+            e.to_string(),
+            "this broker's shard does not lead partition t-0; the leader is node 2 shard 1 (epoch 5)"
+        );
+        assert_eq!(
+            leader_hint(&e),
+            LeaderHint {
+                leader_node: 2,
+                leader_shard: 1,
+                leader_epoch: 5
+            }
+        );
+        let e = PartitionError::NotLeader {
+            tp: tp.clone(),
+            leader: None,
+            epoch: None,
+        };
+        assert_eq!(leader_hint(&e), LeaderHint::UNKNOWN);
+        assert!(
+            e.to_string().ends_with("the leader is not known here"),
+            "{e}"
+        );
+        let e = PartitionError::LeaderNotAvailable(tp);
+        assert_eq!(partition_code(&e), ErrorCode::LeaderNotAvailable);
+        assert_eq!(leader_hint(&e), LeaderHint::UNKNOWN);
+        let e = PartitionError::ControlBatch { index: 1, at: 70 };
+        assert_eq!(partition_code(&e), ErrorCode::InvalidRecord);
+        assert!(e.to_string().contains("control batch"), "{e}");
+        let e = TopicError::NotController {
+            controller: Some(NodeId(3)),
+        };
+        assert_eq!(
+            (topic_code(&e), e.to_string()),
+            (
+                ErrorCode::NotController,
+                "this broker is not the cluster's metadata leader; send topic admin to node 3"
+                    .into()
+            )
+        );
+        let e = TopicError::InvalidReplicationFactor { asked: 3, live: 1 };
+        assert_eq!(
+            (topic_code(&e), e.to_string()),
+            (
+                ErrorCode::InvalidReplicationFactor,
+                "replication factor 3 is more than the 1 live node of the cluster".into()
+            )
+        );
         let e = TopicError::Catalog(CatalogError::TopicExists("t".into()));
         assert_eq!(
             (topic_code(&e), e.to_string()),

@@ -9,18 +9,20 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use super::error_code::ErrorCode;
-use super::errors::{partition_code, topic_code};
+use super::errors::{leader_hint, partition_code, topic_code};
 use super::protocol::{
-    is_valid_topic_name, Acks, ApiVersionsResponse, BrokerMetadata, CreateTopicRequest,
-    DamagedRangeMetadata, Durability as WireDurability, FetchPartitionResponse, FetchRequest,
-    FetchResponse, FetchTopicResponse, Limits, ListOffsetsPartitionResponse, ListOffsetsRequest,
-    ListOffsetsResponse, ListOffsetsTopicResponse, ListTopicsResponse, MetadataRequest,
-    MetadataResponse, PartitionMetadata, ProducePartitionResponse, ProduceRequest, ProduceResponse,
-    ProduceTopicResponse, Request, Response, Retention, ShardPort, TopicListing, TopicMetadata,
+    is_valid_topic_name, Acks, ApiVersionsResponse, BrokerMetadata, ClusterNode, ClusterPartition,
+    ClusterReplica, ClusterTopic, CreateTopicRequest, DamagedRangeMetadata, DescribeClusterRequest,
+    DescribeClusterResponse, Durability as WireDurability, FetchPartitionResponse, FetchRequest,
+    FetchResponse, FetchTopicResponse, LeaderHint, Limits, ListOffsetsPartitionResponse,
+    ListOffsetsRequest, ListOffsetsResponse, ListOffsetsTopicResponse, ListTopicsResponse,
+    MetadataRequest, MetadataResponse, PartitionMetadata, ProducePartitionResponse, ProduceRequest,
+    ProduceResponse, ProduceTopicResponse, Request, Response, Retention, ShardPort, TopicListing,
+    TopicMetadata,
 };
 use crate::shard::{
-    FetchMany, Fetched, OffsetQuery, PartitionError, PartitionFetch, PartitionService, Shard,
-    TopicConfig, TopicError, TopicRequest,
+    ClusterView, FetchMany, Fetched, OffsetQuery, PartitionError, PartitionFetch, PartitionService,
+    ProduceAcks, Shard, TopicConfig, TopicError, TopicRequest,
 };
 use crate::types::{Offset, TopicPartition};
 
@@ -99,6 +101,9 @@ pub(crate) async fn handle(shard: Rc<Shard>, request: Request) -> Outcome {
         Request::ListOffsets(req) => {
             Response::ListOffsets(list_offsets(&PartitionService::new(shard.clone()), req).await)
         }
+        Request::DescribeCluster(req) => Response::DescribeCluster(
+            describe_cluster(&PartitionService::new(shard.clone()), req).await,
+        ),
     })
 }
 
@@ -184,6 +189,8 @@ async fn metadata(shard: &Rc<Shard>, req: MetadataRequest) -> MetadataResponse {
                     .map(|p| {
                         // Every partition of a catalog topic has a placement (checked at start).
                         let place = meta.placement(p).expect("a placement per partition");
+                        // Version 2: the placement's replicas; in sync, those the leader says.
+                        let replicas: Vec<u32> = place.replicas.iter().map(|n| n.0).collect();
                         let unserved = |code| PartitionMetadata {
                             partition: p,
                             error_code: code,
@@ -193,6 +200,8 @@ async fn metadata(shard: &Rc<Shard>, req: MetadataRequest) -> MetadataResponse {
                             log_start_offset: -1,
                             high_watermark: -1,
                             log_end_offset: -1,
+                            replicas: replicas.clone(),
+                            in_sync: Vec::new(),
                         };
                         let info = infos
                             .iter()
@@ -207,6 +216,13 @@ async fn metadata(shard: &Rc<Shard>, req: MetadataRequest) -> MetadataResponse {
                                 log_start_offset: wire(state.offsets.log_start),
                                 high_watermark: wire(state.offsets.high_watermark),
                                 log_end_offset: wire(state.offsets.log_end),
+                                in_sync: state
+                                    .replicas
+                                    .iter()
+                                    .filter(|r| r.in_sync)
+                                    .map(|r| r.node.0)
+                                    .collect(),
+                                replicas: replicas.clone(),
                             },
                             // Not opened (file descriptors, disk): the reason's code.
                             Some(Err(e)) => unserved(partition_code(e)),
@@ -224,7 +240,7 @@ async fn metadata(shard: &Rc<Shard>, req: MetadataRequest) -> MetadataResponse {
         })
         .collect();
     // Version 1: the damaged ranges of the partitions described.
-    let damaged_ranges = req.damaged_ranges.then(|| {
+    let damaged_ranges = req.damaged_ranges().then(|| {
         infos
             .iter()
             .filter_map(|i| Some((&i.tp, i.state.as_ref().ok()?)))
@@ -245,6 +261,79 @@ async fn metadata(shard: &Rc<Shard>, req: MetadataRequest) -> MetadataResponse {
         brokers,
         topics,
         damaged_ranges,
+        // Version 2: where topic admin goes.
+        controller_node: shard.metadata_leader().map_or(-1, node_i32),
+    }
+}
+
+fn node_i32(n: crate::types::NodeId) -> i32 {
+    i32::try_from(n.0).unwrap_or(-1)
+}
+
+async fn describe_cluster(
+    svc: &PartitionService,
+    req: DescribeClusterRequest,
+) -> DescribeClusterResponse {
+    let view: ClusterView = svc.describe_cluster(req.topics).await;
+    let under_replicated = view.under_replicated_partitions();
+    DescribeClusterResponse {
+        metadata_leader: view.metadata_leader.map_or(-1, node_i32),
+        nodes: view
+            .nodes
+            .into_iter()
+            .map(|n| {
+                let (replication_host, replication_port) = n.replication.unwrap_or_default();
+                ClusterNode {
+                    node_id: n.id.0,
+                    host: n.host,
+                    port: n.port,
+                    replication_host,
+                    replication_port,
+                    up: n.up,
+                }
+            })
+            .collect(),
+        topics: view
+            .topics
+            .into_iter()
+            .map(|t| match t.partitions {
+                Err(e) => ClusterTopic {
+                    error_code: partition_code(&e),
+                    name: t.name,
+                    partitions: Vec::new(),
+                },
+                Ok(partitions) => ClusterTopic {
+                    error_code: ErrorCode::None,
+                    name: t.name,
+                    partitions: partitions
+                        .iter()
+                        .map(|p| ClusterPartition {
+                            partition: p.partition,
+                            error_code: p.error.as_ref().map_or(ErrorCode::None, partition_code),
+                            leader_node: p.leader.map_or(-1, |(n, _)| node_i32(n)),
+                            leader_shard: p
+                                .leader
+                                .map_or(-1, |(_, s)| i16::try_from(s.0).unwrap_or(-1)),
+                            leader_epoch: p.leader_epoch.map_or(-1, |e| e.0),
+                            high_watermark: p.offsets.map_or(-1, |o| wire(o.high_watermark)),
+                            log_end_offset: p.offsets.map_or(-1, |o| wire(o.log_end)),
+                            replicas: p
+                                .replicas
+                                .iter()
+                                .map(|r| ClusterReplica {
+                                    node_id: r.node.0,
+                                    lag_records: p
+                                        .lag_records(r)
+                                        .map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX)),
+                                    in_sync: r.in_sync,
+                                })
+                                .collect(),
+                        })
+                        .collect(),
+                },
+            })
+            .collect(),
+        under_replicated_partitions: u32::try_from(under_replicated).unwrap_or(u32::MAX),
     }
 }
 
@@ -293,6 +382,8 @@ async fn create_topic(shard: &Shard, req: CreateTopicRequest) -> Result<(), Topi
         .create_topic(TopicRequest {
             name: req.name,
             partitions: req.partitions,
+            // Version 0 carries 0: the broker's default.
+            replication_factor: req.replication_factor,
             config,
         })
         .await
@@ -317,6 +408,11 @@ async fn produce(svc: &PartitionService, req: ProduceRequest) -> ProduceResponse
     // appended and answers REQUEST_TIMED_OUT. Once appended, the answer is the append's outcome
     // (`docs/PROTOCOL.md`, "5 Produce"), so the error never hides an appended batch.
     let deadline = Instant::now() + Duration::from_millis(u64::from(req.timeout_ms));
+    // acks 0 appends like acks 1; only the answer differs (the caller drops it).
+    let acks = match req.acks {
+        Acks::All => ProduceAcks::All,
+        Acks::Leader | Acks::None => ProduceAcks::Leader,
+    };
     // Every partition is appended concurrently (each on its owning shard); the response mirrors
     // the request entry for entry.
     let mut pending = Vec::new();
@@ -327,7 +423,9 @@ async fn produce(svc: &PartitionService, req: ProduceRequest) -> ProduceResponse
             let tp = TopicPartition::new(t.name.as_str(), p.partition);
             let partition = p.partition;
             let task =
-                glommio::spawn_local(async move { svc.produce(tp, p.records, deadline).await });
+                glommio::spawn_local(
+                    async move { svc.produce(tp, p.records, deadline, acks).await },
+                );
             parts.push((partition, task));
         }
         pending.push((t.name, parts));
@@ -342,12 +440,14 @@ async fn produce(svc: &PartitionService, req: ProduceRequest) -> ProduceResponse
                     error_code: ErrorCode::None,
                     error_message: None,
                     base_offsets: base_offsets.into_iter().map(wire).collect(),
+                    leader: LeaderHint::UNKNOWN,
                 },
                 Err(e) => ProducePartitionResponse {
                     partition,
                     error_code: partition_code(&e),
                     error_message: Some(e.to_string()),
                     base_offsets: Vec::new(),
+                    leader: leader_hint(&e),
                 },
             });
         }
@@ -362,6 +462,7 @@ fn fetched_response(partition: u32, r: Result<Fetched, PartitionError>) -> Fetch
             partition,
             error_code: ErrorCode::None,
             error_message: None,
+            leader: LeaderHint::UNKNOWN,
             high_watermark: wire(f.offsets.high_watermark),
             log_start_offset: wire(f.offsets.log_start),
             log_end_offset: wire(f.offsets.log_end),
@@ -379,6 +480,7 @@ fn fetched_response(partition: u32, r: Result<Fetched, PartitionError>) -> Fetch
                 partition,
                 error_code: partition_code(&e),
                 error_message: Some(e.to_string()),
+                leader: leader_hint(&e),
                 high_watermark: hw,
                 log_start_offset: start,
                 log_end_offset: end,
@@ -445,11 +547,13 @@ async fn list_offsets(svc: &PartitionService, req: ListOffsetsRequest) -> ListOf
                     error_code: ErrorCode::None,
                     // No record at or after the time: -1.
                     offset: offset.map_or(-1, wire),
+                    leader: LeaderHint::UNKNOWN,
                 },
                 Err(e) => ListOffsetsPartitionResponse {
                     partition: p.partition,
                     error_code: partition_code(&e),
                     offset: -1,
+                    leader: leader_hint(&e),
                 },
             });
         }
@@ -485,6 +589,7 @@ pub(crate) fn first_error(response: &Response) -> Option<ErrorCode> {
                 .flat_map(|t| t.partitions.iter().map(|p| p.error_code)),
         ),
         Response::Metadata(r) => first(r.topics.iter().map(|t| t.error_code)),
+        Response::DescribeCluster(r) => first(r.topics.iter().map(|t| t.error_code)),
         _ => None,
     }
 }

@@ -291,7 +291,8 @@ async fn read_requests(
                             code: ErrorCode::FrameTooLarge,
                             message: Some(e.to_string()),
                         };
-                        let frame = encode_response(corr, &resp);
+                        // The frame was not read: its version is unknown; an error has no body.
+                        let frame = encode_response(corr, 0, &resp);
                         let memory = buf_memory.split(0);
                         let _ = send(&tx, Item::Ready(frame, memory), None).await;
                     }
@@ -344,6 +345,8 @@ async fn read_requests(
                     let shard = shard.clone();
                     let guard = shard.begin_request();
                     let corr = header.correlation_id;
+                    // The response goes in the request's version.
+                    let version = header.api_version;
                     let peer = conn.peer;
                     let task = glommio::spawn_local(async move {
                         let _guard = guard;
@@ -367,7 +370,7 @@ async fn read_requests(
                                 "request served"
                             );
                         }
-                        let frame = out.response.map(|r| encode_response(corr, &r));
+                        let frame = out.response.map(|r| encode_response(corr, version, &r));
                         let mut memory = response_memory;
                         memory.resize(frame.as_ref().map_or(0, ResponseFrame::len));
                         Served {
@@ -392,7 +395,7 @@ async fn read_requests(
                         code: e.code,
                         message: Some(e.message),
                     };
-                    let frame = encode_response(header.correlation_id, &resp);
+                    let frame = encode_response(header.correlation_id, header.api_version, &resp);
                     let memory = Memory::nothing(&conn.memory, &conn.shard_memory);
                     if send(&tx, Item::Ready(frame, memory), Some(slot))
                         .await

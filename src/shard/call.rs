@@ -5,7 +5,7 @@ use bytes::BytesMut;
 
 use super::catalog::{TopicConfig, TopicMeta};
 use super::error::{PartitionError, TopicError};
-use super::partition::{FetchSpec, Fetched, OffsetQuery, PartitionInfo};
+use super::partition::{FetchSpec, Fetched, OffsetQuery, PartitionInfo, ProduceAcks};
 use crate::types::{Offset, TopicPartition};
 
 /// Topic settings a client asked for, the broker defaults applied.
@@ -13,6 +13,8 @@ use crate::types::{Offset, TopicPartition};
 pub struct TopicRequest {
     pub name: String,
     pub partitions: u32,
+    /// Replicas per partition, the leader included; 0 for the broker's default.
+    pub replication_factor: u16,
     pub config: TopicConfig,
 }
 
@@ -23,6 +25,7 @@ pub(crate) enum Call {
         records: BytesMut,
         /// Past this the batches are not appended (the append times out).
         deadline: std::time::Instant,
+        acks: ProduceAcks,
     },
     Fetch(TopicPartition, FetchSpec),
     /// Reply [`Reply::Offset`].

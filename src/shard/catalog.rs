@@ -441,6 +441,37 @@ impl Catalog {
         self.create_placed(name, partitions, config, placement)
     }
 
+    /// [`Catalog::create`] with each partition's replica set `replicas` (the leader `node`
+    /// among them) recorded in its placement, every replica on the hash's shard.
+    pub fn create_replicated(
+        &mut self,
+        name: &str,
+        partitions: u32,
+        config: TopicConfig,
+        shards: usize,
+        node: NodeId,
+        replicas: &[NodeId],
+    ) -> Result<TopicMeta, CatalogError> {
+        assert!(
+            replicas.contains(&node),
+            "the leader {node} is one of the replicas {replicas:?}"
+        );
+        if partitions > PARTITIONS_MAX {
+            return Err(CatalogError::InvalidPartitions(partitions));
+        }
+        let placement = (0..partitions)
+            .map(|p| {
+                let chosen = Placement::choose(name, p, shards, node);
+                Placement {
+                    replicas: replicas.to_vec(),
+                    replica_shards: vec![chosen.shard; replicas.len()],
+                    ..chosen
+                }
+            })
+            .collect();
+        self.create_placed(name, partitions, config, placement)
+    }
+
     /// Adds a topic (in memory) whose partitions are placed as `placement` says (one entry per
     /// partition): the cluster metadata's choice, made by the metadata leader.
     pub fn create_placed(

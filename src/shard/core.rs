@@ -296,7 +296,8 @@ impl CallHandler for Shard {
                     tp,
                     records,
                     deadline,
-                } => Reply::Produce(self.produce_local(&tp, records, deadline).await),
+                    acks,
+                } => Reply::Produce(self.produce_local(&tp, records, deadline, acks).await),
                 Call::Fetch(tp, spec) => Reply::Fetch(self.fetch_local(&tp, spec).await),
                 Call::ListOffset(tp, query) => {
                     Reply::Offset(self.list_offset_local(&tp, query).await)

@@ -7,7 +7,7 @@
 
 use crate::disk::LogError;
 use crate::record::BatchError;
-use crate::types::{ShardId, TopicPartition};
+use crate::types::{Epoch, NodeId, ShardId, TopicPartition};
 
 use super::catalog::CatalogError;
 use super::fds::FDS_PER_PARTITION;
@@ -87,6 +87,33 @@ pub enum PartitionError {
     /// The partition's owner could not open it at start; every request gets this.
     #[error("partition {tp} is not open: {reason}")]
     NotOpen { tp: TopicPartition, reason: NotOpen },
+    /// This broker's shard does not lead the partition (a follower, or leadership moved);
+    /// nothing was done. `leader` and `epoch` are where the leader is, as far as this broker
+    /// knows.
+    #[error("this broker's shard does not lead partition {tp}; {}", describe_leader(*.leader, *.epoch))]
+    NotLeader {
+        tp: TopicPartition,
+        leader: Option<(NodeId, ShardId)>,
+        epoch: Option<Epoch>,
+    },
+    /// The partition has no leader right now (an election is under way); nothing was done.
+    #[error("partition {0} has no leader yet (an election is under way); retry after a metadata refresh")]
+    LeaderNotAvailable(TopicPartition),
+    /// A batch the broker refuses although it is well formed: a control batch from a
+    /// producer (control batches are written only by the broker itself). Nothing of the
+    /// partition was appended.
+    #[error("batch {index} of the request (at byte {at}) is a control batch (attributes bit 5); producers may not write control batches")]
+    ControlBatch { index: usize, at: usize },
+}
+
+fn describe_leader(leader: Option<(NodeId, ShardId)>, epoch: Option<Epoch>) -> String {
+    match (leader, epoch) {
+        (Some((node, shard)), Some(e)) => {
+            format!("the leader is node {node} shard {shard} (epoch {})", e.0)
+        }
+        (Some((node, shard)), None) => format!("the leader is node {node} shard {shard}"),
+        (None, _) => "the leader is not known here".to_string(),
+    }
 }
 
 impl PartitionError {
@@ -154,4 +181,14 @@ pub enum TopicError {
     /// A shard could not open one of its partitions of the new topic.
     #[error(transparent)]
     Partition(#[from] PartitionError),
+    /// Topic admin reached a broker that is not the cluster's metadata leader; nothing was
+    /// done. `controller` is the leader, as far as this broker knows.
+    #[error("this broker is not the cluster's metadata leader; {}", match .controller {
+        Some(node) => format!("send topic admin to node {node}"),
+        None => "no metadata leader is known (an election is under way)".to_string(),
+    })]
+    NotController { controller: Option<NodeId> },
+    /// More replicas asked for than there are nodes to hold them.
+    #[error("replication factor {asked} is more than the {live} live node{} of the cluster", if *.live == 1 { "" } else { "s" })]
+    InvalidReplicationFactor { asked: u16, live: usize },
 }

@@ -12,7 +12,17 @@ use crate::disk::{system_clock, LogError, LogOptions, PartitionLog};
 use crate::types::{NodeId, ShardId, TopicPartition};
 
 impl Shard {
+    /// Topic admin is the metadata leader's: anywhere else it is refused with the leader as a
+    /// hint (`NotController`), before anything is done.
+    fn check_controller(&self) -> Result<(), TopicError> {
+        match self.metadata_leader() {
+            Some(node) if node == NodeId(self.config.node_id) => Ok(()),
+            controller => Err(TopicError::NotController { controller }),
+        }
+    }
+
     pub async fn create_topic(&self, req: TopicRequest) -> Result<(), TopicError> {
+        self.check_controller()?;
         if self.id.0 == 0 {
             return self.controller_create(req).await;
         }
@@ -25,6 +35,7 @@ impl Shard {
 
     pub async fn delete_topic(&self, name: String) -> Result<(), TopicError> {
         super::catalog::validate_topic_name(&name)?;
+        self.check_controller()?;
         if self.id.0 == 0 {
             return self.controller_delete(name).await;
         }
@@ -46,13 +57,16 @@ impl Shard {
             .acquire_permit(1)
             .await
             .map_err(|_| TopicError::ShuttingDown(self.id))?;
+        let me = NodeId(self.config.node_id);
+        let replicas = self.choose_replicas(me, req.replication_factor)?;
         let mut next = self.catalog.borrow().clone();
-        let meta = next.create(
+        let meta = next.create_replicated(
             &req.name,
             req.partitions,
             req.config,
             self.shard_count,
-            NodeId(self.config.node_id),
+            me,
+            &replicas,
         )?;
         // All or nothing: every shard must have room for its partitions before the topic is
         // written, and a shard that still fails to open them rolls the create back.

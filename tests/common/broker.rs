@@ -131,7 +131,7 @@ pub struct Conn {
     pub stream: TcpStream,
     next_corr: u32,
     /// API of each request sent and not yet answered, in order.
-    pending: std::collections::VecDeque<(u32, ApiKey)>,
+    pending: std::collections::VecDeque<(u32, ApiKey, u16)>,
 }
 
 impl Conn {
@@ -156,7 +156,7 @@ impl Conn {
         req.encode(corr, &mut out);
         self.stream.write_all(&out).unwrap();
         if req.expects_response() {
-            self.pending.push_back((corr, req.api_key()));
+            self.pending.push_back((corr, req.api_key(), req.version()));
         }
         corr
     }
@@ -174,9 +174,9 @@ impl Conn {
 
     /// Reads the response to the oldest request sent.
     pub fn recv(&mut self) -> (u32, Response) {
-        let (corr, api) = self.pending.pop_front().expect("a request in flight");
+        let (corr, api, version) = self.pending.pop_front().expect("a request in flight");
         let frame = self.read_frame().expect("a response frame");
-        let (got, resp) = decode_response(api, frame).expect("decodable response");
+        let (got, resp) = decode_response(api, version, frame).expect("decodable response");
         assert_eq!(got, corr, "responses come back in request order");
         (got, resp)
     }
@@ -291,7 +291,7 @@ impl Conn {
         req.encode(corr, &mut out);
         self.stream.write_all(&out)?;
         if req.expects_response() {
-            self.pending.push_back((corr, req.api_key()));
+            self.pending.push_back((corr, req.api_key(), req.version()));
         }
         Ok(corr)
     }
@@ -299,10 +299,10 @@ impl Conn {
     /// Like [`Conn::recv`], but a closed connection or a timeout is returned, not a panic. A
     /// response that does not decode or comes out of order still panics: that is a broker bug.
     pub fn try_recv(&mut self) -> Result<(u32, Response), RecvError> {
-        let (corr, api) = *self.pending.front().expect("a request in flight");
+        let (corr, api, version) = *self.pending.front().expect("a request in flight");
         let frame = self.read_frame_checked()?;
         self.pending.pop_front();
-        let (got, resp) = decode_response(api, frame).expect("decodable response");
+        let (got, resp) = decode_response(api, version, frame).expect("decodable response");
         assert_eq!(got, corr, "responses come back in request order");
         Ok((got, resp))
     }
@@ -324,10 +324,15 @@ impl Conn {
     /// Reads the next frame as the answer to a request sent with [`Conn::send_raw`] of API
     /// `api` (any API decodes an error response).
     pub fn recv_raw(&mut self, api: ApiKey) -> (u32, Response) {
+        self.recv_raw_version(api, 0)
+    }
+
+    /// [`Conn::recv_raw`] for a request sent as `version`.
+    pub fn recv_raw_version(&mut self, api: ApiKey, version: u16) -> (u32, Response) {
         let frame = self
             .read_frame_checked()
             .unwrap_or_else(|e| panic!("expected a response frame, got {e:?}"));
-        decode_response(api, frame).expect("decodable response")
+        decode_response(api, version, frame).expect("decodable response")
     }
 
     /// Asserts that the broker closes the connection without sending another byte.
@@ -390,13 +395,15 @@ pub fn raw_frame(api_key: u16, api_version: u16, correlation_id: u32, body: &[u8
     out
 }
 
-/// A Produce with `acks` = 1 of `records` to one partition.
+/// A version 0 Produce (as an old client sends it) with `acks` = 1 of `records` to one
+/// partition.
 pub fn produce_request(topic: &str, partition: u32, records: BytesMut) -> Request {
     produce_request_acks(topic, partition, records, Acks::Leader)
 }
 
 pub fn produce_request_acks(topic: &str, partition: u32, records: BytesMut, acks: Acks) -> Request {
     Request::Produce(ProduceRequest {
+        version: 0,
         acks,
         timeout_ms: 30_000,
         topics: vec![ProduceTopic {
@@ -409,6 +416,7 @@ pub fn produce_request_acks(topic: &str, partition: u32, records: BytesMut, acks
 /// A Fetch of one partition, up to 1 MiB, answering once one byte is there.
 pub fn fetch_request(topic: &str, partition: u32, offset: i64, max_wait_ms: u32) -> Request {
     Request::Fetch(FetchRequest {
+        version: 0,
         max_wait_ms,
         min_bytes: 1,
         max_bytes: 1 << 20,
@@ -433,6 +441,7 @@ pub fn fetch_sized(
     max_bytes: u32,
 ) -> Request {
     Request::Fetch(FetchRequest {
+        version: 0,
         max_wait_ms,
         min_bytes: 1,
         max_bytes,
@@ -449,6 +458,7 @@ pub fn fetch_sized(
 
 pub fn list_offsets_request(topic: &str, partition: u32, timestamp: i64) -> Request {
     Request::ListOffsets(ListOffsetsRequest {
+        version: 0,
         topics: vec![ListOffsetsTopic {
             name: topic.into(),
             partitions: vec![ListOffsetsPartition {

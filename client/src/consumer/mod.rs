@@ -403,6 +403,8 @@ impl Consumer {
             // glommio runs a new task at once: no borrow of the state across the spawn.
             drop(st);
             let request = Request::Fetch(FetchRequest {
+                // Version 1: leader hints with NOT_LEADER.
+                version: 1,
                 max_wait_ms: wait_ms,
                 min_bytes: self.config.fetch_bytes_min,
                 max_bytes: self.config.fetch_bytes_max,
@@ -566,6 +568,13 @@ impl Consumer {
                     .await
             }
             code if code.is_retriable() => {
+                if matches!(code, ErrorCode::NotLeader | ErrorCode::LeaderNotAvailable) {
+                    // The leader moved or is being elected: the next poll fetches from the
+                    // hinted leader if the hint is newer, else from whatever the refresh
+                    // (rate-limited) finds.
+                    self.client.apply_leader_hint(topic, partition, p.leader);
+                    self.client.refresh_in_background(topic);
+                }
                 if code == ErrorCode::UnknownTopicOrPartition {
                     // Refresh: a topic deleted meanwhile is an error, not a retry.
                     if let Err(e @ ClientError::UnknownTopic { .. }) =
@@ -610,8 +619,8 @@ impl Consumer {
             context: format!("fetch from {topic}-{partition} at offset {offset}"),
         };
         let request = Request::Metadata(MetadataRequest {
+            version: 1,
             topics: Some(vec![topic.to_string()]),
-            damaged_ranges: true,
         });
         let ranges = match self.client.call_any(&request, Retry::Idempotent).await {
             Ok(Response::Metadata(m)) => m.damaged_ranges.unwrap_or_default(),

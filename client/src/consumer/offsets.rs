@@ -58,6 +58,7 @@ impl Consumer {
             }
             for (addr, members) in groups {
                 let request = Request::ListOffsets(ListOffsetsRequest {
+                    version: 1,
                     topics: vec![ListOffsetsTopic {
                         name: topic.to_string(),
                         partitions: members

@@ -243,6 +243,7 @@ async fn run_executor(
                     .partition_inflight_requests_max
                     .unwrap_or(defaults.partition_inflight_requests_max),
                 buffer_bytes_max: spec.buffer_bytes_max.unwrap_or(defaults.buffer_bytes_max),
+                delivery_timeout_ms: defaults.delivery_timeout_ms,
             })
             .context("create producer")?;
         let topic: Arc<str> = Arc::from(topics[p % topics.len()].as_str());

@@ -82,9 +82,10 @@ impl WorkloadSpec {
     pub fn acks(&self) -> Result<quill_client::Acks> {
         match self.acks.as_str() {
             "leader" => Ok(quill_client::Acks::Leader),
+            "all" => Ok(quill_client::Acks::All),
             "none" => Ok(quill_client::Acks::None),
             other => Err(PerfError::msg(format!(
-                "acks must be \"leader\" or \"none\", not {other:?}"
+                "acks must be \"leader\", \"all\" or \"none\", not {other:?}"
             ))),
         }
     }

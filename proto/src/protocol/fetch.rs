@@ -1,7 +1,9 @@
-//! Fetch (key 6): whole stored batches out, from an offset, without re-encoding them.
+//! Fetch (key 6): whole stored batches out, from an offset, without re-encoding them. Version 1
+//! has the same request body and gives every partition response a [`LeaderHint`].
 
 use bytes::{BufMut, Bytes, BytesMut};
 
+use super::leader::{LeaderHint, LEADER_HINT_BYTES};
 use super::wire::{
     put_array_len, put_bytes_len, put_message, put_string, ChunkWriter, Reader, WireError,
     ARRAY_BYTES_MIN, BYTES_BYTES_MIN, STRING_BYTES_MIN,
@@ -11,6 +13,9 @@ use crate::record::batches;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FetchRequest {
+    /// The version the request goes as (0 or 1): only a version 1 response carries leader
+    /// hints; the body is the same.
+    pub version: u16,
     /// How long the broker may wait for `min_bytes` to accumulate (capped by
     /// `fetch_wait_ms_max`).
     pub max_wait_ms: u32,
@@ -52,6 +57,9 @@ pub struct FetchPartitionResponse {
     pub partition: u32,
     pub error_code: ErrorCode,
     pub error_message: Option<String>,
+    /// Version 1: where the leader is, with `NOT_LEADER`; [`LeaderHint::UNKNOWN`] otherwise and
+    /// in version 0. On the wire it follows `error_message`.
+    pub leader: LeaderHint,
     pub high_watermark: i64,
     pub log_start_offset: i64,
     pub log_end_offset: i64,
@@ -90,7 +98,8 @@ impl FetchRequest {
         }
     }
 
-    pub(super) fn decode(r: &mut Reader<BytesMut>) -> Result<Self, WireError> {
+    /// Decodes the body of a request of `version` (0 or 1: the same body).
+    pub(super) fn decode(r: &mut Reader<BytesMut>, version: u16) -> Result<Self, WireError> {
         let max_wait_ms = r.u32("max_wait_ms")?;
         let min_bytes = r.u32("min_bytes")?;
         let max_bytes = r.u32("max_bytes")?;
@@ -107,6 +116,7 @@ impl FetchRequest {
             })
         })?;
         Ok(FetchRequest {
+            version,
             max_wait_ms,
             min_bytes,
             max_bytes,
@@ -116,7 +126,8 @@ impl FetchRequest {
 }
 
 impl FetchResponse {
-    pub(super) fn encode(&self, w: &mut ChunkWriter) {
+    /// Encodes the body of a response of `version`.
+    pub(super) fn encode(&self, w: &mut ChunkWriter, version: u16) {
         put_array_len(w.buf(), self.topics.len());
         for t in &self.topics {
             put_string(w.buf(), &t.name);
@@ -126,6 +137,9 @@ impl FetchResponse {
                 out.put_u32(p.partition);
                 out.put_u16(p.error_code as u16);
                 put_message(out, p.error_message.as_deref());
+                if version >= 1 {
+                    p.leader.encode(out);
+                }
                 out.put_i64(p.high_watermark);
                 out.put_i64(p.log_start_offset);
                 out.put_i64(p.log_end_offset);
@@ -137,25 +151,34 @@ impl FetchResponse {
         }
     }
 
-    pub(super) fn decode(r: &mut Reader<Bytes>) -> Result<Self, WireError> {
+    /// Decodes the body of a response of `version`.
+    pub(super) fn decode(r: &mut Reader<Bytes>, version: u16) -> Result<Self, WireError> {
+        let partition_bytes_min =
+            PARTITION_RESPONSE_BYTES_MIN + if version >= 1 { LEADER_HINT_BYTES } else { 0 };
         let topics = r.array("topics", TOPIC_BYTES_MIN, |r| {
             Ok(FetchTopicResponse {
                 name: r.string("topics[].name")?,
-                partitions: r.array(
-                    "topics[].partitions",
-                    PARTITION_RESPONSE_BYTES_MIN,
-                    decode_partition,
-                )?,
+                partitions: r.array("topics[].partitions", partition_bytes_min, |r| {
+                    decode_partition(r, version)
+                })?,
             })
         })?;
         Ok(FetchResponse { topics })
     }
 }
 
-fn decode_partition(r: &mut Reader<Bytes>) -> Result<FetchPartitionResponse, WireError> {
+fn decode_partition(
+    r: &mut Reader<Bytes>,
+    version: u16,
+) -> Result<FetchPartitionResponse, WireError> {
     let partition = r.u32("topics[].partitions[].partition")?;
     let error_code = r.error_code("topics[].partitions[].error_code")?;
     let error_message = r.nullable_string("topics[].partitions[].error_message")?;
+    let leader = if version >= 1 {
+        LeaderHint::decode(r)?
+    } else {
+        LeaderHint::UNKNOWN
+    };
     let high_watermark = r.i64("topics[].partitions[].high_watermark")?;
     let log_start_offset = r.i64("topics[].partitions[].log_start_offset")?;
     let log_end_offset = r.i64("topics[].partitions[].log_end_offset")?;
@@ -175,6 +198,7 @@ fn decode_partition(r: &mut Reader<Bytes>) -> Result<FetchPartitionResponse, Wir
         partition,
         error_code,
         error_message,
+        leader,
         high_watermark,
         log_start_offset,
         log_end_offset,

@@ -1,7 +1,9 @@
 //! ListOffsets (key 7): the offset at the start, the end, or a timestamp of a partition.
+//! Version 1 has the same request body and gives every partition response a [`LeaderHint`].
 
 use bytes::{BufMut, Bytes, BytesMut};
 
+use super::leader::{LeaderHint, LEADER_HINT_BYTES};
 use super::wire::{
     put_array_len, put_string, Reader, WireError, ARRAY_BYTES_MIN, STRING_BYTES_MIN,
 };
@@ -17,6 +19,9 @@ pub const OFFSET_NONE: i64 = -1;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ListOffsetsRequest {
+    /// The version the request goes as (0 or 1): only a version 1 response carries leader
+    /// hints; the body is the same.
+    pub version: u16,
     pub topics: Vec<ListOffsetsTopic>,
 }
 
@@ -51,6 +56,9 @@ pub struct ListOffsetsPartitionResponse {
     pub error_code: ErrorCode,
     /// The offset found, or [`OFFSET_NONE`].
     pub offset: i64,
+    /// Version 1: where the leader is, with `NOT_LEADER`; [`LeaderHint::UNKNOWN`] otherwise and
+    /// in version 0. On the wire it follows `offset`.
+    pub leader: LeaderHint,
 }
 
 /// Empty `name`, empty `partitions`.
@@ -71,7 +79,8 @@ impl ListOffsetsRequest {
         }
     }
 
-    pub(super) fn decode(r: &mut Reader<BytesMut>) -> Result<Self, WireError> {
+    /// Decodes the body of a request of `version` (0 or 1: the same body).
+    pub(super) fn decode(r: &mut Reader<BytesMut>, version: u16) -> Result<Self, WireError> {
         let topics = r.array("topics", TOPIC_BYTES_MIN, |r| {
             Ok(ListOffsetsTopic {
                 name: r.string("topics[].name")?,
@@ -83,12 +92,13 @@ impl ListOffsetsRequest {
                 })?,
             })
         })?;
-        Ok(ListOffsetsRequest { topics })
+        Ok(ListOffsetsRequest { version, topics })
     }
 }
 
 impl ListOffsetsResponse {
-    pub(super) fn encode(&self, out: &mut BytesMut) {
+    /// Encodes the body of a response of `version`.
+    pub(super) fn encode(&self, out: &mut BytesMut, version: u16) {
         put_array_len(out, self.topics.len());
         for t in &self.topics {
             put_string(out, &t.name);
@@ -97,19 +107,30 @@ impl ListOffsetsResponse {
                 out.put_u32(p.partition);
                 out.put_u16(p.error_code as u16);
                 out.put_i64(p.offset);
+                if version >= 1 {
+                    p.leader.encode(out);
+                }
             }
         }
     }
 
-    pub(super) fn decode(r: &mut Reader<Bytes>) -> Result<Self, WireError> {
+    /// Decodes the body of a response of `version`.
+    pub(super) fn decode(r: &mut Reader<Bytes>, version: u16) -> Result<Self, WireError> {
+        let partition_bytes =
+            PARTITION_RESPONSE_BYTES + if version >= 1 { LEADER_HINT_BYTES } else { 0 };
         let topics = r.array("topics", TOPIC_BYTES_MIN, |r| {
             Ok(ListOffsetsTopicResponse {
                 name: r.string("topics[].name")?,
-                partitions: r.array("topics[].partitions", PARTITION_RESPONSE_BYTES, |r| {
+                partitions: r.array("topics[].partitions", partition_bytes, |r| {
                     Ok(ListOffsetsPartitionResponse {
                         partition: r.u32("topics[].partitions[].partition")?,
                         error_code: r.error_code("topics[].partitions[].error_code")?,
                         offset: r.i64("topics[].partitions[].offset")?,
+                        leader: if version >= 1 {
+                            LeaderHint::decode(r)?
+                        } else {
+                            LeaderHint::UNKNOWN
+                        },
                     })
                 })?,
             })

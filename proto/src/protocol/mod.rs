@@ -13,7 +13,9 @@
 //! [`decode_response`] are the client's half.
 
 mod api_versions;
+mod describe_cluster;
 mod fetch;
+mod leader;
 mod list_offsets;
 mod metadata;
 mod produce;
@@ -34,10 +36,15 @@ use crate::frame::REQUEST_HEADER_BYTES;
 use wire::{framed, put_message, ChunkWriter, Reader, WireError};
 
 pub use api_versions::{ApiVersionRange, ApiVersionsRequest, ApiVersionsResponse, Limits};
+pub use describe_cluster::{
+    ClusterNode, ClusterPartition, ClusterReplica, ClusterTopic, DescribeClusterRequest,
+    DescribeClusterResponse,
+};
 pub use fetch::{
     FetchPartition, FetchPartitionResponse, FetchRequest, FetchResponse, FetchTopic,
     FetchTopicResponse,
 };
+pub use leader::LeaderHint;
 pub use list_offsets::{
     ListOffsetsPartition, ListOffsetsPartitionResponse, ListOffsetsRequest, ListOffsetsResponse,
     ListOffsetsTopic, ListOffsetsTopicResponse, OFFSET_NONE, TIMESTAMP_EARLIEST, TIMESTAMP_LATEST,
@@ -67,23 +74,25 @@ pub enum ApiKey {
     Produce = 5,
     Fetch = 6,
     ListOffsets = 7,
+    DescribeCluster = 8,
 }
 
 /// Every API this build serves, with the lowest and highest version of it, inclusive.
 pub const SUPPORTED: &[(ApiKey, u16, u16)] = &[
     (ApiKey::ApiVersions, 0, 0),
-    (ApiKey::Metadata, 0, 1),
-    (ApiKey::CreateTopic, 0, 0),
+    (ApiKey::Metadata, 0, 2),
+    (ApiKey::CreateTopic, 0, 1),
     (ApiKey::DeleteTopic, 0, 0),
     (ApiKey::ListTopics, 0, 0),
-    (ApiKey::Produce, 0, 0),
-    (ApiKey::Fetch, 0, 0),
-    (ApiKey::ListOffsets, 0, 0),
+    (ApiKey::Produce, 0, 1),
+    (ApiKey::Fetch, 0, 1),
+    (ApiKey::ListOffsets, 0, 1),
+    (ApiKey::DescribeCluster, 0, 0),
 ];
 
 impl ApiKey {
     /// Every API, in key order.
-    pub const ALL: [ApiKey; 8] = [
+    pub const ALL: [ApiKey; 9] = [
         ApiKey::ApiVersions,
         ApiKey::Metadata,
         ApiKey::CreateTopic,
@@ -92,6 +101,7 @@ impl ApiKey {
         ApiKey::Produce,
         ApiKey::Fetch,
         ApiKey::ListOffsets,
+        ApiKey::DescribeCluster,
     ];
 
     /// Same as the module's [`SUPPORTED`].
@@ -115,7 +125,13 @@ impl ApiKey {
             ApiKey::Produce => "Produce",
             ApiKey::Fetch => "Fetch",
             ApiKey::ListOffsets => "ListOffsets",
+            ApiKey::DescribeCluster => "DescribeCluster",
         }
+    }
+
+    /// The newest version of this API this build speaks.
+    pub fn version_max(self) -> u16 {
+        self.versions().1
     }
 
     /// The versions of this API this build serves, inclusive.
@@ -180,6 +196,7 @@ pub enum Request {
     Produce(ProduceRequest),
     Fetch(FetchRequest),
     ListOffsets(ListOffsetsRequest),
+    DescribeCluster(DescribeClusterRequest),
 }
 
 impl Request {
@@ -193,6 +210,7 @@ impl Request {
             Request::Produce(_) => ApiKey::Produce,
             Request::Fetch(_) => ApiKey::Fetch,
             Request::ListOffsets(_) => ApiKey::ListOffsets,
+            Request::DescribeCluster(_) => ApiKey::DescribeCluster,
         }
     }
 
@@ -207,13 +225,20 @@ impl Request {
         )
     }
 
-    /// The version this request goes as: the highest its fields need (Metadata asks for damaged
-    /// ranges at version 1), so a request that needs nothing new stays readable by older
-    /// brokers.
+    /// The version this request goes as: the one its `version` field names (APIs with a
+    /// single version: 0). A Produce with [`Acks::All`] goes as version 1 at least, the first
+    /// that can carry it.
     pub fn version(&self) -> u16 {
         match self {
-            Request::Metadata(r) => r.version(),
-            _ => 0,
+            Request::Metadata(r) => r.version,
+            Request::CreateTopic(r) => r.version,
+            Request::Produce(r) => r.version.max(r.acks.version_min()),
+            Request::Fetch(r) => r.version,
+            Request::ListOffsets(r) => r.version,
+            Request::ApiVersions(_)
+            | Request::DeleteTopic(_)
+            | Request::ListTopics
+            | Request::DescribeCluster(_) => 0,
         }
     }
 
@@ -240,6 +265,7 @@ impl Request {
                 Request::Produce(r) => r.encode(out),
                 Request::Fetch(r) => r.encode(out),
                 Request::ListOffsets(r) => r.encode(out),
+                Request::DescribeCluster(r) => r.encode(out),
             }
         });
     }
@@ -258,6 +284,7 @@ pub enum Response {
     Produce(ProduceResponse),
     Fetch(FetchResponse),
     ListOffsets(ListOffsetsResponse),
+    DescribeCluster(DescribeClusterResponse),
     /// The request as a whole failed; valid as the answer to any request, even an unknown API.
     /// `code` is never [`ErrorCode::None`].
     Error {
@@ -278,6 +305,7 @@ impl Response {
             Response::Produce(_) => ApiKey::Produce,
             Response::Fetch(_) => ApiKey::Fetch,
             Response::ListOffsets(_) => ApiKey::ListOffsets,
+            Response::DescribeCluster(_) => ApiKey::DescribeCluster,
             Response::Error { .. } => return None,
         })
     }
@@ -342,7 +370,11 @@ pub fn frame_expects_response(frame: &[u8]) -> bool {
         return true;
     };
     let acks = frame.get(REQUEST_HEADER_BYTES).copied();
-    !(header.api_key == ApiKey::Produce.as_u16() && header.api_version == 0 && acks == Some(0))
+    // `acks` is the first byte of the body in every Produce version.
+    let (min, max) = ApiKey::Produce.versions();
+    !(header.api_key == ApiKey::Produce.as_u16()
+        && (min..=max).contains(&header.api_version)
+        && acks == Some(0))
 }
 
 /// Decodes a request frame as [`FrameDecoder::decode`](crate::frame::FrameDecoder::decode)
@@ -380,12 +412,19 @@ pub fn decode_request(mut frame: BytesMut) -> Result<(RequestHeader, Request), D
         ApiKey::Metadata => {
             MetadataRequest::decode(&mut r, header.api_version).map(Request::Metadata)
         }
-        ApiKey::CreateTopic => CreateTopicRequest::decode(&mut r).map(Request::CreateTopic),
+        ApiKey::CreateTopic => {
+            CreateTopicRequest::decode(&mut r, header.api_version).map(Request::CreateTopic)
+        }
         ApiKey::DeleteTopic => DeleteTopicRequest::decode(&mut r).map(Request::DeleteTopic),
         ApiKey::ListTopics => Ok(Request::ListTopics),
-        ApiKey::Produce => ProduceRequest::decode(&mut r).map(Request::Produce),
-        ApiKey::Fetch => FetchRequest::decode(&mut r).map(Request::Fetch),
-        ApiKey::ListOffsets => ListOffsetsRequest::decode(&mut r).map(Request::ListOffsets),
+        ApiKey::Produce => ProduceRequest::decode(&mut r, header.api_version).map(Request::Produce),
+        ApiKey::Fetch => FetchRequest::decode(&mut r, header.api_version).map(Request::Fetch),
+        ApiKey::ListOffsets => {
+            ListOffsetsRequest::decode(&mut r, header.api_version).map(Request::ListOffsets)
+        }
+        ApiKey::DescribeCluster => {
+            DescribeClusterRequest::decode(&mut r).map(Request::DescribeCluster)
+        }
     }
     .and_then(|request| r.finish().map(|()| request))
     .map_err(|e| DecodeError::wire(header, e))?;
@@ -419,15 +458,17 @@ impl ResponseFrame {
     }
 }
 
-/// Encodes a whole response frame. Small fields are written into fresh buffers; each fetched
-/// batch is its own chunk, shared with the caller's `Bytes`, never copied.
+/// Encodes a whole response frame to a request of `version` (the request header's
+/// `api_version`): fields the version does not have are left out. Small fields are written into
+/// fresh buffers; each fetched batch is its own chunk, shared with the caller's `Bytes`, never
+/// copied.
 ///
 /// # Panics
 /// If `response` is a [`Response::Error`] with [`ErrorCode::None`] (a decoder would then expect
 /// the fields of some API), a string is over `i16::MAX` bytes, an array over `i32::MAX`
 /// elements or a partition's records over `i32::MAX` bytes. Error messages over `i16::MAX`
 /// bytes are cut instead.
-pub fn encode_response(correlation_id: u32, response: &Response) -> ResponseFrame {
+pub fn encode_response(correlation_id: u32, version: u16, response: &Response) -> ResponseFrame {
     let mut w = ChunkWriter::new();
     w.buf().put_u32(correlation_id);
     if let Response::Error { code, message } = response {
@@ -443,21 +484,26 @@ pub fn encode_response(correlation_id: u32, response: &Response) -> ResponseFram
     put_message(w.buf(), None);
     match response {
         Response::ApiVersions(r) => r.encode(w.buf()),
-        Response::Metadata(r) => r.encode(w.buf()),
+        Response::Metadata(r) => r.encode(w.buf(), version),
         Response::CreateTopic | Response::DeleteTopic => {}
         Response::ListTopics(r) => r.encode(w.buf()),
-        Response::Produce(r) => r.encode(w.buf()),
-        Response::Fetch(r) => r.encode(&mut w),
-        Response::ListOffsets(r) => r.encode(w.buf()),
+        Response::Produce(r) => r.encode(w.buf(), version),
+        Response::Fetch(r) => r.encode(&mut w, version),
+        Response::ListOffsets(r) => r.encode(w.buf(), version),
+        Response::DescribeCluster(r) => r.encode(w.buf()),
         Response::Error { .. } => unreachable!("handled above"),
     }
     ResponseFrame { chunks: w.finish() }
 }
 
-/// Decodes a response frame (no size prefix) to a request of `api_key`, returning its
-/// correlation id. Fetched records are split into whole batches with zero-copy slices of
+/// Decodes a response frame (no size prefix) to a request of `api_key` sent as `version`,
+/// returning its correlation id. Fetched records are split into whole batches with zero-copy slices of
 /// `frame`. An error code this build does not know decodes as `UnknownServerError`.
-pub fn decode_response(api_key: ApiKey, frame: Bytes) -> Result<(u32, Response), DecodeError> {
+pub fn decode_response(
+    api_key: ApiKey,
+    version: u16,
+    frame: Bytes,
+) -> Result<(u32, Response), DecodeError> {
     let mut r = Reader::new(frame, 0);
     let correlation_id = r.u32("correlation_id").map_err(|e| DecodeError {
         header: None,
@@ -466,16 +512,20 @@ pub fn decode_response(api_key: ApiKey, frame: Bytes) -> Result<(u32, Response),
     })?;
     let header = RequestHeader {
         api_key: api_key.as_u16(),
-        api_version: api_key.versions().1,
+        api_version: version,
         correlation_id,
     };
-    decode_response_body(api_key, &mut r)
+    decode_response_body(api_key, version, &mut r)
         .and_then(|response| r.finish().map(|()| response))
         .map(|response| (correlation_id, response))
         .map_err(|e| DecodeError::wire(header, e))
 }
 
-fn decode_response_body(api_key: ApiKey, r: &mut Reader<Bytes>) -> Result<Response, WireError> {
+fn decode_response_body(
+    api_key: ApiKey,
+    version: u16,
+    r: &mut Reader<Bytes>,
+) -> Result<Response, WireError> {
     let code = r.u16("error_code")?;
     let message = r.nullable_string("error_message")?;
     if code != 0 {
@@ -492,12 +542,13 @@ fn decode_response_body(api_key: ApiKey, r: &mut Reader<Bytes>) -> Result<Respon
     }
     Ok(match api_key {
         ApiKey::ApiVersions => Response::ApiVersions(ApiVersionsResponse::decode(r)?),
-        ApiKey::Metadata => Response::Metadata(MetadataResponse::decode(r)?),
+        ApiKey::Metadata => Response::Metadata(MetadataResponse::decode(r, version)?),
         ApiKey::CreateTopic => Response::CreateTopic,
         ApiKey::DeleteTopic => Response::DeleteTopic,
         ApiKey::ListTopics => Response::ListTopics(ListTopicsResponse::decode(r)?),
-        ApiKey::Produce => Response::Produce(ProduceResponse::decode(r)?),
-        ApiKey::Fetch => Response::Fetch(FetchResponse::decode(r)?),
-        ApiKey::ListOffsets => Response::ListOffsets(ListOffsetsResponse::decode(r)?),
+        ApiKey::Produce => Response::Produce(ProduceResponse::decode(r, version)?),
+        ApiKey::Fetch => Response::Fetch(FetchResponse::decode(r, version)?),
+        ApiKey::ListOffsets => Response::ListOffsets(ListOffsetsResponse::decode(r, version)?),
+        ApiKey::DescribeCluster => Response::DescribeCluster(DescribeClusterResponse::decode(r)?),
     })
 }

@@ -1,7 +1,9 @@
-//! Produce (key 5): record batches in, base offsets out.
+//! Produce (key 5): record batches in, base offsets out. Version 1 accepts `acks = -1`
+//! ([`Acks::All`]) and gives every partition response a [`LeaderHint`].
 
 use bytes::{BufMut, Bytes, BytesMut};
 
+use super::leader::{LeaderHint, LEADER_HINT_BYTES};
 use super::wire::{
     put_array_len, put_bytes, put_message, put_string, Reader, WireError, ARRAY_BYTES_MIN,
     BYTES_BYTES_MIN, STRING_BYTES_MIN,
@@ -16,10 +18,27 @@ pub enum Acks {
     None = 0,
     /// One response, once every batch is durable per its topic's durability (or has failed).
     Leader = 1,
+    /// Version 1 only: one response, once a majority of the partition's replicas hold every
+    /// batch durably (per the topic's durability), or it failed. With one replica this is
+    /// [`Acks::Leader`].
+    All = -1,
+}
+
+impl Acks {
+    /// The lowest Produce version that can carry this mode.
+    pub fn version_min(self) -> u16 {
+        match self {
+            Acks::All => 1,
+            Acks::None | Acks::Leader => 0,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProduceRequest {
+    /// The version the request goes as (0 or 1); [`Acks::All`] needs 1, and only a version 1
+    /// response carries leader hints.
+    pub version: u16,
     pub acks: Acks,
     /// How long the broker may wait for durability before answering `RequestTimedOut`.
     pub timeout_ms: u32,
@@ -60,6 +79,9 @@ pub struct ProducePartitionResponse {
     /// The offset given to the first record of each batch, in the order of the batches; empty
     /// when `error_code` is not `None` (no batch of the partition was appended).
     pub base_offsets: Vec<i64>,
+    /// Version 1: where the leader is, with `NOT_LEADER`; [`LeaderHint::UNKNOWN`] otherwise and
+    /// in version 0.
+    pub leader: LeaderHint,
 }
 
 /// Empty `name`, empty `partitions`.
@@ -84,11 +106,13 @@ impl ProduceRequest {
         }
     }
 
-    pub(super) fn decode(r: &mut Reader<BytesMut>) -> Result<Self, WireError> {
+    /// Decodes the body of a request of `version` (0 or 1).
+    pub(super) fn decode(r: &mut Reader<BytesMut>, version: u16) -> Result<Self, WireError> {
         let at = r.position();
         let acks = match r.i8("acks")? {
             0 => Acks::None,
             1 => Acks::Leader,
+            -1 if version >= 1 => Acks::All,
             value => {
                 return Err(WireError::InvalidValue {
                     field: "acks",
@@ -110,6 +134,7 @@ impl ProduceRequest {
             })
         })?;
         Ok(ProduceRequest {
+            version,
             acks,
             timeout_ms,
             topics,
@@ -118,7 +143,8 @@ impl ProduceRequest {
 }
 
 impl ProduceResponse {
-    pub(super) fn encode(&self, out: &mut BytesMut) {
+    /// Encodes the body of a response of `version`.
+    pub(super) fn encode(&self, out: &mut BytesMut, version: u16) {
         put_array_len(out, self.topics.len());
         for t in &self.topics {
             put_string(out, &t.name);
@@ -131,15 +157,21 @@ impl ProduceResponse {
                 for &offset in &p.base_offsets {
                     out.put_i64(offset);
                 }
+                if version >= 1 {
+                    p.leader.encode(out);
+                }
             }
         }
     }
 
-    pub(super) fn decode(r: &mut Reader<Bytes>) -> Result<Self, WireError> {
+    /// Decodes the body of a response of `version`.
+    pub(super) fn decode(r: &mut Reader<Bytes>, version: u16) -> Result<Self, WireError> {
+        let partition_bytes_min =
+            PARTITION_RESPONSE_BYTES_MIN + if version >= 1 { LEADER_HINT_BYTES } else { 0 };
         let topics = r.array("topics", TOPIC_BYTES_MIN, |r| {
             Ok(ProduceTopicResponse {
                 name: r.string("topics[].name")?,
-                partitions: r.array("topics[].partitions", PARTITION_RESPONSE_BYTES_MIN, |r| {
+                partitions: r.array("topics[].partitions", partition_bytes_min, |r| {
                     Ok(ProducePartitionResponse {
                         partition: r.u32("topics[].partitions[].partition")?,
                         error_code: r.error_code("topics[].partitions[].error_code")?,
@@ -147,6 +179,11 @@ impl ProduceResponse {
                         base_offsets: r.array("topics[].partitions[].base_offsets", 8, |r| {
                             r.i64("topics[].partitions[].base_offsets[]")
                         })?,
+                        leader: if version >= 1 {
+                            LeaderHint::decode(r)?
+                        } else {
+                            LeaderHint::UNKNOWN
+                        },
                     })
                 })?,
             })

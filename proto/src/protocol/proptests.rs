@@ -55,6 +55,7 @@ fn create_topic() -> impl Strategy<Value = CreateTopicRequest> {
         setting(),
         durability,
         setting(),
+        option::of(any::<u16>()),
     )
         .prop_map(
             |(
@@ -66,8 +67,12 @@ fn create_topic() -> impl Strategy<Value = CreateTopicRequest> {
                 segment_ms,
                 durability,
                 flush_ms,
+                replication_factor,
             )| {
                 CreateTopicRequest {
+                    // `None`: version 0, which has no replication factor.
+                    version: u16::from(replication_factor.is_some()),
+                    replication_factor: replication_factor.unwrap_or(0),
                     name,
                     partitions,
                     retention_ms,
@@ -82,7 +87,12 @@ fn create_topic() -> impl Strategy<Value = CreateTopicRequest> {
 }
 
 fn produce() -> impl Strategy<Value = ProduceRequest> {
-    let acks = prop_oneof![Just(Acks::None), Just(Acks::Leader)];
+    // Acks::All only at version 1, the first that has it.
+    let version_acks = prop_oneof![
+        (0..=1u16, Just(Acks::None)),
+        (0..=1u16, Just(Acks::Leader)),
+        (Just(1u16), Just(Acks::All)),
+    ];
     let partition =
         (any::<u32>(), vec(any::<u8>(), 0..80)).prop_map(|(partition, records)| ProducePartition {
             partition,
@@ -90,11 +100,14 @@ fn produce() -> impl Strategy<Value = ProduceRequest> {
         });
     let topic = (name(), vec(partition, 0..3))
         .prop_map(|(name, partitions)| ProduceTopic { name, partitions });
-    (acks, any::<u32>(), vec(topic, 0..3)).prop_map(|(acks, timeout_ms, topics)| ProduceRequest {
-        acks,
-        timeout_ms,
-        topics,
-    })
+    (version_acks, any::<u32>(), vec(topic, 0..3)).prop_map(
+        |((version, acks), timeout_ms, topics)| ProduceRequest {
+            version,
+            acks,
+            timeout_ms,
+            topics,
+        },
+    )
 }
 
 fn fetch() -> impl Strategy<Value = FetchRequest> {
@@ -107,14 +120,22 @@ fn fetch() -> impl Strategy<Value = FetchRequest> {
     );
     let topic = (name(), vec(partition, 0..3))
         .prop_map(|(name, partitions)| FetchTopic { name, partitions });
-    (any::<u32>(), any::<u32>(), any::<u32>(), vec(topic, 0..3)).prop_map(
-        |(max_wait_ms, min_bytes, max_bytes, topics)| FetchRequest {
-            max_wait_ms,
-            min_bytes,
-            max_bytes,
-            topics,
-        },
+    (
+        0..=1u16,
+        any::<u32>(),
+        any::<u32>(),
+        any::<u32>(),
+        vec(topic, 0..3),
     )
+        .prop_map(
+            |(version, max_wait_ms, min_bytes, max_bytes, topics)| FetchRequest {
+                version,
+                max_wait_ms,
+                min_bytes,
+                max_bytes,
+                topics,
+            },
+        )
 }
 
 fn list_offsets() -> impl Strategy<Value = ListOffsetsRequest> {
@@ -125,7 +146,8 @@ fn list_offsets() -> impl Strategy<Value = ListOffsetsRequest> {
         });
     let topic = (name(), vec(partition, 0..3))
         .prop_map(|(name, partitions)| ListOffsetsTopic { name, partitions });
-    vec(topic, 0..3).prop_map(|topics| ListOffsetsRequest { topics })
+    (0..=1u16, vec(topic, 0..3))
+        .prop_map(|(version, topics)| ListOffsetsRequest { version, topics })
 }
 
 fn arb_request() -> impl Strategy<Value = Request> {
@@ -135,19 +157,27 @@ fn arb_request() -> impl Strategy<Value = Request> {
                 client_software_name
             })
         ),
-        (option::of(vec(name(), 0..4)), any::<bool>()).prop_map(|(topics, damaged_ranges)| {
-            Request::Metadata(MetadataRequest {
-                topics,
-                damaged_ranges,
-            })
-        }),
+        (option::of(vec(name(), 0..4)), 0..=2u16)
+            .prop_map(|(topics, version)| Request::Metadata(MetadataRequest { version, topics })),
         create_topic().prop_map(Request::CreateTopic),
         name().prop_map(|name| Request::DeleteTopic(DeleteTopicRequest { name })),
         Just(Request::ListTopics),
         produce().prop_map(Request::Produce),
         fetch().prop_map(Request::Fetch),
         list_offsets().prop_map(Request::ListOffsets),
+        option::of(vec(name(), 0..4))
+            .prop_map(|topics| Request::DescribeCluster(DescribeClusterRequest { topics })),
     ]
+}
+
+fn leader_hint() -> impl Strategy<Value = LeaderHint> {
+    (any::<i32>(), any::<i16>(), any::<i32>()).prop_map(
+        |(leader_node, leader_shard, leader_epoch)| LeaderHint {
+            leader_node,
+            leader_shard,
+            leader_epoch,
+        },
+    )
 }
 
 fn api_versions_response() -> impl Strategy<Value = ApiVersionsResponse> {
@@ -188,9 +218,20 @@ fn metadata_response() -> impl Strategy<Value = MetadataResponse> {
         any::<u16>(),
         any::<i32>(),
         any::<[i64; 3]>(),
+        vec(any::<u32>(), 0..4),
+        vec(any::<u32>(), 0..4),
     )
         .prop_map(
-            |(partition, error_code, leader_node, leader_shard, leader_epoch, o)| {
+            |(
+                partition,
+                error_code,
+                leader_node,
+                leader_shard,
+                leader_epoch,
+                o,
+                replicas,
+                in_sync,
+            )| {
                 PartitionMetadata {
                     partition,
                     error_code,
@@ -200,6 +241,8 @@ fn metadata_response() -> impl Strategy<Value = MetadataResponse> {
                     log_start_offset: o[0],
                     high_watermark: o[1],
                     log_end_offset: o[2],
+                    replicas,
+                    in_sync,
                 }
             },
         );
@@ -223,23 +266,37 @@ fn metadata_response() -> impl Strategy<Value = MetadataResponse> {
         vec(broker, 0..3),
         vec(topic, 0..3),
         option::of(vec(damaged, 0..3)),
+        any::<i32>(),
     )
-        .prop_map(|(brokers, topics, damaged_ranges)| MetadataResponse {
-            brokers,
-            topics,
-            damaged_ranges,
-        })
+        .prop_map(
+            |(brokers, topics, damaged_ranges, controller_node)| MetadataResponse {
+                brokers,
+                topics,
+                damaged_ranges,
+                controller_node,
+            },
+        )
 }
 
 fn produce_response() -> impl Strategy<Value = ProduceResponse> {
-    let partition = (any::<u32>(), code(), message(), vec(any::<i64>(), 0..4)).prop_map(
-        |(partition, error_code, error_message, base_offsets)| ProducePartitionResponse {
-            partition,
-            error_code,
-            error_message,
-            base_offsets,
-        },
-    );
+    let partition = (
+        any::<u32>(),
+        code(),
+        message(),
+        vec(any::<i64>(), 0..4),
+        leader_hint(),
+    )
+        .prop_map(
+            |(partition, error_code, error_message, base_offsets, leader)| {
+                ProducePartitionResponse {
+                    partition,
+                    error_code,
+                    error_message,
+                    base_offsets,
+                    leader,
+                }
+            },
+        );
     let topic = (name(), vec(partition, 0..3))
         .prop_map(|(name, partitions)| ProduceTopicResponse { name, partitions });
     vec(topic, 0..3).prop_map(|topics| ProduceResponse { topics })
@@ -252,42 +309,165 @@ fn fetch_response() -> impl Strategy<Value = FetchResponse> {
         message(),
         any::<[i64; 3]>(),
         arb_batches(),
+        leader_hint(),
     )
-        .prop_map(|(partition, error_code, error_message, o, records)| {
-            FetchPartitionResponse {
+        .prop_map(
+            |(partition, error_code, error_message, o, records, leader)| FetchPartitionResponse {
                 partition,
                 error_code,
                 error_message,
+                leader,
                 high_watermark: o[0],
                 log_start_offset: o[1],
                 log_end_offset: o[2],
                 records,
-            }
-        });
+            },
+        );
     let topic = (name(), vec(partition, 0..3))
         .prop_map(|(name, partitions)| FetchTopicResponse { name, partitions });
     vec(topic, 0..3).prop_map(|topics| FetchResponse { topics })
 }
 
 fn list_offsets_response() -> impl Strategy<Value = ListOffsetsResponse> {
-    let partition =
-        (any::<u32>(), code(), any::<i64>()).prop_map(|(partition, error_code, offset)| {
-            ListOffsetsPartitionResponse {
-                partition,
-                error_code,
-                offset,
-            }
-        });
+    let partition = (any::<u32>(), code(), any::<i64>(), leader_hint()).prop_map(
+        |(partition, error_code, offset, leader)| ListOffsetsPartitionResponse {
+            partition,
+            error_code,
+            offset,
+            leader,
+        },
+    );
     let topic = (name(), vec(partition, 0..3))
         .prop_map(|(name, partitions)| ListOffsetsTopicResponse { name, partitions });
     vec(topic, 0..3).prop_map(|topics| ListOffsetsResponse { topics })
+}
+
+fn describe_cluster_response() -> impl Strategy<Value = DescribeClusterResponse> {
+    let node = (
+        any::<u32>(),
+        name(),
+        any::<u16>(),
+        name(),
+        any::<u16>(),
+        any::<bool>(),
+    )
+        .prop_map(
+            |(node_id, host, port, replication_host, replication_port, up)| ClusterNode {
+                node_id,
+                host,
+                port,
+                replication_host,
+                replication_port,
+                up,
+            },
+        );
+    let replica =
+        (any::<u32>(), any::<i64>(), any::<bool>()).prop_map(|(node_id, lag_records, in_sync)| {
+            ClusterReplica {
+                node_id,
+                lag_records,
+                in_sync,
+            }
+        });
+    let partition = (
+        any::<u32>(),
+        code(),
+        leader_hint(),
+        any::<[i64; 2]>(),
+        vec(replica, 0..4),
+    )
+        .prop_map(|(partition, error_code, l, o, replicas)| ClusterPartition {
+            partition,
+            error_code,
+            leader_node: l.leader_node,
+            leader_shard: l.leader_shard,
+            leader_epoch: l.leader_epoch,
+            high_watermark: o[0],
+            log_end_offset: o[1],
+            replicas,
+        });
+    let topic =
+        (code(), name(), vec(partition, 0..3)).prop_map(|(error_code, name, partitions)| {
+            ClusterTopic {
+                error_code,
+                name,
+                partitions,
+            }
+        });
+    (
+        any::<i32>(),
+        vec(node, 0..3),
+        vec(topic, 0..3),
+        any::<u32>(),
+    )
+        .prop_map(
+            |(metadata_leader, nodes, topics, under_replicated_partitions)| {
+                DescribeClusterResponse {
+                    metadata_leader,
+                    nodes,
+                    topics,
+                    under_replicated_partitions,
+                }
+            },
+        )
+}
+
+/// `response` as decoding it at `version` gives it back: the fields that version lacks at
+/// their defaults.
+fn at_version(version: u16, response: Response) -> Response {
+    let hint = |h: LeaderHint| if version >= 1 { h } else { LeaderHint::UNKNOWN };
+    match response {
+        Response::Metadata(mut m) => {
+            if version < 1 {
+                m.damaged_ranges = None;
+            } else if m.damaged_ranges.is_none() {
+                m.damaged_ranges = Some(Vec::new());
+            }
+            if version < 2 {
+                m.controller_node = -1;
+                for p in m.topics.iter_mut().flat_map(|t| t.partitions.iter_mut()) {
+                    p.replicas.clear();
+                    p.in_sync.clear();
+                }
+            }
+            Response::Metadata(m)
+        }
+        Response::Produce(mut r) => {
+            for p in r.topics.iter_mut().flat_map(|t| t.partitions.iter_mut()) {
+                p.leader = hint(p.leader);
+            }
+            Response::Produce(r)
+        }
+        Response::Fetch(mut r) => {
+            for p in r.topics.iter_mut().flat_map(|t| t.partitions.iter_mut()) {
+                p.leader = hint(p.leader);
+            }
+            Response::Fetch(r)
+        }
+        Response::ListOffsets(mut r) => {
+            for p in r.topics.iter_mut().flat_map(|t| t.partitions.iter_mut()) {
+                p.leader = hint(p.leader);
+            }
+            Response::ListOffsets(r)
+        }
+        other => other,
+    }
 }
 
 fn api_key() -> impl Strategy<Value = ApiKey> {
     proptest::sample::select(ApiKey::ALL.to_vec())
 }
 
-fn arb_response() -> impl Strategy<Value = (ApiKey, Response)> {
+/// A response with the version it answers, the fields of later versions at their defaults.
+fn arb_response() -> impl Strategy<Value = (ApiKey, u16, Response)> {
+    (arb_any_response(), any::<prop::sample::Index>()).prop_map(|((key, response), i)| {
+        let (min, max) = key.versions();
+        let version = min + i.index(usize::from(max - min) + 1) as u16;
+        (key, version, at_version(version, response))
+    })
+}
+
+fn arb_any_response() -> impl Strategy<Value = (ApiKey, Response)> {
     let list_topics = vec((name(), any::<u32>()), 0..4).prop_map(|topics| ListTopicsResponse {
         topics: topics
             .into_iter()
@@ -309,6 +489,8 @@ fn arb_response() -> impl Strategy<Value = (ApiKey, Response)> {
         produce_response().prop_map(|r| (ApiKey::Produce, Response::Produce(r))),
         fetch_response().prop_map(|r| (ApiKey::Fetch, Response::Fetch(r))),
         list_offsets_response().prop_map(|r| (ApiKey::ListOffsets, Response::ListOffsets(r))),
+        describe_cluster_response()
+            .prop_map(|r| (ApiKey::DescribeCluster, Response::DescribeCluster(r))),
         error,
     ]
 }
@@ -321,10 +503,10 @@ proptest! {
 
     #[test]
     fn random_responses_round_trip(
-        (key, response) in arb_response(),
+        (key, version, response) in arb_response(),
         correlation_id in any::<u32>(),
     ) {
-        assert_response_round_trips(key, &response, correlation_id);
+        assert_response_round_trips(key, version, &response, correlation_id);
     }
 
     #[test]
@@ -337,8 +519,10 @@ proptest! {
             }
         }
         for key in ApiKey::ALL {
-            if let Err(e) = decode_response(key, Bytes::copy_from_slice(&bytes)) {
-                prop_assert_eq!(e.header.is_some(), bytes.len() >= 4);
+            for version in key.versions().0..=key.versions().1 {
+                if let Err(e) = decode_response(key, version, Bytes::copy_from_slice(&bytes)) {
+                    prop_assert_eq!(e.header.is_some(), bytes.len() >= 4);
+                }
             }
         }
     }
@@ -346,14 +530,17 @@ proptest! {
     /// Random bytes after a valid header reach every body decoder.
     #[test]
     fn random_bodies_never_panic(
-        key in 0u16..9,
+        key in 0u16..10,
+        version in 0u16..3,
         body in vec(any::<u8>(), 0..200),
     ) {
-        let mut frame = header_bytes(key, 0, 3);
+        let mut frame = header_bytes(key, version, 3);
         frame.put_slice(&body);
         if let Err(e) = decode_request(frame) {
             prop_assert_eq!(e.header.map(|h| h.correlation_id), Some(3));
-            let expected = if key == 8 {
+            let served = ApiKey::from_u16(key)
+                .is_some_and(|k| (k.versions().0..=k.versions().1).contains(&version));
+            let expected = if !served {
                 vec![ErrorCode::UnsupportedVersion]
             } else {
                 vec![ErrorCode::InvalidRequest, ErrorCode::InvalidConfig]
@@ -363,12 +550,11 @@ proptest! {
     }
 
     /// A valid frame with bytes after its last field is refused: every decoder checks that it
-    /// used the whole frame. (A response tail stays under 4 bytes: a version 0 Metadata
-    /// response followed by a whole array count is a valid version 1 one.)
+    /// used the whole frame.
     #[test]
     fn bytes_after_the_last_field_are_refused(
         request in arb_request(),
-        (key, response) in arb_response(),
+        (key, version, response) in arb_response(),
         tail in vec(any::<u8>(), 1..4),
     ) {
         let mut frame = request_frame(&request, 7);
@@ -376,9 +562,9 @@ proptest! {
         let e = decode_request(frame).unwrap_err();
         prop_assert_eq!(e.code, ErrorCode::InvalidRequest, "{:?}: {}", request, e);
         prop_assert_eq!(e.header.map(|h| h.correlation_id), Some(7));
-        let mut frame = BytesMut::from(&response_frame(7, &response)[..]);
+        let mut frame = BytesMut::from(&response_frame(7, version, &response)[..]);
         frame.put_slice(&tail);
-        let e = decode_response(key, frame.freeze()).unwrap_err();
+        let e = decode_response(key, version, frame.freeze()).unwrap_err();
         prop_assert_eq!(e.code, ErrorCode::InvalidRequest, "{:?}: {}", response, e);
     }
 
@@ -390,8 +576,8 @@ proptest! {
         edits in vec((any::<prop::sample::Index>(), any::<u8>()), 1..4),
     ) {
         let mut request = request_frame(&sample_requests()[i], 1);
-        let (key, response) = &sample_responses()[j];
-        let mut response = BytesMut::from(&response_frame(1, response)[..]);
+        let (key, version, response) = &sample_responses()[j];
+        let mut response = BytesMut::from(&response_frame(1, *version, response)[..]);
         for (at, byte) in &edits {
             let len = request.len();
             request[at.index(len)] = *byte;
@@ -399,7 +585,7 @@ proptest! {
             response[at.index(len)] = *byte;
         }
         check_request(request)?;
-        check_response(*key, response.freeze())?;
+        check_response(*key, *version, response.freeze())?;
     }
 
     /// Arbitrary bytes as a request frame and as a response of every API: the same checks as
@@ -408,7 +594,9 @@ proptest! {
     fn arbitrary_frames_decode_canonically_or_fail_typed(bytes in vec(any::<u8>(), 0..200)) {
         check_request(BytesMut::from(&bytes[..]))?;
         for key in ApiKey::ALL {
-            check_response(key, Bytes::copy_from_slice(&bytes))?;
+            for version in key.versions().0..=key.versions().1 {
+                check_response(key, version, Bytes::copy_from_slice(&bytes))?;
+            }
         }
     }
 }
@@ -438,10 +626,10 @@ fn check_request(frame: BytesMut) -> Result<(), TestCaseError> {
 }
 
 /// A response frame that decodes re-encodes to a frame that decodes to the same response.
-fn check_response(key: ApiKey, frame: Bytes) -> Result<(), TestCaseError> {
-    if let Ok((correlation_id, response)) = decode_response(key, frame) {
-        let again = encode_response(correlation_id, &response).to_bytes();
-        let decoded = decode_response(key, again.slice(crate::frame::SIZE_PREFIX_BYTES..));
+fn check_response(key: ApiKey, version: u16, frame: Bytes) -> Result<(), TestCaseError> {
+    if let Ok((correlation_id, response)) = decode_response(key, version, frame) {
+        let again = encode_response(correlation_id, version, &response).to_bytes();
+        let decoded = decode_response(key, version, again.slice(crate::frame::SIZE_PREFIX_BYTES..));
         prop_assert_eq!(decoded, Ok((correlation_id, response)));
     }
     Ok(())

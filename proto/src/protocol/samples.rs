@@ -36,11 +36,16 @@ pub(super) fn sample_requests() -> Vec<Request> {
             "events".into(),
         ]))),
         Request::Metadata(MetadataRequest {
+            version: 1,
             topics: Some(vec!["events".into()]),
-            damaged_ranges: true,
         }),
+        Request::Metadata(MetadataRequest::latest(None)),
         Request::CreateTopic(CreateTopicRequest::with_defaults("events", 3)),
+        Request::CreateTopic(
+            CreateTopicRequest::with_defaults("events", 3).with_replication_factor(3),
+        ),
         Request::CreateTopic(CreateTopicRequest {
+            version: 1,
             name: "logs".into(),
             partitions: 12,
             retention_ms: Retention::Limit(7 * 24 * 3600 * 1000),
@@ -49,12 +54,14 @@ pub(super) fn sample_requests() -> Vec<Request> {
             segment_ms: Some(0),
             durability: Some(Durability::Interval),
             flush_ms: Some(5),
+            replication_factor: 0,
         }),
         Request::DeleteTopic(DeleteTopicRequest {
             name: "events".into(),
         }),
         Request::ListTopics,
         Request::Produce(ProduceRequest {
+            version: 0,
             acks: Acks::Leader,
             timeout_ms: 30_000,
             topics: vec![
@@ -78,11 +85,31 @@ pub(super) fn sample_requests() -> Vec<Request> {
             ],
         }),
         Request::Produce(ProduceRequest {
+            version: 0,
+            acks: Acks::None,
+            timeout_ms: 0,
+            topics: vec![],
+        }),
+        Request::Produce(ProduceRequest {
+            version: 1,
+            acks: Acks::All,
+            timeout_ms: 5_000,
+            topics: vec![ProduceTopic {
+                name: "events".into(),
+                partitions: vec![ProducePartition {
+                    partition: 1,
+                    records: concat(&[batch(3, 4)]),
+                }],
+            }],
+        }),
+        Request::Produce(ProduceRequest {
+            version: 1,
             acks: Acks::None,
             timeout_ms: 0,
             topics: vec![],
         }),
         Request::Fetch(FetchRequest {
+            version: 1,
             max_wait_ms: 500,
             min_bytes: 1,
             max_bytes: 1 << 20,
@@ -102,7 +129,15 @@ pub(super) fn sample_requests() -> Vec<Request> {
                 ],
             }],
         }),
+        Request::Fetch(FetchRequest {
+            version: 0,
+            max_wait_ms: 0,
+            min_bytes: 0,
+            max_bytes: 0,
+            topics: vec![],
+        }),
         Request::ListOffsets(ListOffsetsRequest {
+            version: 0,
             topics: vec![ListOffsetsTopic {
                 name: "events".into(),
                 partitions: vec![
@@ -121,6 +156,14 @@ pub(super) fn sample_requests() -> Vec<Request> {
                 ],
             }],
         }),
+        Request::ListOffsets(ListOffsetsRequest {
+            version: 1,
+            topics: vec![],
+        }),
+        Request::DescribeCluster(DescribeClusterRequest { topics: None }),
+        Request::DescribeCluster(DescribeClusterRequest {
+            topics: Some(vec!["events".into(), "".into()]),
+        }),
     ]
 }
 
@@ -136,44 +179,66 @@ pub(super) fn doc_limits() -> Limits {
     }
 }
 
-pub(super) fn sample_responses() -> Vec<(ApiKey, Response)> {
+fn metadata_partition(partition: u32, replicas: Vec<u32>, in_sync: Vec<u32>) -> PartitionMetadata {
+    PartitionMetadata {
+        partition,
+        error_code: ErrorCode::None,
+        leader_node: 1,
+        leader_shard: 1,
+        leader_epoch: 3,
+        log_start_offset: 0,
+        high_watermark: 100,
+        log_end_offset: 101,
+        replicas,
+        in_sync,
+    }
+}
+
+fn metadata_brokers() -> Vec<BrokerMetadata> {
+    vec![BrokerMetadata {
+        node_id: 1,
+        host: "broker-1.local".into(),
+        port: 9092,
+        shard_ports: vec![
+            ShardPort {
+                shard_id: 0,
+                port: 9100,
+            },
+            ShardPort {
+                shard_id: 1,
+                port: 9101,
+            },
+        ],
+    }]
+}
+
+fn not_leader() -> LeaderHint {
+    LeaderHint {
+        leader_node: 2,
+        leader_shard: 0,
+        leader_epoch: 7,
+    }
+}
+
+/// Sample responses with the version of the request they answer. A field a version does not
+/// have holds its default (what decoding that version gives back).
+pub(super) fn sample_responses() -> Vec<(ApiKey, u16, Response)> {
     let mut out = vec![
         (
             ApiKey::ApiVersions,
+            0,
             Response::ApiVersions(ApiVersionsResponse::supported(doc_limits())),
         ),
         (
             ApiKey::Metadata,
+            0,
             Response::Metadata(MetadataResponse {
-                brokers: vec![BrokerMetadata {
-                    node_id: 1,
-                    host: "broker-1.local".into(),
-                    port: 9092,
-                    shard_ports: vec![
-                        ShardPort {
-                            shard_id: 0,
-                            port: 9100,
-                        },
-                        ShardPort {
-                            shard_id: 1,
-                            port: 9101,
-                        },
-                    ],
-                }],
+                brokers: metadata_brokers(),
                 topics: vec![
                     TopicMetadata {
                         error_code: ErrorCode::None,
                         name: "events".into(),
-                        partitions: vec![PartitionMetadata {
-                            partition: 0,
-                            error_code: ErrorCode::None,
-                            leader_node: 1,
-                            leader_shard: 1,
-                            leader_epoch: 3,
-                            log_start_offset: 0,
-                            high_watermark: 100,
-                            log_end_offset: 101,
-                        }],
+                        partitions: vec![metadata_partition(0, vec![], vec![])],
                     },
                     TopicMetadata {
                         error_code: ErrorCode::UnknownTopicOrPartition,
@@ -182,10 +247,12 @@ pub(super) fn sample_responses() -> Vec<(ApiKey, Response)> {
                     },
                 ],
                 damaged_ranges: None,
+                controller_node: -1,
             }),
         ),
         (
             ApiKey::Metadata,
+            1,
             Response::Metadata(MetadataResponse {
                 brokers: vec![],
                 topics: vec![],
@@ -195,12 +262,35 @@ pub(super) fn sample_responses() -> Vec<(ApiKey, Response)> {
                     first_offset: 35,
                     last_offset: 39,
                 }]),
+                controller_node: -1,
             }),
         ),
-        (ApiKey::CreateTopic, Response::CreateTopic),
-        (ApiKey::DeleteTopic, Response::DeleteTopic),
+        (
+            ApiKey::Metadata,
+            2,
+            Response::Metadata(MetadataResponse {
+                brokers: metadata_brokers(),
+                topics: vec![TopicMetadata {
+                    error_code: ErrorCode::None,
+                    name: "events".into(),
+                    partitions: vec![
+                        metadata_partition(0, vec![1, 2, 3], vec![1, 3]),
+                        PartitionMetadata {
+                            error_code: ErrorCode::LeaderNotAvailable,
+                            ..metadata_partition(1, vec![2], vec![])
+                        },
+                    ],
+                }],
+                damaged_ranges: Some(vec![]),
+                controller_node: 1,
+            }),
+        ),
+        (ApiKey::CreateTopic, 0, Response::CreateTopic),
+        (ApiKey::CreateTopic, 1, Response::CreateTopic),
+        (ApiKey::DeleteTopic, 0, Response::DeleteTopic),
         (
             ApiKey::ListTopics,
+            0,
             Response::ListTopics(ListTopicsResponse {
                 topics: vec![
                     TopicListing {
@@ -216,6 +306,7 @@ pub(super) fn sample_responses() -> Vec<(ApiKey, Response)> {
         ),
         (
             ApiKey::Produce,
+            0,
             Response::Produce(ProduceResponse {
                 topics: vec![ProduceTopicResponse {
                     name: "events".into(),
@@ -225,12 +316,39 @@ pub(super) fn sample_responses() -> Vec<(ApiKey, Response)> {
                             error_code: ErrorCode::None,
                             error_message: None,
                             base_offsets: vec![100, 102],
+                            leader: LeaderHint::UNKNOWN,
                         },
                         ProducePartitionResponse {
                             partition: 7,
                             error_code: ErrorCode::CorruptMessage,
                             error_message: Some("CRC-32C mismatch".into()),
                             base_offsets: vec![],
+                            leader: LeaderHint::UNKNOWN,
+                        },
+                    ],
+                }],
+            }),
+        ),
+        (
+            ApiKey::Produce,
+            1,
+            Response::Produce(ProduceResponse {
+                topics: vec![ProduceTopicResponse {
+                    name: "events".into(),
+                    partitions: vec![
+                        ProducePartitionResponse {
+                            partition: 0,
+                            error_code: ErrorCode::None,
+                            error_message: None,
+                            base_offsets: vec![5],
+                            leader: LeaderHint::UNKNOWN,
+                        },
+                        ProducePartitionResponse {
+                            partition: 1,
+                            error_code: ErrorCode::NotLeader,
+                            error_message: Some("not the leader".into()),
+                            base_offsets: vec![],
+                            leader: not_leader(),
                         },
                     ],
                 }],
@@ -238,6 +356,7 @@ pub(super) fn sample_responses() -> Vec<(ApiKey, Response)> {
         ),
         (
             ApiKey::Fetch,
+            0,
             Response::Fetch(FetchResponse {
                 topics: vec![FetchTopicResponse {
                     name: "events".into(),
@@ -246,6 +365,7 @@ pub(super) fn sample_responses() -> Vec<(ApiKey, Response)> {
                             partition: 0,
                             error_code: ErrorCode::None,
                             error_message: None,
+                            leader: LeaderHint::UNKNOWN,
                             high_watermark: 3,
                             log_start_offset: 0,
                             log_end_offset: 3,
@@ -255,6 +375,7 @@ pub(super) fn sample_responses() -> Vec<(ApiKey, Response)> {
                             partition: 1,
                             error_code: ErrorCode::OffsetOutOfRange,
                             error_message: Some("offset 99 is past the end".into()),
+                            leader: LeaderHint::UNKNOWN,
                             high_watermark: 10,
                             log_start_offset: 5,
                             log_end_offset: 10,
@@ -265,7 +386,39 @@ pub(super) fn sample_responses() -> Vec<(ApiKey, Response)> {
             }),
         ),
         (
+            ApiKey::Fetch,
+            1,
+            Response::Fetch(FetchResponse {
+                topics: vec![FetchTopicResponse {
+                    name: "events".into(),
+                    partitions: vec![
+                        FetchPartitionResponse {
+                            partition: 0,
+                            error_code: ErrorCode::None,
+                            error_message: None,
+                            leader: LeaderHint::UNKNOWN,
+                            high_watermark: 3,
+                            log_start_offset: 0,
+                            log_end_offset: 3,
+                            records: vec![batch(2, 1)],
+                        },
+                        FetchPartitionResponse {
+                            partition: 1,
+                            error_code: ErrorCode::NotLeader,
+                            error_message: None,
+                            leader: not_leader(),
+                            high_watermark: -1,
+                            log_start_offset: -1,
+                            log_end_offset: -1,
+                            records: vec![],
+                        },
+                    ],
+                }],
+            }),
+        ),
+        (
             ApiKey::ListOffsets,
+            0,
             Response::ListOffsets(ListOffsetsResponse {
                 topics: vec![ListOffsetsTopicResponse {
                     name: "events".into(),
@@ -274,22 +427,103 @@ pub(super) fn sample_responses() -> Vec<(ApiKey, Response)> {
                             partition: 0,
                             error_code: ErrorCode::None,
                             offset: 100,
+                            leader: LeaderHint::UNKNOWN,
                         },
                         ListOffsetsPartitionResponse {
                             partition: 1,
                             error_code: ErrorCode::None,
                             offset: OFFSET_NONE,
+                            leader: LeaderHint::UNKNOWN,
                         },
                     ],
                 }],
             }),
         ),
+        (
+            ApiKey::ListOffsets,
+            1,
+            Response::ListOffsets(ListOffsetsResponse {
+                topics: vec![ListOffsetsTopicResponse {
+                    name: "events".into(),
+                    partitions: vec![ListOffsetsPartitionResponse {
+                        partition: 0,
+                        error_code: ErrorCode::NotLeader,
+                        offset: OFFSET_NONE,
+                        leader: not_leader(),
+                    }],
+                }],
+            }),
+        ),
+        (
+            ApiKey::DescribeCluster,
+            0,
+            Response::DescribeCluster(DescribeClusterResponse {
+                metadata_leader: 1,
+                nodes: vec![
+                    ClusterNode {
+                        node_id: 1,
+                        host: "broker-1.local".into(),
+                        port: 9092,
+                        replication_host: "10.0.0.1".into(),
+                        replication_port: 9300,
+                        up: true,
+                    },
+                    ClusterNode {
+                        node_id: 2,
+                        host: "broker-2.local".into(),
+                        port: 9092,
+                        replication_host: String::new(),
+                        replication_port: 0,
+                        up: false,
+                    },
+                ],
+                topics: vec![
+                    ClusterTopic {
+                        error_code: ErrorCode::None,
+                        name: "events".into(),
+                        partitions: vec![ClusterPartition {
+                            partition: 0,
+                            error_code: ErrorCode::None,
+                            leader_node: 1,
+                            leader_shard: 0,
+                            leader_epoch: 4,
+                            high_watermark: 90,
+                            log_end_offset: 100,
+                            replicas: vec![
+                                ClusterReplica {
+                                    node_id: 1,
+                                    lag_records: 0,
+                                    in_sync: true,
+                                },
+                                ClusterReplica {
+                                    node_id: 2,
+                                    lag_records: -1,
+                                    in_sync: false,
+                                },
+                            ],
+                        }],
+                    },
+                    ClusterTopic {
+                        error_code: ErrorCode::UnknownTopicOrPartition,
+                        name: "nope".into(),
+                        partitions: vec![],
+                    },
+                ],
+                under_replicated_partitions: 1,
+            }),
+        ),
     ];
     // An error answers any API, including ones the client does not expect a body from.
     for key in ApiKey::ALL {
-        out.push((key, Response::error(ErrorCode::StorageError, "disk full")));
+        let version = key.version_max();
         out.push((
             key,
+            version,
+            Response::error(ErrorCode::StorageError, "disk full"),
+        ));
+        out.push((
+            key,
+            version,
             Response::Error {
                 code: ErrorCode::UnsupportedVersion,
                 message: None,
@@ -312,8 +546,8 @@ pub(super) fn request_frame(request: &Request, correlation_id: u32) -> BytesMut 
 }
 
 /// A response as a client sees it: encoded, then cut out of a read buffer.
-pub(super) fn response_frame(correlation_id: u32, response: &Response) -> Bytes {
-    let encoded = encode_response(correlation_id, response);
+pub(super) fn response_frame(correlation_id: u32, version: u16, response: &Response) -> Bytes {
+    let encoded = encode_response(correlation_id, version, response);
     let mut buf = BytesMut::from(&encoded.to_bytes()[..]);
     assert_eq!(buf.len(), encoded.len());
     let frame = FrameDecoder::for_responses(1 << 24)
@@ -340,11 +574,13 @@ pub(super) fn assert_request_round_trips(request: &Request, correlation_id: u32)
 
 pub(super) fn assert_response_round_trips(
     api_key: ApiKey,
+    version: u16,
     response: &Response,
     correlation_id: u32,
 ) {
-    let (id, decoded) = decode_response(api_key, response_frame(correlation_id, response))
-        .unwrap_or_else(|e| panic!("{response:?}: {e}"));
+    let frame = response_frame(correlation_id, version, response);
+    let (id, decoded) = decode_response(api_key, version, frame)
+        .unwrap_or_else(|e| panic!("{response:?} at version {version}: {e}"));
     assert_eq!(id, correlation_id);
     assert_eq!(&decoded, response);
 }

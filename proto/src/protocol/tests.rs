@@ -23,8 +23,30 @@ fn every_request_round_trips() {
 
 #[test]
 fn every_response_round_trips() {
-    for (i, (key, response)) in sample_responses().iter().enumerate() {
-        assert_response_round_trips(*key, response, u32::MAX - i as u32);
+    for (i, (key, version, response)) in sample_responses().iter().enumerate() {
+        assert_response_round_trips(*key, *version, response, u32::MAX - i as u32);
+    }
+    // Every version of every API has a sample.
+    for key in ApiKey::ALL {
+        let (min, max) = key.versions();
+        for v in min..=max {
+            assert!(
+                sample_responses()
+                    .iter()
+                    .any(|(k, version, r)| *k == key && *version == v && r.api_key().is_some()),
+                "no sample response for {} version {v}",
+                key.as_str()
+            );
+            if !matches!(key, ApiKey::DeleteTopic | ApiKey::ListTopics) {
+                assert!(
+                    sample_requests()
+                        .iter()
+                        .any(|r| r.api_key() == key && r.version() == v),
+                    "no sample request for {} version {v}",
+                    key.as_str()
+                );
+            }
+        }
     }
 }
 
@@ -32,14 +54,19 @@ fn every_response_round_trips() {
 fn api_keys_and_versions() {
     for (i, key) in ApiKey::ALL.iter().enumerate() {
         assert_eq!(ApiKey::from_u16(i as u16), Some(*key));
-        // Metadata version 1 carries damaged ranges (issue 9).
-        let max = u16::from(*key == ApiKey::Metadata);
+        // Metadata version 1 carries damaged ranges (issue 9); issue 11 (replication) adds
+        // Metadata 2, CreateTopic 1, Produce 1, Fetch 1, ListOffsets 1 and DescribeCluster.
+        let max = match key {
+            ApiKey::Metadata => 2,
+            ApiKey::CreateTopic | ApiKey::Produce | ApiKey::Fetch | ApiKey::ListOffsets => 1,
+            _ => 0,
+        };
         assert_eq!(key.versions(), (0, max));
     }
-    assert_eq!(ApiKey::from_u16(8), None);
+    assert_eq!(ApiKey::from_u16(9), None);
     assert_eq!(ApiKey::SUPPORTED, SUPPORTED);
     let apis = ApiVersionsResponse::supported(Limits::default()).apis;
-    assert_eq!(apis.len(), 8);
+    assert_eq!(apis.len(), 9);
     assert!(apis.iter().enumerate().all(|(i, a)| a.api_key == i as u16));
 }
 
@@ -59,7 +86,7 @@ fn only_acks_zero_produce_goes_unanswered() {
 
 #[test]
 fn unknown_api_key_or_version_is_unsupported_with_the_header() {
-    for (api_key, api_version) in [(8, 0), (u16::MAX, 0), (5, 1), (0, u16::MAX)] {
+    for (api_key, api_version) in [(9, 0), (u16::MAX, 0), (5, 2), (8, 1), (0, u16::MAX)] {
         let mut frame = header_bytes(api_key, api_version, 77);
         frame.put_slice(b"whatever body");
         let e = decode_request(frame).unwrap_err();
@@ -98,10 +125,10 @@ fn trailing_bytes_are_invalid() {
         assert_eq!(e.header.unwrap().correlation_id, i as u32);
         assert!(e.message.contains("1 bytes follow"), "{e}");
     }
-    for (key, response) in sample_responses() {
-        let mut frame = BytesMut::from(&response_frame(9, &response)[..]);
+    for (key, version, response) in sample_responses() {
+        let mut frame = BytesMut::from(&response_frame(9, version, &response)[..]);
         frame.put_u8(0);
-        let e = decode_response(key, frame.freeze()).unwrap_err();
+        let e = decode_response(key, version, frame.freeze()).unwrap_err();
         assert_eq!(e.code, ErrorCode::InvalidRequest, "{response:?}");
         assert_eq!(e.header.unwrap().correlation_id, 9);
     }
@@ -122,22 +149,10 @@ fn every_truncation_is_a_typed_error() {
             assert!(!e.message.is_empty());
         }
     }
-    for (key, response) in sample_responses() {
-        let frame = response_frame(5, &response);
-        // A Metadata version 1 response cut exactly before its damaged ranges is a whole
-        // version 0 response: the layouts are told apart by the bytes left (docs/PROTOCOL.md).
-        let v0_end = match &response {
-            Response::Metadata(m) if m.damaged_ranges.is_some() => {
-                let v0 = MetadataResponse {
-                    damaged_ranges: None,
-                    ..m.clone()
-                };
-                Some(response_frame(5, &Response::Metadata(v0)).len())
-            }
-            _ => None,
-        };
-        for len in (0..frame.len()).filter(|&l| Some(l) != v0_end) {
-            let e = decode_response(key, frame.slice(..len)).unwrap_err();
+    for (key, version, response) in sample_responses() {
+        let frame = response_frame(5, version, &response);
+        for len in 0..frame.len() {
+            let e = decode_response(key, version, frame.slice(..len)).unwrap_err();
             assert_eq!(e.header.is_some(), len >= 4, "{response:?} cut at {len}");
         }
     }
@@ -147,6 +162,7 @@ fn every_truncation_is_a_typed_error() {
 fn produce_records_are_zero_copy_slices_of_the_read_buffer() {
     let batches = [batch(3, 9), batch(1, 8)];
     let request = Request::Produce(ProduceRequest {
+        version: 0,
         acks: Acks::Leader,
         timeout_ms: 1000,
         topics: vec![ProduceTopic {
@@ -192,6 +208,7 @@ fn fetch_batches_are_sent_and_received_without_copies() {
                 partition: 0,
                 error_code: ErrorCode::None,
                 error_message: None,
+                leader: LeaderHint::UNKNOWN,
                 high_watermark: 8,
                 log_start_offset: 0,
                 log_end_offset: 8,
@@ -199,7 +216,7 @@ fn fetch_batches_are_sent_and_received_without_copies() {
             }],
         }],
     });
-    let encoded = encode_response(3, &response);
+    let encoded = encode_response(3, 1, &response);
     // One chunk of small fields, then each batch as is.
     assert_eq!(encoded.chunks.len(), 1 + batches.len());
     for (chunk, batch) in encoded.chunks[1..].iter().zip(&batches) {
@@ -208,7 +225,7 @@ fn fetch_batches_are_sent_and_received_without_copies() {
     }
     let frame = encoded.to_bytes().slice(SIZE_PREFIX_BYTES..);
     let frame_range = frame.as_ptr_range();
-    let (_, decoded) = decode_response(ApiKey::Fetch, frame).unwrap();
+    let (_, decoded) = decode_response(ApiKey::Fetch, 1, frame).unwrap();
     assert_eq!(decoded, response);
     let Response::Fetch(fetch) = decoded else {
         unreachable!()
@@ -239,7 +256,7 @@ fn fetched_records_that_are_not_whole_batches_are_corrupt() {
     body.put_i64(0);
     body.put_i32(records.len() as i32);
     body.put_slice(&records);
-    let e = decode_response(ApiKey::Fetch, body.freeze()).unwrap_err();
+    let e = decode_response(ApiKey::Fetch, 0, body.freeze()).unwrap_err();
     assert_eq!(e.code, ErrorCode::CorruptMessage, "{e}");
     assert!(e.message.contains("truncated batch"), "{e}");
 }
@@ -350,7 +367,7 @@ fn unknown_error_codes_read_as_unknown_server_error() {
     frame.put_u16(999);
     frame.put_i16(2);
     frame.put_slice(b"hi");
-    let (id, response) = decode_response(ApiKey::Fetch, frame.freeze()).unwrap();
+    let (id, response) = decode_response(ApiKey::Fetch, 0, frame.freeze()).unwrap();
     assert_eq!(id, 4);
     assert_eq!(
         response,
@@ -363,6 +380,7 @@ fn unknown_error_codes_read_as_unknown_server_error() {
 fn error_response_without_a_code_is_a_bug() {
     encode_response(
         1,
+        0,
         &Response::Error {
             code: ErrorCode::None,
             message: None,
@@ -393,6 +411,7 @@ fn protocol_md_example_is_what_the_codec_writes() {
     .encode(1, &mut request);
     let response = encode_response(
         1,
+        0,
         &Response::ApiVersions(ApiVersionsResponse::supported(doc_limits())),
     )
     .to_bytes();
@@ -446,6 +465,103 @@ fn acks_zero_produce_frames_expect_no_response_even_when_malformed() {
     frame.put_u8(0);
     assert!(frame_expects_response(&frame));
     assert!(frame_expects_response(&[]));
+    // Version 1 likewise; a version the broker does not serve is answered (UNSUPPORTED_VERSION).
+    let mut frame = header_bytes(ApiKey::Produce as u16, 1, 1);
+    frame.put_u8(0);
+    assert!(!frame_expects_response(&frame));
+    let mut frame = header_bytes(ApiKey::Produce as u16, 2, 1);
+    frame.put_u8(0);
+    assert!(frame_expects_response(&frame));
+}
+
+/// docs/PROTOCOL.md, "5 Produce": `acks = -1` exists from version 1; version 0 keeps refusing
+/// it as before.
+#[test]
+fn acks_all_needs_produce_version_1() {
+    let body = [0xff, 0, 0, 0, 0, 0, 0, 0, 0];
+    let mut frame = header_bytes(ApiKey::Produce as u16, 0, 1);
+    frame.put_slice(&body);
+    let e = decode_request(frame).unwrap_err();
+    assert_eq!(e.code, ErrorCode::InvalidRequest);
+    assert!(e.message.contains("acks"), "{e}");
+    let mut frame = header_bytes(ApiKey::Produce as u16, 1, 1);
+    frame.put_slice(&body);
+    let (header, request) = decode_request(frame).unwrap();
+    assert_eq!(header.api_version, 1);
+    let Request::Produce(p) = request else {
+        panic!("not a produce")
+    };
+    assert_eq!((p.version, p.acks), (1, Acks::All));
+    // A request built with acks All goes as version 1 whatever its version field says.
+    let request = Request::Produce(ProduceRequest {
+        version: 0,
+        acks: Acks::All,
+        timeout_ms: 1,
+        topics: vec![],
+    });
+    assert_eq!(request.version(), 1);
+    assert!(request.expects_response());
+}
+
+/// Fields a version does not have are left out on encode and read as their defaults on
+/// decode: a version 0 client sees exactly the version 0 layout.
+#[test]
+fn older_versions_leave_the_new_fields_out() {
+    let hint = LeaderHint {
+        leader_node: 3,
+        leader_shard: 1,
+        leader_epoch: 9,
+    };
+    let produce = Response::Produce(ProduceResponse {
+        topics: vec![ProduceTopicResponse {
+            name: "t".into(),
+            partitions: vec![ProducePartitionResponse {
+                partition: 0,
+                error_code: ErrorCode::NotLeader,
+                error_message: None,
+                base_offsets: vec![],
+                leader: hint,
+            }],
+        }],
+    });
+    let v0 = response_frame(1, 0, &produce);
+    let v1 = response_frame(1, 1, &produce);
+    assert_eq!(v1.len(), v0.len() + 10);
+    let (_, decoded) = decode_response(ApiKey::Produce, 0, v0).unwrap();
+    let Response::Produce(p) = decoded else {
+        panic!("not a produce")
+    };
+    assert_eq!(p.topics[0].partitions[0].leader, LeaderHint::UNKNOWN);
+    let metadata = Response::Metadata(MetadataResponse {
+        brokers: vec![],
+        topics: vec![TopicMetadata {
+            error_code: ErrorCode::None,
+            name: "t".into(),
+            partitions: vec![PartitionMetadata {
+                partition: 0,
+                error_code: ErrorCode::None,
+                leader_node: 1,
+                leader_shard: 0,
+                leader_epoch: 0,
+                log_start_offset: 0,
+                high_watermark: 0,
+                log_end_offset: 0,
+                replicas: vec![1],
+                in_sync: vec![1],
+            }],
+        }],
+        damaged_ranges: Some(vec![]),
+        controller_node: 1,
+    });
+    let lens: Vec<usize> = (0..=2)
+        .map(|v| response_frame(1, v, &metadata).len())
+        .collect();
+    // v1: + the damaged ranges' count; v2: + two one-element arrays and controller_node.
+    assert_eq!(lens, [lens[0], lens[0] + 4, lens[0] + 4 + 2 * 8 + 4]);
+    let create = CreateTopicRequest::with_defaults("t", 1);
+    let v0 = request_frame(&Request::CreateTopic(create.clone()), 1);
+    let v1 = request_frame(&Request::CreateTopic(create.with_replication_factor(3)), 1);
+    assert_eq!(v1.len(), v0.len() + 2);
 }
 
 #[test]

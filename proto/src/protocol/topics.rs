@@ -1,4 +1,5 @@
 //! Topic administration: CreateTopic (key 2), DeleteTopic (key 3), ListTopics (key 4).
+//! CreateTopic version 1 adds `replication_factor` at the end of the body.
 
 use bytes::{BufMut, Bytes, BytesMut};
 
@@ -58,6 +59,8 @@ pub enum Durability {
 /// `None` (wire: -2) for the optional ones, [`Retention::Default`] for the retentions.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CreateTopicRequest {
+    /// The version the request goes as: 0, or 1 to carry `replication_factor`.
+    pub version: u16,
     pub name: String,
     pub partitions: u32,
     pub retention_ms: Retention,
@@ -69,6 +72,10 @@ pub struct CreateTopicRequest {
     pub durability: Option<Durability>,
     /// Longest time between two syncs under [`Durability::Interval`]. At most `i64::MAX`.
     pub flush_ms: Option<u64>,
+    /// Version 1: how many nodes hold a replica of each partition, the leader included; 0 for
+    /// the broker's default (and in version 0). More than the live nodes is refused with
+    /// `INVALID_REPLICATION_FACTOR`.
+    pub replication_factor: u16,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -134,6 +141,7 @@ impl CreateTopicRequest {
     /// A request for `partitions` partitions with every setting at the broker's default.
     pub fn with_defaults(name: impl Into<String>, partitions: u32) -> Self {
         CreateTopicRequest {
+            version: 0,
             name: name.into(),
             partitions,
             retention_ms: Retention::Default,
@@ -142,7 +150,15 @@ impl CreateTopicRequest {
             segment_ms: None,
             durability: None,
             flush_ms: None,
+            replication_factor: 0,
         }
+    }
+
+    /// The same request with `replication_factor` (0: the broker's default), as version 1.
+    pub fn with_replication_factor(mut self, replication_factor: u16) -> Self {
+        self.version = 1;
+        self.replication_factor = replication_factor;
+        self
     }
 
     pub(super) fn encode(&self, out: &mut BytesMut) {
@@ -154,9 +170,13 @@ impl CreateTopicRequest {
         out.put_i64(optional_to_wire(self.segment_ms));
         out.put_i8(self.durability.map_or(DURABILITY_DEFAULT, |d| d as i8));
         out.put_i64(optional_to_wire(self.flush_ms));
+        if self.version >= 1 {
+            out.put_u16(self.replication_factor);
+        }
     }
 
-    pub(super) fn decode(r: &mut Reader<BytesMut>) -> Result<Self, WireError> {
+    /// Decodes the body of a request of `version` (0 or 1).
+    pub(super) fn decode(r: &mut Reader<BytesMut>, version: u16) -> Result<Self, WireError> {
         let name = r.string("name")?;
         let partitions = r.u32("partitions")?;
         let retention_ms = Retention::decode(r, "retention_ms")?;
@@ -177,7 +197,13 @@ impl CreateTopicRequest {
             }
         };
         let flush_ms = decode_optional(r, "flush_ms")?;
+        let replication_factor = if version >= 1 {
+            r.u16("replication_factor")?
+        } else {
+            0
+        };
         Ok(CreateTopicRequest {
+            version,
             name,
             partitions,
             retention_ms,
@@ -186,6 +212,7 @@ impl CreateTopicRequest {
             segment_ms,
             durability,
             flush_ms,
+            replication_factor,
         })
     }
 }

@@ -281,11 +281,6 @@ impl<B: Source> Reader<B> {
     }
 
     /// Checks that the body ended exactly at the end of the frame.
-    /// Bytes not read yet.
-    pub(super) fn remaining(&self) -> usize {
-        self.buf.remaining()
-    }
-
     pub(super) fn finish(self) -> Result<(), WireError> {
         match self.buf.remaining() {
             0 => Ok(()),

@@ -10,10 +10,13 @@ use bytes::BytesMut;
 
 use super::super::core::Shard;
 use super::super::error::PartitionError;
-use super::types::{FetchSpec, Fetched, LogOffsets, OffsetQuery, PartitionInfo, PartitionState};
+use super::types::{
+    FetchSpec, Fetched, LogOffsets, OffsetQuery, PartitionInfo, PartitionState, ProduceAcks,
+    ReplicaState,
+};
 use crate::disk::{LogError, PartitionLog};
 use crate::record;
-use crate::types::{Epoch, Offset, TopicPartition};
+use crate::types::{Epoch, NodeId, Offset, TopicPartition};
 
 /// The leader epoch a single-node broker stamps into batches. Replication will own this.
 const SINGLE_NODE_EPOCH: Epoch = Epoch(0);
@@ -46,13 +49,21 @@ impl Shard {
         tp: &TopicPartition,
         mut records: BytesMut,
         deadline: Instant,
+        acks: ProduceAcks,
     ) -> Result<Vec<Offset>, PartitionError> {
         let log = self.local_log(tp)?;
         // Split into batches (zero-copy); each is fully validated by the log before any is
-        // appended.
+        // appended. A control batch is refused before anything is appended: control batches
+        // are the broker's own (replication writes them), as in Kafka.
         let mut lens = Vec::new();
-        for item in record::batches(&records) {
+        for (index, item) in record::batches(&records).enumerate() {
             match item {
+                Ok((header, range)) if header.is_control() => {
+                    return Err(PartitionError::ControlBatch {
+                        index,
+                        at: range.start,
+                    })
+                }
                 Ok((_, range)) => lens.push(range.len()),
                 Err(e) => return Err(PartitionError::log(&LogError::InvalidBatch(e))),
             }
@@ -69,7 +80,50 @@ impl Shard {
             .append_many_by(batches, SINGLE_NODE_EPOCH, durability, Some(deadline))
             .await
             .map_err(|e| PartitionError::log(&e))?;
+        if acks == ProduceAcks::All {
+            let end = log.log_end_offset();
+            self.await_replicated(tp, &log, end, deadline).await?;
+        }
         Ok(infos.iter().map(|i| i.base_offset).collect())
+    }
+
+    /// The seam of `acks = all`: waits until a majority of `tp`'s replicas hold its log up to
+    /// `end` durably, or fails (`RequestTimedOut`-like `Log { TimedOut }` past `deadline`,
+    /// `NotLeader` if leadership is lost meanwhile). Today every partition has one replica,
+    /// this node, and the append it follows has already waited for the leader's durability,
+    /// which is the majority's: nothing to wait for. The cluster wiring replaces the body with
+    /// the wait on the partition's Raft group (commit index at or past `end`).
+    async fn await_replicated(
+        &self,
+        tp: &TopicPartition,
+        log: &PartitionLog,
+        end: Offset,
+        deadline: Instant,
+    ) -> Result<(), PartitionError> {
+        // Single node: CreateTopic refuses a factor above the live nodes (one), so a
+        // partition has one replica and there is nothing to wait for.
+        let _ = (tp, log, end, deadline);
+        Ok(())
+    }
+
+    /// Every replica of `tp` in placement order as this shard (the leader) sees it: the seam
+    /// the replication wiring fills with its followers' acknowledged offsets and in-sync set.
+    /// Single node: this node alone, holding the whole log, in sync.
+    pub(in crate::shard) fn replica_states(
+        &self,
+        tp: &TopicPartition,
+        log: &PartitionLog,
+    ) -> Vec<ReplicaState> {
+        let me = NodeId(self.config.node_id);
+        let nodes = self.placement(tp).map_or_else(|| vec![me], |p| p.replicas);
+        nodes
+            .into_iter()
+            .map(|node| ReplicaState {
+                node,
+                log_end: (node == me).then(|| log.log_end_offset()),
+                in_sync: node == me,
+            })
+            .collect()
     }
 
     pub(in crate::shard) async fn fetch_local(
@@ -161,6 +215,7 @@ impl Shard {
                         .iter()
                         .map(|r| (r.first, r.last))
                         .collect(),
+                    replicas: self.replica_states(tp, log),
                 }),
             });
         }

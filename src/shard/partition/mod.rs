@@ -14,4 +14,7 @@ mod types;
 
 pub use many::{FetchMany, PartitionFetch};
 pub use service::PartitionService;
-pub use types::{FetchSpec, Fetched, LogOffsets, OffsetQuery, PartitionInfo, PartitionState};
+pub use types::{
+    FetchSpec, Fetched, LogOffsets, OffsetQuery, PartitionInfo, PartitionState, ProduceAcks,
+    ReplicaState,
+};

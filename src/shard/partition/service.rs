@@ -10,8 +10,8 @@ use super::super::call::{Call, Reply};
 use super::super::catalog::{validate_topic_name, CatalogError};
 use super::super::core::Shard;
 use super::super::error::PartitionError;
-use super::types::{FetchSpec, Fetched, OffsetQuery, PartitionInfo};
-use crate::types::{Offset, ShardId, TopicPartition};
+use super::types::{FetchSpec, Fetched, OffsetQuery, PartitionInfo, ProduceAcks};
+use crate::types::{NodeId, Offset, ShardId, TopicPartition};
 
 /// The partition operations of one shard's broker. Cheap to clone; lives on the shard.
 #[derive(Clone)]
@@ -42,13 +42,26 @@ impl PartitionService {
         &self.shard
     }
 
-    /// The shard the recorded placement names for `tp` (this broker is the only node).
+    /// The shard of this broker that serves `tp`: the one its recorded placement names. A
+    /// partition led by another node is `NotLeader` with that node as the hint: requests are
+    /// forwarded between shards, never between brokers. (A single-node broker leads every
+    /// partition: `placement::settle` rehomes them at start.) The cluster wiring puts its
+    /// leadership view here: `LeaderNotAvailable` while the partition's group has no leader,
+    /// `NotLeader` with the leader's epoch when this node follows.
     fn owner(&self, tp: &TopicPartition) -> Result<ShardId, PartitionError> {
         check_topic_name(&tp.topic)?;
-        self.shard
+        let place = self
+            .shard
             .placement(tp)
-            .map(|p| p.shard)
-            .ok_or_else(|| PartitionError::UnknownPartition(tp.clone()))
+            .ok_or_else(|| PartitionError::UnknownPartition(tp.clone()))?;
+        if place.node != NodeId(self.shard.config.node_id) {
+            return Err(PartitionError::NotLeader {
+                tp: tp.clone(),
+                leader: Some((place.node, place.shard)),
+                epoch: None,
+            });
+        }
+        Ok(place.shard)
     }
 
     async fn call(&self, owner: ShardId, call: Call) -> Result<Reply, PartitionError> {
@@ -61,21 +74,27 @@ impl PartitionService {
 
     /// Appends `records` (one or more batches) to a partition and returns each batch's base
     /// offset. If they cannot be appended by `deadline` they are not appended at all; once
-    /// appended, the answer waits for their durability.
+    /// appended, the answer waits for their durability: on the leader with
+    /// [`ProduceAcks::Leader`], on a majority of the replicas with [`ProduceAcks::All`] (the
+    /// owner's `Shard::await_replicated`, bounded by `deadline`; with one replica the leader's
+    /// durability is the majority's). A control batch is refused (`ControlBatch`): only the
+    /// broker writes those.
     pub async fn produce(
         &self,
         tp: TopicPartition,
         records: BytesMut,
         deadline: Instant,
+        acks: ProduceAcks,
     ) -> Result<Vec<Offset>, PartitionError> {
         let owner = self.owner(&tp)?;
         if owner == self.shard.id {
-            return self.shard.produce_local(&tp, records, deadline).await;
+            return self.shard.produce_local(&tp, records, deadline, acks).await;
         }
         let call = Call::Produce {
             tp,
             records,
             deadline,
+            acks,
         };
         match self.call(owner, call).await? {
             Reply::Produce(r) => r,

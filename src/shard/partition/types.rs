@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use crate::types::{Epoch, Offset, TimestampMs, TopicPartition};
+use crate::types::{Epoch, NodeId, Offset, TimestampMs, TopicPartition};
 
 use super::super::error::PartitionError;
 
@@ -15,6 +15,28 @@ pub struct LogOffsets {
     pub log_start: Offset,
     pub high_watermark: Offset,
     pub log_end: Offset,
+}
+
+/// When a produce is acknowledged: the domain side of the wire's `acks` 1 and -1 (`acks` 0,
+/// no answer at all, is the protocol adapter's business; the append is the same).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProduceAcks {
+    /// Once the leader holds the batches durably (per the topic's durability).
+    Leader,
+    /// Once a majority of the partition's replicas hold them durably. The owner waits for it in
+    /// `Shard::await_replicated` (`local.rs`), the seam replication fills.
+    All,
+}
+
+/// One replica of a partition as its leader sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReplicaState {
+    pub node: NodeId,
+    /// The offset up to which the leader knows this replica holds the log (its log end as last
+    /// acknowledged); `None` if not known yet.
+    pub log_end: Option<Offset>,
+    /// Whether the leader counts it as in sync (caught up to the high watermark recently).
+    pub in_sync: bool,
 }
 
 /// A read of one partition.
@@ -73,4 +95,7 @@ pub struct PartitionState {
     pub offsets: LogOffsets,
     /// Damaged ranges `(first, last)`: offsets not served (see `disk::damage`).
     pub damaged: Vec<(Offset, Offset)>,
+    /// Every replica of the partition in placement order, the leader included, as the leader
+    /// sees it (`Shard::replica_states`). Single node: this node, at the log end, in sync.
+    pub replicas: Vec<ReplicaState>,
 }
