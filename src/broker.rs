@@ -17,6 +17,8 @@ use glommio::{LocalExecutorBuilder, Placement};
 
 use crate::config::BrokerConfig;
 use crate::net::{connections, server};
+use crate::replication::driver::ShardLink;
+use crate::replication::transport::{self, TlsFiles, Transport, TransportConfig};
 use crate::shard::{build_mesh, MeshEnds, Ports, Shard};
 use crate::types::ShardId;
 
@@ -55,11 +57,22 @@ pub fn serve(mut config: BrokerConfig, on_ready: impl FnOnce(&Listening)) -> Res
     let _lock = DataDirLock::acquire(&config.data_dir)?;
     let cpus = choose_cpus(&config)?;
     let shards = cpus.len();
-    check_catalog(&config, shards)?;
+    if config.is_cluster() {
+        check_cluster_dir(&config)?;
+    } else {
+        check_catalog(&config, shards)?;
+    }
     raise_nofile_limit();
     config.check_shard_ports(shards)?;
     check_addresses_free(&config, shards)?;
     check_memlock(config.io_memory_bytes, shards);
+    // A cluster node's replication thread (quinn on its own runtime), with one link per shard.
+    let (transport, mut links) = if config.is_cluster() {
+        let (t, links) = start_transport(&config, shards)?;
+        (Some(t), links.into_iter().map(Some).collect())
+    } else {
+        (None, (0..shards).map(|_| None).collect::<Vec<_>>())
+    };
     let config = Arc::new(config);
     let stop = Arc::new(AtomicBool::new(false));
     let close = Arc::new(AtomicBool::new(false));
@@ -80,6 +93,7 @@ pub fn serve(mut config: BrokerConfig, on_ready: impl FnOnce(&Listening)) -> Res
         let close2 = close.clone();
         let tx = events_tx.clone();
         let mesh_ends = ends[i].take().expect("one mesh end per shard");
+        let link = links[i].take();
         let builder = LocalExecutorBuilder::new(Placement::Fixed(cpu))
             .name(&format!("quill-shard-{i}"))
             .io_memory(cfg.io_memory_bytes);
@@ -93,6 +107,7 @@ pub fn serve(mut config: BrokerConfig, on_ready: impl FnOnce(&Listening)) -> Res
                     listen,
                     port_rx,
                     mesh_ends,
+                    link,
                     Flags {
                         stop: stop2,
                         close: close2,
@@ -204,6 +219,9 @@ pub fn serve(mut config: BrokerConfig, on_ready: impl FnOnce(&Listening)) -> Res
     for t in threads {
         let _ = t.join();
     }
+    if let Some(t) = transport {
+        t.shutdown();
+    }
     match failure {
         Some(e) => Err(e),
         None => Ok(()),
@@ -226,6 +244,7 @@ async fn run_shard(
     common: SocketAddr,
     ports_rx: mpsc::Receiver<Ports>,
     mesh_ends: MeshEnds,
+    link: Option<ShardLink>,
     flags: Flags,
     events: mpsc::Sender<Event>,
 ) -> Result<(), String> {
@@ -260,9 +279,10 @@ async fn run_shard(
         .recv()
         .map_err(|_| "broker stopped during start".to_string())?;
     let cfg = Rc::new((*config).clone());
-    let shard = Shard::open(id, shards, cfg, ports).await?;
+    let shard = Shard::open(id, shards, cfg, ports, link).await?;
     let mesh = crate::shard::Mesh::connect(id, mesh_ends, Rc::downgrade(&shard)).await;
     shard.set_mesh(mesh);
+    shard.start_cluster().await?;
     let conns = Rc::new(connections::Connections::new(&shard.config.limits));
     let trim = glommio::spawn_local(conns.clone().trim_loop());
     let accept_common = glommio::spawn_local(server::accept_loop(
@@ -398,6 +418,49 @@ fn check_catalog(config: &BrokerConfig, shards: usize) -> Result<(), String> {
         shards,
         crate::types::NodeId(config.node_id),
     )
+}
+
+/// A cluster node keeps its topics in the cluster metadata log: a data directory of a
+/// single-node broker (its `catalog.json`) is refused rather than silently ignored.
+fn check_cluster_dir(config: &BrokerConfig) -> Result<(), String> {
+    let catalog = config.data_dir.join(crate::shard::catalog::CATALOG_FILE);
+    if catalog.exists() {
+        return Err(format!(
+            "the data directory {} belongs to a single-node broker ({} exists); a cluster node \
+             (--peers) needs a new data directory",
+            config.data_dir.display(),
+            catalog.display()
+        ));
+    }
+    Ok(())
+}
+
+/// Starts the replication transport of a cluster node: one link per shard.
+fn start_transport(
+    config: &BrokerConfig,
+    shards: usize,
+) -> Result<(Transport, Vec<ShardLink>), String> {
+    let node = crate::types::NodeId(config.node_id);
+    let tls_dir = config
+        .tls_dir
+        .as_ref()
+        .ok_or("a cluster node needs --tls-dir (create one with `quill cluster init-certs`)")?;
+    let tls = TlsFiles::load(tls_dir, node).map_err(|e| e.to_string())?;
+    let peers = config
+        .peers
+        .iter()
+        .map(|p| (crate::types::NodeId(p.node), p.addr))
+        .collect();
+    let mut tc = TransportConfig::new(node, peers, tls, shards);
+    tc.cpu = config.replication.cpu;
+    tc.channel_messages_max = config.replication.channel_messages_max;
+    let bind = config.peers.iter().find(|p| p.node == config.node_id);
+    transport::start(tc).map_err(|e| {
+        format!(
+            "cannot start replication on {}: {e}",
+            bind.map(|p| p.addr.to_string()).unwrap_or_default()
+        )
+    })
 }
 
 fn absolute(p: &std::path::Path) -> Result<PathBuf, String> {

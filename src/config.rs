@@ -187,6 +187,9 @@ pub struct ReplicationSettings {
     /// A replica that has not caught up with its leader's log end for this long leaves the
     /// in-sync set (Kafka's `replica.lag.time.max.ms`).
     pub replica_lag_ms_max: u64,
+    /// Replicas of each partition of a topic created without a replication factor (Kafka's
+    /// `default.replication.factor`, Redpanda's `default_topic_replications`).
+    pub default_replication_factor: u16,
 }
 
 impl Default for ReplicationSettings {
@@ -200,6 +203,7 @@ impl Default for ReplicationSettings {
             append_bytes_max: 1 << 20,
             inflight_appends_max: 256,
             replica_lag_ms_max: 10_000,
+            default_replication_factor: 1,
         }
     }
 }
@@ -423,6 +427,15 @@ impl BrokerConfig {
             return Err(
                 "replication.append_bytes_max and inflight_appends_max must be at least 1".into(),
             );
+        }
+        if r.default_replication_factor == 0
+            || usize::from(r.default_replication_factor) > self.peers.len()
+        {
+            return Err(format!(
+                "replication.default_replication_factor ({}) must be 1 to the {} peers",
+                r.default_replication_factor,
+                self.peers.len()
+            ));
         }
         Ok(())
     }

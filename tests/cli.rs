@@ -233,7 +233,11 @@ fn consume_ends_after_inactivity_and_from_latest() {
     assert_eq!(r.stdout, "");
     // "old" goes to partition 0 so that the from-beginning read below has one right answer
     // (an unkeyed record's sticky partition is chosen at random per producer).
-    ok(&quill(&b, &["produce", "idle", "--partition", "0"], b"old\n"));
+    ok(&quill(
+        &b,
+        &["produce", "idle", "--partition", "0"],
+        b"old\n",
+    ));
     // The default start is the end of the log: the old record is not printed, a new one is.
     // "Prints nothing" alone would also pass for a consumer that never got going, so records
     // are produced until the consumer prints its one record; it must be a new one. No window

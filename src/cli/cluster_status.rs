@@ -27,8 +27,8 @@ pub struct ClusterStatusArgs {
 
 const STATUS_HELP: &str = concat!(
     "\
-Shows what the broker asked knows of the cluster: the metadata leader, each node (up or
-down, as the metadata leader hears them), and per partition its leader (node and shard),
+Shows the cluster: the metadata leader, each node (up or down, as the metadata leader hears
+them), and per partition (as its leader reports it) its leader (node and shard),
 leader epoch and replicas, each with its lag in records behind the leader (? if unknown) and
 * if in sync. Under-replicated partitions (a replica out of sync) are counted and marked.
 With --json, stdout is one object:
@@ -167,6 +167,62 @@ pub fn status_text(d: &DescribeClusterResponse) -> String {
     out
 }
 
+/// A cluster node knows the offsets and replica lag only of the partitions it leads: the
+/// others come from each up node's own answer (its partitions where it is the leader), and the
+/// nodes' up/down from the metadata leader's. A node that does not answer leaves what the
+/// first broker said.
+fn gather(
+    broker: &BrokerArgs,
+    mut d: DescribeClusterResponse,
+    topics: &Option<Vec<String>>,
+) -> DescribeClusterResponse {
+    let first = broker.address();
+    let nodes: Vec<(u32, String)> = d
+        .nodes
+        .iter()
+        .filter(|n| n.up && n.port != 0)
+        .map(|n| (n.node_id, format!("{}:{}", n.host, n.port)))
+        .collect();
+    for (node, addr) in nodes {
+        if addr == first {
+            continue;
+        }
+        let mut args = broker.clone();
+        args.broker = Some(addr);
+        let Ok(Ok(other)) = args
+            .connect()
+            .map(|c| c.admin().describe_cluster(topics.clone()))
+        else {
+            continue;
+        };
+        if i64::from(other.metadata_leader) == i64::from(node) {
+            d.nodes = other.nodes.clone();
+            d.metadata_leader = other.metadata_leader;
+        }
+        for t in &mut d.topics {
+            let Some(ot) = other.topics.iter().find(|o| o.name == t.name) else {
+                continue;
+            };
+            for p in &mut t.partitions {
+                if let Some(op) = ot.partitions.iter().find(|o| {
+                    o.partition == p.partition && i64::from(o.leader_node) == i64::from(node)
+                }) {
+                    if op.high_watermark >= 0 {
+                        *p = op.clone();
+                    }
+                }
+            }
+        }
+    }
+    d.under_replicated_partitions = d
+        .topics
+        .iter()
+        .flat_map(|t| &t.partitions)
+        .filter(|p| under_replicated(p))
+        .count() as u32;
+    d
+}
+
 /// Runs `quill cluster status`. Exit status as the other commands: 0 shown, 1 refused, 2 bad
 /// command line, 3 no broker.
 pub fn run(args: ClusterStatusArgs) -> ExitCode {
@@ -175,7 +231,11 @@ pub fn run(args: ClusterStatusArgs) -> ExitCode {
         Err(e) => return fail(&e),
     };
     let topics = (!args.topics.is_empty()).then_some(args.topics);
-    match client.admin().describe_cluster(topics) {
+    let described = client
+        .admin()
+        .describe_cluster(topics.clone())
+        .map(|d| gather(&args.broker, d, &topics));
+    match described {
         Ok(d) if args.json => {
             println!("{}", status_json(&d));
             ExitCode::SUCCESS

@@ -74,6 +74,8 @@ pub(crate) fn topic_code(e: &TopicError) -> ErrorCode {
         TopicError::Partition(p) => partition_code(p),
         TopicError::NotController { .. } => ErrorCode::NotController,
         TopicError::InvalidReplicationFactor { .. } => ErrorCode::InvalidReplicationFactor,
+        TopicError::TimedOut => ErrorCode::RequestTimedOut,
+        TopicError::Metadata(_) => ErrorCode::UnknownServerError,
     }
 }
 

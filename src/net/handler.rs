@@ -155,22 +155,27 @@ async fn metadata(shard: &Rc<Shard>, req: MetadataRequest) -> MetadataResponse {
     let infos = PartitionService::new(shard.clone())
         .partition_info(Some(names.clone()))
         .await;
-    let node = shard.config.node_id;
-    let brokers = vec![BrokerMetadata {
-        node_id: node,
-        host: shard.ports.host.clone(),
-        port: shard.ports.common_port,
-        shard_ports: shard
-            .ports
-            .shard_ports
-            .iter()
-            .enumerate()
-            .map(|(i, p)| ShardPort {
-                shard_id: i as u16,
-                port: *p,
-            })
-            .collect(),
-    }];
+    let me = crate::types::NodeId(shard.config.node_id);
+    // Every node clients can reach (a cluster node that has not registered yet has no address).
+    let brokers = shard
+        .cluster_nodes()
+        .into_iter()
+        .filter(|n| n.port != 0)
+        .map(|n| BrokerMetadata {
+            node_id: n.id.0,
+            host: n.host,
+            port: n.port,
+            shard_ports: n
+                .shard_ports
+                .iter()
+                .enumerate()
+                .map(|(i, p)| ShardPort {
+                    shard_id: i as u16,
+                    port: *p,
+                })
+                .collect(),
+        })
+        .collect();
     let topics = names
         .into_iter()
         .map(|name| match catalog.topics.get(&name) {
@@ -207,11 +212,20 @@ async fn metadata(shard: &Rc<Shard>, req: MetadataRequest) -> MetadataResponse {
                             .iter()
                             .find(|i| i.tp.topic == name && i.tp.partition.0 == p);
                         match info.map(|i| &i.state) {
+                            // This node leads it (a cluster node describes only those).
                             Some(Ok(state)) => PartitionMetadata {
                                 partition: p,
                                 error_code: ErrorCode::None,
-                                leader_node: place.node.0,
-                                leader_shard: place.shard.0,
+                                leader_node: if shard.is_cluster() {
+                                    me.0
+                                } else {
+                                    place.node.0
+                                },
+                                leader_shard: if shard.is_cluster() {
+                                    place.shard_on(me).unwrap_or(place.shard).0
+                                } else {
+                                    place.shard.0
+                                },
                                 leader_epoch: state.leader_epoch.0,
                                 log_start_offset: wire(state.offsets.log_start),
                                 high_watermark: wire(state.offsets.high_watermark),
@@ -226,6 +240,22 @@ async fn metadata(shard: &Rc<Shard>, req: MetadataRequest) -> MetadataResponse {
                             },
                             // Not opened (file descriptors, disk): the reason's code.
                             Some(Err(e)) => unserved(partition_code(e)),
+                            // Cluster: led by another node, as the metadata records.
+                            None if shard.is_cluster() => match shard.reported_leader(meta.id, p) {
+                                Some(l) => PartitionMetadata {
+                                    partition: p,
+                                    error_code: ErrorCode::None,
+                                    leader_node: l.node.0,
+                                    leader_shard: l.shard.0,
+                                    leader_epoch: crate::shard::replicas::epoch_of(l.term).0,
+                                    log_start_offset: -1,
+                                    high_watermark: -1,
+                                    log_end_offset: -1,
+                                    replicas: replicas.clone(),
+                                    in_sync: l.in_sync.iter().map(|n| n.0).collect(),
+                                },
+                                None => unserved(ErrorCode::LeaderNotAvailable),
+                            },
                             // The owner did not answer (shutting down) or has not opened it yet.
                             None => unserved(ErrorCode::BrokerShuttingDown),
                         }

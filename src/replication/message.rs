@@ -15,6 +15,11 @@
 //! - `3` FetchLogReply: `request_id u64 | from_offset u64 | high_watermark u64 | status u8 |
 //!   batches_length u32 | batches`. `status` is one of [`FetchLogStatus`]; `batches` is empty
 //!   unless the status is `Ok`.
+//! - `4` Propose: a record batch of cluster metadata commands (`metadata::command`) a node asks
+//!   the metadata leader to propose (a node registering itself, a partition leader reporting).
+//!   Sent to the metadata group; the receiver checks the batch decodes as commands, proposes it
+//!   if it leads, and drops it otherwise. No reply: the sender sees the outcome in its applied
+//!   metadata and sends again if it does not.
 //!
 //! All integers are big-endian. Decoding never panics: every failure is a [`DecodeError`]
 //! (tested with random bytes below).
@@ -117,6 +122,8 @@ pub enum WireMessage {
     Raft(RaftMessage),
     FetchLog(FetchLog),
     FetchLogReply(FetchLogReply),
+    /// A batch of metadata commands for the metadata leader to propose.
+    Propose(Bytes),
 }
 
 impl WireMessage {
@@ -125,6 +132,7 @@ impl WireMessage {
             WireMessage::Raft(_) => 1,
             WireMessage::FetchLog(_) => 2,
             WireMessage::FetchLogReply(_) => 3,
+            WireMessage::Propose(_) => 4,
         }
     }
 }
@@ -183,6 +191,7 @@ pub fn encode(group: GroupId, msg: &WireMessage) -> Result<Bytes, EncodeError> {
             b.put_slice(&r.batches);
             b.freeze()
         }
+        WireMessage::Propose(batch) => batch.clone(),
     };
     let body_len = u32::try_from(body.len()).map_err(|_| EncodeError::TooLarge(body.len()))?;
     let mut out = BytesMut::with_capacity(ENVELOPE_HEADER_BYTES + body.len());
@@ -263,6 +272,7 @@ pub fn decode(frame: &Bytes) -> Result<(GroupId, WireMessage), DecodeError> {
                 batches: body.slice(FETCH_LOG_REPLY_FIXED_BYTES..),
             })
         }
+        4 => WireMessage::Propose(body),
         other => return Err(DecodeError::UnknownKind(other)),
     };
     Ok((group, msg))
@@ -310,6 +320,7 @@ mod tests {
                 status: FetchLogStatus::Ok,
                 batches: Bytes::from_static(b"batches"),
             }),
+            WireMessage::Propose(Bytes::from_static(b"a command batch")),
         ];
         for m in msgs {
             let frame = encode(g, &m).unwrap();

@@ -51,6 +51,10 @@ pub(crate) enum Call {
     /// you own, and remove their directories when the flag says the catalog on disk recorded
     /// the deletion.
     DropTopic(TopicMeta, bool),
+    /// From shard 0 of a cluster node: the applied cluster metadata. Reply [`Reply::Admin`].
+    Cluster(Box<super::replicas::ClusterUpdate>),
+    /// To shard 0 of a cluster node: metadata commands for the metadata leader.
+    ForwardMeta(bytes::Bytes),
 }
 
 pub(crate) enum Reply {

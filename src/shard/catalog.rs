@@ -25,7 +25,7 @@ use crate::types::{NodeId, ShardId};
 pub const TOPIC_NAME_BYTES_MAX: usize = 249;
 /// Most partitions one topic may have.
 pub const PARTITIONS_MAX: u32 = 10_000;
-const CATALOG_FILE: &str = "catalog.json";
+pub const CATALOG_FILE: &str = "catalog.json";
 
 /// A topic's log settings as stored (the broker defaults already applied).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -32,6 +32,8 @@ pub struct NodeView {
     /// Where clients reach it (its common port).
     pub host: String,
     pub port: u16,
+    /// One client port per shard, in shard order.
+    pub shard_ports: Vec<u16>,
     /// Where other brokers reach it for replication, if it has such an address.
     pub replication: Option<(String, u16)>,
     /// Whether the metadata leader hears from it.
@@ -100,7 +102,10 @@ impl Shard {
     /// The node leading the cluster's metadata (where topic admin goes); `None` while none is
     /// known. Single node: this one.
     pub fn metadata_leader(&self) -> Option<NodeId> {
-        Some(NodeId(self.config.node_id))
+        match &self.cluster {
+            Some(cs) => cs.metadata_leader.get(),
+            None => Some(NodeId(self.config.node_id)),
+        }
     }
 
     /// The nodes the metadata leader hears from, in id order. Single node: this one.
@@ -113,15 +118,51 @@ impl Shard {
     }
 
     /// Every node of the cluster, in id order. Single node: this one, up, with no replication
-    /// address.
+    /// address. Cluster: every node of `--peers`, with the addresses it registered (none yet
+    /// if it never did) and `up` as this node's transport sees it.
     pub fn cluster_nodes(&self) -> Vec<NodeView> {
-        vec![NodeView {
-            id: NodeId(self.config.node_id),
-            host: self.ports.host.clone(),
-            port: self.ports.common_port,
-            replication: None,
-            up: true,
-        }]
+        let Some(cs) = &self.cluster else {
+            return vec![NodeView {
+                id: NodeId(self.config.node_id),
+                host: self.ports.host.clone(),
+                port: self.ports.common_port,
+                shard_ports: self.ports.shard_ports.clone(),
+                replication: None,
+                up: true,
+            }];
+        };
+        let meta = cs.meta.borrow();
+        let mut out: Vec<NodeView> = self
+            .config
+            .peers
+            .iter()
+            .map(|p| {
+                let id = NodeId(p.node);
+                let info = meta.nodes.get(&p.node);
+                NodeView {
+                    id,
+                    host: info.map(|i| i.host.clone()).unwrap_or_default(),
+                    port: info.map_or(0, |i| i.port),
+                    shard_ports: info.map(|i| i.shard_ports.clone()).unwrap_or_default(),
+                    replication: Some((p.addr.ip().to_string(), p.addr.port())),
+                    up: cs.repl.net.is_up(id),
+                }
+            })
+            .collect();
+        out.sort_by_key(|n| n.id);
+        out
+    }
+
+    /// Cluster: the leader of partition `p` of topic `topic_id` as the applied metadata records
+    /// it. `None` on a single node or while none is recorded.
+    pub fn reported_leader(
+        &self,
+        topic_id: u64,
+        p: u32,
+    ) -> Option<crate::replication::metadata::LeaderInfo> {
+        let cs = self.cluster.as_ref()?;
+        let meta = cs.meta.borrow();
+        meta.leader(topic_id, p).cloned()
     }
 
     /// The replica set of a new partition led by `leader`: `factor` live nodes (0: the
@@ -191,7 +232,14 @@ impl PartitionService {
                                     })
                                     .collect()
                             };
-                            let leader = Some((place.node, place.shard));
+                            let reported = shard
+                                .cluster
+                                .as_ref()
+                                .map(|cs| cs.meta.borrow().leader(meta.id, p).cloned());
+                            let leader = match &reported {
+                                Some(l) => l.as_ref().map(|l| (l.node, l.shard)),
+                                None => Some((place.node, place.shard)),
+                            };
                             match info.map(|i| &i.state) {
                                 Some(Ok(state)) => PartitionView {
                                     partition: p,
@@ -209,6 +257,34 @@ impl PartitionService {
                                     replicas: unknown(),
                                     error: Some(e.clone()),
                                 },
+                                // Cluster: led elsewhere (or by no one); the metadata says who
+                                // and which replicas were in sync.
+                                None if reported.is_some() => {
+                                    let tp = TopicPartition::new(name.as_str(), p);
+                                    let l = reported.flatten();
+                                    PartitionView {
+                                        partition: p,
+                                        leader,
+                                        leader_epoch: l
+                                            .as_ref()
+                                            .map(|l| super::replicas::epoch_of(l.term)),
+                                        offsets: None,
+                                        replicas: place
+                                            .replicas
+                                            .iter()
+                                            .map(|&node| ReplicaState {
+                                                node,
+                                                log_end: None,
+                                                in_sync: l
+                                                    .as_ref()
+                                                    .is_some_and(|l| l.in_sync.contains(&node)),
+                                            })
+                                            .collect(),
+                                        error: l
+                                            .is_none()
+                                            .then_some(PartitionError::LeaderNotAvailable(tp)),
+                                    }
+                                }
                                 None => PartitionView {
                                     partition: p,
                                     leader,

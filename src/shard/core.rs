@@ -68,6 +68,8 @@ pub struct Shard {
     idle: Event,
     /// Notified when shutdown starts, so long polls return at once.
     pub(super) stopping: Event,
+    /// A cluster node's replication (`--peers`); `None` on a single-node broker.
+    pub(crate) cluster: Option<super::replicas::ClusterState>,
 }
 
 /// Counts a request as in flight while alive.
@@ -92,12 +94,25 @@ impl Shard {
         shard_count: usize,
         config: Rc<BrokerConfig>,
         ports: Ports,
+        link: Option<crate::replication::driver::ShardLink>,
     ) -> Result<Rc<Shard>, String> {
         let data_dir = config.data_dir.clone();
         crate::disk::probe::prime(&data_dir)
             .await
             .map_err(|e| format!("cannot prime direct I/O on {}: {e}", data_dir.display()))?;
-        let mut catalog = Catalog::load(&data_dir)?;
+        // A cluster node's topics come from the cluster metadata, not `catalog.json`.
+        let cluster = link.map(|link| {
+            super::replicas::ClusterState::start(
+                crate::types::NodeId(config.node_id),
+                super::replicas::replica_config(&config),
+                link,
+            )
+        });
+        let mut catalog = if cluster.is_some() {
+            Catalog::default()
+        } else {
+            Catalog::load(&data_dir)?
+        };
         check_placement(&catalog, shard_count)?;
         // Settled for this count at start; also what a first catalog records.
         catalog.shards = Some(shard_count);
@@ -122,6 +137,7 @@ impl Shard {
             inflight: Cell::new(0),
             idle: Event::new(),
             stopping: Event::new(),
+            cluster,
         });
         // Whatever cannot be opened is served with its error; the rest is served.
         for meta in catalog.topics.values() {
@@ -140,7 +156,7 @@ impl Shard {
                 nofile = fds.nofile, first = %first,
                 "partitions not opened; requests for them fail with the reason");
         }
-        if id.0 == 0 {
+        if id.0 == 0 && shard.cluster.is_none() {
             shard.remove_deleted_dirs().await;
             shard.report_unexplained_dirs();
         }
@@ -152,6 +168,23 @@ impl Shard {
 
     pub(crate) fn set_mesh(&self, mesh: Rc<Mesh>) {
         *self.mesh.borrow_mut() = Some(mesh);
+    }
+
+    /// A cluster node, once the mesh is up: shard 0 opens the metadata group (whose applied
+    /// state then starts every shard's replicas); every shard reports what it leads.
+    pub(crate) async fn start_cluster(self: &Rc<Self>) -> Result<(), String> {
+        if self.cluster.is_none() {
+            return Ok(());
+        }
+        if self.id.0 == 0 {
+            self.start_metadata().await?;
+        }
+        glommio::spawn_local(self.clone().report_loop()).detach();
+        Ok(())
+    }
+
+    pub fn is_cluster(&self) -> bool {
+        self.cluster.is_some()
     }
 
     pub(super) fn mesh(&self) -> Rc<Mesh> {
@@ -250,6 +283,7 @@ impl Shard {
     /// Shutdown, phase 2 (after every shard drained): sync and close every log, close the mesh.
     pub async fn close(self: &Rc<Self>) {
         self.closed.set(true);
+        self.close_replicas().await;
         let logs: Vec<(TopicPartition, Rc<PartitionLog>)> =
             self.logs.borrow_mut().drain().collect();
         for (tp, log) in logs {
@@ -319,6 +353,8 @@ impl CallHandler for Shard {
                     self.drop_owned_partitions(&meta, remove_dirs).await;
                     Reply::Admin(Ok(()))
                 }
+                Call::Cluster(update) => self.handle_cluster_update(*update).await,
+                Call::ForwardMeta(batch) => self.handle_forward(batch),
             }
         })
     }

@@ -191,4 +191,12 @@ pub enum TopicError {
     /// More replicas asked for than there are nodes to hold them.
     #[error("replication factor {asked} is more than the {live} live node{} of the cluster", if *.live == 1 { "" } else { "s" })]
     InvalidReplicationFactor { asked: u16, live: usize },
+    /// The metadata group did not commit and apply the change in time (no quorum reachable);
+    /// it may still take effect later.
+    #[error("the cluster metadata did not take the change in time (is a majority of nodes up?)")]
+    TimedOut,
+    /// The metadata group refused the change (a placement the applied state cannot hold, a
+    /// replica failure); nothing was done.
+    #[error("cluster metadata: {0}")]
+    Metadata(String),
 }

@@ -16,9 +16,11 @@ mod core;
 pub mod error;
 mod fds;
 mod mesh;
+pub mod metadata;
 pub mod ownership;
 pub mod partition;
 pub mod placement;
+pub mod replicas;
 mod topics;
 
 pub use self::core::{InflightGuard, Ports, Shard};

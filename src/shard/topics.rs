@@ -57,6 +57,9 @@ impl Shard {
             .acquire_permit(1)
             .await
             .map_err(|_| TopicError::ShuttingDown(self.id))?;
+        if self.cluster.is_some() {
+            return self.cluster_create(req).await;
+        }
         let me = NodeId(self.config.node_id);
         let replicas = self.choose_replicas(me, req.replication_factor)?;
         let mut next = self.catalog.borrow().clone();
@@ -131,6 +134,9 @@ impl Shard {
             .acquire_permit(1)
             .await
             .map_err(|_| TopicError::ShuttingDown(self.id))?;
+        if self.cluster.is_some() {
+            return self.cluster_delete(name).await;
+        }
         let mut next = self.catalog.borrow().clone();
         let meta = next.delete(&name)?;
         // The tombstone is durable before any directory goes: only recorded deletions remove
@@ -284,7 +290,7 @@ impl Shard {
     }
 
     /// Why `tp` is not opened: no descriptors left in this shard's share.
-    fn no_room(&self, tp: &TopicPartition) -> PartitionError {
+    pub(super) fn no_room(&self, tp: &TopicPartition) -> PartitionError {
         PartitionError::NotOpen {
             tp: tp.clone(),
             reason: NotOpen::NoRoom {
@@ -296,7 +302,7 @@ impl Shard {
         }
     }
 
-    fn open_error(&self, tp: &TopicPartition, e: &LogError) -> PartitionError {
+    pub(super) fn open_error(&self, tp: &TopicPartition, e: &LogError) -> PartitionError {
         let (failure, message) = (LogFailure::of(e), e.to_string());
         let reason = if matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE)) {
             NotOpen::OutOfFds {
@@ -367,7 +373,7 @@ impl Shard {
 
 /// Removes a partition directory on the executor's blocking pool: a directory of many segments
 /// takes many `unlink`s, which would otherwise stall every partition of the shard.
-async fn remove_dir_all(dir: &std::path::Path) -> std::io::Result<()> {
+pub(super) async fn remove_dir_all(dir: &std::path::Path) -> std::io::Result<()> {
     let dir = dir.to_path_buf();
     glommio::executor()
         .spawn_blocking(move || std::fs::remove_dir_all(dir))

@@ -19,7 +19,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ahash::AHashMap;
 use bytes::{Bytes, BytesMut};
@@ -27,12 +27,12 @@ use bytes::{Bytes, BytesMut};
 use super::net::Net;
 use crate::disk::replica_state::{self, ReplicaStateFile};
 use crate::disk::{LogError, PartitionLog};
-use crate::local::{promise, Event, Resolver};
+use crate::local::{promise, Event, Promise, Resolver};
 use crate::record::{self, BatchHeader};
 use crate::replication::message::{FetchLog, FetchLogReply, FetchLogStatus, GroupId, WireMessage};
 use crate::replication::raft::{
     Acks, Action, Anchor, BatchMeta, CatchUp, Persist, PersistedState, Proposal, ProposeError,
-    ReadLog, Replica, ReplicaConfig, ReplicaError,
+    ReadLog, Replica, ReplicaConfig, ReplicaError, VoterProgress,
 };
 use crate::shard::placement::Placement;
 use crate::types::{NodeId, Offset, ShardId, TopicPartition};
@@ -79,7 +79,22 @@ pub struct Group {
     closed: Cell<bool>,
     /// Notified when the leader or the high watermark changes.
     pub changed: Event,
+    /// Leader only: when each voter last had every entry the leader had (its in-sync clock).
+    caught_up: RefCell<AHashMap<u64, Instant>>,
 }
+
+/// One replica of a group as its leader sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReplicaView {
+    pub node: NodeId,
+    /// The log end offset this replica is known to hold, if known.
+    pub log_end: Option<Offset>,
+    /// It had everything the leader had within the last `lag_max`.
+    pub in_sync: bool,
+}
+
+/// A proposal handed to Raft and the wait for its outcome.
+pub type Submitted = (Proposal, Promise<Result<(), ProposeError>>);
 
 /// The state file's form of the core's persisted state, and back.
 fn to_file(s: &PersistedState) -> ReplicaStateFile {
@@ -186,6 +201,7 @@ impl Group {
             busy: Cell::new(false),
             closed: Cell::new(false),
             changed: Event::new(),
+            caught_up: RefCell::new(AHashMap::new()),
         });
         glommio::spawn_local(g.clone().persist_worker()).detach();
         g.drain();
@@ -234,6 +250,52 @@ impl Group {
         }
         let r = self.core.borrow_mut().tick();
         self.after(r);
+        self.note_caught_up();
+    }
+
+    /// Leader: records which voters have everything now.
+    fn note_caught_up(&self) {
+        let progress = self.core.borrow().progress();
+        if progress.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        let mut c = self.caught_up.borrow_mut();
+        for p in progress {
+            if p.active && p.matched >= p.last_index {
+                c.insert(p.id, now);
+            }
+        }
+    }
+
+    /// Leader only (empty elsewhere): every replica in placement order with the log end it is
+    /// known to hold and whether it is in sync: within `lag_max` (Kafka's
+    /// `replica.lag.time.max.ms`) it was heard from and had every entry the leader had (as of a
+    /// tick). The leader is always in sync.
+    pub fn replicas(&self, lag_max: Duration) -> Vec<ReplicaView> {
+        let progress: Vec<VoterProgress> = self.core.borrow().progress();
+        if progress.is_empty() {
+            return Vec::new();
+        }
+        let now = Instant::now();
+        let caught_up = self.caught_up.borrow();
+        self.placement
+            .replicas
+            .iter()
+            .map(|&node| {
+                let id = u64::from(node.0);
+                let p = progress.iter().find(|p| p.id == id);
+                let in_sync = node == self.node
+                    || caught_up
+                        .get(&id)
+                        .is_some_and(|&t| now.duration_since(t) <= lag_max);
+                ReplicaView {
+                    node,
+                    log_end: p.and_then(|p| p.end_offset).map(Offset),
+                    in_sync,
+                }
+            })
+            .collect()
     }
 
     /// A message from `from` for this group.
@@ -257,6 +319,8 @@ impl Group {
                 glommio::spawn_local(self.clone().serve_fetch(from, req)).detach();
             }
             WireMessage::FetchLogReply(reply) => self.net.fetch_replied(reply),
+            // Metadata proposals are taken by the shard's forward handler before the groups.
+            WireMessage::Propose(_) => {}
         }
     }
 
@@ -266,6 +330,17 @@ impl Group {
         batch: BytesMut,
         acks: Acks,
     ) -> Result<Proposal, ProposeError> {
+        let (p, promise) = self.submit(batch, acks)?;
+        match promise.await {
+            Ok(Ok(())) => Ok(p),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(ProposeError::Failed("the replica stopped".into())),
+        }
+    }
+
+    /// Proposes `batch` at once (its offsets are known on return) and hands back the wait for
+    /// its outcome per `acks`: several batches proposed in a row keep their order.
+    pub fn submit(self: &Rc<Self>, batch: BytesMut, acks: Acks) -> Result<Submitted, ProposeError> {
         if self.failed.get() {
             return Err(ProposeError::Failed("the replica is restarting".into()));
         }
@@ -282,11 +357,7 @@ impl Group {
             .borrow_mut()
             .insert((p.index, p.term), resolver);
         self.drain();
-        match promise.await {
-            Ok(Ok(())) => Ok(p),
-            Ok(Err(e)) => Err(e),
-            Err(_) => Err(ProposeError::Failed("the replica stopped".into())),
-        }
+        Ok((p, promise))
     }
 
     fn after(self: &Rc<Self>, r: Result<(), ReplicaError>) {
@@ -328,6 +399,16 @@ impl Group {
                         term,
                     };
                     self.leader.set(view);
+                    if view.leader == Some(self.node) {
+                        // A new leader counts every replica as in sync until it has had
+                        // `lag_max` to catch up (as Kafka keeps the ISR across an election).
+                        let now = Instant::now();
+                        let mut c = self.caught_up.borrow_mut();
+                        c.clear();
+                        for n in &self.placement.replicas {
+                            c.insert(u64::from(n.0), now);
+                        }
+                    }
                     self.changed.notify();
                     if let Some(hook) = &self.on_leader {
                         hook(self, view);

@@ -8,7 +8,7 @@ pub mod link;
 pub mod net;
 pub mod node;
 
-pub use group::{Group, LeaderHook, LeaderView};
+pub use group::{Group, LeaderHook, LeaderView, ReplicaView, Submitted};
 pub use link::{Inbound, Outbound, ShardLink};
 pub use net::{Net, NetStats};
-pub use node::Replication;
+pub use node::{ForwardHandler, Replication};

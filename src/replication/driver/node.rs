@@ -6,19 +6,25 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use ahash::AHashMap;
+use bytes::Bytes;
 
 use super::group::Group;
 use super::link::{Inbound, ShardLink};
 use super::net::Net;
-use crate::replication::message::{self, GroupId};
+use crate::replication::message::{self, GroupId, WireMessage};
 use crate::replication::raft::ReplicaConfig;
 use crate::types::NodeId;
+
+/// Takes the metadata proposals other nodes send this one (`WireMessage::Propose`): who sent
+/// it and the command batch.
+pub type ForwardHandler = Rc<dyn Fn(NodeId, Bytes)>;
 
 pub struct Replication {
     pub node: NodeId,
     pub cfg: ReplicaConfig,
     pub net: Rc<Net>,
     groups: RefCell<AHashMap<GroupId, Rc<Group>>>,
+    forward: RefCell<Option<ForwardHandler>>,
     closed: Cell<bool>,
 }
 
@@ -31,12 +37,19 @@ impl Replication {
             cfg,
             net: net.clone(),
             groups: RefCell::new(AHashMap::new()),
+            forward: RefCell::new(None),
             closed: Cell::new(false),
         });
         glommio::spawn_local(net.sender(link.tx)).detach();
         glommio::spawn_local(r.clone().inbound(link.rx)).detach();
         glommio::spawn_local(r.clone().ticks()).detach();
         r
+    }
+
+    /// Where metadata proposals from other nodes go (the metadata group's shard sets it);
+    /// without a handler they are dropped.
+    pub fn set_forward_handler(&self, h: ForwardHandler) {
+        *self.forward.borrow_mut() = Some(h);
     }
 
     pub fn add(&self, g: Rc<Group>) {
@@ -72,6 +85,14 @@ impl Replication {
                         self.net.count_received(true);
                         continue;
                     };
+                    if let WireMessage::Propose(batch) = msg {
+                        let h = self.forward.borrow().clone();
+                        self.net.count_received(h.is_none());
+                        if let Some(h) = h {
+                            h(from, batch);
+                        }
+                        continue;
+                    }
                     let g = self.group(id);
                     self.net.count_received(g.is_none());
                     if let Some(g) = g {

@@ -70,6 +70,6 @@ pub use config::ReplicaConfig;
 pub use error::{FetchedError, ProposeError, ReplicaError};
 pub use ingest::check_fetched;
 pub use queue::PersistQueue;
-pub use replica::Replica;
+pub use replica::{Replica, VoterProgress};
 pub use types::{Acks, Action, CatchUp, Persist, PersistedState, Proposal, ReadLog};
 pub use window::Anchor;

@@ -16,6 +16,21 @@ use super::window::{Anchor, Window};
 use crate::record::{batches, validate_batch};
 use crate::replication::message::GroupId;
 
+/// One voter as the leader sees it ([`Replica::progress`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VoterProgress {
+    pub id: u64,
+    /// The highest Raft index known to be in this voter's log.
+    pub matched: u64,
+    /// The offset after the entry at `matched`, if still in the window.
+    pub end_offset: Option<u64>,
+    /// The leader's last index (the voter has everything when `matched` equals it).
+    pub last_index: u64,
+    /// The leader heard from it within the last election timeout (raft's `recent_active`,
+    /// kept by check-quorum); always true for the leader itself.
+    pub active: bool,
+}
+
 /// Persist work handed out and not reported yet, with what waits on it.
 #[derive(Debug)]
 struct Pending {
@@ -258,6 +273,36 @@ impl Replica {
     pub fn window_stats(&self) -> (usize, u64, u64) {
         let w = self.window();
         (w.len(), w.bytes(), w.cached_bytes())
+    }
+
+    /// Leader only (empty elsewhere): every voter's id, its matched Raft index and the log end
+    /// offset that index stands for (`None` when the index is before the window, so unknown
+    /// here), in id order. The leader's own entry is its last index.
+    pub fn progress(&self) -> Vec<VoterProgress> {
+        if !self.is_leader() {
+            return Vec::new();
+        }
+        let r = &self.raw.raft;
+        let mut out: Vec<VoterProgress> = r
+            .prs()
+            .iter()
+            .map(|(&id, p)| {
+                let matched = if id == self.id {
+                    r.raft_log.last_index()
+                } else {
+                    p.matched
+                };
+                VoterProgress {
+                    id,
+                    matched,
+                    end_offset: self.window().end_of(matched),
+                    last_index: r.raft_log.last_index(),
+                    active: id == self.id || p.recent_active,
+                }
+            })
+            .collect();
+        out.sort_by_key(|p| p.id);
+        out
     }
 
     /// The error that failed this replica, if one did: the driver restarts it from disk.

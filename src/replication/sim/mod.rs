@@ -624,6 +624,7 @@ impl Sim {
                 }
                 self.drain(k);
             }
+            WireMessage::Propose(_) => fail(self.seed, "the simulator sends no metadata proposals"),
             WireMessage::FetchLog(f) => {
                 let node = &self.nodes[k];
                 let r = node.replica.as_ref().expect("up");

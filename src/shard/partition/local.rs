@@ -9,13 +9,16 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 
 use super::super::core::Shard;
-use super::super::error::PartitionError;
+use super::super::error::{LogFailure, PartitionError};
+use super::super::replicas::epoch_of;
 use super::types::{
     FetchSpec, Fetched, LogOffsets, OffsetQuery, PartitionInfo, PartitionState, ProduceAcks,
     ReplicaState,
 };
 use crate::disk::{LogError, PartitionLog};
 use crate::record;
+use crate::replication::driver::Group;
+use crate::replication::raft::{Acks, ProposeError};
 use crate::types::{Epoch, NodeId, Offset, TopicPartition};
 
 /// The leader epoch a single-node broker stamps into batches. Replication will own this.
@@ -51,6 +54,7 @@ impl Shard {
         deadline: Instant,
         acks: ProduceAcks,
     ) -> Result<Vec<Offset>, PartitionError> {
+        let leader = self.replica_leader(tp)?;
         let log = self.local_log(tp)?;
         // Split into batches (zero-copy); each is fully validated by the log before any is
         // appended. A control batch is refused before anything is appended: control batches
@@ -75,35 +79,97 @@ impl Shard {
         for len in lens {
             batches.push(records.split_to(len));
         }
+        if let Some(group) = leader {
+            return self
+                .produce_replicated(tp, &group, batches, deadline, acks)
+                .await;
+        }
         let durability = log.config().durability;
         let infos = log
             .append_many_by(batches, SINGLE_NODE_EPOCH, durability, Some(deadline))
             .await
             .map_err(|e| PartitionError::log(&e))?;
-        if acks == ProduceAcks::All {
-            let end = log.log_end_offset();
-            self.await_replicated(tp, &log, end, deadline).await?;
-        }
+        // Single node: the leader's durability is the majority's (one replica).
+        let _ = acks;
         Ok(infos.iter().map(|i| i.base_offset).collect())
     }
 
-    /// The seam of `acks = all`: waits until a majority of `tp`'s replicas hold its log up to
-    /// `end` durably, or fails (`RequestTimedOut`-like `Log { TimedOut }` past `deadline`,
-    /// `NotLeader` if leadership is lost meanwhile). Today every partition has one replica,
-    /// this node, and the append it follows has already waited for the leader's durability,
-    /// which is the majority's: nothing to wait for. The cluster wiring replaces the body with
-    /// the wait on the partition's Raft group (commit index at or past `end`).
-    async fn await_replicated(
+    /// A cluster node's produce: each batch is proposed to the partition's Raft group in order
+    /// (the leader stamps its offsets and epoch), then the answer waits for each outcome per
+    /// `acks` (`All`: committed, so durable on a majority; `Leader`: durable here), bounded by
+    /// `deadline`.
+    async fn produce_replicated(
         &self,
         tp: &TopicPartition,
-        log: &PartitionLog,
-        end: Offset,
+        group: &Rc<Group>,
+        batches: Vec<BytesMut>,
         deadline: Instant,
-    ) -> Result<(), PartitionError> {
-        // Single node: CreateTopic refuses a factor above the live nodes (one), so a
-        // partition has one replica and there is nothing to wait for.
-        let _ = (tp, log, end, deadline);
-        Ok(())
+        acks: ProduceAcks,
+    ) -> Result<Vec<Offset>, PartitionError> {
+        let acks = match acks {
+            ProduceAcks::All => Acks::All,
+            ProduceAcks::Leader => Acks::Leader,
+        };
+        let mut offsets = Vec::with_capacity(batches.len());
+        let mut waits = Vec::with_capacity(batches.len());
+        for b in batches {
+            let (p, wait) = group
+                .submit(b, acks)
+                .map_err(|e| self.propose_error(tp, group, e))?;
+            offsets.push(Offset(p.base_offset));
+            waits.push(wait);
+        }
+        for wait in waits {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let outcome = futures_lite::future::or(async { Some(wait.await) }, async {
+                glommio::timer::sleep(left).await;
+                None
+            })
+            .await;
+            match outcome {
+                Some(Ok(Ok(()))) => {}
+                Some(Ok(Err(e))) => return Err(self.propose_error(tp, group, e)),
+                Some(Err(_)) => return Err(PartitionError::LeaderNotAvailable(tp.clone())),
+                None => {
+                    return Err(PartitionError::Log {
+                        failure: LogFailure::TimedOut,
+                        message: format!(
+                            "partition {tp}: the batch was not replicated to a majority \
+                             before the request's deadline; it may still be committed"
+                        ),
+                    })
+                }
+            }
+        }
+        Ok(offsets)
+    }
+
+    fn propose_error(&self, tp: &TopicPartition, group: &Group, e: ProposeError) -> PartitionError {
+        match e {
+            ProposeError::NotLeader { leader: Some(l) } => {
+                let node = NodeId(l as u32);
+                PartitionError::NotLeader {
+                    tp: tp.clone(),
+                    leader: group.placement().shard_on(node).map(|s| (node, s)),
+                    epoch: Some(epoch_of(group.leader().term)),
+                }
+            }
+            ProposeError::NotLeader { leader: None }
+            | ProposeError::Dropped
+            | ProposeError::Failed(_) => PartitionError::LeaderNotAvailable(tp.clone()),
+            ProposeError::BadBatch(b) => PartitionError::log(&LogError::InvalidBatch(b)),
+            ProposeError::Backpressure { entries, bytes } => PartitionError::Log {
+                failure: LogFailure::TimedOut,
+                message: format!(
+                    "partition {tp}: {entries} batches ({bytes} bytes) wait for replication; \
+                     retry later"
+                ),
+            },
+            ProposeError::Inconsistent(m) => PartitionError::Log {
+                failure: LogFailure::Other,
+                message: m,
+            },
+        }
     }
 
     /// Every replica of `tp` in placement order as this shard (the leader) sees it: the seam
@@ -114,6 +180,22 @@ impl Shard {
         tp: &TopicPartition,
         log: &PartitionLog,
     ) -> Vec<ReplicaState> {
+        if let Some(g) = self
+            .cluster
+            .as_ref()
+            .and_then(|c| c.groups.borrow().get(tp).cloned())
+        {
+            let lag = Duration::from_millis(self.config.replication.replica_lag_ms_max);
+            return g
+                .replicas(lag)
+                .into_iter()
+                .map(|r| ReplicaState {
+                    node: r.node,
+                    log_end: r.log_end,
+                    in_sync: r.in_sync,
+                })
+                .collect();
+        }
         let me = NodeId(self.config.node_id);
         let nodes = self.placement(tp).map_or_else(|| vec![me], |p| p.replicas);
         nodes
@@ -131,6 +213,7 @@ impl Shard {
         tp: &TopicPartition,
         spec: FetchSpec,
     ) -> Result<Fetched, PartitionError> {
+        self.replica_leader(tp)?;
         let log = self.local_log(tp)?;
         let out_of_range = |e: &LogError| PartitionError::OffsetOutOfRange {
             message: e.to_string(),
@@ -180,6 +263,7 @@ impl Shard {
         tp: &TopicPartition,
         query: OffsetQuery,
     ) -> Result<Option<Offset>, PartitionError> {
+        self.replica_leader(tp)?;
         let log = self.local_log(tp)?;
         match query {
             OffsetQuery::Latest => Ok(Some(log.high_watermark())),
@@ -205,10 +289,17 @@ impl Shard {
             if !wanted(&tp.topic) || pending.contains(&tp.topic) {
                 continue;
             }
+            // A cluster node describes the partitions it leads; their followers do not know
+            // the committed state.
+            let epoch = match self.replica_leader(tp) {
+                Ok(Some(g)) => epoch_of(g.leader().term),
+                Ok(None) => log.last_epoch().max(SINGLE_NODE_EPOCH),
+                Err(_) => continue,
+            };
             out.push(PartitionInfo {
                 tp: tp.clone(),
                 state: Ok(PartitionState {
-                    leader_epoch: log.last_epoch().max(SINGLE_NODE_EPOCH),
+                    leader_epoch: epoch,
                     offsets: offsets_of(log),
                     damaged: log
                         .damaged_ranges()

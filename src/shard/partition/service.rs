@@ -54,7 +54,14 @@ impl PartitionService {
             .shard
             .placement(tp)
             .ok_or_else(|| PartitionError::UnknownPartition(tp.clone()))?;
-        if place.node != NodeId(self.shard.config.node_id) {
+        let me = NodeId(self.shard.config.node_id);
+        if self.shard.is_cluster() {
+            // The shard holding this node's replica decides (its group knows the leader).
+            return place
+                .shard_on(me)
+                .ok_or_else(|| self.shard.remote_leader(tp));
+        }
+        if place.node != me {
             return Err(PartitionError::NotLeader {
                 tp: tp.clone(),
                 leader: Some((place.node, place.shard)),
