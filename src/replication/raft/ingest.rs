@@ -1,9 +1,11 @@
 //! What comes into a replica's log from outside: checks of a Raft message before raft-rs sees
-//! it, the bytes stored for an entry (stamped, or a control batch), and the check of batches
-//! fetched for a catch-up. Free functions over the window, used by `replica.rs`.
+//! it (and the stale rejections it must not see), the bytes stored for an entry (stamped, or a
+//! control batch), and the check of batches fetched for a catch-up. Free functions over the
+//! window, used by `replica.rs`.
 
 use bytes::{Bytes, BytesMut};
 use raft::eraftpb::{Message, MessageType};
+use raft::{Raft, StateRole, Storage, INVALID_INDEX};
 
 use super::batch::{check_batch, control_batch, epoch_of, stamp, BatchMeta, UNSTAMPED_EPOCH};
 use super::error::{FetchedError, ReplicaError};
@@ -40,6 +42,32 @@ pub(super) fn check_message(
         MessageType::MsgAppend => check_append(m, w, batch_bytes_max),
         _ => Ok(()),
     }
+}
+
+/// Whether the leader must drop `m` instead of stepping it: a rejected append (not a snapshot
+/// request) for an index the follower has since acknowledged (`index <= matched`).
+///
+/// Workaround for tikv/raft-rs#557 (issue #555, a port of etcd-io/raft#149), fixed upstream in
+/// 2fbeee5 and not in raft 0.7.0. A rejection overtaken by a later successful append (the
+/// network reordered them) that reaches a leader whose progress for that follower is in Probe
+/// (after a later live rejection, or a failed snapshot) passes 0.7.0's staleness check there
+/// (`next_idx - 1 == rejected`) and sets `next_idx = min(rejected, hint + 1)`, at or below
+/// `matched`: the leader resends acknowledged entries, or a snapshot if the anchor has moved
+/// past them. Such a rejection is stale by construction. 0.7.0 already ignores exactly these in
+/// Replicate state; this applies the same rule in every state, where upstream clamps `next_idx`
+/// to `matched + 1` instead (the same net effect). Only a message of the leader's own term is
+/// dropped: one of another term is raft-rs's to ignore or to step down on.
+/// `tests/raft_upstream.rs` (`bug_557_*`, `workaround_557_*`) pins the bug and the rule.
+pub(super) fn is_stale_append_reject<T: Storage>(m: &Message, raft: &Raft<T>) -> bool {
+    m.get_msg_type() == MessageType::MsgAppendResponse
+        && m.reject
+        && m.request_snapshot == INVALID_INDEX
+        && raft.state == StateRole::Leader
+        && m.term == raft.term
+        && raft
+            .prs()
+            .get(m.from)
+            .is_some_and(|pr| m.index <= pr.matched)
 }
 
 /// Every entry is a valid batch, and a stamped one sits at the offset this replica

@@ -50,7 +50,8 @@
 //! action mechanically (see [`Action`]): `Persist` work through a [`PersistQueue`], one at a
 //! time in order; `ReadLog` at once; `Send` best effort. Serve `FetchLog` with
 //! `Replica::serve_fetch`, check what a catch-up fetched with `Replica::check_fetched`. A fatal
-//! error or a failed write restarts the group from disk.
+//! error or a failed write restarts the group from disk. `Replica::stale_rejects_dropped` counts
+//! the stale append rejections `step` drops (the workaround for raft-rs #557), for metrics.
 
 mod batch;
 mod config;

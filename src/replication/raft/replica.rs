@@ -9,7 +9,7 @@ use raft::{GetEntriesContext, RawNode, SnapshotStatus, StateRole};
 use super::batch::{stamp, BatchMeta};
 use super::config::ReplicaConfig;
 use super::error::{FetchedError, ProposeError, ReplicaError};
-use super::ingest::{check_fetched, check_message, stored_batch};
+use super::ingest::{check_fetched, check_message, is_stale_append_reject, stored_batch};
 use super::storage::{snapshot_anchor, WindowStorage};
 use super::types::{Acks, Action, CatchUp, Persist, PersistedState, Proposal, ReadLog};
 use super::window::{Anchor, Window};
@@ -96,6 +96,8 @@ pub struct Replica {
     next_fetch_id: u64,
     /// Followers in raft's snapshot state and the ticks they have been in it.
     snapshot_ticks: Vec<(u64, usize)>,
+    /// Stale append rejections dropped before raft-rs saw them (raft-rs #557).
+    stale_rejects_dropped: u64,
     failed: Option<ReplicaError>,
 }
 
@@ -188,6 +190,7 @@ impl Replica {
             fetches: Vec::new(),
             next_fetch_id: 1,
             snapshot_ticks: Vec::new(),
+            stale_rejects_dropped: 0,
             failed: None,
         };
         r.actions.push_back(Action::HighWatermark(r.hw));
@@ -324,6 +327,19 @@ impl Replica {
             && r.prs().iter().all(|(_, p)| p.matched == last)
     }
 
+    /// Append rejections this replica dropped as stale, as a leader, instead of stepping them
+    /// (the workaround for raft-rs #557, see [`Replica::step`]). A counter for metrics: a
+    /// reordering network makes a few; it never goes backwards in this replica's life.
+    pub fn stale_rejects_dropped(&self) -> u64 {
+        self.stale_rejects_dropped
+    }
+
+    /// Test only: raft-rs's progress of voter `id`, as this replica (leader) tracks it.
+    #[cfg(test)]
+    pub(super) fn raft_progress(&self, id: u64) -> Option<raft::Progress> {
+        self.raw.raft.prs().get(id).cloned()
+    }
+
     /// What to answer a [`FetchLog`](crate::replication::message::FetchLog) from another
     /// replica: the range of this log it may read, `from_offset..high_watermark`, or `None` if
     /// there is nothing to serve from there (the driver answers `NotAvailable`). The driver
@@ -411,9 +427,18 @@ impl Replica {
     /// A Raft message from another replica. A message that fails the checks (not for us, a bad
     /// batch, offsets that disagree with ours) is dropped with an error and changes nothing;
     /// the replica stays usable.
+    ///
+    /// On a leader, a rejected append for an index the follower has since acknowledged is
+    /// dropped (`Ok`, counted in [`Replica::stale_rejects_dropped`]): raft-rs 0.7.0 would rewind
+    /// that follower's next index to or below its matched one (raft-rs #557, fixed upstream in
+    /// 2fbeee5; see `ingest::is_stale_append_reject`).
     pub fn step(&mut self, msg: Message) -> Result<(), ReplicaError> {
         self.run(|r| {
             check_message(&msg, r.id, &r.voters, r.window(), r.cfg.batch_bytes_max)?;
+            if is_stale_append_reject(&msg, &r.raw.raft) {
+                r.stale_rejects_dropped += 1;
+                return Ok(());
+            }
             r.raw
                 .step(msg)
                 .map_err(|e| ReplicaError::Raft(e.to_string()))

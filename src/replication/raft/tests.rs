@@ -708,3 +708,131 @@ fn fetched_batches_are_checked() {
         Err(FetchedError::BadBatch { .. })
     ));
 }
+
+/// Steps `m` into node `k` and returns what `k` sends in reaction (the network must be empty).
+fn deliver(c: &mut Cluster, k: usize, m: Message) -> Vec<Message> {
+    assert!(c.net.is_empty());
+    c.r(k).step(m).unwrap();
+    c.drain(k);
+    c.net.drain(..).collect()
+}
+
+/// The reordering behind raft-rs #557, through the replica. Leader `l` sends follower `f`
+/// three one-entry appends after `f`'s matched index `m`; `f` gets them last to first, so it
+/// rejects index m + 2 (`live`) and m + 1 (`stale`), then accepts m + 1. The accept reaches
+/// `l` first: its progress for `f` is Replicate, matched m + 1; the rejections are on their way.
+struct Reordered {
+    c: Cluster,
+    l: usize,
+    f: usize,
+    m: u64,
+    live: Message,
+    stale: Message,
+}
+
+fn reordered_rejections() -> Reordered {
+    let mut c = Cluster::new(3, cfg());
+    let l = c.elect();
+    c.settle();
+    let f = (l + 1) % 3;
+    let fid = f as u64 + 1;
+    let m = c.r(l).raft_progress(fid).unwrap().matched;
+    assert_eq!(m, c.r(l).last_index());
+    // The network drops whatever concerns f; the test hands f's messages over itself.
+    c.isolated[f] = true;
+    for v in [b"a", b"b", b"c"] {
+        c.r(l).propose(batch(v, 1), Acks::All).unwrap();
+        c.drain(l);
+    }
+    let appends: Vec<Message> = c.net.iter().filter(|x| x.to == fid).cloned().collect();
+    c.net.retain(|x| x.to != fid);
+    c.settle();
+    let shape: Vec<_> = appends
+        .iter()
+        .map(|a| (a.get_msg_type(), a.index, a.entries.len()))
+        .collect();
+    let append = MessageType::MsgAppend;
+    assert_eq!(
+        shape,
+        [(append, m, 1), (append, m + 1, 1), (append, m + 2, 1)]
+    );
+    let mut answers = Vec::new();
+    for a in appends.into_iter().rev() {
+        let mut out = deliver(&mut c, f, a);
+        assert_eq!(out.len(), 1);
+        answers.push(out.pop().unwrap());
+    }
+    let flags: Vec<_> = answers.iter().map(|a| (a.reject, a.index)).collect();
+    assert_eq!(flags, [(true, m + 2), (true, m + 1), (false, m + 1)]);
+    let (live, stale, accept) = (answers[0].clone(), answers[1].clone(), answers[2].clone());
+    deliver(&mut c, l, accept);
+    let pr = c.r(l).raft_progress(fid).unwrap();
+    assert_eq!(
+        (pr.state, pr.matched),
+        (raft::ProgressState::Replicate, m + 1)
+    );
+    Reordered {
+        c,
+        l,
+        f,
+        m,
+        live,
+        stale,
+    }
+}
+
+#[test]
+fn a_live_append_rejection_is_still_stepped() {
+    let Reordered {
+        mut c,
+        l,
+        f,
+        m,
+        live,
+        ..
+    } = reordered_rejections();
+    let fid = f as u64 + 1;
+    // index m + 2 is past matched m + 1: f really lacks it, raft-rs must see the rejection.
+    let sent = deliver(&mut c, l, live);
+    assert_eq!(c.r(l).stale_rejects_dropped(), 0);
+    let pr = c.r(l).raft_progress(fid).unwrap();
+    assert_eq!(
+        (pr.state, pr.matched, pr.next_idx),
+        (raft::ProgressState::Probe, m + 1, m + 2)
+    );
+    // The leader probes f from just after what f acknowledged.
+    assert!(sent
+        .iter()
+        .any(|x| x.to == fid && x.get_msg_type() == MessageType::MsgAppend && x.index == m + 1));
+}
+
+#[test]
+fn a_stale_append_rejection_is_dropped_and_next_stays_past_matched() {
+    let Reordered {
+        mut c,
+        l,
+        f,
+        m,
+        live,
+        stale,
+    } = reordered_rejections();
+    let fid = f as u64 + 1;
+    // The live rejection puts f's progress in Probe with next = matched + 1 = the stale
+    // rejection's index + 1: the state in which raft-rs 0.7.0 would take it and rewind next to
+    // at most matched, resending what f has (raft-rs #557).
+    deliver(&mut c, l, live);
+    let sent = deliver(&mut c, l, stale);
+    let pr = c.r(l).raft_progress(fid).unwrap();
+    assert!(pr.next_idx > pr.matched, "{pr:?}");
+    assert_eq!(c.r(l).stale_rejects_dropped(), 1);
+    assert_eq!(
+        (pr.state, pr.matched, pr.next_idx),
+        (raft::ProgressState::Probe, m + 1, m + 2)
+    );
+    assert!(sent.iter().all(|x| x.to != fid), "resent to f: {sent:?}");
+    // f still catches up.
+    c.isolated[f] = false;
+    c.tick_all(3);
+    assert_eq!(c.nodes[f].log, c.nodes[l].log);
+    assert_eq!(c.r(l).raft_progress(fid).unwrap().matched, m + 3);
+}
