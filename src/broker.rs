@@ -173,16 +173,17 @@ pub fn serve(mut config: BrokerConfig, on_ready: impl FnOnce(&Listening)) -> Res
             _ => {}
         }
     }
-    on_ready(&Listening {
-        common,
-        shard_ports,
-    });
+    // Handlers first: a signal right after the ready line must shut down cleanly, not kill.
     let signal_tx = events_tx.clone();
     let mut signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGINT,
         signal_hook::consts::SIGTERM,
     ])
     .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    on_ready(&Listening {
+        common,
+        shard_ports,
+    });
     std::thread::spawn(move || {
         if let Some(sig) = signals.forever().next() {
             let _ = signal_tx.send(Event::Signal(sig));

@@ -77,6 +77,9 @@ struct Inner {
     limits: Cell<Limits>,
     /// Topics with a background metadata refresh under way.
     refreshing: RefCell<HashSet<Arc<str>>>,
+    /// Where `call_any` starts in its list of brokers: moved on past a broker that failed, so
+    /// a dead or hung bootstrap node costs one failure, not one per request.
+    any_start: Cell<usize>,
 }
 
 /// A connection to a Quill cluster, for use inside a glommio executor.
@@ -176,6 +179,7 @@ impl Client {
                 next_lane: Cell::new(SHARED_LANE + 1),
                 limits: Cell::new(Limits::default()),
                 refreshing: RefCell::new(HashSet::new()),
+                any_start: Cell::new(0),
             }),
         };
         // Brokers only: an empty topic list.
@@ -327,7 +331,8 @@ impl Client {
             .await
     }
 
-    /// Sends `request` to a bootstrap broker, retrying per `retry` up to `retries_max` times
+    /// Sends `request` to a bootstrap broker (then to the other known brokers in turn),
+    /// retrying per `retry` up to `retries_max` times
     /// with backoff; a timeout is not retried ([`ClientError::is_timeout`]), so an
     /// unresponsive broker costs one timeout, not `retries_max + 1` of them. The final answer
     /// may be a `Response::Error`.
@@ -339,8 +344,23 @@ impl Client {
         let retries_max = self.inner.config.retries_max;
         let mut attempt = 0u32;
         loop {
-            let addr = self.inner.bootstrap[attempt as usize % self.inner.bootstrap.len()];
+            // The bootstrap first, then every broker the metadata named (as Kafka's clients
+            // ask any known node): a cluster stays reachable when the bootstrap node dies.
+            let mut addrs = self.inner.bootstrap.clone();
+            for a in self.inner.metadata.borrow().broker_addrs() {
+                if !addrs.contains(&a) {
+                    addrs.push(a);
+                }
+            }
+            let start = self.inner.any_start.get();
+            let addr = addrs[(start + attempt as usize) % addrs.len()];
             let outcome = self.call_at(addr, request, self.request_timeout()).await;
+            if outcome
+                .as_ref()
+                .is_err_and(|e| e.is_connection() || e.is_timeout())
+            {
+                self.inner.any_start.set(start + attempt as usize + 1);
+            }
             if !may_retry(&outcome, retry) || attempt >= retries_max {
                 return outcome;
             }

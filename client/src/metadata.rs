@@ -216,6 +216,16 @@ impl Metadata {
         true
     }
 
+    /// The common address of every broker the last answer named, by node id.
+    pub(crate) fn broker_addrs(&self) -> Vec<SocketAddr> {
+        let mut nodes: Vec<&u32> = self.brokers.keys().collect();
+        nodes.sort();
+        nodes
+            .into_iter()
+            .filter_map(|&n| self.broker_addr(n, None))
+            .collect()
+    }
+
     /// The address of `node`'s port for `shard`, or its common port.
     pub(crate) fn broker_addr(&self, node: u32, shard: Option<u16>) -> Option<SocketAddr> {
         let b = self.brokers.get(&node)?;

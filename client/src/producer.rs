@@ -635,7 +635,14 @@ fn unit_failed(
                 .retry(unit, not_before, counted);
             return;
         }
-        Verdict::GiveUp => error,
+        Verdict::GiveUp => {
+            // A broker that stopped answering may no longer lead (a paused or partitioned
+            // leader): the next records go where a fresh answer says.
+            if error.is_timeout() {
+                inner.client.refresh_in_background(&unit.topic);
+            }
+            error
+        }
         Verdict::TimedOut => ClientError::DeliveryTimedOut {
             topic: unit.topic.to_string(),
             partition: unit.partition,

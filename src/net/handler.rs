@@ -184,6 +184,13 @@ async fn metadata(shard: &Rc<Shard>, req: MetadataRequest) -> MetadataResponse {
                 name,
                 partitions: Vec::new(),
             },
+            // A cluster node still catching up on the metadata cannot say the topic is not
+            // there: the client asks again.
+            None if shard.metadata_behind() => TopicMetadata {
+                error_code: ErrorCode::LeaderNotAvailable,
+                name,
+                partitions: Vec::new(),
+            },
             None => TopicMetadata {
                 error_code: ErrorCode::UnknownTopicOrPartition,
                 name,

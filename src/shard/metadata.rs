@@ -41,6 +41,8 @@ const APPLY_READ_BYTES: usize = 1 << 20;
 const OUTCOMES_MAX: usize = 4096;
 /// How often a node checks that its registration is current.
 const REGISTER_PERIOD: Duration = Duration::from_millis(300);
+/// How long a topic create waits for enough nodes to register.
+const REGISTRATION_WAIT: Duration = Duration::from_secs(3);
 /// How long a topic create or delete waits for the metadata group to commit and apply it.
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a topic create waits for its partitions' first leaders before answering anyway.
@@ -282,6 +284,7 @@ impl Shard {
     async fn apply_loop(self: Rc<Self>, mg: Rc<MetadataGroup>) {
         let mut seq = 0u64;
         let mut sent_leader = None;
+        let mut sent_caught_up = false;
         let mut first = true;
         while !mg.closed.get() {
             let listen = mg.group.changed.listen();
@@ -294,14 +297,19 @@ impl Shard {
                 }
             };
             let leader = mg.group.leader().leader;
-            if changed || leader != sent_leader || first {
+            // Caught up: a leader is known and this node applied all it knows is committed
+            // (a follower learns the commit from the leader's messages).
+            let caught_up = leader.is_some() && mg.applied.get().0 >= mg.group.high_watermark();
+            if changed || leader != sent_leader || first || caught_up != sent_caught_up {
                 first = false;
                 sent_leader = leader;
+                sent_caught_up = caught_up;
                 seq += 1;
                 let update = ClusterUpdate {
                     seq,
                     meta: mg.state.borrow().clone(),
                     metadata_leader: leader,
+                    caught_up,
                 };
                 self.broadcast_cluster(update).await;
             }
@@ -381,7 +389,17 @@ impl Shard {
             0 => self.config.replication.default_replication_factor,
             f => f,
         };
-        let live = self.placeable(&mg.state.borrow());
+        // Nodes register within moments of a cluster's start: a create that comes first waits
+        // for them (bounded) rather than refusing a factor the peers can hold.
+        let wait_until = Instant::now() + REGISTRATION_WAIT;
+        let mut live = self.placeable(&mg.state.borrow());
+        while usize::from(factor) > live.nodes.len()
+            && usize::from(factor) <= self.config.peers.len()
+            && Instant::now() < wait_until
+        {
+            glommio::timer::sleep(Duration::from_millis(50)).await;
+            live = self.placeable(&mg.state.borrow());
+        }
         if usize::from(factor) > live.nodes.len() || factor == 0 {
             return Err(TopicError::InvalidReplicationFactor {
                 asked: factor,

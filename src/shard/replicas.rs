@@ -46,6 +46,10 @@ pub struct ClusterUpdate {
     pub seq: u64,
     pub meta: ClusterMeta,
     pub metadata_leader: Option<NodeId>,
+    /// A leader is known and everything it had committed when this update was made is
+    /// applied: a topic missing from `meta` does not exist. Before that (a node starting or
+    /// cut off), a missing topic may just not be known here yet.
+    pub caught_up: bool,
 }
 
 /// One shard's share of the cluster.
@@ -55,6 +59,8 @@ pub(crate) struct ClusterState {
     /// The applied metadata as last received from shard 0.
     pub(crate) meta: RefCell<Rc<ClusterMeta>>,
     pub(crate) metadata_leader: Cell<Option<NodeId>>,
+    /// As the last update said ([`ClusterUpdate::caught_up`]).
+    pub(crate) caught_up: Cell<bool>,
     seq: Cell<u64>,
     /// Shard 0 only: the metadata group.
     pub(crate) metadata: RefCell<Option<Rc<MetadataGroup>>>,
@@ -91,6 +97,7 @@ impl ClusterState {
             cfg,
             meta: RefCell::new(Rc::new(ClusterMeta::default())),
             metadata_leader: Cell::new(None),
+            caught_up: Cell::new(false),
             seq: Cell::new(0),
             metadata: RefCell::new(None),
             groups: RefCell::new(AHashMap::new()),
@@ -144,6 +151,13 @@ impl Shard {
         }
     }
 
+    /// Whether a topic this node does not know may exist all the same: a cluster node whose
+    /// metadata has not caught up with the leader's. Such a topic is `LeaderNotAvailable`
+    /// (retried by clients), not unknown.
+    pub fn metadata_behind(&self) -> bool {
+        self.cluster.as_ref().is_some_and(|cs| !cs.caught_up.get())
+    }
+
     /// Cluster mode: where a partition this node holds no replica of is led, as the metadata
     /// says (`NotLeader` naming it, or `LeaderNotAvailable`).
     pub(crate) fn remote_leader(&self, tp: &TopicPartition) -> PartitionError {
@@ -175,6 +189,7 @@ impl Shard {
         }
         cs.seq.set(update.seq);
         cs.metadata_leader.set(update.metadata_leader);
+        cs.caught_up.set(update.caught_up);
         let meta = Rc::new(update.meta);
         *cs.meta.borrow_mut() = meta.clone();
         {

@@ -50,10 +50,13 @@ impl PartitionService {
     /// `NotLeader` with the leader's epoch when this node follows.
     fn owner(&self, tp: &TopicPartition) -> Result<ShardId, PartitionError> {
         check_topic_name(&tp.topic)?;
-        let place = self
-            .shard
-            .placement(tp)
-            .ok_or_else(|| PartitionError::UnknownPartition(tp.clone()))?;
+        let place = self.shard.placement(tp).ok_or_else(|| {
+            if self.shard.metadata_behind() {
+                PartitionError::LeaderNotAvailable(tp.clone())
+            } else {
+                PartitionError::UnknownPartition(tp.clone())
+            }
+        })?;
         let me = NodeId(self.shard.config.node_id);
         if self.shard.is_cluster() {
             // The shard holding this node's replica decides (its group knows the leader).
