@@ -232,3 +232,85 @@ fn three_replicas_elect_commit_fail_over_and_catch_up() {
         }
     });
 }
+
+/// Tells every node that every other is connected (the transport's `PeerUp`), or that `down`
+/// is gone (`PeerDown`), as the real transport does.
+fn announce(inbound: &Rc<RefCell<Vec<async_channel::Sender<Inbound>>>>, down: Option<u32>) {
+    for (i, tx) in inbound.borrow().iter().enumerate() {
+        let me = i as u32 + 1;
+        for peer in 1..=3u32 {
+            if peer == me {
+                continue;
+            }
+            let m = if Some(peer) == down {
+                Inbound::PeerDown(NodeId(peer))
+            } else {
+                Inbound::PeerUp(NodeId(peer))
+            };
+            let _ = tx.try_send(m);
+        }
+    }
+}
+
+/// An idle group whose nodes are connected stops ticking and sending (quiescence); a write
+/// wakes it; a follower whose leader's node goes down ticks again and elects.
+#[test]
+fn idle_groups_quiesce_and_wake_on_writes_and_on_a_dead_leader() {
+    let dir = tmpdir();
+    let path = dir.path().to_path_buf();
+    run(move || async move {
+        let wires = Rc::new(Wires {
+            cut: RefCell::new(Vec::new()),
+        });
+        let (dummy, _) = async_channel::bounded(1);
+        let inbound = Rc::new(RefCell::new(vec![dummy; 3]));
+        let mut nodes = Vec::new();
+        for id in 1..=3 {
+            nodes.push(Some(start_node(&path, id, &wires, &inbound).await));
+        }
+        announce(&inbound, None);
+        let first = leader_of(&nodes).await;
+        produce(nodes[first].as_ref().unwrap(), 0..5).await;
+        // Idle: within a few heartbeat intervals every replica is quiescent and nothing is
+        // sent any more.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !nodes.iter().flatten().all(|n| n.group.quiescent()) {
+            assert!(Instant::now() < deadline, "the idle group never quiesced");
+            glommio::timer::sleep(Duration::from_millis(20)).await;
+        }
+        let sent = |nodes: &[Option<Node>]| -> u64 {
+            nodes
+                .iter()
+                .flatten()
+                .map(|n| n.repl.net.stats().sent)
+                .sum()
+        };
+        let before = sent(&nodes);
+        glommio::timer::sleep(Duration::from_millis(500)).await;
+        assert_eq!(sent(&nodes), before, "a quiescent group sent messages");
+        assert!(nodes.iter().flatten().all(|n| n.group.quiet_ticks() >= 20));
+        // A write wakes it and commits as usual.
+        produce(nodes[first].as_ref().unwrap(), 5..6).await;
+        assert!(sent(&nodes) > before);
+        // The leader's node dies: its followers hear PeerDown, tick again and elect.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !nodes.iter().flatten().all(|n| n.group.quiescent()) {
+            assert!(Instant::now() < deadline, "the group never quiesced again");
+            glommio::timer::sleep(Duration::from_millis(20)).await;
+        }
+        let dead = first as u32 + 1;
+        wires.cut.borrow_mut().push(dead);
+        announce(&inbound, Some(dead));
+        let second = loop {
+            let l = leader_of(&nodes).await;
+            if l != first {
+                break l;
+            }
+            glommio::timer::sleep(Duration::from_millis(10)).await;
+        };
+        produce(nodes[second].as_ref().unwrap(), 6..7).await;
+        for n in nodes.into_iter().flatten() {
+            n.repl.close();
+        }
+    });
+}

@@ -115,6 +115,7 @@ impl MetadataGroup {
             Some(hook),
         )
         .await?;
+        group.never_quiesce();
         Ok(Rc::new(MetadataGroup {
             group,
             node: shard.me(),

@@ -81,6 +81,11 @@ pub struct Group {
     pub changed: Event,
     /// Leader only: when each voter last had every entry the leader had (its in-sync clock).
     caught_up: RefCell<AHashMap<u64, Instant>>,
+    /// Ticks skipped in a row because the group was quiescent.
+    quiet_ticks: Cell<u64>,
+    /// Ticks since the last Raft message from the leader this replica knows.
+    silent_ticks: Cell<u64>,
+    may_quiesce: Cell<bool>,
 }
 
 /// One replica of a group as its leader sees it.
@@ -202,6 +207,9 @@ impl Group {
             closed: Cell::new(false),
             changed: Event::new(),
             caught_up: RefCell::new(AHashMap::new()),
+            quiet_ticks: Cell::new(0),
+            silent_ticks: Cell::new(0),
+            may_quiesce: Cell::new(true),
         });
         glommio::spawn_local(g.clone().persist_worker()).detach();
         g.drain();
@@ -248,9 +256,60 @@ impl Group {
             glommio::spawn_local(self.clone().restart()).detach();
             return;
         }
-        let r = self.core.borrow_mut().tick();
-        self.after(r);
+        self.silent_ticks.set(self.silent_ticks.get() + 1);
+        if !self.quiescent() {
+            let r = self.core.borrow_mut().tick();
+            self.after(r);
+            self.quiet_ticks.set(0);
+        } else {
+            self.quiet_ticks.set(self.quiet_ticks.get() + 1);
+        }
         self.note_caught_up();
+    }
+
+    /// Whether this group may skip Raft ticks (quiescence, as CockroachDB's): nothing is in
+    /// flight and the nodes it depends on are up, so no heartbeat or election is needed.
+    /// - Leader: every follower has every entry and knows it is committed, and every voter's
+    ///   node is connected.
+    /// - Follower: it knows a leader on another node that is connected, has everything it
+    ///   knows is committed, and has not heard from it for over two heartbeat intervals (a
+    ///   leader that still ticks sends heartbeats, so its followers keep their election
+    ///   clocks running and notice its death within the election timeout).
+    ///
+    /// A follower whose leader's node goes down (the transport's `PeerDown`, within its idle
+    /// timeout) ticks again and elects; a proposal makes the leader tick again.
+    pub fn quiescent(&self) -> bool {
+        if !self.may_quiesce.get() {
+            return false;
+        }
+        let core = self.core.borrow();
+        if core.is_leader() {
+            return core.is_quiescent()
+                && self.placement.replicas.iter().all(|&n| self.net.is_up(n));
+        }
+        match core.leader() {
+            Some(l) => {
+                let l = NodeId(l as u32);
+                l != self.node
+                    && self.silent_ticks.get() > 2 * self.cfg.heartbeat_ticks as u64 + 1
+                    && self.net.is_up(l)
+                    && core.commit_index() == core.last_index()
+                    && core.high_watermark() == core.log_end()
+            }
+            None => false,
+        }
+    }
+
+    /// Keeps this group ticking even when idle (the cluster metadata group: its leader's
+    /// death must be noticed within the election timeout, since every leader report waits
+    /// on it).
+    pub fn never_quiesce(&self) {
+        self.may_quiesce.set(false);
+    }
+
+    /// Consecutive ticks skipped because the group was quiescent.
+    pub fn quiet_ticks(&self) -> u64 {
+        self.quiet_ticks.get()
     }
 
     /// Leader: records which voters have everything now.
@@ -262,7 +321,7 @@ impl Group {
         let now = Instant::now();
         let mut c = self.caught_up.borrow_mut();
         for p in progress {
-            if p.active && p.matched >= p.last_index {
+            if p.active && p.matched >= p.last_index && self.net.is_up(NodeId(p.id as u32)) {
                 c.insert(p.id, now);
             }
         }
@@ -305,6 +364,9 @@ impl Group {
         }
         match msg {
             WireMessage::Raft(m) => {
+                if self.core.borrow().leader() == Some(u64::from(from.0)) {
+                    self.silent_ticks.set(0);
+                }
                 let r = self.core.borrow_mut().step(m);
                 if let Err(e) = &r {
                     if !e.is_fatal() {

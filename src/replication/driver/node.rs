@@ -105,8 +105,8 @@ impl Replication {
         }
     }
 
-    /// Ticks every group every `tick_ms`. (Quiescence, ticking idle groups less, comes with
-    /// node liveness: a quiet follower must still notice a dead leader.)
+    /// Every `tick_ms`, ticks every group that is not quiescent (`Group::quiescent`: idle
+    /// groups whose nodes are connected skip Raft's ticks, so send no heartbeats).
     async fn ticks(self: Rc<Self>) {
         let period = Duration::from_millis(self.cfg.tick_ms.max(1));
         while !self.closed.get() {
