@@ -133,7 +133,8 @@ pub fn create_topics(
                 .admin()
                 .create_topic(
                     quill_client::NewTopic::new(t.clone(), spec.partitions_per_topic)
-                        .durability(durability),
+                        .durability(durability)
+                        .replication_factor(spec.replication_factor),
                 )
                 .await
                 .with_context(|| format!("create topic {t}"))?;

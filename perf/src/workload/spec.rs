@@ -41,6 +41,10 @@ pub struct WorkloadSpec {
     /// Most record bytes per partition in one fetch (client default 1 MiB).
     #[serde(default)]
     pub partition_fetch_bytes_max: Option<u32>,
+    /// Replicas per partition of the topics the run creates; 0 (the default) leaves it to
+    /// the broker (`replication.default_replication_factor`).
+    #[serde(default)]
+    pub replication_factor: u16,
 }
 
 fn default_durability() -> String {
