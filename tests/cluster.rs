@@ -126,6 +126,47 @@ fn producer(
     })
 }
 
+/// Consumes partition 0 from the earliest offset until `stop`, through whatever node leads
+/// (the client follows leader changes), recording every record it was given.
+fn consumer(
+    c: &Cluster,
+    node: u32,
+    topic: &'static str,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<Vec<(i64, String)>> {
+    let client = client(c, node);
+    std::thread::spawn(move || {
+        let consumer = client.consumer(ConsumerConfig::default()).unwrap();
+        consumer
+            .assign(topic, Some(vec![0]), StartOffset::Earliest)
+            .unwrap();
+        let mut seen = Vec::new();
+        while !stop.load(Ordering::SeqCst) {
+            // Errors (a leader gone mid-fetch) are retried by the next poll.
+            if let Ok(records) = consumer.poll(Duration::from_millis(200)) {
+                for r in records {
+                    let v = String::from_utf8(r.value.unwrap().to_vec()).unwrap();
+                    seen.push((r.offset, v));
+                }
+            }
+        }
+        seen
+    })
+}
+
+/// Every record a consumer saw during the faults is still in the log at the same offset:
+/// nothing a consumer read was later lost (consumers only read below the high watermark).
+fn check_consumed(seen: &[(i64, String)], log: &[(i64, String)]) {
+    let by_offset: BTreeMap<i64, &String> = log.iter().map(|(o, v)| (*o, v)).collect();
+    for (o, v) in seen {
+        assert_eq!(
+            by_offset.get(o).copied(),
+            Some(v),
+            "a consumer read {v} at offset {o}, which the log no longer holds"
+        );
+    }
+}
+
 /// Every record of partition 0 read from `node` (which must lead it), up to `end`.
 fn read_all(c: &Cluster, node: u32, topic: &str, end: i64) -> Vec<(i64, String)> {
     let consumer = client(c, node).consumer(ConsumerConfig::default()).unwrap();
@@ -155,6 +196,20 @@ fn check(acked: &BTreeMap<i64, String>, log: &[(i64, String)]) {
             Some(v),
             "acknowledged record at offset {o} is missing or different"
         );
+    }
+    // Exactly once is not guaranteed yet: a batch the client sends again after a leader change
+    // (its first try committed, the answer lost) is written twice, as in Kafka without the
+    // idempotent producer. Counted and printed; the acknowledged copy is the one checked above.
+    let mut count: BTreeMap<&str, usize> = BTreeMap::new();
+    for (_, v) in log {
+        *count.entry(v.as_str()).or_default() += 1;
+    }
+    let twice = acked
+        .values()
+        .filter(|v| count.get(v.as_str()).copied().unwrap_or(0) > 1)
+        .count();
+    if twice > 0 {
+        println!("{twice} acknowledged records are in the log more than once (client retries)");
     }
     // In order: offsets increase and acknowledged payload numbers increase with them.
     let mut last = -1i64;
@@ -197,6 +252,7 @@ fn sigkill_and_restart_the_leader_loses_no_acknowledged_record() {
     let acked_at = Arc::new(Mutex::new(Vec::new()));
     // The producer bootstraps from each node in turn as they die: give it all three.
     let prod = producer(&c, 1, "k", stop.clone(), acked.clone(), acked_at.clone());
+    let cons = consumer(&c, 2, "k", stop.clone());
     let mut failovers = Vec::new();
     for round in 0..3 {
         std::thread::sleep(Duration::from_millis(700));
@@ -220,14 +276,19 @@ fn sigkill_and_restart_the_leader_loses_no_acknowledged_record() {
     std::thread::sleep(Duration::from_millis(1500));
     stop.store(true, Ordering::SeqCst);
     let failed = prod.join().unwrap();
+    let seen = cons.join().unwrap();
     let acked = acked.lock().unwrap().clone();
     let end = acked.keys().last().copied().unwrap() + 1;
     let (leader, _) = leader_of(&c, None, "k", 0);
     let log = read_all(&c, leader, "k", end);
     check(&acked, &log);
+    check_consumed(&seen, &log);
+    assert!(!seen.is_empty(), "the consumer read nothing");
     println!(
-        "acknowledged {} records, {failed} sends failed; failovers {failovers:?}",
-        acked.len()
+        "acknowledged {} records, {failed} sends failed, the consumer read {}; failovers \
+         {failovers:?}",
+        acked.len(),
+        seen.len()
     );
     // Every replica holds the same records: each node is made the leader in turn (by stopping
     // whoever leads) and read.
