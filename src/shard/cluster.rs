@@ -3,16 +3,15 @@
 //! protocols (`DescribeCluster`, Metadata v2's `controller_node`, CreateTopic's replication
 //! factor); no wire types here.
 //!
-//! **Seams for the cluster wiring** (replication, issue 11): today the broker is one node that
-//! leads everything, and these functions say so. The wiring replaces their bodies, not their
-//! callers:
+//! On a single-node broker this node leads everything and these functions say so; on a
+//! cluster node (`--peers`) they answer from the applied cluster metadata (`replicas.rs`,
+//! `metadata.rs`) and the transport's view of the other nodes:
 //! - [`Shard::metadata_leader`]: the metadata Raft group's leader (`None` during an election).
-//! - [`Shard::live_nodes`]: the nodes the metadata leader hears from.
-//! - [`Shard::cluster_nodes`]: every node with its addresses and `up`.
-//! - [`Shard::choose_replicas`]: the replica set of a new partition.
+//! - [`Shard::live_nodes`], [`Shard::cluster_nodes`]: every node of `--peers` with the
+//!   addresses it registered and whether this node's transport is connected to it.
+//! - [`Shard::reported_leader`]: a partition's leader as its leader last reported it.
 //! - `Shard::replica_states` (`partition/local.rs`): each replica's acknowledged log end and
 //!   in-sync flag, as the partition's leader sees them.
-//! - `Shard::await_replicated` (`partition/local.rs`): the wait of `acks = all`.
 //!
 //! Each lives on the shard it is called on, like the [`Shard`] itself.
 

@@ -86,6 +86,8 @@ pub struct Group {
     /// Ticks since the last Raft message from the leader this replica knows.
     silent_ticks: Cell<u64>,
     may_quiesce: Cell<bool>,
+    /// The leader's last index at the previous tick (the in-sync rule).
+    prev_last_index: Cell<u64>,
 }
 
 /// One replica of a group as its leader sees it.
@@ -210,6 +212,7 @@ impl Group {
             quiet_ticks: Cell::new(0),
             silent_ticks: Cell::new(0),
             may_quiesce: Cell::new(true),
+            prev_last_index: Cell::new(0),
         });
         glommio::spawn_local(g.clone().persist_worker()).detach();
         g.drain();
@@ -319,18 +322,24 @@ impl Group {
             return;
         }
         let now = Instant::now();
+        // Caught up: it has everything the leader had one tick ago (under a steady load a
+        // follower is rarely at the very last entry at the instant of a tick; Kafka compares
+        // with the leader's end as of the follower's fetch).
+        let prev = self.prev_last_index.get();
         let mut c = self.caught_up.borrow_mut();
-        for p in progress {
-            if p.active && p.matched >= p.last_index && self.net.is_up(NodeId(p.id as u32)) {
+        for p in &progress {
+            let target = prev.min(p.last_index);
+            if p.active && p.matched >= target && self.net.is_up(NodeId(p.id as u32)) {
                 c.insert(p.id, now);
             }
         }
+        self.prev_last_index.set(progress[0].last_index);
     }
 
     /// Leader only (empty elsewhere): every replica in placement order with the log end it is
     /// known to hold and whether it is in sync: within `lag_max` (Kafka's
-    /// `replica.lag.time.max.ms`) it was heard from and had every entry the leader had (as of a
-    /// tick). The leader is always in sync.
+    /// `replica.lag.time.max.ms`) it was heard from and had every entry the leader had one tick
+    /// before. The leader is always in sync.
     pub fn replicas(&self, lag_max: Duration) -> Vec<ReplicaView> {
         let progress: Vec<VoterProgress> = self.core.borrow().progress();
         if progress.is_empty() {
